@@ -1,0 +1,295 @@
+//! The one error type of durably. Every variant carries the context a user needs to act on it
+//! (run id, step id, type name) and keeps the underlying cause as its `source`.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// A boxed error, the form in which task and workflow errors travel through the engine.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in durably.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A task's body returned an error on its last allowed attempt (or a permanent one).
+    #[error("task `{name}` failed at step `{step_id}` of run `{run_id}` after {attempts} attempt(s): {source}")]
+    Task {
+        /// The run the step belongs to (empty outside a run).
+        run_id: String,
+        /// The step id of the failed call.
+        step_id: String,
+        /// The task name.
+        name: String,
+        /// How many times the body was executed in this execution of the run.
+        attempts: u32,
+        /// The task's own error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// An error marked as not worth retrying; see [`Error::permanent`].
+    #[error("{0}")]
+    Permanent(#[source] BoxError),
+
+    /// The workflow body returned an error; the run is marked `failed` with its text.
+    #[error("workflow run `{run_id}` failed: {source}")]
+    Workflow {
+        /// The failed run.
+        run_id: String,
+        /// The workflow's own error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The run failed in another execution (a concurrent call in this process, or earlier),
+    /// and only its stored error text is known.
+    #[error("workflow run `{run_id}` failed: {message}")]
+    RunFailed {
+        /// The failed run.
+        run_id: String,
+        /// The stored error text.
+        message: String,
+    },
+
+    /// A recorded step id is now claimed by a different task, or an agent request under the same
+    /// id differs from the recorded one. The recorded value is not returned.
+    #[error(
+        "non-determinism in run `{run_id}` at step `{step_id}`: recorded `{recorded}`, now called `{called}`"
+    )]
+    NonDeterminism {
+        /// The run being replayed.
+        run_id: String,
+        /// The step whose record does not match.
+        step_id: String,
+        /// What the record says (task name or request hash).
+        recorded: String,
+        /// What the code asked for this time.
+        called: String,
+    },
+
+    /// The run id is already used by a run of another workflow.
+    #[error("run id `{run_id}` belongs to workflow `{recorded}`, not to `{called}`")]
+    RunConflict {
+        /// The contested run id.
+        run_id: String,
+        /// The workflow recorded for the run.
+        recorded: String,
+        /// The workflow that tried to execute it.
+        called: String,
+    },
+
+    /// A value could not be serialized to JSON; nothing was recorded.
+    #[error("cannot serialize {what} of type `{type_name}` at step `{step_id}` of run `{run_id}`: {source}")]
+    Serialize {
+        /// The run.
+        run_id: String,
+        /// The step (or `output`, `input`, `signal:<name>`).
+        step_id: String,
+        /// What was being serialized: a step value, a run output, a signal payload…
+        what: &'static str,
+        /// The Rust type.
+        type_name: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A stored value no longer fits the type the code expects. The record is left untouched.
+    #[error("stored {what} at step `{step_id}` of run `{run_id}` does not deserialize into `{type_name}`: {source}")]
+    Deserialize {
+        /// The run.
+        run_id: String,
+        /// The step (or `output`, `signal:<name>`).
+        step_id: String,
+        /// What was being read.
+        what: &'static str,
+        /// The Rust type the code asked for.
+        type_name: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// An `at_most_once` step recorded its intent but no result: its effect may or may not have
+    /// happened, so it is not run again.
+    #[error("step `{step_id}` of run `{run_id}` is at-most-once and was started but never finished; its effect is ambiguous")]
+    AmbiguousEffect {
+        /// The run.
+        run_id: String,
+        /// The ambiguous step.
+        step_id: String,
+    },
+
+    /// The run was cancelled.
+    #[error("workflow run `{run_id}` was cancelled")]
+    Cancelled {
+        /// The cancelled run.
+        run_id: String,
+    },
+
+    /// Another executor holds the run.
+    #[error("workflow run `{run_id}` is being executed by `{owner}`")]
+    RunInProgress {
+        /// The run.
+        run_id: String,
+        /// The executor holding its lease.
+        owner: String,
+    },
+
+    /// A run that was asked for does not exist.
+    #[error("no run with id `{run_id}`")]
+    RunNotFound {
+        /// The missing run.
+        run_id: String,
+    },
+
+    /// The store failed to carry out an operation.
+    #[error("store error during {op}{}: {source}", fmt_run(run_id))]
+    Store {
+        /// The operation (`open_run`, `save_step`, …).
+        op: &'static str,
+        /// The run concerned, when there is one.
+        run_id: Option<String>,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A stored record is malformed (an unknown status, a broken column).
+    #[error("corrupt record in run `{run_id}`{}: {detail}", fmt_step(step_id))]
+    Corrupt {
+        /// The run.
+        run_id: String,
+        /// The step, when the broken record is a step.
+        step_id: Option<String>,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// A configuration or argument was invalid.
+    #[error("invalid {what}: {detail}")]
+    Invalid {
+        /// What was invalid.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+}
+
+fn fmt_run(run_id: &Option<String>) -> String {
+    run_id.as_ref().map(|r| format!(" of run `{r}`")).unwrap_or_default()
+}
+
+fn fmt_step(step_id: &Option<String>) -> String {
+    step_id.as_ref().map(|s| format!(" at step `{s}`")).unwrap_or_default()
+}
+
+impl Error {
+    /// Marks an error as permanent: a task returning it is not retried.
+    ///
+    /// ```
+    /// # async fn f() -> Result<(), durably_core::Error> {
+    /// return Err(durably_core::Error::permanent(std::io::Error::other("invalid account")));
+    /// # }
+    /// ```
+    pub fn permanent(error: impl Into<BoxError>) -> Self {
+        Error::Permanent(error.into())
+    }
+
+    /// Wraps a store driver's error, naming the operation that failed.
+    pub fn store(op: &'static str, run_id: Option<&str>, source: impl Into<BoxError>) -> Self {
+        Error::Store { op, run_id: run_id.map(str::to_owned), source: source.into() }
+    }
+
+    /// True for [`Error::Permanent`] (also when found in a task error's cause chain).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Permanent(_) => true,
+            Error::Task { source, .. } => chain_is_permanent(source.as_ref()),
+            _ => false,
+        }
+    }
+
+    /// The run id this error concerns, if it names one.
+    pub fn run_id(&self) -> Option<&str> {
+        match self {
+            Error::Task { run_id, .. }
+            | Error::Workflow { run_id, .. }
+            | Error::RunFailed { run_id, .. }
+            | Error::NonDeterminism { run_id, .. }
+            | Error::RunConflict { run_id, .. }
+            | Error::Serialize { run_id, .. }
+            | Error::Deserialize { run_id, .. }
+            | Error::AmbiguousEffect { run_id, .. }
+            | Error::Cancelled { run_id }
+            | Error::RunInProgress { run_id, .. }
+            | Error::RunNotFound { run_id }
+            | Error::Corrupt { run_id, .. } => Some(run_id),
+            Error::Store { run_id, .. } => run_id.as_deref(),
+            Error::Permanent(_) | Error::Invalid { .. } => None,
+        }
+    }
+
+    /// For a task or workflow error, the user's own error if it is of type `E`.
+    pub fn downcast_source_ref<E: StdError + 'static>(&self) -> Option<&E> {
+        let mut cur: Option<&(dyn StdError + 'static)> = StdError::source(self);
+        while let Some(err) = cur {
+            if let Some(e) = err.downcast_ref::<E>() {
+                return Some(e);
+            }
+            cur = err.source();
+        }
+        None
+    }
+}
+
+/// Walks an error's cause chain looking for [`Error::Permanent`].
+pub(crate) fn chain_is_permanent(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(Error::Permanent(_)) = e.downcast_ref::<Error>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Whether an error is worth another attempt. Implement it for your task's error type to let
+/// the `#[task]` macro stop retrying on errors that cannot succeed later (a 400, a bad input).
+///
+/// Errors whose type does not implement it are retried unless they are (or wrap)
+/// [`Error::Permanent`].
+pub trait Retryable {
+    /// `false` stops retries at once.
+    fn is_retryable(&self) -> bool;
+}
+
+impl Retryable for Error {
+    fn is_retryable(&self) -> bool {
+        !self.is_permanent()
+    }
+}
+
+/// A text that displays an error with its whole cause chain (`outer: inner: root`).
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = self.0.to_string();
+        let mut cur = self.0.source();
+        while let Some(e) = cur {
+            let part = e.to_string();
+            // Many errors repeat their source in their own message: say each part once.
+            if !part.is_empty() && !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            cur = e.source();
+        }
+        f.write_str(&text)
+    }
+}

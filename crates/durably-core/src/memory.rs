@@ -1,0 +1,131 @@
+//! `MemoryStore`: everything in a map, gone with the process. For tests, and for workflows that
+//! want retries and step structure without persistence.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::store::{
+    NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, Store, StepRecord,
+};
+
+/// A store in memory. Cloning it is not supported; share it through `Arc`.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    runs: HashMap<String, RunRecord>,
+    /// Steps per run, in insertion order, with an index by step id.
+    steps: HashMap<String, (Vec<StepRecord>, HashMap<String, usize>)>,
+    signals: HashMap<String, Vec<SignalRecord>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked mid-operation; every operation
+        // here leaves the maps consistent, so keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn open_run(&self, new: NewRun) -> Result<RunHistory> {
+        let mut inner = self.lock();
+        let run = match inner.runs.get_mut(&new.run_id) {
+            Some(run) => {
+                if run.workflow == new.workflow
+                    && matches!(run.status, RunStatus::Running | RunStatus::Waiting | RunStatus::Failed)
+                {
+                    run.status = RunStatus::Running;
+                    run.error = None;
+                    run.waiting_on = None;
+                    run.updated_at_ms = new.now_ms;
+                }
+                run.clone()
+            }
+            None => {
+                let run = RunRecord::new(&new.run_id, &new.workflow, new.input, new.now_ms);
+                inner.runs.insert(new.run_id.clone(), run.clone());
+                run
+            }
+        };
+        let steps = inner.steps.get(&new.run_id).map(|(v, _)| v.clone()).unwrap_or_default();
+        let signals = inner.signals.get(&new.run_id).cloned().unwrap_or_default();
+        Ok(RunHistory::new(run, steps, signals))
+    }
+
+    async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
+        let mut inner = self.lock();
+        let (list, index) = inner.steps.entry(run_id.to_owned()).or_default();
+        match index.get(&step.step_id) {
+            Some(&i) => list[i] = step.clone(),
+            None => {
+                index.insert(step.step_id.clone(), list.len());
+                list.push(step.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
+        let mut inner = self.lock();
+        let run = inner.runs.get_mut(run_id).ok_or_else(|| Error::RunNotFound { run_id: run_id.to_owned() })?;
+        run.status = update.status;
+        run.output.clone_from(&update.output);
+        run.error.clone_from(&update.error);
+        run.waiting_on.clone_from(&update.waiting_on);
+        run.updated_at_ms = update.now_ms;
+        Ok(())
+    }
+
+    async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
+        let mut inner = self.lock();
+        let list = inner.signals.entry(run_id.to_owned()).or_default();
+        if list.iter().any(|s| s.name == signal.name) {
+            return Ok(false);
+        }
+        list.push(signal.clone());
+        Ok(true)
+    }
+
+    async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
+        let inner = self.lock();
+        Ok(inner
+            .signals
+            .get(run_id)
+            .and_then(|list| list.iter().find(|s| s.name == name))
+            .map(|s| s.payload.clone()))
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        Ok(self.lock().runs.get(run_id).cloned())
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let inner = self.lock();
+        let mut runs: Vec<RunRecord> = inner.runs.values().filter(|r| filter.matches(r)).cloned().collect();
+        runs.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then_with(|| b.run_id.cmp(&a.run_id)));
+        if let Some(limit) = filter.limit {
+            runs.truncate(limit);
+        }
+        Ok(runs)
+    }
+
+    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        let inner = self.lock();
+        let mut steps = inner.steps.get(run_id).map(|(v, _)| v.clone()).unwrap_or_default();
+        steps.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms));
+        Ok(steps)
+    }
+}

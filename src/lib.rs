@@ -1,0 +1,1 @@
+//! durably facade (placeholder).
