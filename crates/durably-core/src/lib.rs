@@ -5,13 +5,25 @@
 //! Most users depend on the `durably` facade, which re-exports this crate with the attribute
 //! macros and the SQLite store.
 
+pub mod backoff;
+mod context;
 mod error;
 mod memory;
+#[doc(hidden)]
+pub mod private;
+mod signal;
 mod store;
+mod task;
+mod workflow;
 
+pub use backoff::Backoff;
+pub use context::{RunContext, StepInfo, current_step, idempotency_key};
 pub use error::{BoxError, Error, Result, Retryable};
 pub use memory::MemoryStore;
+pub use signal::{signal, signal_timeout, sleep};
 pub use store::{
     NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus, Store,
     now_ms,
 };
+pub use task::{TaskCall, step};
+pub use workflow::{DEFAULT_RETRIES, Workflow, WorkflowBuilder};

@@ -1,0 +1,165 @@
+//! What the `#[task]` and `#[workflow]` macros expand to. Not a public API: it may change in any
+//! release.
+
+use std::future::Future;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{BoxError, Error, Result, Retryable};
+pub use crate::task::{AttemptFuture, TaskFailure, TaskSpec};
+use crate::task::TaskCall;
+use crate::workflow::Workflow;
+
+/// The `Ok` and `Err` types of a task's or workflow's declared return type.
+pub trait TaskOutput {
+    /// The success type.
+    type Ok;
+    /// The error type.
+    type Err;
+    /// Converts into a plain `Result`.
+    fn into_result(self) -> Result<Self::Ok, Self::Err>;
+}
+
+impl<T, E> TaskOutput for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+    fn into_result(self) -> Result<T, E> {
+        self
+    }
+}
+
+/// A call of a `#[task]` function.
+pub fn task_call<T, F>(spec: TaskSpec, make: F) -> TaskCall<T>
+where
+    F: FnMut() -> AttemptFuture<T> + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    TaskCall::new(spec, Box::new(make))
+}
+
+/// Autoref specialisation: `(&&Probe(&e)).durably_is_retryable()` asks `Retryable` when the
+/// error type implements it, and says "retry" otherwise.
+pub struct Probe<'a, E>(pub &'a E);
+
+/// Picked when the error implements [`Retryable`].
+pub trait ViaRetryable {
+    /// Whether to retry.
+    fn durably_is_retryable(&self) -> bool;
+}
+
+impl<E: Retryable> ViaRetryable for &Probe<'_, E> {
+    fn durably_is_retryable(&self) -> bool {
+        self.0.is_retryable()
+    }
+}
+
+/// Picked for every other error type.
+pub trait ViaDefault {
+    /// Always `true`; `TaskFailure::new` still stops on `Error::Permanent`.
+    fn durably_is_retryable(&self) -> bool;
+}
+
+impl<E> ViaDefault for Probe<'_, E> {
+    fn durably_is_retryable(&self) -> bool {
+        true
+    }
+}
+
+/// A workflow's arguments, collected as a JSON object for the run record and the default id.
+#[derive(Debug)]
+pub struct WorkflowInput {
+    args: Result<Vec<(&'static str, serde_json::Value)>, (&'static str, &'static str, serde_json::Error)>,
+}
+
+impl Default for WorkflowInput {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WorkflowInput {
+    /// No arguments yet.
+    pub fn new() -> Self {
+        WorkflowInput { args: Ok(Vec::new()) }
+    }
+
+    /// Adds argument `name`.
+    pub fn arg<T: Serialize + ?Sized>(mut self, name: &'static str, value: &T) -> Self {
+        if let Ok(args) = &mut self.args {
+            match serde_json::to_value(value) {
+                Ok(v) => args.push((name, v)),
+                Err(e) => self.args = Err((name, std::any::type_name::<T>(), e)),
+            }
+        }
+        self
+    }
+
+    fn to_json(&self, run_id: &str) -> Result<String> {
+        match &self.args {
+            Ok(args) => {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    args.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+                Ok(serde_json::Value::Object(map).to_string())
+            }
+            Err((name, type_name, e)) => Err(Error::Serialize {
+                run_id: run_id.to_owned(),
+                step_id: format!("input.{name}"),
+                what: "workflow argument",
+                type_name,
+                source: serde_json::Error::io(std::io::Error::other(e.to_string())),
+            }),
+        }
+    }
+
+    /// `<app>-<workflow>-<arg>-<arg>…`: strings as they are, other values as JSON.
+    fn default_id(&self, app: &str, workflow: &str) -> String {
+        let mut id = format!("{app}-{workflow}");
+        if let Ok(args) = &self.args {
+            for (_, v) in args {
+                id.push('-');
+                match v {
+                    serde_json::Value::String(s) => id.push_str(s),
+                    other => id.push_str(&other.to_string()),
+                }
+            }
+        }
+        id
+    }
+}
+
+/// How the run id of a workflow call is chosen.
+#[derive(Debug, Clone)]
+pub enum RunId {
+    /// From the `id = "…"` template, already formatted.
+    Template(String),
+    /// Given by the caller (`with_id`).
+    Explicit(String),
+    /// `<app>-<workflow>-<args>`.
+    Default,
+}
+
+/// A call of a `#[workflow]` function.
+pub fn run_workflow<F, Fut, R>(
+    wf: &Workflow,
+    workflow: &'static str,
+    run_id: RunId,
+    input: WorkflowInput,
+    body: F,
+) -> impl Future<Output = Result<R::Ok>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: TaskOutput,
+    R::Ok: Serialize + DeserializeOwned + Send + 'static,
+    R::Err: Into<BoxError>,
+{
+    let run_id = match run_id {
+        RunId::Template(id) | RunId::Explicit(id) => id,
+        RunId::Default => input.default_id(wf.app(), workflow),
+    };
+    let json = input.to_json(&run_id).map(Some);
+    wf.execute(workflow.to_owned(), run_id, json, move |_ctx| async move {
+        body().await.into_result().map_err(Into::into)
+    })
+}

@@ -1,0 +1,187 @@
+//! Waiting inside a run: signals (human approval, webhooks) and durable sleep. Both record what
+//! they need to be deterministic on replay: a signal's payload is first-write-wins in the store,
+//! a timeout's outcome and a sleep's wake time are step records.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::context::RunContext;
+use crate::error::{Error, Result};
+use crate::store::{RunStatus, RunUpdate, StepRecord, StepStatus, now_ms};
+use crate::task::decode;
+
+/// How long one wait on the store lasts before the engine looks again (also bounds how late a
+/// cancellation from another process could be noticed, once stores report it).
+const MAX_STORE_WAIT: Duration = Duration::from_secs(60);
+
+fn outside(what: &str) -> Error {
+    Error::Invalid { what: "call", detail: format!("`{what}` can only be awaited inside a workflow run") }
+}
+
+/// Waits for the signal `name` and returns its payload.
+///
+/// If it was delivered already (before the wait began, or in an earlier execution of the run),
+/// it returns at once; otherwise the run is marked `waiting` until
+/// `Workflow::complete(run_id, name, payload)` delivers it, from this process (woken at once) or
+/// another one (noticed by the store's wake-up mechanism).
+pub async fn signal<T: DeserializeOwned>(name: &str) -> Result<T> {
+    let ctx = RunContext::current().ok_or_else(|| outside("durably::signal"))?;
+    match wait_signal(&ctx, name, None).await? {
+        Some(payload) => decode(ctx.run_id(), &signal_step(name), "signal payload", Some(&payload)),
+        None => Err(Error::Invalid { what: "signal", detail: "wait ended without a payload".into() }),
+    }
+}
+
+/// Like [`signal`], but gives up after `timeout` and returns `None`.
+///
+/// The deadline is recorded when the wait first begins, so a restarted run waits only for what
+/// is left of it; a timeout, once it happened, is recorded too, so every replay returns `None`
+/// even if the signal arrives later.
+pub async fn signal_timeout<T: DeserializeOwned>(name: &str, timeout: Duration) -> Result<Option<T>> {
+    let ctx = RunContext::current().ok_or_else(|| outside("durably::signal_timeout"))?;
+    let step_id = ctx.next_step_id(&signal_step(name));
+    let deadline_ms = match ctx.recorded_step(&step_id) {
+        Some(rec) if rec.name != signal_step(name) => {
+            return Err(Error::NonDeterminism {
+                run_id: ctx.run_id().to_owned(),
+                step_id,
+                recorded: rec.name,
+                called: signal_step(name),
+            });
+        }
+        Some(rec) if rec.status == StepStatus::Completed => return Ok(None),
+        Some(rec) => decode::<i64>(ctx.run_id(), &step_id, "signal deadline", rec.value.as_deref())?,
+        None => {
+            let deadline = now_ms().saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+            let mut rec = StepRecord::new(&step_id, signal_step(name), StepStatus::Started, now_ms());
+            rec.value = Some(deadline.to_string());
+            ctx.save_step(rec).await?;
+            deadline
+        }
+    };
+    match wait_signal(&ctx, name, Some(deadline_ms)).await? {
+        Some(payload) => decode(ctx.run_id(), &step_id, "signal payload", Some(&payload)).map(Some),
+        None => {
+            let mut rec = StepRecord::new(&step_id, signal_step(name), StepStatus::Completed, now_ms());
+            rec.value = Some("null".into());
+            ctx.save_step(rec).await?;
+            Ok(None)
+        }
+    }
+}
+
+fn signal_step(name: &str) -> String {
+    format!("signal:{name}")
+}
+
+fn until(deadline_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(deadline_ms.saturating_sub(now_ms())).unwrap_or(0))
+}
+
+/// Waits for a delivered payload, or `None` at the deadline.
+async fn wait_signal(ctx: &RunContext, name: &str, deadline_ms: Option<i64>) -> Result<Option<String>> {
+    let run_id = ctx.run_id().to_owned();
+    let store = ctx.inner.engine.store.clone();
+    let mut marked_waiting = false;
+    let result = loop {
+        // Register for wake-ups before looking, so a delivery in between is not missed.
+        let notified = ctx.inner.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Err(e) = ctx.check_cancelled() {
+            break Err(e);
+        }
+        if let Some(payload) = ctx.known_signal(name) {
+            break Ok(Some(payload));
+        }
+        match store.get_signal(&run_id, name).await {
+            Ok(Some(payload)) => {
+                ctx.remember_signal(name, payload.clone());
+                break Ok(Some(payload));
+            }
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        let left = match deadline_ms {
+            Some(d) => {
+                let left = until(d);
+                if left.is_zero() {
+                    break Ok(None);
+                }
+                left
+            }
+            None => MAX_STORE_WAIT,
+        };
+        if !marked_waiting {
+            let update = RunUpdate::new(RunStatus::Waiting, now_ms()).waiting_on(name);
+            if let Err(e) = store.update_run(&run_id, &update).await {
+                break Err(e);
+            }
+            marked_waiting = true;
+            tracing::info!(target: "durably", run_id = %run_id, signal = name, "run waiting on signal");
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = store.wait_for_signal(&run_id, name, left.min(MAX_STORE_WAIT)) => {}
+        }
+    };
+    if marked_waiting && !ctx.is_cancelled() {
+        store.update_run(&run_id, &RunUpdate::new(RunStatus::Running, now_ms())).await?;
+    }
+    result
+}
+
+/// Sleeps for `duration`, durably: the wake time is recorded the first time, so a run restarted
+/// after a crash waits only for what is left.
+pub async fn sleep(duration: Duration) -> Result<()> {
+    let ctx = RunContext::current().ok_or_else(|| outside("durably::sleep"))?;
+    ctx.check_cancelled()?;
+    let step_id = ctx.next_step_id("sleep");
+    let wake_ms = match ctx.recorded_step(&step_id) {
+        Some(rec) if rec.name != "sleep" => {
+            return Err(Error::NonDeterminism {
+                run_id: ctx.run_id().to_owned(),
+                step_id,
+                recorded: rec.name,
+                called: "sleep".into(),
+            });
+        }
+        Some(rec) => decode::<i64>(ctx.run_id(), &step_id, "sleep wake time", rec.value.as_deref())?,
+        None => {
+            let wake = now_ms().saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
+            let mut rec = StepRecord::new(&step_id, "sleep", StepStatus::Completed, now_ms());
+            rec.value = Some(wake.to_string());
+            ctx.save_step(rec).await?;
+            wake
+        }
+    };
+    sleep_or_cancel(&ctx, until(wake_ms)).await
+}
+
+/// Sleeps, waking early with [`Error::Cancelled`] if the run is cancelled.
+pub(crate) async fn sleep_or_cancel(ctx: &RunContext, duration: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + duration;
+    loop {
+        let notified = ctx.inner.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        ctx.check_cancelled()?;
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Ok(()),
+            _ = &mut notified => {}
+        }
+    }
+}
+
+/// Serializes a signal payload, naming the run and signal on failure.
+pub(crate) fn encode_payload<T: Serialize + ?Sized>(run_id: &str, name: &str, payload: &T) -> Result<String> {
+    serde_json::to_string(payload).map_err(|source| Error::Serialize {
+        run_id: run_id.to_owned(),
+        step_id: signal_step(name),
+        what: "signal payload",
+        type_name: std::any::type_name::<T>(),
+        source,
+    })
+}

@@ -1,0 +1,412 @@
+//! The `Workflow` engine: opens runs, executes their bodies with a run context, records their
+//! outcome, delivers signals and answers questions about runs.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::backoff::Backoff;
+use crate::context::RunContext;
+use crate::error::{BoxError, Chain, Error, Result};
+use crate::signal::encode_payload;
+use crate::store::{
+    NewRun, RunFilter, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, Store, now_ms,
+};
+use crate::task::decode;
+
+/// Task retries when neither the task nor the builder sets them (python-durable's default).
+pub const DEFAULT_RETRIES: u32 = 3;
+
+pub(crate) struct Engine {
+    pub(crate) app: String,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) default_retries: u32,
+    pub(crate) default_backoff: Backoff,
+    /// Runs executing in this process: a second execution of the same id waits for the first.
+    active: Mutex<HashMap<String, Arc<ActiveRun>>>,
+}
+
+struct ActiveRun {
+    outcome: watch::Sender<Option<Outcome>>,
+    ctx: Mutex<Option<RunContext>>,
+}
+
+#[derive(Clone, Debug)]
+enum Outcome {
+    Completed(String),
+    Failed(String),
+    Cancelled,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A durable workflow engine: an app name, a store and task defaults. Cheap to clone; clones
+/// share everything.
+///
+/// Open one with `Workflow::open("my-app")` (the facade's SQLite default) or
+/// [`Workflow::builder`].
+#[derive(Clone)]
+pub struct Workflow {
+    pub(crate) engine: Arc<Engine>,
+}
+
+impl std::fmt::Debug for Workflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workflow")
+            .field("app", &self.engine.app)
+            .field("default_retries", &self.engine.default_retries)
+            .field("default_backoff", &self.engine.default_backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Workflow`].
+#[must_use]
+pub struct WorkflowBuilder {
+    app: String,
+    store: Option<Arc<dyn Store>>,
+    default_retries: u32,
+    default_backoff: Backoff,
+}
+
+impl std::fmt::Debug for WorkflowBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowBuilder").field("app", &self.app).finish_non_exhaustive()
+    }
+}
+
+impl WorkflowBuilder {
+    /// The store to use (default: a [`MemoryStore`](crate::MemoryStore)).
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A store already shared elsewhere.
+    pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Retries for tasks that do not set their own (default [`DEFAULT_RETRIES`]).
+    pub fn default_retries(mut self, retries: u32) -> Self {
+        self.default_retries = retries;
+        self
+    }
+
+    /// Backoff for tasks that do not set their own (default `exponential(2.0, 60.0)`).
+    pub fn default_backoff(mut self, backoff: Backoff) -> Self {
+        self.default_backoff = backoff;
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Workflow {
+        let store = self.store.unwrap_or_else(|| Arc::new(crate::MemoryStore::new()));
+        Workflow {
+            engine: Arc::new(Engine {
+                app: self.app,
+                store,
+                default_retries: self.default_retries,
+                default_backoff: self.default_backoff,
+                active: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+/// Removes a run from the active table when its execution ends, however it ends (an error, a
+/// panic, the caller dropping the future), so that a waiting caller can take over.
+struct ActiveGuard {
+    engine: Arc<Engine>,
+    run_id: String,
+    slot: Arc<ActiveRun>,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        let mut active = lock(&self.engine.active);
+        if active.get(&self.run_id).is_some_and(|s| Arc::ptr_eq(s, &self.slot)) {
+            active.remove(&self.run_id);
+        }
+    }
+}
+
+enum Slot {
+    Mine(ActiveGuard),
+    Theirs(watch::Receiver<Option<Outcome>>),
+}
+
+impl Workflow {
+    /// A builder for an engine named `app`.
+    pub fn builder(app: impl Into<String>) -> WorkflowBuilder {
+        WorkflowBuilder {
+            app: app.into(),
+            store: None,
+            default_retries: DEFAULT_RETRIES,
+            default_backoff: Backoff::default(),
+        }
+    }
+
+    /// The app name.
+    pub fn app(&self) -> &str {
+        &self.engine.app
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.engine.store
+    }
+
+    /// Executes `body` as run `run_id` (the closure form of `#[workflow]`).
+    ///
+    /// If the run completed before, its stored output is returned without calling `body`; if it
+    /// failed or crashed, `body` runs again and finished tasks replay from their checkpoints.
+    ///
+    /// ```no_run
+    /// # async fn demo(wf: durably_core::Workflow) -> durably_core::Result<()> {
+    /// let total: u32 = wf
+    ///     .run("order-42", |_ctx| async move {
+    ///         let a = durably_core::step("a", || async { Ok::<_, std::io::Error>(1u32) }).await?;
+    ///         let b = durably_core::step("b", || async { Ok::<_, std::io::Error>(2u32) }).await?;
+    ///         Ok::<_, durably_core::Error>(a + b)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<F, Fut, T, E>(&self, run_id: impl Into<String>, body: F) -> Result<T>
+    where
+        F: FnOnce(RunContext) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let workflow = self.engine.app.clone();
+        self.execute(workflow, run_id.into(), Ok(None), |ctx| {
+            let fut = body(ctx);
+            async move { fut.await.map_err(Into::into) }
+        })
+        .await
+    }
+
+    /// The engine behind `run` and `#[workflow]`.
+    pub(crate) async fn execute<F, Fut, T>(
+        &self,
+        workflow: String,
+        run_id: String,
+        input: Result<Option<String>>,
+        body: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(RunContext) -> Fut,
+        Fut: Future<Output = Result<T, BoxError>>,
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let span = tracing::info_span!("durably.run", durably.run_id = %run_id, durably.workflow = %workflow);
+        async move {
+            let input = input?;
+            loop {
+                match self.claim(&run_id) {
+                    Slot::Mine(guard) => return self.execute_claimed(guard, workflow, input, body).await,
+                    Slot::Theirs(rx) => {
+                        if let Some(result) = wait_for_other(&run_id, rx).await {
+                            return result;
+                        }
+                        // The other execution ended without an outcome (its caller dropped it):
+                        // take over.
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn claim(&self, run_id: &str) -> Slot {
+        let mut active = lock(&self.engine.active);
+        if let Some(slot) = active.get(run_id) {
+            return Slot::Theirs(slot.outcome.subscribe());
+        }
+        let (tx, _) = watch::channel(None);
+        let slot = Arc::new(ActiveRun { outcome: tx, ctx: Mutex::new(None) });
+        active.insert(run_id.to_owned(), slot.clone());
+        Slot::Mine(ActiveGuard { engine: self.engine.clone(), run_id: run_id.to_owned(), slot })
+    }
+
+    async fn execute_claimed<F, Fut, T>(
+        &self,
+        guard: ActiveGuard,
+        workflow: String,
+        input: Option<String>,
+        body: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(RunContext) -> Fut,
+        Fut: Future<Output = Result<T, BoxError>>,
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let run_id = guard.run_id.clone();
+        let store = &self.engine.store;
+        let history = store.open_run(NewRun::new(&run_id, &workflow, input, now_ms())).await?;
+        if history.run.workflow != workflow {
+            return Err(Error::RunConflict { run_id, recorded: history.run.workflow, called: workflow });
+        }
+        match history.run.status {
+            RunStatus::Completed => {
+                tracing::debug!(target: "durably", "run already completed; returning its stored output");
+                let output = history.run.output.unwrap_or_else(|| "null".into());
+                let _ = guard.slot.outcome.send(Some(Outcome::Completed(output.clone())));
+                return decode(&run_id, "output", "run output", Some(&output));
+            }
+            RunStatus::Cancelled => {
+                let _ = guard.slot.outcome.send(Some(Outcome::Cancelled));
+                return Err(Error::Cancelled { run_id });
+            }
+            _ => {}
+        }
+        let replayable = history.steps.len();
+        let ctx = RunContext::new(self.engine.clone(), history);
+        *lock(&guard.slot.ctx) = Some(ctx.clone());
+        tracing::info!(target: "durably", recorded_steps = replayable, "run started");
+
+        let result = ctx.clone().scope(body(ctx.clone())).await;
+        let (outcome, result) = self.finish(&ctx, result).await;
+        let _ = guard.slot.outcome.send(Some(outcome));
+        result
+    }
+
+    /// Records a run's outcome and turns it into the caller's result.
+    async fn finish<T: Serialize>(&self, ctx: &RunContext, result: Result<T, BoxError>) -> (Outcome, Result<T>) {
+        let run_id = ctx.run_id().to_owned();
+        let store = &self.engine.store;
+        let error = match result {
+            Ok(value) => match serde_json::to_string(&value) {
+                Ok(json) => {
+                    let update = RunUpdate::new(RunStatus::Completed, now_ms()).output(json.clone());
+                    return match store.update_run(&run_id, &update).await {
+                        Ok(()) => {
+                            tracing::info!(target: "durably", "run completed");
+                            (Outcome::Completed(json), Ok(value))
+                        }
+                        Err(e) => (Outcome::Failed(e.to_string()), Err(e)),
+                    };
+                }
+                Err(source) => Error::Serialize {
+                    run_id: run_id.clone(),
+                    step_id: "output".into(),
+                    what: "run output",
+                    type_name: std::any::type_name::<T>(),
+                    source,
+                },
+            },
+            Err(boxed) => match boxed.downcast::<Error>() {
+                Ok(own) => *own,
+                Err(other) => Error::Workflow { run_id: run_id.clone(), source: other },
+            },
+        };
+        if ctx.is_cancelled() || matches!(error, Error::Cancelled { .. }) {
+            tracing::info!(target: "durably", "run cancelled");
+            return (Outcome::Cancelled, Err(Error::Cancelled { run_id }));
+        }
+        let text = match &error {
+            Error::Workflow { source, .. } => Chain(source.as_ref()).to_string(),
+            other => Chain(other).to_string(),
+        };
+        tracing::warn!(target: "durably", error = %text, "run failed");
+        if let Err(store_err) = store.update_run(&run_id, &RunUpdate::new(RunStatus::Failed, now_ms()).error(&text)).await
+        {
+            tracing::warn!(target: "durably", error = %store_err, "could not record the run failure");
+        }
+        (Outcome::Failed(text), Err(error))
+    }
+
+    /// Delivers signal `name` with `payload` to run `run_id`: first write wins. Returns `false`
+    /// when the signal had been delivered already (the earlier payload stays). The run need not
+    /// have started; a waiting run in this process wakes at once.
+    pub async fn complete<T: Serialize + ?Sized>(&self, run_id: &str, name: &str, payload: &T) -> Result<bool> {
+        let json = encode_payload(run_id, name, payload)?;
+        let delivered =
+            self.engine.store.deliver_signal(run_id, &SignalRecord::new(name, json.clone(), now_ms())).await?;
+        if delivered {
+            tracing::info!(target: "durably", run_id = %run_id, signal = name, "signal delivered");
+            if let Some(ctx) = self.active_context(run_id) {
+                ctx.remember_signal(name, json);
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Cancels a run: it is marked `cancelled`, and if it executes in this process it stops at
+    /// its next step boundary, signal wait or sleep. Executing it again returns
+    /// [`Error::Cancelled`]. Returns `false` if the run had already completed or was cancelled.
+    pub async fn cancel(&self, run_id: &str) -> Result<bool> {
+        let run = self.get_run(run_id).await?.ok_or_else(|| Error::RunNotFound { run_id: run_id.to_owned() })?;
+        if run.status.is_final() {
+            return Ok(false);
+        }
+        self.engine.store.update_run(run_id, &RunUpdate::new(RunStatus::Cancelled, now_ms())).await?;
+        if let Some(ctx) = self.active_context(run_id) {
+            ctx.cancel();
+        }
+        tracing::info!(target: "durably", run_id = %run_id, "run cancelled");
+        Ok(true)
+    }
+
+    fn active_context(&self, run_id: &str) -> Option<RunContext> {
+        let active = lock(&self.engine.active);
+        active.get(run_id).and_then(|slot| lock(&slot.ctx).clone())
+    }
+
+    /// One run, if it exists.
+    pub async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        self.engine.store.get_run(run_id).await
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        self.engine.store.list_runs(filter).await
+    }
+
+    /// A run's steps with their status, attempts, timestamps and values.
+    pub async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        self.engine.store.list_steps(run_id).await
+    }
+
+    /// The stored output of a completed run, deserialized.
+    pub async fn output<T: DeserializeOwned>(&self, run_id: &str) -> Result<Option<T>> {
+        let Some(run) = self.get_run(run_id).await? else {
+            return Err(Error::RunNotFound { run_id: run_id.to_owned() });
+        };
+        match (run.status, run.output) {
+            (RunStatus::Completed, output) => {
+                decode(run_id, "output", "run output", Some(output.as_deref().unwrap_or("null"))).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Waits for the execution that holds the run in this process; `None` if it ended without
+/// an outcome.
+async fn wait_for_other<T: DeserializeOwned>(
+    run_id: &str,
+    mut rx: watch::Receiver<Option<Outcome>>,
+) -> Option<Result<T>> {
+    tracing::debug!(target: "durably", "run is executing in this process; waiting for it");
+    let outcome = match rx.wait_for(Option::is_some).await {
+        Ok(seen) => seen.clone(),
+        Err(_) => return None,
+    }?;
+    Some(match outcome {
+        Outcome::Completed(json) => decode(run_id, "output", "run output", Some(&json)),
+        Outcome::Failed(message) => Err(Error::RunFailed { run_id: run_id.to_owned(), message }),
+        Outcome::Cancelled => Err(Error::Cancelled { run_id: run_id.to_owned() }),
+    })
+}
