@@ -125,6 +125,11 @@ impl RunContext {
         if self.is_cancelled() { Err(Error::Cancelled { run_id: self.inner.run_id.clone() }) } else { Ok(()) }
     }
 
+    /// Calls `f` with this context as the current run (task calls created in it belong to it).
+    pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        CURRENT_RUN.sync_scope(self.clone(), f)
+    }
+
     /// Runs `fut` with this context as the current run.
     pub(crate) async fn scope<F: std::future::Future>(self, fut: F) -> F::Output {
         CURRENT_RUN.scope(self, fut).await

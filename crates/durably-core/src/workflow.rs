@@ -276,7 +276,10 @@ impl Workflow {
         *lock(&guard.slot.ctx) = Some(ctx.clone());
         tracing::info!(target: "durably", recorded_steps = replayable, "run started");
 
-        let result = ctx.clone().scope(body(ctx.clone())).await;
+        // The body is created inside the run's scope too: a closure that returns a task call
+        // directly creates it (and takes its step id) right there.
+        let fut = ctx.enter(|| body(ctx.clone()));
+        let result = ctx.clone().scope(fut).await;
         let (outcome, result) = self.finish(&ctx, result).await;
         let _ = guard.slot.outcome.send(Some(outcome));
         result

@@ -1,0 +1,230 @@
+//! Signals and durable sleep (DESIGN rules 10 and 11).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Counter, Harness};
+use durably::{Error, RunStatus};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Approval {
+    approved: bool,
+    by: String,
+}
+
+#[durably::task(retries = 0)]
+async fn ship(c: Counter) -> Result<&'static str, common::Boom> {
+    c.hit();
+    Ok("shipped")
+}
+
+async fn wait_until_status(h: &Harness, run_id: &str, status: RunStatus) -> durably::RunRecord {
+    for _ in 0..500 {
+        if let Some(run) = h.wf().get_run(run_id).await.unwrap() {
+            if run.status == status {
+                return run;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("run {run_id} never reached {status}");
+}
+
+async fn wait_then_deliver(h: Harness) {
+    let wf = h.wf();
+    let c = Counter::new();
+    let runner = {
+        let (wf, c) = (wf.clone(), c.clone());
+        tokio::spawn(async move {
+            wf.run("order-1", |_| async move {
+                let a: Approval = durably::signal("manager-approval").await?;
+                let shipped = if a.approved { ship(c).await? } else { "held" };
+                Ok::<_, Error>((a, shipped.to_string()))
+            })
+            .await
+        })
+    };
+    let waiting = wait_until_status(&h, "order-1", RunStatus::Waiting).await;
+    assert_eq!(waiting.waiting_on.as_deref(), Some("manager-approval"));
+    assert_eq!(c.get(), 0);
+    let approval = Approval { approved: true, by: "ana".into() };
+    assert!(wf.complete("order-1", "manager-approval", &approval).await.unwrap());
+    let (got, shipped) = tokio::time::timeout(Duration::from_secs(5), runner).await.unwrap().unwrap().unwrap();
+    assert_eq!((got, shipped.as_str()), (approval, "shipped"));
+    assert_eq!(h.wf().get_run("order-1").await.unwrap().unwrap().status, RunStatus::Completed);
+}
+
+async fn deliver_then_wait(h: Harness) {
+    let wf = h.wf();
+    assert!(wf.complete("order-2", "go", &42u32).await.unwrap(), "a signal may arrive before the run exists");
+    let out = wf.run("order-2", |_| async { durably::signal::<u32>("go").await }).await.unwrap();
+    assert_eq!(out, 42);
+}
+
+async fn duplicate_delivery_returns_false_and_keeps_the_first(h: Harness) {
+    let wf = h.wf();
+    assert!(wf.complete("order-3", "go", &"first").await.unwrap());
+    assert!(!wf.complete("order-3", "go", &"second").await.unwrap());
+    let out: String = wf.run("order-3", |_| async { durably::signal("go").await }).await.unwrap();
+    assert_eq!(out, "first");
+}
+
+async fn two_signals_in_order(h: Harness) {
+    let wf = h.wf();
+    let runner = {
+        let wf = wf.clone();
+        tokio::spawn(async move {
+            wf.run("order-4", |_| async {
+                let a: u32 = durably::signal("first").await?;
+                let b: u32 = durably::signal("second").await?;
+                Ok::<_, Error>(vec![a, b])
+            })
+            .await
+        })
+    };
+    let run = wait_until_status(&h, "order-4", RunStatus::Waiting).await;
+    assert_eq!(run.waiting_on.as_deref(), Some("first"));
+    wf.complete("order-4", "first", &1u32).await.unwrap();
+    // The run moves on to wait for the second one.
+    for _ in 0..500 {
+        let run = h.wf().get_run("order-4").await.unwrap().unwrap();
+        if run.waiting_on.as_deref() == Some("second") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wf.complete("order-4", "second", &2u32).await.unwrap();
+    assert_eq!(runner.await.unwrap().unwrap(), vec![1, 2]);
+}
+
+async fn a_delivered_signal_replays_after_a_restart(h: Harness) {
+    let c = Counter::new();
+    let body = |c: Counter, crash: bool| async move {
+        let a: Approval = durably::signal("approval").await?;
+        if crash {
+            return Err(Error::permanent(common::boom("crash after the signal")));
+        }
+        ship(c).await?;
+        Ok::<_, Error>(a.by)
+    };
+    h.wf().complete("order-5", "approval", &Approval { approved: true, by: "li".into() }).await.unwrap();
+    h.wf().run("order-5", |_| body(c.clone(), true)).await.unwrap_err();
+    // A new engine (a restarted process) gets the same payload without waiting.
+    let by = tokio::time::timeout(Duration::from_secs(5), h.wf().run("order-5", |_| body(c.clone(), false)))
+        .await
+        .expect("a delivered signal must not be waited for again")
+        .unwrap();
+    assert_eq!((by.as_str(), c.get()), ("li", 1));
+}
+
+async fn signal_timeout_returns_none_at_the_deadline_and_replays_it(h: Harness) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let body = |seen: std::sync::Arc<std::sync::Mutex<Vec<Option<u32>>>>, crash: bool| async move {
+        let got: Option<u32> = durably::signal_timeout("late", Duration::from_millis(50)).await?;
+        seen.lock().unwrap().push(got);
+        if crash {
+            return Err(Error::permanent(common::boom("crash after the timeout")));
+        }
+        Ok::<_, Error>(got)
+    };
+    h.wf().run("order-6", |_| body(seen.clone(), true)).await.unwrap_err();
+    // Delivered after the timeout: the replay keeps saying the wait timed out.
+    assert!(h.wf().complete("order-6", "late", &7u32).await.unwrap());
+    let out = h.wf().run("order-6", |_| body(seen.clone(), false)).await.unwrap();
+    assert_eq!(out, None);
+    assert_eq!(*seen.lock().unwrap(), vec![None, None]);
+    let steps = h.wf().list_steps("order-6").await.unwrap();
+    assert_eq!(steps[0].step_id, "signal:late");
+    assert_eq!(steps[0].value.as_deref(), Some("null"));
+}
+
+async fn signal_timeout_returns_the_payload_when_delivered_in_time(h: Harness) {
+    let wf = h.wf();
+    let runner = {
+        let wf = wf.clone();
+        tokio::spawn(async move {
+            wf.run("order-7", |_| async { durably::signal_timeout::<u32>("x", Duration::from_secs(30)).await })
+                .await
+        })
+    };
+    wait_until_status(&h, "order-7", RunStatus::Waiting).await;
+    wf.complete("order-7", "x", &5u32).await.unwrap();
+    assert_eq!(runner.await.unwrap().unwrap(), Some(5));
+}
+
+async fn the_signal_deadline_survives_a_restart(h: Harness) {
+    // First execution starts a 400 ms wait, then "crashes" (is dropped) after 250 ms.
+    let wf = h.wf();
+    let first = wf.run("order-8", |_| async { durably::signal_timeout::<u32>("s", Duration::from_millis(400)).await });
+    assert!(tokio::time::timeout(Duration::from_millis(250), first).await.is_err());
+    // The restarted run waits only for what is left of the recorded deadline.
+    let start = std::time::Instant::now();
+    let out = h
+        .wf()
+        .run("order-8", |_| async { durably::signal_timeout::<u32>("s", Duration::from_millis(400)).await })
+        .await
+        .unwrap();
+    assert_eq!(out, None);
+    assert!(start.elapsed() < Duration::from_millis(330), "waited {:?}: the deadline was not kept", start.elapsed());
+}
+
+async fn durable_sleep_waits_only_for_what_is_left(h: Harness) {
+    let wf = h.wf();
+    let first = wf.run("nap-1", |_| async {
+        durably::sleep(Duration::from_millis(400)).await?;
+        Ok::<_, Error>("woke")
+    });
+    assert!(tokio::time::timeout(Duration::from_millis(250), first).await.is_err());
+    let start = std::time::Instant::now();
+    let out = h
+        .wf()
+        .run("nap-1", |_| async {
+            durably::sleep(Duration::from_millis(400)).await?;
+            Ok::<_, Error>("woke")
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, "woke");
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(100), "woke too early: {waited:?}");
+    assert!(waited < Duration::from_millis(330), "slept the whole duration again: {waited:?}");
+    let steps = wf.list_steps("nap-1").await.unwrap();
+    assert_eq!((steps[0].step_id.as_str(), steps[0].name.as_str()), ("sleep", "sleep"));
+}
+
+async fn signals_outside_a_run_are_an_error(_h: Harness) {
+    let err = durably::signal::<u32>("x").await.unwrap_err();
+    assert!(err.to_string().contains("inside a workflow run"), "{err}");
+}
+
+async fn cancel_stops_a_waiting_run(h: Harness) {
+    let wf = h.wf();
+    let runner = {
+        let wf = wf.clone();
+        tokio::spawn(async move { wf.run("order-9", |_| async { durably::signal::<u32>("never").await }).await })
+    };
+    wait_until_status(&h, "order-9", RunStatus::Waiting).await;
+    assert!(wf.cancel("order-9").await.unwrap());
+    let err = tokio::time::timeout(Duration::from_secs(5), runner).await.unwrap().unwrap().unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    assert_eq!(h.wf().get_run("order-9").await.unwrap().unwrap().status, RunStatus::Cancelled);
+    let again = h.wf().run("order-9", |_| async { Ok::<_, Error>(1u32) }).await.unwrap_err();
+    assert!(matches!(again, Error::Cancelled { .. }), "executing a cancelled run again returns the cancellation");
+}
+
+on_every_store!(
+    wait_then_deliver,
+    deliver_then_wait,
+    duplicate_delivery_returns_false_and_keeps_the_first,
+    two_signals_in_order,
+    a_delivered_signal_replays_after_a_restart,
+    signal_timeout_returns_none_at_the_deadline_and_replays_it,
+    signal_timeout_returns_the_payload_when_delivered_in_time,
+    the_signal_deadline_survives_a_restart,
+    durable_sleep_waits_only_for_what_is_left,
+    signals_outside_a_run_are_an_error,
+    cancel_stops_a_waiting_run,
+);
