@@ -1,1 +1,301 @@
-//! SQLite store (placeholder).
+//! The embedded SQLite store of [durably](https://docs.rs/durably): one file, zero
+//! configuration, safe to share between processes.
+//!
+//! ```no_run
+//! # async fn example() -> durably_core::Result<()> {
+//! use durably_sqlite::{Durability, SqliteStore};
+//!
+//! let store = SqliteStore::open("durably.db").await?;
+//! let fast = SqliteStore::builder("fast.db").durability(Durability::Normal).open().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! How it works:
+//! - **WAL journal**, so readers never wait for the writer, and **`BEGIN IMMEDIATE`** write
+//!   transactions, so two writers queue for the lock instead of deadlocking.
+//! - **One writer thread** owns the writing connection. Writes from every run of the process
+//!   are queued to it; it commits everything already queued in one transaction (group commit)
+//!   and replies to each caller after the commit. A lone write costs one transaction; a burst of
+//!   concurrent writes costs one `fsync` per batch instead of one per write.
+//! - **Reads** use a small pool of read connections on Tokio's blocking threads.
+//! - **Several processes** may share the file: each attempt waits up to `busy_timeout` for
+//!   another process's lock, and a locked database is retried with a short backoff, so
+//!   SQLite's "database is locked" never reaches you. Signals delivered by another process are
+//!   noticed within [`SqliteOptions::poll_interval`].
+//! - **Durability** is [`Durability::Full`] by default (`synchronous = FULL`: a returned write
+//!   survives a power cut); [`Durability::Normal`] survives a process crash but may lose the
+//!   last commits on power loss.
+//! - The file is created readable and writable by its owner only (mode `0600` on Unix), and
+//!   carries a schema version ([`SCHEMA_VERSION`]) so that later versions can migrate it and
+//!   older ones refuse it cleanly.
+//!
+//! The store needs a Tokio runtime (the engine's).
+
+mod connection;
+mod options;
+mod sql;
+mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use durably_core::{
+    Error, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord, StepRecord, Store,
+};
+use rusqlite::Connection;
+
+use crate::connection::ReadPool;
+use crate::sql::Fail;
+use crate::writer::{Counters, Request, Writer};
+
+pub use crate::options::{Durability, SqliteOptions};
+pub use crate::sql::SCHEMA_VERSION;
+
+/// The path that opens a private in-memory database instead of a file, as in SQLite.
+const MEMORY: &str = ":memory:";
+
+/// A [`Store`] in a SQLite file. See the [crate docs](crate) for how it works.
+///
+/// Share it between runs and tasks through `Arc` (the engine does). Dropping it waits for the
+/// writes already queued to commit, then closes the file.
+pub struct SqliteStore {
+    // Declared first: dropping it finishes the queued writes before the readers close.
+    writer: Writer,
+    reads: Reads,
+    counters: Arc<Counters>,
+    path: Option<PathBuf>,
+    options: SqliteOptions,
+}
+
+/// Where reads go.
+enum Reads {
+    /// Read connections to the file.
+    Pool(Arc<ReadPool>),
+    /// An in-memory database has only the writer's connection: reads queue behind writes.
+    Writer,
+}
+
+/// Counters of the writer thread, for tests and monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Writes (`open_run`, `save_step`, `update_run`, `deliver_signal`) committed. More writes
+    /// than commits means group commit put several writes in one transaction.
+    pub writes: u64,
+}
+
+/// Builds a [`SqliteStore`] with options other than the defaults.
+///
+/// ```no_run
+/// # async fn example() -> durably_core::Result<()> {
+/// use std::time::Duration;
+/// use durably_sqlite::{Durability, SqliteStore};
+///
+/// let store = SqliteStore::builder("app.db")
+///     .durability(Durability::Normal)
+///     .busy_timeout(Duration::from_secs(10))
+///     .poll_interval(Duration::from_millis(50))
+///     .open()
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `open` is awaited"]
+pub struct SqliteStoreBuilder {
+    path: PathBuf,
+    options: SqliteOptions,
+}
+
+impl SqliteStoreBuilder {
+    /// Replaces every option at once.
+    pub fn options(mut self, options: SqliteOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets what a returned write survives; see [`Durability`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.options = self.options.durability(durability);
+        self
+    }
+
+    /// Sets how long one attempt waits for another connection's lock (default 5 s).
+    pub fn busy_timeout(mut self, busy_timeout: Duration) -> Self {
+        self.options = self.options.busy_timeout(busy_timeout);
+        self
+    }
+
+    /// Sets how often a waiting run looks for signals delivered by other processes
+    /// (default 100 ms).
+    pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.options = self.options.poll_interval(poll_interval);
+        self
+    }
+
+    /// Opens (creating if needed) the database and starts the writer thread.
+    ///
+    /// Fails with [`Error::Invalid`] if the file was written by a newer version of
+    /// durably-sqlite (its schema version is above [`SCHEMA_VERSION`]), and with
+    /// [`Error::Store`] naming the file if it cannot be created or opened.
+    pub async fn open(self) -> Result<SqliteStore> {
+        tokio::task::spawn_blocking(move || self.open_blocking())
+            .await
+            .map_err(|e| Error::store("open", None, e))?
+    }
+
+    fn open_blocking(self) -> Result<SqliteStore> {
+        let path = (self.path.as_os_str() != MEMORY).then_some(self.path);
+        let conn = connection::open_writer(path.as_deref(), &self.options)?;
+        let counters = Arc::new(Counters::default());
+        let writer = Writer::spawn(conn, Arc::clone(&counters)).map_err(|e| Error::store("open", None, e))?;
+        let reads = match &path {
+            Some(path) => Reads::Pool(Arc::new(ReadPool::new(path.clone(), &self.options))),
+            None => Reads::Writer,
+        };
+        tracing::debug!(path = ?path, durability = ?self.options.durability, "durably-sqlite: store opened");
+        Ok(SqliteStore { writer, reads, counters, path, options: self.options })
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with the default options: full
+    /// durability, 5 s busy timeout, 100 ms signal poll. See [`SqliteStoreBuilder::open`] for
+    /// the errors.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        Self::builder(path).open().await
+    }
+
+    /// A builder for the database at `path` (`":memory:"` for a private in-memory database).
+    pub fn builder(path: impl AsRef<Path>) -> SqliteStoreBuilder {
+        SqliteStoreBuilder { path: path.as_ref().to_owned(), options: SqliteOptions::default() }
+    }
+
+    /// A private in-memory database, gone with the store: for tests and throw-away runs.
+    pub async fn in_memory() -> Result<SqliteStore> {
+        Self::builder(MEMORY).open().await
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.options
+    }
+
+    /// What the writer thread has committed so far.
+    pub fn stats(&self) -> WriterStats {
+        WriterStats { commits: self.counters.commits(), writes: self.counters.writes() }
+    }
+
+    /// Runs `work` on the writer thread (`write`: inside its group transaction) and awaits the
+    /// reply, which comes after the commit.
+    async fn submit<T, F>(&self, write: bool, op: &'static str, run_id: Option<&str>, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> Result<T, Fail> + Send + 'static,
+    {
+        let (job, reply) = Request::job(write, op, run_id, work);
+        if !self.writer.send(job) {
+            return Err(writer_gone(op, run_id));
+        }
+        reply.await.unwrap_or_else(|_| Err(writer_gone(op, run_id)))
+    }
+
+    async fn write<T, F>(&self, op: &'static str, run_id: &str, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> Result<T, Fail> + Send + 'static,
+    {
+        self.submit(true, op, Some(run_id), work).await
+    }
+
+    async fn read<T, F>(&self, op: &'static str, run_id: Option<&str>, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> Result<T, Fail> + Send + 'static,
+    {
+        match &self.reads {
+            Reads::Writer => self.submit(false, op, run_id, work).await,
+            Reads::Pool(pool) => {
+                let pool = Arc::clone(pool);
+                match tokio::task::spawn_blocking(move || pool.with(work)).await {
+                    Ok(result) => result.map_err(|fail| fail.into_error(op, run_id)),
+                    Err(e) => Err(Error::store(op, run_id, e)),
+                }
+            }
+        }
+    }
+}
+
+fn writer_gone(op: &'static str, run_id: Option<&str>) -> Error {
+    Error::store(op, run_id, "the SQLite writer thread has stopped")
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("options", &self.options)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn open_run(&self, run: NewRun) -> Result<RunHistory> {
+        let run_id = run.run_id.clone();
+        self.write("open_run", &run_id, move |conn| sql::open_run(conn, &run)).await
+    }
+
+    async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
+        let (owned, step) = (run_id.to_owned(), step.clone());
+        self.write("save_step", run_id, move |conn| sql::save_step(conn, &owned, &step)).await
+    }
+
+    async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
+        let (owned, update) = (run_id.to_owned(), update.clone());
+        self.write("update_run", run_id, move |conn| sql::update_run(conn, &owned, &update)).await
+    }
+
+    async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
+        let (owned, signal) = (run_id.to_owned(), signal.clone());
+        self.write("deliver_signal", run_id, move |conn| sql::deliver_signal(conn, &owned, &signal)).await
+    }
+
+    async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
+        let (owned, name) = (run_id.to_owned(), name.to_owned());
+        self.read("get_signal", Some(run_id), move |conn| sql::get_signal(conn, &owned, &name)).await
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        let owned = run_id.to_owned();
+        self.read("get_run", Some(run_id), move |conn| sql::get_run(conn, &owned)).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let filter = filter.clone();
+        self.read("list_runs", None, move |conn| sql::list_runs(conn, &filter)).await
+    }
+
+    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        let owned = run_id.to_owned();
+        self.read("list_steps", Some(run_id), move |conn| sql::list_steps(conn, &owned)).await
+    }
+
+    /// Sleeps for the poll interval (or `max_wait`, if shorter): another process may have
+    /// delivered the signal meanwhile.
+    async fn wait_for_signal(&self, _run_id: &str, _name: &str, max_wait: Duration) {
+        tokio::time::sleep(max_wait.min(self.options.poll_interval)).await;
+    }
+}
