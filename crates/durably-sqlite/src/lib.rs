@@ -197,6 +197,21 @@ impl SqliteStore {
         WriterStats { commits: self.counters.commits(), writes: self.counters.writes() }
     }
 
+    /// The value of `PRAGMA <name>` on the writing connection (per-connection settings such as
+    /// `synchronous` cannot be seen from another connection). For this crate's tests.
+    #[doc(hidden)]
+    pub async fn writer_pragma(&self, name: &'static str) -> Result<String> {
+        self.submit(false, "pragma", None, move |conn| {
+            Ok(conn.pragma_query_value(None, name, |row| {
+                Ok(match row.get_ref(0)? {
+                    rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                    other => other.as_str().unwrap_or_default().to_owned(),
+                })
+            })?)
+        })
+        .await
+    }
+
     /// Runs `work` on the writer thread (`write`: inside its group transaction) and awaits the
     /// reply, which comes after the commit.
     async fn submit<T, F>(&self, write: bool, op: &'static str, run_id: Option<&str>, work: F) -> Result<T>
