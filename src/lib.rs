@@ -23,8 +23,55 @@ pub use durably_macros::{task, workflow};
 #[doc(hidden)]
 pub use durably_core::private as __private;
 
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use durably_sqlite::{Durability, SqliteOptions, SqliteStore, SqliteStoreBuilder};
+
+/// The file `Workflow::open` uses: `durably.db` in the working directory.
+#[cfg(feature = "sqlite")]
+pub const DEFAULT_DB_PATH: &str = "durably.db";
+
+/// `Workflow::open`: the zero-configuration engine on the embedded SQLite store.
+///
+/// It is a trait because the engine lives in `durably-core`, which knows no store driver; the
+/// [`prelude`] brings it into scope.
+///
+/// ```no_run
+/// use durably::prelude::*;
+/// # async fn demo() -> durably::Result<()> {
+/// let wf = Workflow::open("my-app").await?; // ./durably.db, created on first use
+/// let other = Workflow::open_path("my-app", "/var/lib/my-app/runs.db").await?;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub trait OpenSqlite: Sized {
+    /// An engine named `app` on `./durably.db` with default options (durability `Full`).
+    fn open(app: impl Into<String> + Send) -> impl std::future::Future<Output = Result<Self>> + Send;
+
+    /// An engine named `app` on the SQLite file at `path`.
+    fn open_path(
+        app: impl Into<String> + Send,
+        path: impl AsRef<std::path::Path> + Send,
+    ) -> impl std::future::Future<Output = Result<Self>> + Send;
+}
+
+#[cfg(feature = "sqlite")]
+impl OpenSqlite for Workflow {
+    async fn open(app: impl Into<String> + Send) -> Result<Self> {
+        Self::open_path(app, DEFAULT_DB_PATH).await
+    }
+
+    async fn open_path(app: impl Into<String> + Send, path: impl AsRef<std::path::Path> + Send) -> Result<Self> {
+        let store = SqliteStore::open(path).await?;
+        Ok(Workflow::builder(app).store(store).build())
+    }
+}
+
 /// What a workflow author needs in scope: `use durably::prelude::*;`.
 pub mod prelude {
     pub use crate::backoff::{constant, exponential, linear};
+    #[cfg(feature = "sqlite")]
+    pub use crate::OpenSqlite as _;
     pub use crate::{Error, Workflow, signal, signal_timeout, sleep, step, task, workflow};
 }

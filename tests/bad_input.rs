@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{Counter, Harness, boom};
+use common::{Counter, Harness};
 use durably::{Error, StepRecord, StepStatus};
 
 #[durably::task(name = "value", retries = 0)]
@@ -34,7 +34,7 @@ async fn unserializable(c: Counter) -> Result<HashMap<(u8, u8), u8>, common::Boo
 
 async fn a_stored_value_of_the_wrong_type_is_an_error_not_a_panic(h: Harness) {
     let c = Counter::new();
-    h.wf().run("bad-1", |_| async { value_as_number(c.clone()).await?; Err::<(), _>(boom("stop")) }).await.unwrap_err();
+    h.wf().run("bad-1", |_| async { value_as_number(c.clone()).await?; common::crash::<()>("stop") }).await.unwrap_err();
     // The task's return type changed in a deploy.
     let err = h.wf().run("bad-1", |_| value_as_profile(c.clone())).await.unwrap_err();
     match &err {
@@ -53,7 +53,7 @@ async fn a_stored_value_of_the_wrong_type_is_an_error_not_a_panic(h: Harness) {
 
 async fn a_corrupted_stored_value_is_an_error_naming_the_step(h: Harness) {
     let c = Counter::new();
-    h.wf().run("bad-2", |_| async { Err::<(), _>(boom("stop")) }).await.unwrap_err();
+    h.wf().run("bad-2", |_| async { common::crash::<()>("stop") }).await.unwrap_err();
     let mut rec = StepRecord::new("value", "value", StepStatus::Completed, durably::now_ms());
     rec.value = Some("{not json".into());
     h.store().save_step("bad-2", &rec).await.unwrap();

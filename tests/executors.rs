@@ -25,9 +25,9 @@ async fn keyed(keys: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> Result<St
 }
 
 #[durably::task(at_most_once, retries = 0)]
-async fn charge(c: Counter) -> Result<&'static str, common::Boom> {
+async fn charge(c: Counter) -> Result<String, common::Boom> {
     c.hit();
-    Ok("charged")
+    Ok("charged".into())
 }
 
 async fn concurrent_executions_of_one_run_execute_each_step_once(h: Harness) {
@@ -52,7 +52,7 @@ async fn a_concurrent_caller_gets_the_same_failure(h: Harness) {
     let run = |wf: durably::Workflow, c: Counter| async move {
         wf.run("fails", |_| async move {
             slow_step(c.clone()).await?;
-            Err::<u32, _>(boom("workflow gave up"))
+            common::crash::<u32>("workflow gave up")
         })
         .await
     };
@@ -79,7 +79,7 @@ async fn at_most_once_refuses_to_run_an_ambiguous_step_again(h: Harness) {
     let c = Counter::new();
     // Leave behind what a crash in the middle of the body leaves: the intent, no result.
     let run = "pay-4";
-    h.wf().run(run, |_| async { Err::<(), _>(boom("crash before the step")) }).await.unwrap_err();
+    h.wf().run(run, |_| async { common::crash::<()>("crash before the step") }).await.unwrap_err();
     let intent = StepRecord::new("charge", "charge", StepStatus::Started, durably::now_ms());
     h.store().save_step(run, &intent).await.unwrap();
 
@@ -104,7 +104,7 @@ async fn at_most_once_records_its_intent_before_the_body(h: Harness) {
                     // Look at the store from inside the body.
                     let steps = store.list_steps("pay-5").await?;
                     *seen.lock().unwrap() = steps.first().map(|s| s.status);
-                    Ok::<_, Error>("sent")
+                    Ok::<_, Error>("sent".to_string())
                 }
             })
             .at_most_once()

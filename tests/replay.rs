@@ -179,7 +179,7 @@ async fn unit_and_none_results_survive_a_round_trip(h: Harness) {
         // Interrupt the run so that the second execution replays every step.
         Ok::<_, Error>((u, n, s))
     };
-    let first = h.wf().run("r5", |_| async { body(c.clone()).await?; Err::<(), _>(boom("stop")) }).await;
+    let first = h.wf().run("r5", |_| async { body(c.clone()).await?; common::crash::<()>("stop") }).await;
     assert!(first.is_err());
     assert_eq!(c.get(), 3);
     let (u, n, s) = h.wf().run("r5", |_| body(c.clone())).await.unwrap();
@@ -192,7 +192,7 @@ async fn unit_and_none_results_survive_a_round_trip(h: Harness) {
 async fn a_step_id_claimed_by_another_task_is_nondeterminism(h: Harness) {
     let c = Counter::new();
     h.wf()
-        .run("r6", |_| async { add(c.clone(), 1, 1).step_id("shared").await?; Err::<(), _>(boom("stop")) })
+        .run("r6", |_| async { add(c.clone(), 1, 1).step_id("shared").await?; common::crash::<()>("stop") })
         .await
         .unwrap_err();
     // A deploy changed which task runs at step "shared".
@@ -216,7 +216,7 @@ async fn added_and_removed_calls_do_not_break_a_run_in_flight(h: Harness) {
         .run("r7", |_| async {
             add(c.clone(), 1, 0).step_id("a").await?;
             add(c.clone(), 2, 0).step_id("b").await?;
-            Err::<u32, _>(boom("crash"))
+            common::crash::<u32>("crash")
         })
         .await
         .unwrap_err();

@@ -169,6 +169,6 @@ async fn exponential_backoff_waits_between_attempts() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Task { attempts: 4, .. }));
+    assert!(matches!(err, Error::Task { attempts: 4, .. }), "{err:?}");
     assert_eq!(start.elapsed().as_secs(), 14);
 }

@@ -16,9 +16,9 @@ struct Approval {
 }
 
 #[durably::task(retries = 0)]
-async fn ship(c: Counter) -> Result<&'static str, common::Boom> {
+async fn ship(c: Counter) -> Result<String, common::Boom> {
     c.hit();
-    Ok("shipped")
+    Ok("shipped".into())
 }
 
 async fn wait_until_status(h: &Harness, run_id: &str, status: RunStatus) -> durably::RunRecord {
@@ -41,8 +41,8 @@ async fn wait_then_deliver(h: Harness) {
         tokio::spawn(async move {
             wf.run("order-1", |_| async move {
                 let a: Approval = durably::signal("manager-approval").await?;
-                let shipped = if a.approved { ship(c).await? } else { "held" };
-                Ok::<_, Error>((a, shipped.to_string()))
+                let shipped = if a.approved { ship(c).await? } else { "held".into() };
+                Ok::<_, Error>((a, shipped))
             })
             .await
         })
@@ -175,7 +175,7 @@ async fn durable_sleep_waits_only_for_what_is_left(h: Harness) {
     let wf = h.wf();
     let first = wf.run("nap-1", |_| async {
         durably::sleep(Duration::from_millis(400)).await?;
-        Ok::<_, Error>("woke")
+        Ok::<_, Error>("woke".to_string())
     });
     assert!(tokio::time::timeout(Duration::from_millis(250), first).await.is_err());
     let start = std::time::Instant::now();
@@ -183,7 +183,7 @@ async fn durable_sleep_waits_only_for_what_is_left(h: Harness) {
         .wf()
         .run("nap-1", |_| async {
             durably::sleep(Duration::from_millis(400)).await?;
-            Ok::<_, Error>("woke")
+            Ok::<_, Error>("woke".to_string())
         })
         .await
         .unwrap();
@@ -228,3 +228,43 @@ on_every_store!(
     signals_outside_a_run_are_an_error,
     cancel_stops_a_waiting_run,
 );
+
+/// Two engines on one SQLite file, each with its own store handle, share nothing in memory: the
+/// waiter notices a delivery from the other through the store's poll interval, as it would from
+/// another process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_signal_from_another_engine_wakes_the_waiter_within_the_poll_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let poll = Duration::from_millis(50);
+    let store_a = durably::SqliteStore::builder(&path).poll_interval(poll).open().await.unwrap();
+    let store_b = durably::SqliteStore::builder(&path).poll_interval(poll).open().await.unwrap();
+    let waiter = durably::Workflow::builder("x").store(store_a).build();
+    let sender = durably::Workflow::builder("x").store(store_b).build();
+    let woke_at = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let runner = {
+        let woke_at = woke_at.clone();
+        tokio::spawn(async move {
+            waiter
+                .run("cross", |_| async move {
+                    let v: u32 = durably::signal("go").await?;
+                    *woke_at.lock().unwrap() = Some(std::time::Instant::now());
+                    Ok::<_, Error>(v)
+                })
+                .await
+        })
+    };
+    for _ in 0..500 {
+        if sender.get_run("cross").await.unwrap().is_some_and(|r| r.status == RunStatus::Waiting) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sent = std::time::Instant::now();
+    assert!(sender.complete("cross", "go", &9u32).await.unwrap());
+    let v = tokio::time::timeout(Duration::from_secs(5), runner).await.unwrap().unwrap().unwrap();
+    assert_eq!(v, 9);
+    let woke = woke_at.lock().unwrap().expect("the body resumed");
+    let latency = woke.duration_since(sent);
+    assert!(latency < poll + Duration::from_millis(200), "woke after {latency:?} with a {poll:?} poll interval");
+}

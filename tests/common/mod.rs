@@ -106,3 +106,8 @@ pub struct Boom(pub String);
 pub fn boom(msg: &str) -> Boom {
     Boom(msg.to_owned())
 }
+
+/// A workflow body that gives up: `return common::crash("why")`.
+pub fn crash<T>(msg: &str) -> Result<T, durably::Error> {
+    Err(durably::Error::permanent(boom(msg)))
+}

@@ -274,6 +274,15 @@ impl Retryable for Error {
     }
 }
 
+/// `anyhow::Error` hides the type of what it wraps from `Box<dyn Error>` downcasts, so it gets
+/// its own rule: not retryable when any error in its chain is [`Error::Permanent`] or a
+/// non-retryable durably error.
+impl Retryable for anyhow::Error {
+    fn is_retryable(&self) -> bool {
+        !self.chain().any(|e| e.downcast_ref::<Error>().is_some_and(Error::is_permanent))
+    }
+}
+
 /// A text that displays an error with its whole cause chain (`outer: inner: root`).
 pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
 
