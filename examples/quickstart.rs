@@ -79,10 +79,8 @@ async fn parent() -> anyhow::Result<()> {
     let order_id = format!("{}", durably::now_ms());
     let run_id = format!("order-{order_id}");
     println!("1. Executing run {run_id} in a child process, to be killed mid-run:");
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["--child", &order_id])
-        .stdout(Stdio::piped())
-        .spawn()?;
+    let mut child =
+        Command::new(std::env::current_exe()?).args(["--child", &order_id]).stdout(Stdio::piped()).spawn()?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no child stdout"))?;
     for line in BufReader::new(stdout).lines() {
         let line = line?;

@@ -15,8 +15,9 @@
 
 pub use durably_core::{
     Backoff, BoxError, DEFAULT_RETRIES, Error, MemoryStore, NewRun, Result, Retryable, RunContext, RunFilter,
-    RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepInfo, StepRecord, StepStatus, Store, TaskCall,
-    Workflow, WorkflowBuilder, backoff, current_step, idempotency_key, now_ms, signal, signal_timeout, sleep, step,
+    RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepInfo, StepRecord, StepStatus, Store,
+    TaskCall, Workflow, WorkflowBuilder, backoff, current_step, idempotency_key, now_ms, signal,
+    signal_timeout, sleep, step,
 };
 pub use durably_macros::{task, workflow};
 
@@ -62,7 +63,10 @@ impl OpenSqlite for Workflow {
         Self::open_path(app, DEFAULT_DB_PATH).await
     }
 
-    async fn open_path(app: impl Into<String> + Send, path: impl AsRef<std::path::Path> + Send) -> Result<Self> {
+    async fn open_path(
+        app: impl Into<String> + Send,
+        path: impl AsRef<std::path::Path> + Send,
+    ) -> Result<Self> {
         let store = SqliteStore::open(path).await?;
         Ok(Workflow::builder(app).store(store).build())
     }
@@ -70,8 +74,8 @@ impl OpenSqlite for Workflow {
 
 /// What a workflow author needs in scope: `use durably::prelude::*;`.
 pub mod prelude {
-    pub use crate::backoff::{constant, exponential, linear};
     #[cfg(feature = "sqlite")]
     pub use crate::OpenSqlite as _;
+    pub use crate::backoff::{constant, exponential, linear};
     pub use crate::{Error, Workflow, signal, signal_timeout, sleep, step, task, workflow};
 }

@@ -26,15 +26,24 @@ async fn value_as_profile(c: Counter) -> Result<Profile, common::Boom> {
     Ok(Profile { name: "x".into() })
 }
 
+/// JSON object keys must be strings: a tuple key cannot serialize.
+type PairMap = HashMap<(u8, u8), u8>;
+
 #[durably::task(retries = 0)]
-async fn unserializable(c: Counter) -> Result<HashMap<(u8, u8), u8>, common::Boom> {
+async fn unserializable(c: Counter) -> Result<PairMap, common::Boom> {
     c.hit();
     Ok(HashMap::from([((1, 2), 3)]))
 }
 
 async fn a_stored_value_of_the_wrong_type_is_an_error_not_a_panic(h: Harness) {
     let c = Counter::new();
-    h.wf().run("bad-1", |_| async { value_as_number(c.clone()).await?; common::crash::<()>("stop") }).await.unwrap_err();
+    h.wf()
+        .run("bad-1", |_| async {
+            value_as_number(c.clone()).await?;
+            common::crash::<()>("stop")
+        })
+        .await
+        .unwrap_err();
     // The task's return type changed in a deploy.
     let err = h.wf().run("bad-1", |_| value_as_profile(c.clone())).await.unwrap_err();
     match &err {
@@ -85,7 +94,10 @@ async fn an_unserializable_output_fails_the_run_with_a_clear_error(h: Harness) {
         .run("bad-4", |_| async { Ok::<_, Error>(HashMap::from([((1u8, 2u8), 3u8)])) })
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::Serialize { step_id, what: "run output", .. } if step_id == "output"), "{err}");
+    assert!(
+        matches!(&err, Error::Serialize { step_id, what: "run output", .. } if step_id == "output"),
+        "{err}"
+    );
     let run = h.wf().get_run("bad-4").await.unwrap().unwrap();
     assert_eq!(run.status, durably::RunStatus::Failed);
     assert!(run.error.unwrap().contains("run output"));
@@ -99,7 +111,8 @@ async fn a_signal_payload_of_the_wrong_type_names_the_signal(h: Harness) {
         "{err}"
     );
     // The payload is still there, and the right type reads it.
-    let ok: String = h.wf().run("bad-5", |_| async { durably::signal::<String>("approval").await }).await.unwrap();
+    let ok: String =
+        h.wf().run("bad-5", |_| async { durably::signal::<String>("approval").await }).await.unwrap();
     assert_eq!(ok, "yes");
 }
 

@@ -98,5 +98,9 @@ async fn sigkill_mid_run_then_resume() {
     // At-least-once: only a step whose body was in flight at the kill may have run twice.
     let twice: Vec<&u32> = after.iter().filter(|i| before.contains(i)).collect();
     assert!(twice.len() <= 1, "more than the in-flight step ran twice: {twice:?}");
-    eprintln!("killed after {} bodies; {} checkpoints committed; re-run executed {after:?}", before.len(), committed.len());
+    eprintln!(
+        "killed after {} bodies; {} checkpoints committed; re-run executed {after:?}",
+        before.len(),
+        committed.len()
+    );
 }

@@ -41,7 +41,8 @@ async fn concurrent_executions_of_one_run_execute_each_step_once(h: Harness) {
         })
         .await
     };
-    let (x, y, z) = tokio::join!(run(wf.clone(), c.clone()), run(wf.clone(), c.clone()), run(wf.clone(), c.clone()));
+    let (x, y, z) =
+        tokio::join!(run(wf.clone(), c.clone()), run(wf.clone(), c.clone()), run(wf.clone(), c.clone()));
     assert_eq!(c.get(), 2, "each step body must run once in total");
     assert_eq!((x.unwrap(), y.unwrap(), z.unwrap()), (12, 12, 12), "every caller gets the same result");
 }
@@ -112,7 +113,11 @@ async fn at_most_once_records_its_intent_before_the_body(h: Harness) {
         .await
         .unwrap();
     assert_eq!(out, "sent");
-    assert_eq!(*seen.lock().unwrap(), Some(StepStatus::Started), "the intent must be durable before the body runs");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(StepStatus::Started),
+        "the intent must be durable before the body runs"
+    );
     let steps = h.wf().list_steps("pay-5").await.unwrap();
     assert_eq!(steps[0].status, StepStatus::Completed);
 }

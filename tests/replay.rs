@@ -157,7 +157,10 @@ async fn tasks_outside_a_run_are_plain_functions(h: Harness) {
     // No retries outside a run either: one attempt, the error comes straight back.
     let err = maybe_fail(c.clone(), true).await.unwrap_err();
     assert!(matches!(err, Error::Task { attempts: 1, .. }), "{err}");
-    assert!(h.wf().list_runs(&Default::default()).await.unwrap().is_empty(), "outside a run, nothing is stored");
+    assert!(
+        h.wf().list_runs(&Default::default()).await.unwrap().is_empty(),
+        "outside a run, nothing is stored"
+    );
 }
 
 async fn same_task_in_two_runs_stays_isolated(h: Harness) {
@@ -170,6 +173,7 @@ async fn same_task_in_two_runs_stays_isolated(h: Harness) {
     assert_eq!(h.wf().list_steps("wf-b").await.unwrap()[0].value.as_deref(), Some("10"));
 }
 
+#[allow(clippy::let_unit_value)] // the unit value's round trip is the point
 async fn unit_and_none_results_survive_a_round_trip(h: Harness) {
     let c = Counter::new();
     let body = |c: Counter| async move {
@@ -179,7 +183,13 @@ async fn unit_and_none_results_survive_a_round_trip(h: Harness) {
         // Interrupt the run so that the second execution replays every step.
         Ok::<_, Error>((u, n, s))
     };
-    let first = h.wf().run("r5", |_| async { body(c.clone()).await?; common::crash::<()>("stop") }).await;
+    let first = h
+        .wf()
+        .run("r5", |_| async {
+            body(c.clone()).await?;
+            common::crash::<()>("stop")
+        })
+        .await;
     assert!(first.is_err());
     assert_eq!(c.get(), 3);
     let (u, n, s) = h.wf().run("r5", |_| body(c.clone())).await.unwrap();
@@ -192,7 +202,10 @@ async fn unit_and_none_results_survive_a_round_trip(h: Harness) {
 async fn a_step_id_claimed_by_another_task_is_nondeterminism(h: Harness) {
     let c = Counter::new();
     h.wf()
-        .run("r6", |_| async { add(c.clone(), 1, 1).step_id("shared").await?; common::crash::<()>("stop") })
+        .run("r6", |_| async {
+            add(c.clone(), 1, 1).step_id("shared").await?;
+            common::crash::<()>("stop")
+        })
         .await
         .unwrap_err();
     // A deploy changed which task runs at step "shared".

@@ -52,7 +52,8 @@ async fn wait_then_deliver(h: Harness) {
     assert_eq!(c.get(), 0);
     let approval = Approval { approved: true, by: "ana".into() };
     assert!(wf.complete("order-1", "manager-approval", &approval).await.unwrap());
-    let (got, shipped) = tokio::time::timeout(Duration::from_secs(5), runner).await.unwrap().unwrap().unwrap();
+    let (got, shipped) =
+        tokio::time::timeout(Duration::from_secs(5), runner).await.unwrap().unwrap().unwrap();
     assert_eq!((got, shipped.as_str()), (approval, "shipped"));
     assert_eq!(h.wf().get_run("order-1").await.unwrap().unwrap().status, RunStatus::Completed);
 }
@@ -146,8 +147,10 @@ async fn signal_timeout_returns_the_payload_when_delivered_in_time(h: Harness) {
     let runner = {
         let wf = wf.clone();
         tokio::spawn(async move {
-            wf.run("order-7", |_| async { durably::signal_timeout::<u32>("x", Duration::from_secs(30)).await })
-                .await
+            wf.run("order-7", |_| async {
+                durably::signal_timeout::<u32>("x", Duration::from_secs(30)).await
+            })
+            .await
         })
     };
     wait_until_status(&h, "order-7", RunStatus::Waiting).await;
@@ -158,7 +161,8 @@ async fn signal_timeout_returns_the_payload_when_delivered_in_time(h: Harness) {
 async fn the_signal_deadline_survives_a_restart(h: Harness) {
     // First execution starts a 400 ms wait, then "crashes" (is dropped) after 250 ms.
     let wf = h.wf();
-    let first = wf.run("order-8", |_| async { durably::signal_timeout::<u32>("s", Duration::from_millis(400)).await });
+    let first = wf
+        .run("order-8", |_| async { durably::signal_timeout::<u32>("s", Duration::from_millis(400)).await });
     assert!(tokio::time::timeout(Duration::from_millis(250), first).await.is_err());
     // The restarted run waits only for what is left of the recorded deadline.
     let start = std::time::Instant::now();
@@ -168,7 +172,11 @@ async fn the_signal_deadline_survives_a_restart(h: Harness) {
         .await
         .unwrap();
     assert_eq!(out, None);
-    assert!(start.elapsed() < Duration::from_millis(330), "waited {:?}: the deadline was not kept", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(330),
+        "waited {:?}: the deadline was not kept",
+        start.elapsed()
+    );
 }
 
 async fn durable_sleep_waits_only_for_what_is_left(h: Harness) {
@@ -204,7 +212,9 @@ async fn cancel_stops_a_waiting_run(h: Harness) {
     let wf = h.wf();
     let runner = {
         let wf = wf.clone();
-        tokio::spawn(async move { wf.run("order-9", |_| async { durably::signal::<u32>("never").await }).await })
+        tokio::spawn(
+            async move { wf.run("order-9", |_| async { durably::signal::<u32>("never").await }).await },
+        )
     };
     wait_until_status(&h, "order-9", RunStatus::Waiting).await;
     assert!(wf.cancel("order-9").await.unwrap());
@@ -212,7 +222,10 @@ async fn cancel_stops_a_waiting_run(h: Harness) {
     assert!(matches!(err, Error::Cancelled { .. }), "{err}");
     assert_eq!(h.wf().get_run("order-9").await.unwrap().unwrap().status, RunStatus::Cancelled);
     let again = h.wf().run("order-9", |_| async { Ok::<_, Error>(1u32) }).await.unwrap_err();
-    assert!(matches!(again, Error::Cancelled { .. }), "executing a cancelled run again returns the cancellation");
+    assert!(
+        matches!(again, Error::Cancelled { .. }),
+        "executing a cancelled run again returns the cancellation"
+    );
 }
 
 on_every_store!(
@@ -266,5 +279,8 @@ async fn sqlite_signal_from_another_engine_wakes_the_waiter_within_the_poll_inte
     assert_eq!(v, 9);
     let woke = woke_at.lock().unwrap().expect("the body resumed");
     let latency = woke.duration_since(sent);
-    assert!(latency < poll + Duration::from_millis(200), "woke after {latency:?} with a {poll:?} poll interval");
+    assert!(
+        latency < poll + Duration::from_millis(200),
+        "woke after {latency:?} with a {poll:?} poll interval"
+    );
 }

@@ -86,8 +86,18 @@ fn runs_and_steps_emit_spans_and_events() {
     rt.block_on(async {
         let wf = Workflow::builder("t").build();
         let c = Counter::new();
-        wf.run("traced", |_| async { flaky(c.clone()).await?; common::crash::<u32>("stop") }).await.unwrap_err();
-        wf.run("traced", |_| async { flaky(c.clone()).await?; broken().await }).await.unwrap_err();
+        wf.run("traced", |_| async {
+            flaky(c.clone()).await?;
+            common::crash::<u32>("stop")
+        })
+        .await
+        .unwrap_err();
+        wf.run("traced", |_| async {
+            flaky(c.clone()).await?;
+            broken().await
+        })
+        .await
+        .unwrap_err();
         wf.run("traced-ok", |_| async { Ok::<_, Error>(1) }).await.unwrap();
     });
     let lines = capture.0.lock().unwrap().clone();

@@ -40,7 +40,8 @@ async fn the_template_names_the_run_and_the_input_is_stored(h: Harness) {
     assert_eq!((run.workflow.as_str(), run.status), ("greeting", RunStatus::Completed));
     let input: serde_json::Value = serde_json::from_str(run.input.as_deref().unwrap()).unwrap();
     assert_eq!(input, serde_json::json!({"name": "ana", "times": 2}));
-    let ids: Vec<String> = wf.list_steps("greeting-ana-2").await.unwrap().into_iter().map(|s| s.step_id).collect();
+    let ids: Vec<String> =
+        wf.list_steps("greeting-ana-2").await.unwrap().into_iter().map(|s| s.step_id).collect();
     assert_eq!(ids, ["greet-0", "greet-1"]);
 }
 
@@ -81,7 +82,8 @@ async fn runs_can_be_listed_by_status_and_workflow(h: Harness) {
     assert_eq!(ids(orders), ["order-1", "order-13", "order-2"]);
     let failed = wf.list_runs(&RunFilter::new().status(RunStatus::Failed)).await.unwrap();
     assert_eq!(ids(failed), ["order-13"]);
-    let done = wf.list_runs(&RunFilter::new().status(RunStatus::Completed).workflow("greeting")).await.unwrap();
+    let done =
+        wf.list_runs(&RunFilter::new().status(RunStatus::Completed).workflow("greeting")).await.unwrap();
     assert_eq!(ids(done), ["greeting-bo-1"]);
     assert_eq!(wf.list_runs(&RunFilter::new().limit(2)).await.unwrap().len(), 2);
 }

@@ -15,7 +15,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A task's body returned an error on its last allowed attempt (or a permanent one).
-    #[error("task `{name}` failed at step `{step_id}` of run `{run_id}` after {attempts} attempt(s): {source}")]
+    #[error(
+        "task `{name}` failed at step `{step_id}` of run `{run_id}` after {attempts} attempt(s): {source}"
+    )]
     Task {
         /// The run the step belongs to (empty outside a run).
         run_id: String,
@@ -98,7 +100,9 @@ pub enum Error {
     },
 
     /// A stored value no longer fits the type the code expects. The record is left untouched.
-    #[error("stored {what} at step `{step_id}` of run `{run_id}` does not deserialize into `{type_name}`: {source}")]
+    #[error(
+        "stored {what} at step `{step_id}` of run `{run_id}` does not deserialize into `{type_name}`: {source}"
+    )]
     Deserialize {
         /// The run.
         run_id: String,
@@ -115,7 +119,9 @@ pub enum Error {
 
     /// An `at_most_once` step recorded its intent but no result: its effect may or may not have
     /// happened, so it is not run again.
-    #[error("step `{step_id}` of run `{run_id}` is at-most-once and was started but never finished; its effect is ambiguous")]
+    #[error(
+        "step `{step_id}` of run `{run_id}` is at-most-once and was started but never finished; its effect is ambiguous"
+    )]
     AmbiguousEffect {
         /// The run.
         run_id: String,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, Store, StepRecord,
+    NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, Store,
 };
 
 /// A store in memory. Cloning it is not supported; share it through `Arc`.
@@ -80,7 +80,8 @@ impl Store for MemoryStore {
 
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         let mut inner = self.lock();
-        let run = inner.runs.get_mut(run_id).ok_or_else(|| Error::RunNotFound { run_id: run_id.to_owned() })?;
+        let run =
+            inner.runs.get_mut(run_id).ok_or_else(|| Error::RunNotFound { run_id: run_id.to_owned() })?;
         run.status = update.status;
         run.output.clone_from(&update.output);
         run.error.clone_from(&update.error);
@@ -125,7 +126,7 @@ impl Store for MemoryStore {
     async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
         let inner = self.lock();
         let mut steps = inner.steps.get(run_id).map(|(v, _)| v.clone()).unwrap_or_default();
-        steps.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms));
+        steps.sort_by_key(|s| s.started_at_ms);
         Ok(steps)
     }
 }

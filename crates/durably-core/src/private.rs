@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{BoxError, Error, Result, Retryable};
-pub use crate::task::{AttemptFuture, TaskFailure, TaskSpec};
 use crate::task::TaskCall;
+pub use crate::task::{AttemptFuture, TaskFailure, TaskSpec};
 use crate::workflow::Workflow;
 
 /// The `Ok` and `Err` types of a task's or workflow's declared return type.
@@ -69,7 +69,15 @@ impl<E> ViaDefault for Probe<'_, E> {
 /// A workflow's arguments, collected as a JSON object for the run record and the default id.
 #[derive(Debug)]
 pub struct WorkflowInput {
-    args: Result<Vec<(&'static str, serde_json::Value)>, (&'static str, &'static str, serde_json::Error)>,
+    args: Result<Vec<(&'static str, serde_json::Value)>, ArgError>,
+}
+
+/// The first argument that failed to serialize.
+#[derive(Debug)]
+struct ArgError {
+    name: &'static str,
+    type_name: &'static str,
+    error: serde_json::Error,
 }
 
 impl Default for WorkflowInput {
@@ -89,7 +97,9 @@ impl WorkflowInput {
         if let Ok(args) = &mut self.args {
             match serde_json::to_value(value) {
                 Ok(v) => args.push((name, v)),
-                Err(e) => self.args = Err((name, std::any::type_name::<T>(), e)),
+                Err(error) => {
+                    self.args = Err(ArgError { name, type_name: std::any::type_name::<T>(), error })
+                }
             }
         }
         self
@@ -102,12 +112,12 @@ impl WorkflowInput {
                     args.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
                 Ok(serde_json::Value::Object(map).to_string())
             }
-            Err((name, type_name, e)) => Err(Error::Serialize {
+            Err(ArgError { name, type_name, error }) => Err(Error::Serialize {
                 run_id: run_id.to_owned(),
                 step_id: format!("input.{name}"),
                 what: "workflow argument",
                 type_name,
-                source: serde_json::Error::io(std::io::Error::other(e.to_string())),
+                source: serde_json::Error::io(std::io::Error::other(error.to_string())),
             }),
         }
     }

@@ -147,7 +147,12 @@ pub struct RunRecord {
 
 impl RunRecord {
     /// A new `running` record, as `open_run` creates it.
-    pub fn new(run_id: impl Into<String>, workflow: impl Into<String>, input: Option<String>, now_ms: i64) -> Self {
+    pub fn new(
+        run_id: impl Into<String>,
+        workflow: impl Into<String>,
+        input: Option<String>,
+        now_ms: i64,
+    ) -> Self {
         RunRecord {
             run_id: run_id.into(),
             workflow: workflow.into(),
@@ -321,7 +326,8 @@ impl RunFilter {
 
     /// Whether `run` passes the filter (the limit aside).
     pub fn matches(&self, run: &RunRecord) -> bool {
-        self.status.is_none_or(|s| s == run.status) && self.workflow.as_deref().is_none_or(|w| w == run.workflow)
+        self.status.is_none_or(|s| s == run.status)
+            && self.workflow.as_deref().is_none_or(|w| w == run.workflow)
     }
 }
 
@@ -341,7 +347,12 @@ pub struct NewRun {
 
 impl NewRun {
     /// A run to open.
-    pub fn new(run_id: impl Into<String>, workflow: impl Into<String>, input: Option<String>, now_ms: i64) -> Self {
+    pub fn new(
+        run_id: impl Into<String>,
+        workflow: impl Into<String>,
+        input: Option<String>,
+        now_ms: i64,
+    ) -> Self {
         NewRun { run_id: run_id.into(), workflow: workflow.into(), input, now_ms }
     }
 }

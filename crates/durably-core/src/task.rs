@@ -185,14 +185,14 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if let CallState::Ready(_) = this.state {
-            if let CallState::Ready(p) = std::mem::replace(&mut this.state, CallState::Done) {
-                let Pending { ctx, step_id, spec, make } = *p;
-                this.state = CallState::Running(match ctx {
-                    Some(ctx) => Box::pin(run_step(ctx, step_id, spec, make)),
-                    None => Box::pin(run_plain(step_id, spec, make)),
-                });
-            }
+        if matches!(this.state, CallState::Ready(_))
+            && let CallState::Ready(p) = std::mem::replace(&mut this.state, CallState::Done)
+        {
+            let Pending { ctx, step_id, spec, make } = *p;
+            this.state = CallState::Running(match ctx {
+                Some(ctx) => Box::pin(run_step(ctx, step_id, spec, make)),
+                None => Box::pin(run_plain(step_id, spec, make)),
+            });
         }
         match &mut this.state {
             CallState::Running(fut) => {
@@ -286,7 +286,12 @@ where
     execute_step(ctx, step_id, spec, make).instrument(span).await
 }
 
-async fn execute_step<T>(ctx: RunContext, step_id: String, spec: TaskSpec, mut make: MakeAttempt<T>) -> Result<T>
+async fn execute_step<T>(
+    ctx: RunContext,
+    step_id: String,
+    spec: TaskSpec,
+    mut make: MakeAttempt<T>,
+) -> Result<T>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
 {

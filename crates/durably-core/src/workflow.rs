@@ -286,7 +286,11 @@ impl Workflow {
     }
 
     /// Records a run's outcome and turns it into the caller's result.
-    async fn finish<T: Serialize>(&self, ctx: &RunContext, result: Result<T, BoxError>) -> (Outcome, Result<T>) {
+    async fn finish<T: Serialize>(
+        &self,
+        ctx: &RunContext,
+        result: Result<T, BoxError>,
+    ) -> (Outcome, Result<T>) {
         let run_id = ctx.run_id().to_owned();
         let store = &self.engine.store;
         let error = match result {
@@ -323,7 +327,8 @@ impl Workflow {
             other => Chain(other).to_string(),
         };
         tracing::warn!(target: "durably", error = %text, "run failed");
-        if let Err(store_err) = store.update_run(&run_id, &RunUpdate::new(RunStatus::Failed, now_ms()).error(&text)).await
+        if let Err(store_err) =
+            store.update_run(&run_id, &RunUpdate::new(RunStatus::Failed, now_ms()).error(&text)).await
         {
             tracing::warn!(target: "durably", error = %store_err, "could not record the run failure");
         }
@@ -333,10 +338,18 @@ impl Workflow {
     /// Delivers signal `name` with `payload` to run `run_id`: first write wins. Returns `false`
     /// when the signal had been delivered already (the earlier payload stays). The run need not
     /// have started; a waiting run in this process wakes at once.
-    pub async fn complete<T: Serialize + ?Sized>(&self, run_id: &str, name: &str, payload: &T) -> Result<bool> {
+    pub async fn complete<T: Serialize + ?Sized>(
+        &self,
+        run_id: &str,
+        name: &str,
+        payload: &T,
+    ) -> Result<bool> {
         let json = encode_payload(run_id, name, payload)?;
-        let delivered =
-            self.engine.store.deliver_signal(run_id, &SignalRecord::new(name, json.clone(), now_ms())).await?;
+        let delivered = self
+            .engine
+            .store
+            .deliver_signal(run_id, &SignalRecord::new(name, json.clone(), now_ms()))
+            .await?;
         if delivered {
             tracing::info!(target: "durably", run_id = %run_id, signal = name, "signal delivered");
             if let Some(ctx) = self.active_context(run_id) {
@@ -350,7 +363,8 @@ impl Workflow {
     /// its next step boundary, signal wait or sleep. Executing it again returns
     /// [`Error::Cancelled`]. Returns `false` if the run had already completed or was cancelled.
     pub async fn cancel(&self, run_id: &str) -> Result<bool> {
-        let run = self.get_run(run_id).await?.ok_or_else(|| Error::RunNotFound { run_id: run_id.to_owned() })?;
+        let run =
+            self.get_run(run_id).await?.ok_or_else(|| Error::RunNotFound { run_id: run_id.to_owned() })?;
         if run.status.is_final() {
             return Ok(false);
         }
