@@ -7,6 +7,8 @@
 //! cargo run --example quickstart
 //! ```
 
+#![allow(clippy::print_stdout)] // an example talks to its user
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -23,10 +23,10 @@ async fn ship(c: Counter) -> Result<String, common::Boom> {
 
 async fn wait_until_status(h: &Harness, run_id: &str, status: RunStatus) -> durably::RunRecord {
     for _ in 0..500 {
-        if let Some(run) = h.wf().get_run(run_id).await.unwrap() {
-            if run.status == status {
-                return run;
-            }
+        if let Some(run) = h.wf().get_run(run_id).await.unwrap()
+            && run.status == status
+        {
+            return run;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
