@@ -5,11 +5,75 @@
 //! after a crash returns finished tasks from the store without running them, and runs only the
 //! rest.
 //!
-//! See the README for the guide; the items below carry their own examples.
+//! ## Tasks and workflows
+//!
+//! ```
+//! use durably::prelude::*;
+//!
+//! #[durably::task(retries = 3, backoff = exponential(2.0, 60.0))]
+//! async fn fetch_price(sku: String) -> Result<u32, std::io::Error> {
+//!     Ok(sku.len() as u32 * 100) // an HTTP call in real life
+//! }
+//!
+//! #[durably::workflow(id = "quote-{customer}")]
+//! async fn quote(customer: String, skus: Vec<String>) -> anyhow::Result<u32> {
+//!     let mut total = 0;
+//!     for (i, sku) in skus.into_iter().enumerate() {
+//!         // one checkpoint per iteration
+//!         total += fetch_price(sku).step_id(format!("price-{i}")).await?;
+//!     }
+//!     Ok(total)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+//! // `Workflow::open("my-app")` keeps runs in ./durably.db; this example keeps them in memory.
+//! let wf = Workflow::builder("my-app").store(durably::MemoryStore::new()).build();
+//! let total = quote(&wf, "ana".into(), vec!["kb".into(), "mouse".into()]).await?;
+//! assert_eq!(total, 700);
+//! // Executing the run again returns its stored output; no task runs.
+//! assert_eq!(quote(&wf, "ana".into(), vec![]).await?, 700);
+//! assert_eq!(wf.list_steps("quote-ana").await?.len(), 2);
+//! # Ok(()) }
+//! ```
+//!
+//! ## The closure form
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> durably::Result<()> {
+//! let wf = durably::Workflow::builder("my-app").build(); // MemoryStore by default
+//! let sum: u32 = wf
+//!     .run("order-42", |_ctx| async {
+//!         let a = durably::step("a", || async { Ok::<_, std::io::Error>(1u32) }).retries(2).await?;
+//!         let b = durably::step("b", || async { Ok::<_, std::io::Error>(2u32) }).await?;
+//!         Ok::<_, durably::Error>(a + b)
+//!     })
+//!     .await?;
+//! assert_eq!(sum, 3);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Signals: waiting on a human
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> durably::Result<()> {
+//! let wf = durably::Workflow::builder("my-app").build();
+//! // Delivered before the run waits for it (a web handler may run first); first write wins.
+//! assert!(wf.complete("order-7", "approval", &true).await?);
+//! assert!(!wf.complete("order-7", "approval", &false).await?);
+//! let approved: bool = wf.run("order-7", |_| durably::signal("approval")).await?;
+//! assert!(approved);
+//! # Ok(()) }
+//! ```
+//!
+//! `durably::signal_timeout(name, duration)` gives up with `None` at a recorded deadline, and
+//! `durably::sleep(duration)` records its wake time, so a restarted run waits only for what is
+//! left.
+//!
+//! ## Features
 //!
 //! | feature  | default | what it adds |
 //! |----------|---------|--------------|
-//! | `sqlite` | yes     | [`SqliteStore`] and `Workflow::open`, the embedded zero-config store |
+//! | `sqlite` | yes     | [`SqliteStore`] and [`Workflow::open`](OpenSqlite::open), the embedded zero-config store |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
