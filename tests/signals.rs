@@ -284,3 +284,17 @@ async fn sqlite_signal_from_another_engine_wakes_the_waiter_within_the_poll_inte
         "woke after {latency:?} with a {poll:?} poll interval"
     );
 }
+
+/// Two engines sharing one `MemoryStore` (as the harness's engines do): a signal delivered
+/// through one wakes a run waiting in the other without a poll delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_signal_from_another_engine_wakes_the_waiter() {
+    let h = Harness::new(common::Kind::Memory).await;
+    let (waiter, sender) = (h.wf(), h.wf());
+    let runner = tokio::spawn(async move { waiter.run("mem-cross", |_| durably::signal::<u32>("go")).await });
+    wait_until_status(&h, "mem-cross", RunStatus::Waiting).await;
+    assert!(sender.complete("mem-cross", "go", &3u32).await.unwrap());
+    // Without the store's own wake-up the waiter would sleep for its whole store wait (60 s).
+    let v = tokio::time::timeout(Duration::from_secs(5), runner).await.expect("woken").unwrap().unwrap();
+    assert_eq!(v, 3);
+}

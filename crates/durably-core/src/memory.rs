@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::store::{
@@ -15,6 +17,8 @@ use crate::store::{
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Wakes `wait_for_signal` callers of every engine sharing this store.
+    delivered: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +101,8 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         list.push(signal.clone());
+        drop(inner);
+        self.delivered.notify_waiters();
         Ok(true)
     }
 
@@ -107,6 +113,17 @@ impl Store for MemoryStore {
             .get(run_id)
             .and_then(|list| list.iter().find(|s| s.name == name))
             .map(|s| s.payload.clone()))
+    }
+
+    async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
+        let notified = self.delivered.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // Delivered between the engine's last look and now: return at once.
+        let present = self.lock().signals.get(run_id).is_some_and(|list| list.iter().any(|s| s.name == name));
+        if !present {
+            let _ = tokio::time::timeout(max_wait, notified).await;
+        }
     }
 
     async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
