@@ -95,3 +95,21 @@ on_every_store!(
     a_failing_workflow_stores_its_error_text,
     runs_can_be_listed_by_status_and_workflow,
 );
+
+/// `Workflow::open_path` on a file: a second engine opened on the same file after the first is
+/// dropped (a restarted process) finds the completed run and its steps.
+#[tokio::test]
+async fn open_path_persists_runs_across_engines() {
+    use durably::OpenSqlite;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    {
+        let wf = durably::Workflow::open_path("persist", &path).await.unwrap();
+        assert_eq!(greeting(&wf, "cy".into(), 1).await.unwrap(), ["hello cy"]);
+    }
+    let wf = durably::Workflow::open_path("persist", &path).await.unwrap();
+    let run = wf.get_run("greeting-cy-1").await.unwrap().expect("the run survived the reopen");
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(wf.output::<Vec<String>>("greeting-cy-1").await.unwrap(), Some(vec!["hello cy".to_string()]));
+    assert_eq!(wf.list_steps("greeting-cy-1").await.unwrap()[0].value.as_deref(), Some("\"hello cy\""));
+}
