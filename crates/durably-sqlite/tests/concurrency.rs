@@ -280,3 +280,24 @@ async fn a_write_failing_half_way_leaves_nothing_behind_alone_or_in_a_batch() {
     assert_eq!(store.list_steps("other").await.unwrap().len(), 20);
     assert!(store.stats().commits - before.commits <= 2, "the failing write shared a batch");
 }
+
+/// Several stores opening one new file at once (processes starting together) all succeed: one
+/// creates the schema, the others wait for it and find it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_stores_opening_a_new_file_at_once_all_succeed() {
+    let db = temp_db();
+    let opens: Vec<_> = (0..8)
+        .map(|_| {
+            let path = db.path.clone();
+            tokio::spawn(async move { SqliteStore::open(&path).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for open in opens {
+        stores.push(open.await.unwrap().unwrap_or_else(|e| panic!("a concurrent open failed: {e}")));
+    }
+    for (i, store) in stores.iter().enumerate() {
+        start(store, &format!("run-{i}")).await;
+    }
+    assert_eq!(stores[0].list_runs(&RunFilter::new()).await.unwrap().len(), 8);
+}
