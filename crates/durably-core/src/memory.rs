@@ -143,7 +143,7 @@ impl Store for MemoryStore {
     async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
         let inner = self.lock();
         let mut steps = inner.steps.get(run_id).map(|(v, _)| v.clone()).unwrap_or_default();
-        steps.sort_by_key(|s| s.started_at_ms);
+        steps.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms).then_with(|| a.step_id.cmp(&b.step_id)));
         Ok(steps)
     }
 }

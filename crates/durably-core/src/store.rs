@@ -1,8 +1,8 @@
 //! The `Store` trait every backend implements, and the records it keeps.
 //!
 //! Values are stored as JSON text: the engine serializes once with serde_json and a store keeps
-//! the text opaque (PostgreSQL may hold it as `jsonb`). Times are milliseconds since the Unix
-//! epoch.
+//! the text byte for byte (so not as PostgreSQL `jsonb`, which reorders keys). Ids and names are
+//! arbitrary UTF-8 without NUL characters. Times are milliseconds since the Unix epoch.
 
 use std::fmt;
 use std::str::FromStr;
@@ -288,7 +288,8 @@ impl RunUpdate {
     }
 }
 
-/// Which runs `list_runs` returns. Runs come newest first (by `created_at_ms`, then run id).
+/// Which runs `list_runs` returns. Runs come newest first: by `created_at_ms` descending, then
+/// by run id descending.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RunFilter {
