@@ -223,6 +223,34 @@ async fn a_step_id_claimed_by_another_task_is_nondeterminism(h: Harness) {
     assert_eq!((steps[0].name.as_str(), steps[0].value.as_deref()), ("add", Some("2")));
 }
 
+async fn a_sleep_or_signal_deadline_over_another_tasks_record_is_nondeterminism(h: Harness) {
+    let c = Counter::new();
+    h.wf()
+        .run("r6b", |_| async {
+            other(c.clone()).step_id("sleep").await?;
+            other(c.clone()).step_id("signal:approval").await?;
+            common::crash::<()>("stop")
+        })
+        .await
+        .unwrap_err();
+    let err = h.wf().run("r6b", |_| durably::sleep(std::time::Duration::from_secs(3600))).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NonDeterminism { step_id, recorded, called, .. }
+            if step_id == "sleep" && recorded == "other-task" && called == "sleep"),
+        "{err}"
+    );
+    let err = h
+        .wf()
+        .run("r6b", |_| durably::signal_timeout::<u32>("approval", std::time::Duration::from_secs(3600)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::NonDeterminism { step_id, called, .. }
+            if step_id == "signal:approval" && called == "signal:approval"),
+        "{err}"
+    );
+}
+
 async fn added_and_removed_calls_do_not_break_a_run_in_flight(h: Harness) {
     let c = Counter::new();
     h.wf()
@@ -289,6 +317,7 @@ on_every_store!(
     same_task_in_two_runs_stays_isolated,
     unit_and_none_results_survive_a_round_trip,
     a_step_id_claimed_by_another_task_is_nondeterminism,
+    a_sleep_or_signal_deadline_over_another_tasks_record_is_nondeterminism,
     added_and_removed_calls_do_not_break_a_run_in_flight,
     a_completed_run_returns_its_stored_output,
     a_run_id_of_another_workflow_is_refused,

@@ -94,6 +94,20 @@ impl RunContext {
         lock(&self.inner.steps).get(step_id).cloned()
     }
 
+    /// The record of `step_id`, checked against the task `name` that now claims it: a record
+    /// written by another task is [`Error::NonDeterminism`], never a value to return.
+    pub fn replay_step(&self, step_id: &str, name: &str) -> Result<Option<StepRecord>> {
+        match self.recorded_step(step_id) {
+            Some(rec) if rec.name != name => Err(Error::NonDeterminism {
+                run_id: self.inner.run_id.clone(),
+                step_id: step_id.to_owned(),
+                recorded: rec.name,
+                called: name.to_owned(),
+            }),
+            other => Ok(other),
+        }
+    }
+
     /// Saves a step record to the store and to the in-memory history.
     pub async fn save_step(&self, record: StepRecord) -> Result<()> {
         self.inner.engine.store.save_step(&self.inner.run_id, &record).await?;

@@ -41,21 +41,14 @@ pub async fn signal<T: DeserializeOwned>(name: &str) -> Result<T> {
 /// even if the signal arrives later.
 pub async fn signal_timeout<T: DeserializeOwned>(name: &str, timeout: Duration) -> Result<Option<T>> {
     let ctx = RunContext::current().ok_or_else(|| outside("durably::signal_timeout"))?;
-    let step_id = ctx.next_step_id(&signal_step(name));
-    let deadline_ms = match ctx.recorded_step(&step_id) {
-        Some(rec) if rec.name != signal_step(name) => {
-            return Err(Error::NonDeterminism {
-                run_id: ctx.run_id().to_owned(),
-                step_id,
-                recorded: rec.name,
-                called: signal_step(name),
-            });
-        }
+    let step_name = signal_step(name);
+    let step_id = ctx.next_step_id(&step_name);
+    let deadline_ms = match ctx.replay_step(&step_id, &step_name)? {
         Some(rec) if rec.status == StepStatus::Completed => return Ok(None),
         Some(rec) => decode::<i64>(ctx.run_id(), &step_id, "signal deadline", rec.value.as_deref())?,
         None => {
             let deadline = now_ms().saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
-            let mut rec = StepRecord::new(&step_id, signal_step(name), StepStatus::Started, now_ms());
+            let mut rec = StepRecord::new(&step_id, &step_name, StepStatus::Started, now_ms());
             rec.value = Some(deadline.to_string());
             ctx.save_step(rec).await?;
             deadline
@@ -64,7 +57,7 @@ pub async fn signal_timeout<T: DeserializeOwned>(name: &str, timeout: Duration) 
     match wait_signal(&ctx, name, Some(deadline_ms)).await? {
         Some(payload) => decode(ctx.run_id(), &step_id, "signal payload", Some(&payload)).map(Some),
         None => {
-            let mut rec = StepRecord::new(&step_id, signal_step(name), StepStatus::Completed, now_ms());
+            let mut rec = StepRecord::new(&step_id, &step_name, StepStatus::Completed, now_ms());
             rec.value = Some("null".into());
             ctx.save_step(rec).await?;
             Ok(None)
@@ -139,15 +132,7 @@ pub async fn sleep(duration: Duration) -> Result<()> {
     let ctx = RunContext::current().ok_or_else(|| outside("durably::sleep"))?;
     ctx.check_cancelled()?;
     let step_id = ctx.next_step_id("sleep");
-    let wake_ms = match ctx.recorded_step(&step_id) {
-        Some(rec) if rec.name != "sleep" => {
-            return Err(Error::NonDeterminism {
-                run_id: ctx.run_id().to_owned(),
-                step_id,
-                recorded: rec.name,
-                called: "sleep".into(),
-            });
-        }
+    let wake_ms = match ctx.replay_step(&step_id, "sleep")? {
         Some(rec) => decode::<i64>(ctx.run_id(), &step_id, "sleep wake time", rec.value.as_deref())?,
         None => {
             let wake = now_ms().saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));

@@ -297,10 +297,7 @@ where
 {
     ctx.check_cancelled()?;
     let run_id = ctx.run_id().to_owned();
-    if let Some(rec) = ctx.recorded_step(&step_id) {
-        if rec.name != spec.name {
-            return Err(Error::NonDeterminism { run_id, step_id, recorded: rec.name, called: spec.name });
-        }
+    if let Some(rec) = ctx.replay_step(&step_id, &spec.name)? {
         match rec.status {
             StepStatus::Completed => {
                 let value = decode(&run_id, &step_id, "step value", rec.value.as_deref())?;

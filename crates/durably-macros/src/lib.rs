@@ -41,6 +41,26 @@ mod template;
 mod workflow;
 
 use proc_macro::TokenStream;
+use quote::quote;
+
+/// Runs an expansion; on error, emits the compile errors followed by the untouched item, so
+/// that the rest of the crate still resolves the fn and reports nothing else.
+fn expand_or_keep(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+    try_expand: fn(
+        proc_macro2::TokenStream,
+        proc_macro2::TokenStream,
+    ) -> syn::Result<proc_macro2::TokenStream>,
+) -> proc_macro2::TokenStream {
+    match try_expand(attr, item.clone()) {
+        Ok(tokens) => tokens,
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote!(#error #item)
+        }
+    }
+}
 
 /// Makes an `async fn` a durable task: inside a workflow run each call is a checkpointed step,
 /// replayed from the store once it has succeeded; outside a run it is a plain async call.
@@ -79,7 +99,7 @@ use proc_macro::TokenStream;
 /// function; other attributes (such as `tracing::instrument`) go to the async body.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
-    task::expand(attr.into(), item.into()).into()
+    expand_or_keep(attr.into(), item.into(), task::try_expand).into()
 }
 
 /// Makes an `async fn` a durable workflow: each execution is a run, identified by a run id,
@@ -120,5 +140,5 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `tracing::instrument`) go to the async body.
 #[proc_macro_attribute]
 pub fn workflow(attr: TokenStream, item: TokenStream) -> TokenStream {
-    workflow::expand(attr.into(), item.into()).into()
+    expand_or_keep(attr.into(), item.into(), workflow::try_expand).into()
 }

@@ -47,19 +47,8 @@ fn parse_args(attr: TokenStream) -> syn::Result<TaskArgs> {
     Ok(out)
 }
 
-/// Expands the attribute; on error, the compile errors followed by the untouched item (so that
-/// the rest of the crate still resolves the fn and reports nothing else).
-pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
-    match try_expand(attr, item.clone()) {
-        Ok(tokens) => tokens,
-        Err(error) => {
-            let error = error.to_compile_error();
-            quote!(#error #item)
-        }
-    }
-}
-
-fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+/// The expansion of the attribute on `item`.
+pub(crate) fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let args = errors.take(parse_args(attr));
     let func = syn::parse2::<ItemFn>(item)?;
@@ -286,11 +275,12 @@ mod tests {
 
     #[test]
     fn on_error_the_item_is_kept() {
-        let out = expand(
+        let out = crate::expand_or_keep(
             quote!(bogus),
             quote!(
                 async fn f() -> R {}
             ),
+            try_expand,
         );
         let out = out.to_string();
         assert!(out.starts_with(":: core :: compile_error !"), "{out}");

@@ -42,18 +42,8 @@ fn parse_args(attr: TokenStream) -> syn::Result<WorkflowArgs> {
     Ok(out)
 }
 
-/// Expands the attribute; on error, the compile errors followed by the untouched item.
-pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
-    match try_expand(attr, item.clone()) {
-        Ok(tokens) => tokens,
-        Err(error) => {
-            let error = error.to_compile_error();
-            quote!(#error #item)
-        }
-    }
-}
-
-fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+/// The expansion of the attribute on `item`.
+pub(crate) fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let args = errors.take(parse_args(attr));
     let func = syn::parse2::<ItemFn>(item)?;
