@@ -169,6 +169,7 @@ impl Workflow {
     ///
     /// If the run completed before, its stored output is returned without calling `body`; if it
     /// failed or crashed, `body` runs again and finished tasks replay from their checkpoints.
+    /// The run is recorded under the app name as its workflow name.
     ///
     /// ```no_run
     /// # async fn demo(wf: durably_core::Workflow) -> durably_core::Result<()> {
