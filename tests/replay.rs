@@ -115,6 +115,12 @@ async fn concurrent_calls_get_ids_by_call_order_not_completion(h: Harness) {
         let fast = durably::step("fetch", || async { Ok::<_, Error>("fast".to_string()) });
         let (a, b, d) = tokio::try_join!(slow, mid, fast)?;
         let all = futures::future::try_join_all((0..3u32).map(|i| add(c.clone(), i, 100))).await?;
+        // Created first, awaited second: the id still follows creation.
+        let created_first = durably::step("order", || async { Ok::<_, Error>("created first".to_string()) });
+        let created_second =
+            durably::step("order", || async { Ok::<_, Error>("created second".to_string()) });
+        created_second.await?;
+        created_first.await?;
         Ok::<_, Error>((a, b, d, all))
     };
     let out = h.wf().run("r3", |_| body(c.clone())).await.unwrap();
@@ -125,6 +131,8 @@ async fn concurrent_calls_get_ids_by_call_order_not_completion(h: Harness) {
     assert_eq!(value("fetch#1").as_deref(), Some("\"mid\""));
     assert_eq!(value("fetch#2").as_deref(), Some("\"fast\""));
     assert_eq!(value("add#2").as_deref(), Some("102"));
+    assert_eq!(value("order").as_deref(), Some("\"created first\""));
+    assert_eq!(value("order#1").as_deref(), Some("\"created second\""));
 }
 
 async fn loop_step_ids_checkpoint_each_iteration(h: Harness) {

@@ -136,15 +136,6 @@ pub enum Error {
         run_id: String,
     },
 
-    /// Another executor holds the run.
-    #[error("workflow run `{run_id}` is being executed by `{owner}`")]
-    RunInProgress {
-        /// The run.
-        run_id: String,
-        /// The executor holding its lease.
-        owner: String,
-    },
-
     /// A run that was asked for does not exist.
     #[error("no run with id `{run_id}`")]
     RunNotFound {
@@ -231,7 +222,6 @@ impl Error {
             | Error::Deserialize { run_id, .. }
             | Error::AmbiguousEffect { run_id, .. }
             | Error::Cancelled { run_id }
-            | Error::RunInProgress { run_id, .. }
             | Error::RunNotFound { run_id }
             | Error::Corrupt { run_id, .. } => Some(run_id),
             Error::Store { run_id, .. } => run_id.as_deref(),

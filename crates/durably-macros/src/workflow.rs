@@ -244,16 +244,11 @@ mod tests {
     use super::*;
 
     fn expand_ok(attr: TokenStream, item: TokenStream) -> String {
-        let tokens = try_expand(attr, item).unwrap();
-        syn::parse2::<syn::File>(tokens.clone()).unwrap();
-        tokens.to_string()
+        crate::testing::expand_ok(try_expand, attr, item)
     }
 
     fn expand_err(attr: TokenStream, item: TokenStream) -> Vec<String> {
-        match try_expand(attr, item) {
-            Ok(_) => panic!("expected an error"),
-            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
-        }
+        crate::testing::expand_err(try_expand, attr, item)
     }
 
     #[test]
