@@ -43,30 +43,6 @@ mod workflow;
 use proc_macro::TokenStream;
 use quote::quote;
 
-/// Expansion helpers for the unit tests of both macros.
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)]
-mod testing {
-    use proc_macro2::TokenStream;
-
-    type Expand = fn(TokenStream, TokenStream) -> syn::Result<TokenStream>;
-
-    /// The expansion as text, checked to parse as Rust items.
-    pub(crate) fn expand_ok(expand: Expand, attr: TokenStream, item: TokenStream) -> String {
-        let tokens = expand(attr, item).unwrap();
-        syn::parse2::<syn::File>(tokens.clone()).unwrap();
-        tokens.to_string()
-    }
-
-    /// Every error message of a failing expansion.
-    pub(crate) fn expand_err(expand: Expand, attr: TokenStream, item: TokenStream) -> Vec<String> {
-        match expand(attr, item) {
-            Ok(_) => panic!("expected an error"),
-            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
-        }
-    }
-}
-
 /// Runs an expansion; on error, emits the compile errors followed by the untouched item, so
 /// that the rest of the crate still resolves the fn and reports nothing else.
 fn expand_or_keep(
@@ -165,4 +141,28 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn workflow(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand_or_keep(attr.into(), item.into(), workflow::try_expand).into()
+}
+
+/// Expansion helpers for the unit tests of both macros.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod testing {
+    use proc_macro2::TokenStream;
+
+    type Expand = fn(TokenStream, TokenStream) -> syn::Result<TokenStream>;
+
+    /// The expansion as text, checked to parse as Rust items.
+    pub(crate) fn expand_ok(expand: Expand, attr: TokenStream, item: TokenStream) -> String {
+        let tokens = expand(attr, item).unwrap();
+        syn::parse2::<syn::File>(tokens.clone()).unwrap();
+        tokens.to_string()
+    }
+
+    /// Every error message of a failing expansion.
+    pub(crate) fn expand_err(expand: Expand, attr: TokenStream, item: TokenStream) -> Vec<String> {
+        match expand(attr, item) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
 }
