@@ -143,3 +143,20 @@ pub mod prelude {
     pub use crate::backoff::{constant, exponential, linear};
     pub use crate::{Error, Workflow, signal, signal_timeout, sleep, step, task, workflow};
 }
+
+/// The Redis store (feature `redis`).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use durably_redis::*;
+}
+
+/// The PostgreSQL store (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use durably_postgres::*;
+}
+
+/// Durable LLM agents (features `rig` and `openai`).
+pub mod agent {
+    pub use durably_agent::*;
+}

@@ -1,0 +1,3 @@
+//! The durably benchmark program (being built: see issue 5).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The Postgres store of durably (being built: see issue 4).

@@ -1,0 +1,1 @@
+//! The Redis store of durably (being built: see issue 4).
