@@ -22,8 +22,8 @@ pub use error::{BoxError, Error, Result, Retryable};
 pub use memory::MemoryStore;
 pub use signal::{signal, signal_timeout, sleep};
 pub use store::{
-    NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus,
-    Store, now_ms,
+    Lease, LeaseOutcome, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
+    StepRecord, StepStatus, Store, now_ms,
 };
 pub use task::{TaskCall, step};
 pub use workflow::{DEFAULT_RETRIES, Workflow, WorkflowBuilder};

@@ -10,7 +10,8 @@ use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, Store,
+    Lease, LeaseOutcome, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
+    StepRecord, Store,
 };
 
 /// A store in memory. Cloning it is not supported; share it through `Arc`.
@@ -27,6 +28,7 @@ struct Inner {
     /// Steps per run, in insertion order, with an index by step id.
     steps: HashMap<String, (Vec<StepRecord>, HashMap<String, usize>)>,
     signals: HashMap<String, Vec<SignalRecord>>,
+    leases: HashMap<String, Lease>,
 }
 
 impl MemoryStore {
@@ -124,6 +126,47 @@ impl Store for MemoryStore {
         if !present {
             let _ = tokio::time::timeout(max_wait, notified).await;
         }
+    }
+
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<LeaseOutcome> {
+        let mut inner = self.lock();
+        if let Some(lease) = inner.leases.get(run_id)
+            && lease.owner != owner
+            && lease.expires_at_ms > now_ms
+        {
+            return Ok(LeaseOutcome::HeldBy(lease.clone()));
+        }
+        let expires_at_ms = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        inner.leases.insert(run_id.to_owned(), Lease::new(owner, expires_at_ms));
+        Ok(LeaseOutcome::Acquired)
+    }
+
+    async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
+        let mut inner = self.lock();
+        if inner.leases.get(run_id).is_some_and(|l| l.owner == owner) {
+            inner.leases.remove(run_id);
+        }
+        Ok(())
+    }
+
+    async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
+        let inner = self.lock();
+        let mut runs: Vec<RunRecord> = inner
+            .runs
+            .values()
+            .filter(|r| matches!(r.status, RunStatus::Running | RunStatus::Waiting))
+            .filter(|r| inner.leases.get(&r.run_id).is_none_or(|l| l.expires_at_ms <= now_ms))
+            .cloned()
+            .collect();
+        runs.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then_with(|| a.run_id.cmp(&b.run_id)));
+        runs.truncate(limit);
+        Ok(runs)
     }
 
     async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {

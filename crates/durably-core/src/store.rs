@@ -358,6 +358,34 @@ impl NewRun {
     }
 }
 
+/// The lease one process holds on a run while it executes it (rule 9 across processes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// Who holds it: an id unique to one engine in one process.
+    pub owner: String,
+    /// When it lapses unless renewed, in milliseconds since the Unix epoch (by the store's
+    /// clock, which for Redis and PostgreSQL is the server's).
+    pub expires_at_ms: i64,
+}
+
+impl Lease {
+    /// A lease held by `owner` until `expires_at_ms`.
+    pub fn new(owner: impl Into<String>, expires_at_ms: i64) -> Self {
+        Lease { owner: owner.into(), expires_at_ms }
+    }
+}
+
+/// What [`Store::acquire_lease`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseOutcome {
+    /// The caller holds the lease now (taken, or renewed if it already held it).
+    Acquired,
+    /// Another owner holds a lease that has not expired; nothing changed.
+    HeldBy(Lease),
+}
+
 /// Where durably keeps runs, steps and signals.
 ///
 /// Implementations must be safe to share between tasks and threads (`Arc<dyn Store>`), and every
@@ -406,6 +434,47 @@ pub trait Store: Send + Sync + 'static {
         let _ = (run_id, name);
         tokio::time::sleep(max_wait).await;
     }
+
+    /// Takes the lease on `run_id` for `owner` until `now_ms + ttl` (or renews it, if `owner`
+    /// already holds it). Succeeds when the run has no lease, its lease expired, or `owner`
+    /// holds it; otherwise returns the other owner's lease and changes nothing. The run need not
+    /// exist. Atomic: of two owners racing for a free lease, exactly one gets it.
+    ///
+    /// The default always grants it: right for a store only one process uses, since the engine
+    /// already keeps one executor per run inside a process. Stores shared between processes
+    /// override it.
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<LeaseOutcome> {
+        let _ = (run_id, owner, ttl, now_ms);
+        Ok(LeaseOutcome::Acquired)
+    }
+
+    /// Gives up `owner`'s lease on `run_id`; does nothing when another owner holds it.
+    async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
+        let _ = (run_id, owner);
+        Ok(())
+    }
+
+    /// Unfinished runs (status `running` or `waiting`) that no live lease covers at `now_ms`,
+    /// oldest first, at most `limit`: the runs [`recover`](crate::Workflow) may resume.
+    ///
+    /// The default lists every unfinished run (a single-process store has no live leases after
+    /// a restart).
+    async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
+        let _ = now_ms;
+        let mut runs = Vec::new();
+        for status in [RunStatus::Running, RunStatus::Waiting] {
+            runs.extend(self.list_runs(&RunFilter::new().status(status)).await?);
+        }
+        runs.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then_with(|| a.run_id.cmp(&b.run_id)));
+        runs.truncate(limit);
+        Ok(runs)
+    }
 }
 
 #[async_trait]
@@ -436,6 +505,21 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
         (**self).wait_for_signal(run_id, name, max_wait).await
+    }
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<LeaseOutcome> {
+        (**self).acquire_lease(run_id, owner, ttl, now_ms).await
+    }
+    async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
+        (**self).release_lease(run_id, owner).await
+    }
+    async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
+        (**self).recoverable_runs(now_ms, limit).await
     }
 }
 
