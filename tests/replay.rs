@@ -231,6 +231,41 @@ async fn a_step_id_claimed_by_another_task_is_nondeterminism(h: Harness) {
     assert_eq!((steps[0].name.as_str(), steps[0].value.as_deref()), ("add", Some("2")));
 }
 
+async fn a_changed_request_hash_under_the_same_step_is_nondeterminism(h: Harness) {
+    let c = Counter::new();
+    h.wf()
+        .run("r6h", |_| async {
+            add(c.clone(), 1, 1).request_hash("aaa").await?;
+            common::crash::<()>("stop")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(h.wf().list_steps("r6h").await.unwrap()[0].request_hash.as_deref(), Some("aaa"));
+    // The same request replays; a different one under the same step id is refused.
+    let same = h.wf().run("r6h", |_| async { add(c.clone(), 1, 1).request_hash("aaa").await }).await;
+    assert_eq!(same.unwrap(), 2);
+    assert_eq!(c.get(), 1);
+    let err = h.wf().run("r6h2", |_| async { add(c.clone(), 1, 1).request_hash("aaa").await }).await;
+    assert_eq!(err.unwrap(), 2);
+    h.wf()
+        .run("r6h3", |_| async {
+            add(c.clone(), 1, 1).request_hash("aaa").await?;
+            common::crash::<()>("stop")
+        })
+        .await
+        .unwrap_err();
+    let err =
+        h.wf().run("r6h3", |_| async { add(c.clone(), 1, 1).request_hash("bbb").await }).await.unwrap_err();
+    match err {
+        Error::NonDeterminism { run_id, step_id, recorded, called } => {
+            assert_eq!((run_id.as_str(), step_id.as_str()), ("r6h3", "add"));
+            assert!(recorded.contains("aaa") && called.contains("bbb"), "{recorded} / {called}");
+        }
+        other => panic!("expected NonDeterminism, got {other}"),
+    }
+    assert_eq!(c.get(), 3, "the changed request must not be answered from the record nor run");
+}
+
 async fn a_sleep_or_signal_deadline_over_another_tasks_record_is_nondeterminism(h: Harness) {
     let c = Counter::new();
     h.wf()
@@ -325,6 +360,7 @@ on_every_store!(
     same_task_in_two_runs_stays_isolated,
     unit_and_none_results_survive_a_round_trip,
     a_step_id_claimed_by_another_task_is_nondeterminism,
+    a_changed_request_hash_under_the_same_step_is_nondeterminism,
     a_sleep_or_signal_deadline_over_another_tasks_record_is_nondeterminism,
     added_and_removed_calls_do_not_break_a_run_in_flight,
     a_completed_run_returns_its_stored_output,

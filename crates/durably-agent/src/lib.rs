@@ -1,4 +1,22 @@
 //! Durable LLM agents: every model request and every tool call is a checkpointed step.
 //!
-//! Being built (issue 3): `DurableAgent` for rig (feature `rig`) and a durable OpenAI
-//! chat-completions agent (feature `openai`).
+//! - [`rig`] (feature `rig`): `DurableAgent` wraps a rig 0.44 agent.
+//! - [`openai`] (feature `openai`): a durable chat-completions agent on async-openai, with typed
+//!   tools, and durable single calls.
+//!
+//! Shared by both: [`TaskConfig`] (retries and backoff for model calls and tool calls),
+//! [`ModelError`] (how a failed model call is recorded) and [`request_hash`] (the canonical hash
+//! stored with each model step so that a replay with a different request fails loudly).
+
+mod config;
+mod error;
+mod hash;
+
+pub use config::TaskConfig;
+pub use error::ModelError;
+pub use hash::{canonical_json, request_hash};
+
+#[cfg(feature = "openai")]
+pub mod openai;
+#[cfg(feature = "rig")]
+pub mod rig;

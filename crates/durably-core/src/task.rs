@@ -49,12 +49,15 @@ pub struct TaskSpec {
     pub backoff: Option<Backoff>,
     /// Record the intent before running the body, and never run it twice.
     pub at_most_once: bool,
+    /// A canonical hash of what the step sends (an agent's model request); a replay whose
+    /// request hashes differently fails with [`Error::NonDeterminism`].
+    pub request_hash: Option<String>,
 }
 
 impl TaskSpec {
     /// A task named `name`, with the workflow's default retries.
     pub fn new(name: impl Into<String>) -> Self {
-        TaskSpec { name: name.into(), retries: None, backoff: None, at_most_once: false }
+        TaskSpec { name: name.into(), retries: None, backoff: None, at_most_once: false, request_hash: None }
     }
 
     /// Up to `n` retries (`n + 1` attempts).
@@ -164,6 +167,17 @@ where
     pub fn at_most_once(mut self) -> Self {
         if let Some(p) = self.pending() {
             p.spec.at_most_once = true;
+        }
+        self
+    }
+
+    /// Records `hash` (a canonical hash of the request this step sends, e.g. a model request)
+    /// with the step. Executing the run again with a request that hashes differently under the
+    /// same step id fails with [`Error::NonDeterminism`] instead of returning the recorded value
+    /// of another request.
+    pub fn request_hash(mut self, hash: impl Into<String>) -> Self {
+        if let Some(p) = self.pending() {
+            p.spec.request_hash = Some(hash.into());
         }
         self
     }
@@ -298,6 +312,18 @@ where
     ctx.check_cancelled()?;
     let run_id = ctx.run_id().to_owned();
     if let Some(rec) = ctx.replay_step(&step_id, &spec.name)? {
+        if let (Some(recorded), Some(called)) = (&rec.request_hash, &spec.request_hash)
+            && recorded != called
+            && rec.status == StepStatus::Completed
+        {
+            tracing::warn!(target: "durably", "recorded request differs from the one sent now");
+            return Err(Error::NonDeterminism {
+                run_id,
+                step_id,
+                recorded: format!("{} with request {recorded}", rec.name),
+                called: format!("{} with request {called}", spec.name),
+            });
+        }
         match rec.status {
             StepStatus::Completed => {
                 let value = decode(&run_id, &step_id, "step value", rec.value.as_deref())?;
@@ -323,6 +349,7 @@ where
     if spec.at_most_once {
         let mut intent = StepRecord::new(&step_id, &spec.name, StepStatus::Started, started);
         intent.attempts = 0;
+        intent.request_hash.clone_from(&spec.request_hash);
         ctx.save_step(intent).await?;
     }
 
@@ -343,6 +370,7 @@ where
                 let mut rec = StepRecord::new(&step_id, &spec.name, StepStatus::Completed, now_ms());
                 rec.value = Some(json);
                 rec.attempts = attempt;
+                rec.request_hash.clone_from(&spec.request_hash);
                 rec.started_at_ms = started;
                 ctx.save_step(rec).await?;
                 tracing::debug!(target: "durably", attempts = attempt, "step executed");
@@ -356,6 +384,7 @@ where
                     let mut rec = StepRecord::new(&step_id, &spec.name, StepStatus::Failed, now_ms());
                     rec.error = Some(text);
                     rec.attempts = attempt;
+                    rec.request_hash.clone_from(&spec.request_hash);
                     rec.started_at_ms = started;
                     // An at-most-once step that returned an error has no ambiguous effect; record
                     // the failure so that the next execution may run it again.

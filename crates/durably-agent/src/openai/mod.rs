@@ -1,0 +1,1 @@
+//! A durable OpenAI chat-completions agent on async-openai (being built).

@@ -1,0 +1,1 @@
+//! rig 0.44 agents made durable (being built).
