@@ -35,6 +35,7 @@ use std::sync::Arc;
 pub use durably_core::Store;
 
 pub mod conformance;
+pub mod faults;
 
 /// A store under test, with values that must outlive it (a temporary directory, a server
 /// handle). The store is dropped first, then the guards in the order they were added.

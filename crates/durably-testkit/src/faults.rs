@@ -1,0 +1,227 @@
+//! Fault injection: a [`Store`] wrapper that fails or delays chosen calls of the store it wraps.
+//!
+//! ```ignore
+//! let store = FaultStore::new(MemoryStore::new());
+//! store.inject(Op::SaveStep, 3, Fault::Fail);          // the 3rd save_step fails
+//! store.inject(Op::OpenRun, 1, Fault::Delay(ms(200)));  // the 1st open_run is slow
+//! store.inject(Op::SaveStep, 5, Fault::FailAfterWrite); // written, but the reply is lost
+//! ```
+//!
+//! An injected failure is an [`Error::Store`] naming the operation and the run, with the source
+//! [`InjectedFault`], exactly as a driver error would reach the engine.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use durably_core::{
+    Error, LeaseOutcome, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
+    StepRecord, Store,
+};
+
+/// A `Store` operation, for choosing where a fault lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// [`Store::open_run`]
+    OpenRun,
+    /// [`Store::save_step`]
+    SaveStep,
+    /// [`Store::update_run`]
+    UpdateRun,
+    /// [`Store::deliver_signal`]
+    DeliverSignal,
+    /// [`Store::get_signal`]
+    GetSignal,
+    /// [`Store::get_run`]
+    GetRun,
+    /// [`Store::list_runs`]
+    ListRuns,
+    /// [`Store::list_steps`]
+    ListSteps,
+    /// [`Store::acquire_lease`]
+    AcquireLease,
+    /// [`Store::release_lease`]
+    ReleaseLease,
+    /// [`Store::recoverable_runs`]
+    RecoverableRuns,
+}
+
+impl Op {
+    /// The operation's name, as it appears in [`Error::Store`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::OpenRun => "open_run",
+            Op::SaveStep => "save_step",
+            Op::UpdateRun => "update_run",
+            Op::DeliverSignal => "deliver_signal",
+            Op::GetSignal => "get_signal",
+            Op::GetRun => "get_run",
+            Op::ListRuns => "list_runs",
+            Op::ListSteps => "list_steps",
+            Op::AcquireLease => "acquire_lease",
+            Op::ReleaseLease => "release_lease",
+            Op::RecoverableRuns => "recoverable_runs",
+        }
+    }
+}
+
+/// What happens to the chosen call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The call fails before reaching the store: nothing is written.
+    Fail,
+    /// The call reaches the store and succeeds there, but the caller gets an error (a reply lost
+    /// with the connection).
+    FailAfterWrite,
+    /// The call waits this long, then proceeds.
+    Delay(Duration),
+}
+
+/// The source of an injected [`Error::Store`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("injected fault: call {call} of {op}")]
+pub struct InjectedFault {
+    /// The operation that failed.
+    pub op: &'static str,
+    /// Which call of it (1 for the first).
+    pub call: u32,
+}
+
+#[derive(Debug, Default)]
+struct Plan {
+    /// (op, nth call) → fault.
+    faults: HashMap<(Op, u32), Fault>,
+    /// Every call of op fails from this call on (a dropped connection).
+    down_from: HashMap<Op, u32>,
+    calls: HashMap<Op, u32>,
+}
+
+/// A store that fails or delays chosen calls of the store it wraps. See the [module docs](self).
+#[derive(Debug)]
+pub struct FaultStore<S> {
+    inner: S,
+    plan: Mutex<Plan>,
+}
+
+impl<S: Store> FaultStore<S> {
+    /// Wraps `inner`; no fault is planned yet.
+    pub fn new(inner: S) -> Self {
+        FaultStore { inner, plan: Mutex::new(Plan::default()) }
+    }
+
+    fn plan(&self) -> MutexGuard<'_, Plan> {
+        self.plan.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Plans `fault` for the `nth` call (1-based, counted from the wrapper's creation) of `op`.
+    pub fn inject(&self, op: Op, nth: u32, fault: Fault) {
+        self.plan().faults.insert((op, nth), fault);
+    }
+
+    /// Every call of `op` from its `nth` on fails (a connection that stays down).
+    pub fn fail_from(&self, op: Op, nth: u32) {
+        self.plan().down_from.insert(op, nth);
+    }
+
+    /// Removes every planned fault: the "connection" is back.
+    pub fn heal(&self) {
+        let mut plan = self.plan();
+        plan.faults.clear();
+        plan.down_from.clear();
+    }
+
+    /// How many calls of `op` were made.
+    pub fn calls(&self, op: Op) -> u32 {
+        self.plan().calls.get(&op).copied().unwrap_or(0)
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Counts the call and returns the fault planned for it.
+    fn next(&self, op: Op) -> (u32, Option<Fault>) {
+        let mut plan = self.plan();
+        let n = plan.calls.entry(op).or_insert(0);
+        *n += 1;
+        let call = *n;
+        let fault = match plan.faults.get(&(op, call)) {
+            Some(f) => Some(*f),
+            None if plan.down_from.get(&op).is_some_and(|&from| call >= from) => Some(Fault::Fail),
+            None => None,
+        };
+        (call, fault)
+    }
+
+    async fn call<T, F>(&self, op: Op, run_id: Option<&str>, f: F) -> Result<T>
+    where
+        F: Future<Output = Result<T>> + Send,
+        T: Send,
+    {
+        let (call, fault) = self.next(op);
+        let injected = || Error::store(op.name(), run_id, InjectedFault { op: op.name(), call });
+        match fault {
+            None => f.await,
+            Some(Fault::Fail) => Err(injected()),
+            Some(Fault::FailAfterWrite) => {
+                f.await?;
+                Err(injected())
+            }
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                f.await
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for FaultStore<S> {
+    async fn open_run(&self, run: NewRun) -> Result<RunHistory> {
+        let run_id = run.run_id.clone();
+        self.call(Op::OpenRun, Some(&run_id), self.inner.open_run(run)).await
+    }
+    async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
+        self.call(Op::SaveStep, Some(run_id), self.inner.save_step(run_id, step)).await
+    }
+    async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
+        self.call(Op::UpdateRun, Some(run_id), self.inner.update_run(run_id, update)).await
+    }
+    async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
+        self.call(Op::DeliverSignal, Some(run_id), self.inner.deliver_signal(run_id, signal)).await
+    }
+    async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
+        self.call(Op::GetSignal, Some(run_id), self.inner.get_signal(run_id, name)).await
+    }
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        self.call(Op::GetRun, Some(run_id), self.inner.get_run(run_id)).await
+    }
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        self.call(Op::ListRuns, None, self.inner.list_runs(filter)).await
+    }
+    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        self.call(Op::ListSteps, Some(run_id), self.inner.list_steps(run_id)).await
+    }
+    async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
+        self.inner.wait_for_signal(run_id, name, max_wait).await
+    }
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<LeaseOutcome> {
+        self.call(Op::AcquireLease, Some(run_id), self.inner.acquire_lease(run_id, owner, ttl, now_ms)).await
+    }
+    async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
+        self.call(Op::ReleaseLease, Some(run_id), self.inner.release_lease(run_id, owner)).await
+    }
+    async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
+        self.call(Op::RecoverableRuns, None, self.inner.recoverable_runs(now_ms, limit)).await
+    }
+}

@@ -1,0 +1,150 @@
+//! Fault injection (issue 6): a store that fails, loses the reply of, or delays chosen calls.
+//! The run fails with an error naming the operation and the run, a re-run resumes from what was
+//! recorded, and no half-written record appears.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Counter, Harness};
+use durably::{Error, RunStatus, StepStatus, Workflow};
+use durably_testkit::faults::{Fault, FaultStore, InjectedFault, Op};
+
+#[durably::task(retries = 0)]
+async fn work(c: Counter, i: u32) -> Result<u32, common::Boom> {
+    c.hit();
+    Ok(i * 10)
+}
+
+async fn five_steps(wf: &Workflow, run_id: &str, c: &Counter) -> durably::Result<u32> {
+    wf.run(run_id, |_| {
+        let c = c.clone();
+        async move {
+            let mut total = 0;
+            for i in 0..5 {
+                total += work(c.clone(), i).step_id(format!("s{i}")).await?;
+            }
+            Ok::<_, Error>(total)
+        }
+    })
+    .await
+}
+
+fn engine(store: Arc<FaultStore<Arc<dyn durably::Store>>>) -> Workflow {
+    Workflow::builder("faults").shared_store(store).default_backoff(durably::backoff::constant(0.0)).build()
+}
+
+fn assert_injected(err: &Error, op: &str, run_id: &str) {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(e) = cause {
+        text.push_str(&format!(": {e}"));
+        cause = e.source();
+    }
+    assert!(text.contains(op) && text.contains(run_id), "the error names {op} and {run_id}: {text}");
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(f) = e.downcast_ref::<InjectedFault>() {
+            assert_eq!(f.op, op);
+            return;
+        }
+        source = e.source();
+    }
+    panic!("no injected {op} fault in the chain of {text}");
+}
+
+fn completed(steps: &[durably::StepRecord]) -> Vec<&str> {
+    steps.iter().filter(|s| s.status == StepStatus::Completed).map(|s| s.step_id.as_str()).collect()
+}
+
+async fn a_failed_checkpoint_write_fails_the_run_and_a_rerun_resumes(h: Harness) {
+    let store = Arc::new(FaultStore::new(h.store()));
+    store.inject(Op::SaveStep, 3, Fault::Fail);
+    let c = Counter::new();
+    let err = five_steps(&engine(store.clone()), "f1", &c).await.unwrap_err();
+    assert_injected(&err, "save_step", "f1");
+    assert_eq!(c.get(), 3, "the third body ran; its checkpoint did not land");
+    // Nothing half-written: two complete records, no trace of the third.
+    let steps = h.wf().list_steps("f1").await.unwrap();
+    assert_eq!(completed(&steps), ["s0", "s1"]);
+    assert!(steps.iter().all(|s| s.step_id != "s2" || s.status != StepStatus::Completed));
+    // The re-run replays s0 and s1 and executes the rest.
+    c.reset();
+    assert_eq!(five_steps(&engine(store.clone()), "f1", &c).await.unwrap(), 100);
+    assert_eq!(c.get(), 3);
+}
+
+async fn a_lost_reply_after_the_write_replays_the_step(h: Harness) {
+    let store = Arc::new(FaultStore::new(h.store()));
+    store.inject(Op::SaveStep, 2, Fault::FailAfterWrite);
+    let c = Counter::new();
+    let err = five_steps(&engine(store.clone()), "f2", &c).await.unwrap_err();
+    assert_injected(&err, "save_step", "f2");
+    assert_eq!(completed(&h.wf().list_steps("f2").await.unwrap()), ["s0", "s1"]);
+    c.reset();
+    assert_eq!(five_steps(&engine(store), "f2", &c).await.unwrap(), 100);
+    assert_eq!(c.get(), 3, "s1 was recorded before the reply was lost: it replays");
+}
+
+async fn a_failed_open_run_creates_nothing(h: Harness) {
+    let store = Arc::new(FaultStore::new(h.store()));
+    store.inject(Op::OpenRun, 1, Fault::Fail);
+    let c = Counter::new();
+    let err = five_steps(&engine(store.clone()), "f3", &c).await.unwrap_err();
+    assert_injected(&err, "open_run", "f3");
+    assert_eq!(c.get(), 0);
+    assert!(h.wf().get_run("f3").await.unwrap().is_none());
+    assert_eq!(five_steps(&engine(store), "f3", &c).await.unwrap(), 100);
+}
+
+async fn a_failed_completion_write_leaves_a_resumable_run(h: Harness) {
+    let store = Arc::new(FaultStore::new(h.store()));
+    let c = Counter::new();
+    // Calls of update_run made by this run: the completion is the last one. Fail every call,
+    // like a connection that went down at the end of the run.
+    store.fail_from(Op::UpdateRun, 1);
+    let err = five_steps(&engine(store.clone()), "f4", &c).await.unwrap_err();
+    assert_injected(&err, "update_run", "f4");
+    assert_eq!(c.get(), 5);
+    let run = h.wf().get_run("f4").await.unwrap().unwrap();
+    assert_ne!(run.status, RunStatus::Completed, "the completion did not land");
+    assert_eq!(completed(&h.wf().list_steps("f4").await.unwrap()).len(), 5);
+    store.heal();
+    c.reset();
+    assert_eq!(five_steps(&engine(store), "f4", &c).await.unwrap(), 100);
+    assert_eq!(c.get(), 0, "every step replays");
+    assert_eq!(h.wf().get_run("f4").await.unwrap().unwrap().status, RunStatus::Completed);
+}
+
+async fn a_connection_down_mid_run_then_back(h: Harness) {
+    let store = Arc::new(FaultStore::new(h.store()));
+    store.fail_from(Op::SaveStep, 4);
+    let c = Counter::new();
+    let err = five_steps(&engine(store.clone()), "f5", &c).await.unwrap_err();
+    assert_injected(&err, "save_step", "f5");
+    store.heal();
+    c.reset();
+    assert_eq!(five_steps(&engine(store.clone()), "f5", &c).await.unwrap(), 100);
+    assert_eq!(c.get(), 2, "s0..s2 replay; s3 and s4 execute");
+    assert!(store.calls(Op::SaveStep) >= 6);
+}
+
+async fn slow_store_calls_delay_but_do_not_break_a_run(h: Harness) {
+    let store = Arc::new(FaultStore::new(h.store()));
+    store.inject(Op::SaveStep, 2, Fault::Delay(Duration::from_millis(50)));
+    store.inject(Op::OpenRun, 1, Fault::Delay(Duration::from_millis(50)));
+    let c = Counter::new();
+    assert_eq!(five_steps(&engine(store), "f6", &c).await.unwrap(), 100);
+    assert_eq!(completed(&h.wf().list_steps("f6").await.unwrap()).len(), 5);
+}
+
+on_every_store!(
+    a_failed_checkpoint_write_fails_the_run_and_a_rerun_resumes,
+    a_lost_reply_after_the_write_replays_the_step,
+    a_failed_open_run_creates_nothing,
+    a_failed_completion_write_leaves_a_resumable_run,
+    a_connection_down_mid_run_then_back,
+    slow_store_calls_delay_but_do_not_break_a_run,
+);
