@@ -153,6 +153,18 @@ macro_rules! store_conformance_tests {
             concurrent_saves_to_one_run_all_land
             wait_for_signal_returns_within_max_wait
             store_works_as_arc_dyn_store
+            acquire_lease_of_a_free_run_succeeds
+            a_second_owner_gets_held_by_with_owner_and_expiry
+            the_same_owner_renews_and_extends_the_expiry
+            renewing_a_short_lease_keeps_it
+            an_expired_lease_can_be_taken_by_another_owner
+            release_by_a_non_owner_does_nothing
+            release_by_the_owner_frees_the_lease
+            leases_of_different_runs_are_independent
+            racing_acquires_have_exactly_one_winner
+            recoverable_runs_lists_unfinished_runs_without_a_live_lease
+            recoverable_runs_include_expired_and_released_leases
+            recoverable_runs_respects_the_limit
         }
     };
 }
