@@ -10,7 +10,7 @@ use durably_core::{BoxError, Error, Result};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::options::SqliteOptions;
-use crate::sql::{Fail, SCHEMA_V1, SCHEMA_VERSION};
+use crate::sql::{Fail, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION};
 use crate::writer::retry_busy;
 
 /// How many idle read connections the pool keeps.
@@ -122,7 +122,8 @@ fn check_version(found: i64, path: &Path) -> Result<()> {
     })
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`], refusing a file written by a newer version.
+/// Brings the schema to [`SCHEMA_VERSION`] (creating it, or upgrading an older file in place in
+/// one transaction), refusing a file written by a newer version.
 fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     let found = retry_busy(|| Ok(user_version(conn)?)).map_err(|f| fail_error(path, "read", f))?;
     check_version(found, path)?;
@@ -135,8 +136,12 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
             // Another process may have migrated while this one waited for the lock.
             let found = user_version(conn)?;
             check_version(found, path).map_err(Fail::Store)?;
+            // Each step upgrades the previous version in place, keeping every record.
             if found < 1 {
                 conn.execute_batch(SCHEMA_V1)?;
+            }
+            if found < 2 {
+                conn.execute_batch(SCHEMA_V2)?;
             }
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             conn.execute_batch("COMMIT")?;
@@ -148,7 +153,10 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
         result
     })
     .map_err(|f| fail_error(path, "create the schema of", f))?;
-    tracing::debug!(path = %path.display(), version = SCHEMA_VERSION, "durably-sqlite: schema created");
+    tracing::debug!(
+        path = %path.display(), from = found, version = SCHEMA_VERSION,
+        "durably-sqlite: schema created or upgraded"
+    );
     Ok(())
 }
 

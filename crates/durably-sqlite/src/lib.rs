@@ -22,7 +22,9 @@
 //! - **Several processes** may share the file: each attempt waits up to `busy_timeout` for
 //!   another process's lock, and a locked database is retried with a short backoff, so
 //!   SQLite's "database is locked" never reaches you. Signals delivered by another process are
-//!   noticed within [`SqliteOptions::poll_interval`].
+//!   noticed within [`SqliteOptions::poll_interval`]. A run being executed holds a lease (a row
+//!   of the `leases` table, taken in a write transaction), so two processes never execute one
+//!   run at once, and a run whose process died can be recovered once its lease expires.
 //! - **Durability** is [`Durability::Full`] by default (`synchronous = FULL`: a returned write
 //!   survives a power cut); [`Durability::Normal`] survives a process crash but may lose the
 //!   last commits on power loss.
@@ -44,7 +46,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use durably_core::{
-    Error, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord, StepRecord, Store,
+    Error, LeaseOutcome, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
+    StepRecord, Store,
 };
 use rusqlite::Connection;
 
@@ -312,5 +315,32 @@ impl Store for SqliteStore {
     /// delivered the signal meanwhile.
     async fn wait_for_signal(&self, _run_id: &str, _name: &str, max_wait: Duration) {
         tokio::time::sleep(max_wait.min(self.options.poll_interval)).await;
+    }
+
+    /// Takes or renews the lease in one write transaction on the writer thread, so that it is
+    /// atomic against other stores and processes sharing the file. Times are `now_ms`, by the
+    /// clock of the machine the processes share.
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<LeaseOutcome> {
+        let (owned, owner) = (run_id.to_owned(), owner.to_owned());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.write("acquire_lease", run_id, move |conn| {
+            sql::acquire_lease(conn, &owned, &owner, ttl_ms, now_ms)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
+        let (owned, owner) = (run_id.to_owned(), owner.to_owned());
+        self.write("release_lease", run_id, move |conn| sql::release_lease(conn, &owned, &owner)).await
+    }
+
+    async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
+        self.read("recoverable_runs", None, move |conn| sql::recoverable_runs(conn, now_ms, limit)).await
     }
 }

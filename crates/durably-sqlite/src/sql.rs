@@ -8,8 +8,8 @@
 use std::fmt;
 
 use durably_core::{
-    Error, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord,
-    StepStatus,
+    Error, Lease, LeaseOutcome, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
+    StepRecord, StepStatus,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, Row, params};
@@ -17,7 +17,10 @@ use rusqlite::{Connection, ErrorCode, Row, params};
 /// The schema version this version of durably-sqlite writes and understands, kept in the
 /// file's `PRAGMA user_version` (0 is a file durably has not set up yet). A file with a higher
 /// version is refused when opened.
-pub const SCHEMA_VERSION: i64 = 1;
+///
+/// - 1: `runs`, `steps`, `signals`.
+/// - 2: adds `leases` (one row per run executing somewhere, for several processes on one file).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The tables of schema version 1.
 ///
@@ -59,6 +62,20 @@ CREATE TABLE IF NOT EXISTS signals (
     payload         TEXT NOT NULL,
     delivered_at_ms INTEGER NOT NULL,
     PRIMARY KEY (run_id, name)
+) STRICT, WITHOUT ROWID;
+";
+
+/// What schema version 2 adds to version 1: the lease of each run being executed.
+///
+/// A separate table rather than columns of `runs`, because a lease may be taken before its run
+/// exists (the engine leases a run id before `open_run` creates it), and because releasing a
+/// lease then deletes a row instead of rewriting the run's. `expires_at_ms` is by the clock of
+/// the processes sharing the file (one machine).
+pub(crate) const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS leases (
+    run_id        TEXT NOT NULL PRIMARY KEY,
+    owner         TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 ";
 
@@ -113,6 +130,26 @@ const GET_SIGNAL: &str = "SELECT payload FROM signals WHERE run_id = ?1 AND name
 
 const LIST_SIGNALS: &str =
     "SELECT name, payload, delivered_at_ms FROM signals WHERE run_id = ?1 ORDER BY delivered_at_ms, name";
+
+/// Takes or renews the lease: the row is written only when there is none, it is the caller's,
+/// or it has expired at `?4`.
+const ACQUIRE_LEASE: &str = "
+INSERT INTO leases (run_id, owner, expires_at_ms) VALUES (?1, ?2, ?3)
+ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms
+WHERE leases.owner = excluded.owner OR leases.expires_at_ms <= ?4";
+
+const GET_LEASE: &str = "SELECT owner, expires_at_ms FROM leases WHERE run_id = ?1";
+
+const RELEASE_LEASE: &str = "DELETE FROM leases WHERE run_id = ?1 AND owner = ?2";
+
+/// Unfinished runs without a live lease, oldest first (through `runs_by_status`).
+const RECOVERABLE_RUNS: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE status IN ('running', 'waiting')",
+    " AND NOT EXISTS (SELECT 1 FROM leases WHERE leases.run_id = runs.run_id AND leases.expires_at_ms > ?1)",
+    " ORDER BY created_at_ms, run_id LIMIT ?2"
+);
 
 /// Why a statement failed: SQLite said so, or the data or the request was wrong.
 #[derive(Debug)]
@@ -223,8 +260,53 @@ pub(crate) fn deliver_signal(conn: &Connection, run_id: &str, signal: &SignalRec
     Ok(inserted == 1)
 }
 
+/// Takes the lease on `run_id` for `owner` until `now_ms + ttl_ms`, or reports the live lease
+/// of another owner. Runs in the writer's `BEGIN IMMEDIATE` transaction, which holds the file's
+/// write lock: of two processes racing, the second sees the first one's row.
+pub(crate) fn acquire_lease(
+    conn: &Connection,
+    run_id: &str,
+    owner: &str,
+    ttl_ms: i64,
+    now_ms: i64,
+) -> Result<LeaseOutcome, Fail> {
+    let expires_at_ms = now_ms.saturating_add(ttl_ms);
+    let written =
+        conn.prepare_cached(ACQUIRE_LEASE)?.execute(params![run_id, owner, expires_at_ms, now_ms])?;
+    if written == 1 {
+        return Ok(LeaseOutcome::Acquired);
+    }
+    let mut stmt = conn.prepare_cached(GET_LEASE)?;
+    let mut rows = stmt.query([run_id])?;
+    let row = rows
+        .next()?
+        .ok_or_else(|| Fail::Message("the lease row vanished inside the write transaction".to_owned()))?;
+    let bad = |detail: String| corrupt(run_id, None, format!("lease: {detail}"));
+    let holder = text(row, 0, "owner").map_err(bad)?;
+    let expires = int(row, 1, "expires_at_ms").map_err(bad)?;
+    Ok(LeaseOutcome::HeldBy(Lease::new(holder, expires)))
+}
+
+/// Deletes `owner`'s lease on `run_id`, if it holds it.
+pub(crate) fn release_lease(conn: &Connection, run_id: &str, owner: &str) -> Result<(), Fail> {
+    conn.prepare_cached(RELEASE_LEASE)?.execute([run_id, owner])?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reads
+
+/// Unfinished runs that no live lease covers at `now_ms`, oldest first, at most `limit`.
+pub(crate) fn recoverable_runs(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>, Fail> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(RECOVERABLE_RUNS)?;
+    let mut rows = stmt.query(params![now_ms, limit])?;
+    let mut runs = Vec::new();
+    while let Some(row) = rows.next()? {
+        runs.push(decode_run(row)?);
+    }
+    Ok(runs)
+}
 
 /// One run.
 pub(crate) fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunRecord>, Fail> {

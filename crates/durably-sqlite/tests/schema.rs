@@ -6,7 +6,9 @@
 mod common;
 
 use common::{raw, start, step, temp_db};
-use durably_core::{Error, NewRun, RunFilter, Store};
+use std::time::Duration;
+
+use durably_core::{Error, LeaseOutcome, NewRun, RunFilter, RunRecord, RunStatus, Store, now_ms};
 use durably_sqlite::{SCHEMA_VERSION, SqliteStore};
 
 #[tokio::test]
@@ -41,6 +43,87 @@ async fn reopening_a_current_file_keeps_its_data_and_version() {
     assert!(store.get_run("r").await.unwrap().is_some());
     let version: i64 = raw(&db.path).pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version, SCHEMA_VERSION);
+}
+
+/// The tables of schema version 1 exactly as durably-sqlite created them before leases, with a
+/// few records.
+const SCHEMA_V1_AS_SHIPPED: &str = r#"
+CREATE TABLE runs (
+    run_id TEXT NOT NULL PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL, input TEXT,
+    output TEXT, error TEXT, waiting_on TEXT, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX runs_by_created ON runs (created_at_ms, run_id);
+CREATE INDEX runs_by_status ON runs (status, created_at_ms, run_id);
+CREATE INDEX runs_by_workflow ON runs (workflow, created_at_ms, run_id);
+CREATE TABLE steps (
+    run_id TEXT NOT NULL, step_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL, value TEXT,
+    error TEXT, attempts INTEGER NOT NULL, request_hash TEXT, started_at_ms INTEGER NOT NULL,
+    finished_at_ms INTEGER, PRIMARY KEY (run_id, step_id)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE signals (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, payload TEXT NOT NULL, delivered_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (run_id, name)
+) STRICT, WITHOUT ROWID;
+INSERT INTO runs VALUES ('old-run', 'wf', 'running', '{"n":1}', NULL, NULL, NULL, 1000, 1000);
+INSERT INTO runs VALUES ('old-done', 'wf', 'completed', NULL, '42', NULL, NULL, 900, 1100);
+INSERT INTO steps VALUES ('old-run', 'fetch', 'fetch', 'completed', '"v"', NULL, 1, NULL, 1000, 1001);
+INSERT INTO signals VALUES ('old-run', 'go', 'true', 1002);
+PRAGMA user_version = 1;
+"#;
+
+#[tokio::test]
+async fn a_version_1_file_is_upgraded_in_place_keeping_every_record() {
+    assert_eq!(SCHEMA_VERSION, 2, "this test upgrades version 1 to the current version 2");
+    let db = temp_db();
+    raw(&db.path).execute_batch(SCHEMA_V1_AS_SHIPPED).unwrap();
+
+    let store = SqliteStore::open(&db.path).await.unwrap();
+    let version: i64 = raw(&db.path).pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, 2, "the file is marked as upgraded");
+
+    // Everything written by version 1 is still there.
+    let run = store.get_run("old-run").await.unwrap().expect("the v1 run survives");
+    assert_eq!((run.status, run.input.as_deref()), (RunStatus::Running, Some(r#"{"n":1}"#)));
+    let steps = store.list_steps("old-run").await.unwrap();
+    assert_eq!((steps.len(), steps[0].value.as_deref()), (1, Some("\"v\"")));
+    assert_eq!(store.get_signal("old-run", "go").await.unwrap().as_deref(), Some("true"));
+    assert_eq!(store.get_run("old-done").await.unwrap().unwrap().output.as_deref(), Some("42"));
+
+    // The new table works: leases, and the recoverable runs they hide.
+    let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+    assert_eq!(ids(store.recoverable_runs(now_ms(), 10).await.unwrap()), ["old-run"]);
+    let ttl = Duration::from_secs(60);
+    assert_eq!(store.acquire_lease("old-run", "a", ttl, now_ms()).await.unwrap(), LeaseOutcome::Acquired);
+    assert!(matches!(
+        store.acquire_lease("old-run", "b", ttl, now_ms()).await.unwrap(),
+        LeaseOutcome::HeldBy(lease) if lease.owner == "a"
+    ));
+    assert!(store.recoverable_runs(now_ms(), 10).await.unwrap().is_empty());
+    drop(store);
+
+    // Reopening the upgraded file migrates nothing more and keeps the lease.
+    let store = SqliteStore::open(&db.path).await.unwrap();
+    assert!(matches!(
+        store.acquire_lease("old-run", "b", ttl, now_ms()).await.unwrap(),
+        LeaseOutcome::HeldBy(lease) if lease.owner == "a"
+    ));
+}
+
+#[tokio::test]
+async fn two_stores_opening_a_version_1_file_at_once_upgrade_it_once() {
+    let db = temp_db();
+    raw(&db.path).execute_batch(SCHEMA_V1_AS_SHIPPED).unwrap();
+    let (a, b) = tokio::join!(SqliteStore::open(&db.path), SqliteStore::open(&db.path));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.acquire_lease("old-run", "a", Duration::from_secs(60), now_ms()).await.unwrap(),
+        LeaseOutcome::Acquired
+    );
+    assert!(matches!(
+        b.acquire_lease("old-run", "b", Duration::from_secs(60), now_ms()).await.unwrap(),
+        LeaseOutcome::HeldBy(lease) if lease.owner == "a"
+    ));
+    assert_eq!(b.list_steps("old-run").await.unwrap().len(), 1);
 }
 
 fn assert_corrupt(err: &Error, run_id: &str, step_id: Option<&str>, needle: &str) {
