@@ -153,4 +153,40 @@ mod tests {
         assert!(parse("{a.b}").is_err());
         assert!(parse("{_}").is_err());
     }
+
+    fn unparse(pieces: &[Piece]) -> String {
+        let mut out = String::new();
+        for piece in pieces {
+            match piece {
+                Piece::Text(t) => out.push_str(&t.replace('{', "{{").replace('}', "}}")),
+                Piece::Param { name, spec } if spec.is_empty() => out.push_str(&format!("{{{name}}}")),
+                Piece::Param { name, spec } => out.push_str(&format!("{{{name}:{spec}}}")),
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, ..Default::default() })]
+
+        /// Any string is either refused with a message or parsed into pieces that print back
+        /// to a template parsing to the same pieces: never a panic.
+        #[test]
+        fn any_template_parses_or_is_refused(template in "\\PC{0,40}|[{}a-z_:0 -]{0,24}") {
+            match parse(&template) {
+                Ok(pieces) => {
+                    assert_eq!(parse(&unparse(&pieces)).unwrap(), pieces);
+                    let _ = format_string(&pieces);
+                }
+                Err(message) => assert!(message.contains("id template"), "{message}"),
+            }
+        }
+
+        /// Escaped literal text comes back verbatim, braces included.
+        #[test]
+        fn escaped_text_round_trips(text in "\\PC{1,40}") {
+            let escaped = text.replace('{', "{{").replace('}', "}}");
+            assert_eq!(parse(&escaped).unwrap(), vec![Piece::Text(text)]);
+        }
+    }
 }
