@@ -1,0 +1,72 @@
+//! Key names. A run id is put into a key as `<byte length>:<id>`, so that no two ids give the
+//! same key whatever characters they contain (`:`, `*`, `{`, quotes, newlines): the length says
+//! where the id ends. The verbatim id is also kept inside the run's hash, so nothing is ever
+//! parsed back out of a key.
+//!
+//! The Lua scripts build the same names (see `scripts.rs`); the two must agree:
+//!
+//! | key                                   | type       | holds                                  |
+//! |---------------------------------------|------------|----------------------------------------|
+//! | `<prefix>:run:<n>:<id>`               | hash       | the run record                          |
+//! | `<prefix>:steps:<n>:<id>`             | hash       | step id → step record (JSON)            |
+//! | `<prefix>:signals:<n>:<id>`           | hash       | signal name → `<delivered_at>:<payload>` |
+//! | `<prefix>:lease:<n>:<id>`             | string     | `<expires_at>:<owner>`, with `PXAT`     |
+//! | `<prefix>:wake:<n>:<id>`              | channel    | signal names, published on delivery     |
+//! | `<prefix>:index:all`                  | sorted set | run ids by creation time                |
+//! | `<prefix>:index:status:<status>`      | sorted set | run ids in that status                  |
+//! | `<prefix>:index:unfinished`           | sorted set | running and waiting run ids             |
+//! | `<prefix>:index:workflow:<n>:<name>`  | sorted set | run ids of that workflow                |
+
+/// Builds the key names of one store.
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Keys { prefix: prefix.to_owned() }
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn of(&self, kind: &str, id: &str) -> String {
+        format!("{}:{kind}:{}:{id}", self.prefix, id.len())
+    }
+
+    /// The run's hash.
+    pub(crate) fn run(&self, run_id: &str) -> String {
+        self.of("run", run_id)
+    }
+
+    /// The run's steps.
+    pub(crate) fn steps(&self, run_id: &str) -> String {
+        self.of("steps", run_id)
+    }
+
+    /// The run's signals.
+    pub(crate) fn signals(&self, run_id: &str) -> String {
+        self.of("signals", run_id)
+    }
+
+    /// The pub/sub channel on which deliveries to the run are announced.
+    pub(crate) fn wake(&self, run_id: &str) -> String {
+        self.of("wake", run_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+
+    #[test]
+    fn ids_that_join_to_the_same_text_give_different_keys() {
+        let keys = Keys::new("p");
+        assert_ne!(keys.run("a:1:b"), keys.run("a"));
+        assert_ne!(keys.steps("1:a"), keys.steps("a"));
+        assert_eq!(keys.run("a:b"), "p:run:3:a:b");
+        assert_eq!(keys.wake("🦀"), "p:wake:4:🦀");
+    }
+}

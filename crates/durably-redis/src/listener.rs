@@ -1,0 +1,181 @@
+//! Wake-ups across processes: one pub/sub connection per store, shared by every waiting run.
+//!
+//! `deliver_signal` publishes on the run's channel in the same script that records the signal.
+//! A waiter registers its interest, has the connection subscribe to the run's channel and waits
+//! for the server's confirmation, and only then checks whether the signal is already there:
+//! whatever is delivered after the check is announced to an active subscription, so no wake-up
+//! is lost.
+//!
+//! One task owns the connection. Subscribing and unsubscribing go through it in order (with a
+//! count per channel, so several waiters of one run share one subscription), and it routes each
+//! message to the waiters of its channel. When the connection drops, the task wakes every
+//! waiter (a wake-up may be spurious; the engine checks the store again) and the next wait
+//! opens a new connection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// What waiters ask of the connection's task.
+enum Command {
+    /// Subscribe to the channel (if no one is yet) and say whether it is active.
+    Join { channel: String, done: oneshot::Sender<bool> },
+    /// One waiter less on the channel; unsubscribe after the last.
+    Leave { channel: String },
+}
+
+/// The waiters of one channel.
+struct Route {
+    notify: Arc<Notify>,
+    waiters: usize,
+}
+
+type Routes = Arc<Mutex<HashMap<String, Route>>>;
+
+fn lock(routes: &Mutex<HashMap<String, Route>>) -> MutexGuard<'_, HashMap<String, Route>> {
+    // Every critical section leaves the map consistent, so a poisoned lock is still usable.
+    routes.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A pub/sub connection and its task.
+pub(crate) struct Listener {
+    commands: mpsc::UnboundedSender<Command>,
+    routes: Routes,
+    alive: Arc<AtomicBool>,
+}
+
+impl Listener {
+    /// Opens a pub/sub connection and starts its task.
+    pub(crate) async fn connect(client: &redis::Client) -> redis::RedisResult<Arc<Listener>> {
+        let (sink, stream) = client.get_async_pubsub().await?.split();
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let routes: Routes = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        tokio::spawn(run(sink, stream, receiver, Arc::clone(&routes), Arc::clone(&alive)));
+        Ok(Arc::new(Listener { commands, routes, alive }))
+    }
+
+    /// False once the connection has dropped.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Registers a waiter on `channel`. Enable a `notified()` of the returned waiter's
+    /// [`Waiter::notify`] before calling [`Waiter::subscribe`].
+    pub(crate) fn waiter(self: &Arc<Self>, channel: String) -> Waiter {
+        let notify = {
+            let mut routes = lock(&self.routes);
+            let route =
+                routes.entry(channel.clone()).or_insert_with(|| Route { notify: Arc::default(), waiters: 0 });
+            route.waiters += 1;
+            Arc::clone(&route.notify)
+        };
+        Waiter { listener: Arc::clone(self), channel, notify, joined: false }
+    }
+}
+
+/// One waiting call. Dropping it (also when the wait is cancelled) gives up its interest.
+pub(crate) struct Waiter {
+    listener: Arc<Listener>,
+    channel: String,
+    notify: Arc<Notify>,
+    joined: bool,
+}
+
+impl Waiter {
+    /// Notified when a message arrives on the channel, or when the connection drops.
+    pub(crate) fn notify(&self) -> Arc<Notify> {
+        Arc::clone(&self.notify)
+    }
+
+    /// Resolves once the server has confirmed the subscription; false if it failed.
+    pub(crate) async fn subscribe(&mut self) -> bool {
+        let (done, confirmed) = oneshot::channel();
+        if self.listener.commands.send(Command::Join { channel: self.channel.clone(), done }).is_err() {
+            return false;
+        }
+        self.joined = confirmed.await.unwrap_or(false);
+        self.joined
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        {
+            let mut routes = lock(&self.listener.routes);
+            if let Some(route) = routes.get_mut(&self.channel) {
+                route.waiters = route.waiters.saturating_sub(1);
+                if route.waiters == 0 {
+                    routes.remove(&self.channel);
+                }
+            }
+        }
+        if self.joined {
+            // The task may be gone with its connection: then there is nothing to leave.
+            let _ =
+                self.listener.commands.send(Command::Leave { channel: std::mem::take(&mut self.channel) });
+        }
+    }
+}
+
+/// The connection's task: carries out commands in order and routes messages, until the
+/// connection drops or the store (every sender) is gone.
+async fn run(
+    mut sink: PubSubSink,
+    mut stream: PubSubStream,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    routes: Routes,
+    alive: Arc<AtomicBool>,
+) {
+    let mut subscribed: HashMap<String, usize> = HashMap::new();
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => break,
+                Some(Command::Join { channel, done }) => {
+                    let count = subscribed.get(&channel).copied().unwrap_or(0);
+                    let ok = count > 0 || sink.subscribe(&channel).await.is_ok();
+                    if ok {
+                        subscribed.insert(channel, count + 1);
+                    }
+                    let _ = done.send(ok);
+                    if !ok {
+                        tracing::warn!(target: "durably", "Redis pub/sub subscription failed; signal waits fall back to polling");
+                        break;
+                    }
+                }
+                Some(Command::Leave { channel }) => {
+                    let count = subscribed.get(&channel).copied().unwrap_or(0);
+                    if count <= 1 {
+                        subscribed.remove(&channel);
+                        if sink.unsubscribe(&channel).await.is_err() {
+                            break;
+                        }
+                    } else {
+                        subscribed.insert(channel, count - 1);
+                    }
+                }
+            },
+            message = stream.next() => match message {
+                None => {
+                    tracing::debug!(target: "durably", "Redis pub/sub connection closed");
+                    break;
+                }
+                Some(message) => {
+                    if let Some(route) = lock(&routes).get(message.get_channel_name()) {
+                        route.notify.notify_waiters();
+                    }
+                }
+            },
+        }
+    }
+    alive.store(false, Ordering::Release);
+    // Waiters re-check the store and wait again on a new connection.
+    for route in lock(&routes).values() {
+        route.notify.notify_waiters();
+    }
+}
