@@ -1,0 +1,375 @@
+//! The schema, its migrations, every statement of the store, and the decoding of rows.
+//!
+//! Table names are qualified with the store's schema, quoted once when the store is built, so
+//! the statements do not depend on a connection's `search_path`. Every value travels as a bind
+//! parameter; only the (quoted) schema name is ever formatted into SQL text.
+
+use durably_core::{Error, RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus};
+use tokio_postgres::Row;
+
+/// The schema version this version of durably-postgres writes and understands, kept in the
+/// `durably_schema_version` table of the store's schema. A schema with a higher version is
+/// refused when the store connects.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Quotes an identifier for PostgreSQL: `my "schema"` becomes `"my ""schema"""`.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The migrations, in order: entry `i` brings a schema from version `i` to `i + 1`. `{s}` is
+/// replaced by the quoted schema name. Each runs in the migration transaction.
+///
+/// Version 1: every text column is `COLLATE "C"` so that ordering (`list_runs`, `list_steps`)
+/// is by bytes, as in Rust, whatever the database's locale. JSON values are kept twice: the
+/// verbatim text (`*_text`, what durably reads back byte for byte) and a generated `jsonb`
+/// column for queries (NULL when the text is not valid `jsonb`, e.g. a string holding
+/// `\u0000`).
+pub(crate) const MIGRATIONS: &[&str] = &[r#"
+CREATE FUNCTION {s}.durably_try_jsonb(t text) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    AS $f$ BEGIN RETURN t::jsonb; EXCEPTION WHEN others THEN RETURN NULL; END $f$;
+
+CREATE TABLE {s}.runs (
+    run_id        text COLLATE "C" NOT NULL PRIMARY KEY,
+    workflow      text COLLATE "C" NOT NULL,
+    status        text COLLATE "C" NOT NULL,
+    input_text    text COLLATE "C",
+    output_text   text COLLATE "C",
+    error         text COLLATE "C",
+    waiting_on    text COLLATE "C",
+    created_at_ms bigint NOT NULL,
+    updated_at_ms bigint NOT NULL,
+    input         jsonb GENERATED ALWAYS AS ({s}.durably_try_jsonb(input_text)) STORED,
+    output        jsonb GENERATED ALWAYS AS ({s}.durably_try_jsonb(output_text)) STORED
+);
+CREATE INDEX runs_by_created ON {s}.runs (created_at_ms, run_id);
+CREATE INDEX runs_by_status ON {s}.runs (status, created_at_ms, run_id);
+CREATE INDEX runs_by_workflow ON {s}.runs (workflow, created_at_ms, run_id);
+
+CREATE TABLE {s}.steps (
+    run_id         text COLLATE "C" NOT NULL,
+    step_id        text COLLATE "C" NOT NULL,
+    name           text COLLATE "C" NOT NULL,
+    status         text COLLATE "C" NOT NULL,
+    value_text     text COLLATE "C",
+    error          text COLLATE "C",
+    attempts       bigint NOT NULL,
+    request_hash   text COLLATE "C",
+    started_at_ms  bigint NOT NULL,
+    finished_at_ms bigint,
+    value          jsonb GENERATED ALWAYS AS ({s}.durably_try_jsonb(value_text)) STORED,
+    PRIMARY KEY (run_id, step_id)
+);
+
+CREATE TABLE {s}.signals (
+    run_id          text COLLATE "C" NOT NULL,
+    name            text COLLATE "C" NOT NULL,
+    payload_text    text COLLATE "C" NOT NULL,
+    delivered_at_ms bigint NOT NULL,
+    payload         jsonb GENERATED ALWAYS AS ({s}.durably_try_jsonb(payload_text)) STORED,
+    PRIMARY KEY (run_id, name)
+);
+
+CREATE TABLE {s}.leases (
+    run_id        text COLLATE "C" NOT NULL PRIMARY KEY,
+    owner         text COLLATE "C" NOT NULL,
+    expires_at_ms bigint NOT NULL
+);
+"#];
+
+/// The columns of a run, in the order [`decode_run`] reads them.
+const RUN_COLUMNS: &str =
+    "run_id, workflow, status, input_text, output_text, error, waiting_on, created_at_ms, updated_at_ms";
+
+/// The columns of a step, in the order [`decode_step`] reads them.
+const STEP_COLUMNS: &str =
+    "step_id, name, status, value_text, error, attempts, request_hash, started_at_ms, finished_at_ms";
+
+/// The server's clock in milliseconds since the Unix epoch.
+const SERVER_NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
+
+/// Every statement of the store, with the schema filled in.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) open_run: String,
+    pub(crate) save_step: String,
+    pub(crate) update_run: String,
+    pub(crate) deliver_signal: String,
+    pub(crate) get_signal: String,
+    pub(crate) get_run: String,
+    /// `list_runs` with no filter, by status, by workflow, by both.
+    pub(crate) list_runs: [String; 4],
+    pub(crate) list_steps: String,
+    pub(crate) acquire_lease: String,
+    pub(crate) release_lease: String,
+    pub(crate) recoverable_runs: String,
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &str) -> Self {
+        let s = quote_ident(schema);
+        let list_runs = |filter: &str| {
+            format!(
+                "SELECT {RUN_COLUMNS} FROM {s}.runs {filter} ORDER BY created_at_ms DESC, run_id DESC LIMIT $1"
+            )
+        };
+        Statements {
+            // One statement, so one round trip: create or resume the run, then return it (row
+            // kind 0), its steps (kind 1) and its signals (kind 2). The rows of a data-modifying
+            // CTE are invisible to the rest of the statement, hence `up` and the fallback read
+            // of a run the upsert left alone (completed, cancelled, another workflow's).
+            open_run: format!(
+                "WITH up AS (
+                    INSERT INTO {s}.runs AS r (run_id, workflow, status, input_text, created_at_ms, updated_at_ms)
+                    VALUES ($1, $2, 'running', $3, $4, $4)
+                    ON CONFLICT (run_id) DO UPDATE SET
+                        status = 'running', error = NULL, waiting_on = NULL,
+                        updated_at_ms = excluded.updated_at_ms
+                    WHERE r.workflow = excluded.workflow AND r.status IN ('running', 'waiting', 'failed')
+                    RETURNING r.run_id, r.workflow, r.status, r.input_text, r.output_text, r.error,
+                              r.waiting_on, r.created_at_ms, r.updated_at_ms
+                ), run AS (
+                    SELECT * FROM up
+                    UNION ALL
+                    SELECT {RUN_COLUMNS} FROM {s}.runs
+                    WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM up)
+                )
+                SELECT 0 AS kind, run_id AS t1, workflow AS t2, status AS t3, input_text AS t4,
+                       output_text AS t5, error AS t6, waiting_on AS t7,
+                       created_at_ms AS n1, updated_at_ms AS n2, NULL::bigint AS n3
+                FROM run
+                UNION ALL
+                SELECT 1, step_id, name, status, value_text, error, request_hash, NULL,
+                       started_at_ms, finished_at_ms, attempts
+                FROM {s}.steps WHERE run_id = $1
+                UNION ALL
+                SELECT 2, name, payload_text, NULL, NULL, NULL, NULL, NULL, delivered_at_ms, NULL, NULL
+                FROM {s}.signals WHERE run_id = $1"
+            ),
+            save_step: format!(
+                "INSERT INTO {s}.steps (run_id, step_id, name, status, value_text, error, attempts,
+                                        request_hash, started_at_ms, finished_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET
+                     name = excluded.name, status = excluded.status, value_text = excluded.value_text,
+                     error = excluded.error, attempts = excluded.attempts,
+                     request_hash = excluded.request_hash, started_at_ms = excluded.started_at_ms,
+                     finished_at_ms = excluded.finished_at_ms"
+            ),
+            update_run: format!(
+                "UPDATE {s}.runs SET status = $2, output_text = $3, error = $4, waiting_on = $5,
+                     updated_at_ms = $6
+                 WHERE run_id = $1"
+            ),
+            // The notification goes out with the insert's commit, and only when this call
+            // delivered the signal. Its payload is the run id, or '' (wake every waiter) for a
+            // run id too long for a notification payload (8000 bytes).
+            deliver_signal: format!(
+                "WITH ins AS (
+                    INSERT INTO {s}.signals (run_id, name, payload_text, delivered_at_ms)
+                    VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (run_id, name) DO NOTHING
+                    RETURNING run_id
+                 )
+                 SELECT pg_notify($5, CASE WHEN octet_length(run_id) <= 7000 THEN run_id ELSE '' END)::text
+                 FROM ins"
+            ),
+            get_signal: format!("SELECT payload_text FROM {s}.signals WHERE run_id = $1 AND name = $2"),
+            get_run: format!("SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1"),
+            list_runs: [
+                list_runs(""),
+                list_runs("WHERE status = $2"),
+                list_runs("WHERE workflow = $2"),
+                list_runs("WHERE status = $2 AND workflow = $3"),
+            ],
+            list_steps: format!(
+                "SELECT {STEP_COLUMNS} FROM {s}.steps WHERE run_id = $1 ORDER BY started_at_ms, step_id"
+            ),
+            // Takes a free or expired lease, or renews one's own, atomically (the row lock of
+            // ON CONFLICT serializes racing owners). When another owner holds it, the second
+            // branch returns that lease; it reads the statement's snapshot, so a lease created
+            // by a concurrent transaction may be invisible: the caller then tries again.
+            // `$4` is the caller's clock, or NULL for the server's.
+            acquire_lease: format!(
+                "WITH clock AS (SELECT COALESCE($4::bigint, {SERVER_NOW_MS}) AS now_ms),
+                 got AS (
+                    INSERT INTO {s}.leases AS l (run_id, owner, expires_at_ms)
+                    SELECT $1, $2, LEAST(now_ms::numeric + $3::bigint, 9223372036854775807)::bigint FROM clock
+                    ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner,
+                        expires_at_ms = excluded.expires_at_ms
+                    WHERE l.owner = excluded.owner OR l.expires_at_ms <= (SELECT now_ms FROM clock)
+                    RETURNING true AS acquired, l.owner, l.expires_at_ms
+                 )
+                 SELECT acquired, owner, expires_at_ms FROM got
+                 UNION ALL
+                 SELECT false, owner, expires_at_ms FROM {s}.leases
+                 WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM got)"
+            ),
+            release_lease: format!("DELETE FROM {s}.leases WHERE run_id = $1 AND owner = $2"),
+            recoverable_runs: format!(
+                "SELECT {RUN_COLUMNS} FROM {s}.runs r
+                 WHERE r.status IN ('running', 'waiting')
+                   AND NOT EXISTS (
+                       SELECT 1 FROM {s}.leases l
+                       WHERE l.run_id = r.run_id AND l.expires_at_ms > COALESCE($1::bigint, {SERVER_NOW_MS}))
+                 ORDER BY r.created_at_ms, r.run_id
+                 LIMIT $2"
+            ),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/// Reads column `idx` of `row`, turning a type mismatch into `Error::Corrupt`.
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    idx: usize,
+    run_id: &str,
+    step_id: Option<&str>,
+) -> Result<T, Error> {
+    row.try_get(idx).map_err(|e| Error::Corrupt {
+        run_id: run_id.to_owned(),
+        step_id: step_id.map(str::to_owned),
+        detail: format!("column {idx}: {e}"),
+    })
+}
+
+fn corrupt(run_id: &str, step_id: Option<&str>, detail: impl Into<String>) -> Error {
+    Error::Corrupt { run_id: run_id.to_owned(), step_id: step_id.map(str::to_owned), detail: detail.into() }
+}
+
+/// A run from columns `base..base + 9` in [`RUN_COLUMNS`] order.
+pub(crate) fn decode_run_at(row: &Row, base: usize, run_id_hint: &str) -> Result<RunRecord, Error> {
+    let run_id: String = col(row, base, run_id_hint, None)?;
+    let status: String = col(row, base + 2, &run_id, None)?;
+    let status: RunStatus = status.parse().map_err(|e: Error| corrupt(&run_id, None, e.to_string()))?;
+    let mut run = RunRecord::new(
+        run_id.clone(),
+        col::<String>(row, base + 1, &run_id, None)?,
+        col(row, base + 3, &run_id, None)?,
+        col(row, base + 7, &run_id, None)?,
+    );
+    run.status = status;
+    run.output = col(row, base + 4, &run_id, None)?;
+    run.error = col(row, base + 5, &run_id, None)?;
+    run.waiting_on = col(row, base + 6, &run_id, None)?;
+    run.updated_at_ms = col(row, base + 8, &run_id, None)?;
+    Ok(run)
+}
+
+/// A run from a row of [`RUN_COLUMNS`].
+pub(crate) fn decode_run(row: &Row, run_id_hint: &str) -> Result<RunRecord, Error> {
+    decode_run_at(row, 0, run_id_hint)
+}
+
+/// Builds a step record from its decoded columns, checking status and attempts.
+#[allow(clippy::too_many_arguments)]
+fn make_step(
+    run_id: &str,
+    step_id: String,
+    name: String,
+    status: String,
+    value: Option<String>,
+    error: Option<String>,
+    attempts: i64,
+    request_hash: Option<String>,
+    started_at_ms: i64,
+    finished_at_ms: Option<i64>,
+) -> Result<StepRecord, Error> {
+    let status: StepStatus =
+        status.parse().map_err(|e: Error| corrupt(run_id, Some(&step_id), e.to_string()))?;
+    let attempts = u32::try_from(attempts)
+        .map_err(|_| corrupt(run_id, Some(&step_id), format!("attempts {attempts} is out of range")))?;
+    let mut step = StepRecord::new(step_id, name, status, started_at_ms);
+    step.value = value;
+    step.error = error;
+    step.attempts = attempts;
+    step.request_hash = request_hash;
+    step.finished_at_ms = finished_at_ms;
+    Ok(step)
+}
+
+/// A step from a row of [`STEP_COLUMNS`].
+pub(crate) fn decode_step(row: &Row, run_id: &str) -> Result<StepRecord, Error> {
+    let step_id: String = col(row, 0, run_id, None)?;
+    let sid = Some(step_id.as_str());
+    make_step(
+        run_id,
+        step_id.clone(),
+        col(row, 1, run_id, sid)?,
+        col(row, 2, run_id, sid)?,
+        col(row, 3, run_id, sid)?,
+        col(row, 4, run_id, sid)?,
+        col(row, 5, run_id, sid)?,
+        col(row, 6, run_id, sid)?,
+        col(row, 7, run_id, sid)?,
+        col(row, 8, run_id, sid)?,
+    )
+}
+
+/// One row of the `open_run` statement.
+pub(crate) enum HistoryRow {
+    Run(RunRecord),
+    Step(StepRecord),
+    Signal(SignalRecord),
+}
+
+/// Decodes a row of the `open_run` statement (see [`Statements::open_run`] for the layout).
+pub(crate) fn decode_history_row(row: &Row, run_id: &str) -> Result<HistoryRow, Error> {
+    let kind: i32 = col(row, 0, run_id, None)?;
+    match kind {
+        0 => decode_run_at(row, 1, run_id).map(HistoryRow::Run),
+        1 => {
+            let step_id: String = col(row, 1, run_id, None)?;
+            let sid = Some(step_id.as_str());
+            let status: Option<String> = col(row, 3, run_id, sid)?;
+            let attempts: Option<i64> = col(row, 10, run_id, sid)?;
+            let started: Option<i64> = col(row, 8, run_id, sid)?;
+            make_step(
+                run_id,
+                step_id.clone(),
+                col(row, 2, run_id, sid)?,
+                status.unwrap_or_default(),
+                col(row, 4, run_id, sid)?,
+                col(row, 5, run_id, sid)?,
+                attempts.ok_or_else(|| corrupt(run_id, sid, "attempts is NULL"))?,
+                col(row, 6, run_id, sid)?,
+                started.ok_or_else(|| corrupt(run_id, sid, "started_at_ms is NULL"))?,
+                col(row, 9, run_id, sid)?,
+            )
+            .map(HistoryRow::Step)
+        }
+        2 => {
+            let name: String = col(row, 1, run_id, None)?;
+            let payload: String = col(row, 2, run_id, None)?;
+            let delivered: Option<i64> = col(row, 8, run_id, None)?;
+            let delivered = delivered
+                .ok_or_else(|| corrupt(run_id, None, format!("signal `{name}` has no delivery time")))?;
+            Ok(HistoryRow::Signal(SignalRecord::new(name, payload, delivered)))
+        }
+        other => Err(corrupt(run_id, None, format!("unexpected history row kind {other}"))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_with_embedded_quotes_doubled() {
+        assert_eq!(quote_ident("durably"), "\"durably\"");
+        assert_eq!(quote_ident("my \"s\"; DROP"), "\"my \"\"s\"\"; DROP\"");
+    }
+
+    #[test]
+    fn every_statement_names_the_quoted_schema() {
+        let st = Statements::new("a\"b");
+        for sql in [&st.open_run, &st.save_step, &st.update_run, &st.deliver_signal, &st.acquire_lease] {
+            assert!(sql.contains("\"a\"\"b\"."), "{sql}");
+        }
+    }
+}
