@@ -144,6 +144,10 @@ pub mod prelude {
     pub use crate::{Error, Workflow, signal, signal_timeout, sleep, step, task, workflow};
 }
 
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+pub mod codec;
+
 /// The Redis store (feature `redis`).
 #[cfg(feature = "redis")]
 pub mod redis {

@@ -10,7 +10,7 @@
 //!
 //! `.ci/run` runs a small number of kills per store; the full count is
 //! `DURABLY_TORTURE_KILLS=300 cargo test --release --test torture -- --nocapture`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
