@@ -36,6 +36,8 @@ pub use durably_core::Store;
 
 pub mod conformance;
 pub mod faults;
+#[cfg(feature = "mock-openai")]
+pub mod mock_openai;
 
 /// A store under test, with values that must outlive it (a temporary directory, a server
 /// handle). The store is dropped first, then the guards in the order they were added.
