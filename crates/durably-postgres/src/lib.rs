@@ -463,27 +463,37 @@ impl Fail {
     }
 }
 
-/// Runs `$body` (an async block using the client `$c`) on a pooled connection; when the
-/// connection was lost and `$retry` is true, runs it once more on a fresh one.
+/// Runs `$body` (an async block using the pooled client `$c`). A connection found lost is
+/// taken out of the pool (so it is not handed out again before the pool notices), and when
+/// `$retry` is true the body runs once more on a fresh connection.
 macro_rules! on_connection {
     ($self:ident, $op:literal, $run_id:expr, retry = $retry:expr, |$c:ident| $body:expr) => {{
         let mut tries = 0u32;
         loop {
+            let client = match $self.pool.get().await {
+                Ok(client) => client,
+                Err(e) => break Err(Fail::Pool(e).into_error($op, $run_id)),
+            };
             let attempt: std::result::Result<_, Fail> = async {
-                let $c = $self.pool.get().await.map_err(Fail::Pool)?;
+                let $c = &client;
                 $body.await
             }
             .await;
             match attempt {
                 Ok(value) => break Ok(value),
-                Err(fail) if $retry && tries == 0 && fail.is_connection_lost() => {
-                    tries += 1;
-                    tracing::warn!(
-                        target: "durably",
-                        op = $op,
-                        run_id = ?$run_id,
-                        "PostgreSQL connection lost; trying once more on a fresh connection"
-                    );
+                Err(fail) if fail.is_connection_lost() => {
+                    drop(deadpool_postgres::Object::take(client));
+                    if $retry && tries == 0 {
+                        tries += 1;
+                        tracing::warn!(
+                            target: "durably",
+                            op = $op,
+                            run_id = ?$run_id,
+                            "PostgreSQL connection lost; trying once more on a fresh connection"
+                        );
+                        continue;
+                    }
+                    break Err(fail.into_error($op, $run_id));
                 }
                 Err(fail) => break Err(fail.into_error($op, $run_id)),
             }

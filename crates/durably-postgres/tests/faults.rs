@@ -1,0 +1,175 @@
+//! Backends killed under the store (`pg_terminate_backend` on this store's connections only,
+//! found by their `application_name`): the store recovers through its pool, an operation cut
+//! off mid-way either retries on a fresh connection or fails with a clear `Error::Store`, and
+//! nothing recorded is lost. The listener reconnects too.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{fresh, raw, start, step, terminate_backends};
+use durably_core::{Error, RunStatus, RunUpdate, SignalRecord, Store};
+use durably_postgres::PostgresStore;
+
+/// Waits until one of `app`'s backends is blocked on a lock, and returns its pid.
+async fn blocked_backend(app: &str) -> i32 {
+    let client = raw().await;
+    for _ in 0..200 {
+        let row = client
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                &[&app],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return row.get(0);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no backend of `{app}` ever waited on the lock");
+}
+
+async fn terminate(pid: i32) {
+    let killed: bool =
+        raw().await.query_one("SELECT pg_terminate_backend($1)", &[&pid]).await.unwrap().get(0);
+    assert!(killed, "backend {pid} was not terminated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_every_pooled_backend_loses_nothing_and_the_next_operations_succeed() {
+    let Some((builder, guard)) = fresh().await else { return };
+    let store = builder.connect().await.unwrap();
+    let app = guard.0.clone();
+    start(&store, "r").await;
+    store.save_step("r", &step("before", 1_000)).await.unwrap();
+    assert!(store.deliver_signal("r", &SignalRecord::new("go", "1", 1_000)).await.unwrap());
+    assert!(terminate_backends(&app).await >= 1, "the store had a pooled connection to kill");
+
+    // Each operation now runs on a connection that was cut: it either recovers on a fresh one
+    // or fails naming itself, and then the same operation succeeds.
+    let mut failures = Vec::new();
+    for attempt in 0..2 {
+        match store.save_step("r", &step("after", 2_000)).await {
+            Ok(()) => break,
+            Err(e @ Error::Store { op: "save_step", .. }) if attempt == 0 => failures.push(e.to_string()),
+            Err(e) => panic!("save_step after the kill: {e:?}"),
+        }
+    }
+    let history = store.open_run(common::new_run("r")).await.expect("open_run after the kill");
+    let ids: Vec<&str> = history.steps.iter().map(|s| s.step_id.as_str()).collect();
+    assert_eq!(ids, ["before", "after"], "nothing recorded is lost (failures seen: {failures:?})");
+    assert_eq!(history.signals.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_cut_off_mid_statement_is_retried_on_a_fresh_connection() {
+    let Some((builder, guard)) = fresh().await else { return };
+    let store = Arc::new(builder.pool_size(2).connect().await.unwrap());
+    start(&*store, "r").await;
+
+    // Another session locks the run's row, so the store's UPDATE waits on it…
+    let mut locker = raw().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.execute(&format!("SELECT 1 FROM \"{}\".runs WHERE run_id = 'r' FOR UPDATE", guard.0), &[])
+        .await
+        .unwrap();
+    let updating = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { store.update_run("r", &RunUpdate::new(RunStatus::Completed, 2_000).output("42")).await }
+    });
+    // …and its backend is killed while it waits.
+    terminate(blocked_backend(&guard.0).await).await;
+    tx.commit().await.unwrap();
+
+    updating.await.unwrap().expect("the update is retried once on a fresh connection");
+    let run = store.get_run("r").await.unwrap().unwrap();
+    assert_eq!((run.status, run.output.as_deref()), (RunStatus::Completed, Some("42")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_cut_off_mid_statement_fails_naming_it_and_the_next_one_succeeds() {
+    let Some((builder, guard)) = fresh().await else { return };
+    let store = Arc::new(builder.pool_size(2).connect().await.unwrap());
+
+    // Another session inserts the same signal without committing: the store's insert waits.
+    let mut locker = raw().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.execute(
+        &format!(
+            "INSERT INTO \"{}\".signals (run_id, name, payload_text, delivered_at_ms) VALUES ('r', 'go', '0', 0)",
+            guard.0
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    let delivering = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { store.deliver_signal("r", &SignalRecord::new("go", "\"first\"", 1_000)).await }
+    });
+    terminate(blocked_backend(&guard.0).await).await;
+    tx.rollback().await.unwrap();
+
+    // Not retried: whether the insert committed before the cut would be unknowable.
+    let err = delivering.await.unwrap().expect_err("the cut-off delivery fails");
+    match &err {
+        Error::Store { op, run_id, .. } => {
+            assert_eq!(*op, "deliver_signal");
+            assert_eq!(run_id.as_deref(), Some("r"));
+        }
+        other => panic!("expected Error::Store, got {other:?}"),
+    }
+    assert!(err.to_string().contains("deliver_signal"), "{err}");
+    assert_eq!(store.get_signal("r", "go").await.unwrap(), None, "the cut-off delivery did not commit");
+    assert!(store.deliver_signal("r", &SignalRecord::new("go", "\"second\"", 1_100)).await.unwrap());
+    assert_eq!(store.get_signal("r", "go").await.unwrap().as_deref(), Some("\"second\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_reconnects_after_its_backend_is_killed_and_wakes_waiters_again() {
+    let Some((builder, guard)) = fresh().await else { return };
+    let waiter = Arc::new(builder.clone().connect().await.unwrap());
+    let sender = PostgresStore::builder(common::url()).schema(&guard.0).connect().await.unwrap();
+    assert!(waiter.is_listening());
+    assert_eq!(terminate_backends(&format!("{} listener", guard.0)).await, 1, "one listener per store");
+    // It notices the loss and comes back.
+    let mut came_back = false;
+    for _ in 0..400 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if waiter.is_listening() {
+            came_back = true;
+            break;
+        }
+    }
+    assert!(came_back, "the listener did not reconnect within 10 s");
+    let listeners: i64 = raw()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("{} listener", guard.0)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(listeners, 1, "exactly one listener connection after the reconnect");
+
+    // A delivery from another store still wakes a waiter well before its 30 s max_wait.
+    let waiting = tokio::spawn({
+        let waiter = Arc::clone(&waiter);
+        async move {
+            let started = std::time::Instant::now();
+            waiter.wait_for_signal("r", "go", Duration::from_secs(30)).await;
+            started.elapsed()
+        }
+    });
+    while waiter.runs_waited_on() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(sender.deliver_signal("r", &SignalRecord::new("go", "1", 1_000)).await.unwrap());
+    let waited = waiting.await.unwrap();
+    assert!(waited < Duration::from_secs(15), "woken after {waited:?}, not by the notification");
+}
