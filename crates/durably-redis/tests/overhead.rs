@@ -1,0 +1,76 @@
+//! The cost of a checkpoint: `save_step` (a Lua script that writes the step and refreshes the
+//! TTL of the run's keys) against a bare `SET` on the same server, one at a time. Ignored by
+//! default because it measures rather than checks; run it with
+//! `cargo test -p durably-redis --release --test overhead -- --ignored --nocapture`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cleanup, fresh_prefix, server_or_skip};
+use durably_core::{NewRun, StepRecord, StepStatus, Store};
+use durably_redis::RedisStore;
+
+const ROUNDS: usize = 5_000;
+
+fn per_op(total: Duration) -> String {
+    format!("{:.1} µs", total.as_secs_f64() * 1e6 / ROUNDS as f64)
+}
+
+#[tokio::test]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+async fn save_step_round_trip_against_a_bare_set() {
+    let Some(url) = server_or_skip() else { return };
+    let prefix = fresh_prefix();
+    let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
+    let store = RedisStore::builder(url.as_str()).prefix(prefix.as_str()).connect().await.unwrap();
+    store.open_run(NewRun::new("bench", "wf", None, 1)).await.unwrap();
+    let mut conn =
+        redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let value = r#"{"order":42,"items":["a","b"],"total":"19.99"}"#;
+
+    // Warm up both paths (script load, connection).
+    for i in 0..200 {
+        let mut step = StepRecord::new(format!("warm-{i}"), "task", StepStatus::Completed, i);
+        step.value = Some(value.to_owned());
+        store.save_step("bench", &step).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("{prefix}:raw:{i}"))
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    let started = Instant::now();
+    for i in 0..ROUNDS {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{prefix}:raw:{i}"))
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let set = started.elapsed();
+
+    let started = Instant::now();
+    for i in 0..ROUNDS {
+        let mut step = StepRecord::new(format!("step-{i}"), "task", StepStatus::Completed, i as i64);
+        step.value = Some(value.to_owned());
+        step.attempts = 1;
+        store.save_step("bench", &step).await.unwrap();
+    }
+    let save = started.elapsed();
+
+    let started = Instant::now();
+    let history = store.open_run(NewRun::new("bench", "wf", None, 2)).await.unwrap();
+    let open = started.elapsed();
+    assert_eq!(history.steps.len(), ROUNDS + 200);
+
+    println!("{ROUNDS} sequential round trips on {url}:");
+    println!("  raw SET:   {} per op", per_op(set));
+    println!("  save_step: {} per op", per_op(save));
+    println!("  open_run of the {}-step history: {:.2} ms", ROUNDS + 200, open.as_secs_f64() * 1e3);
+}

@@ -1,0 +1,104 @@
+//! Time to live: every key of a run gets the store's TTL, again on every write; `ZERO` keeps
+//! keys forever; an expired run is gone from every read.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cleanup, fresh_prefix, keys_under, raw, server_or_skip};
+use durably_core::{NewRun, RunFilter, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus, Store};
+use durably_redis::RedisStore;
+
+async fn store(url: &str, prefix: &str, ttl: Duration) -> RedisStore {
+    RedisStore::builder(url).prefix(prefix).ttl(ttl).connect().await.expect("connect to Redis")
+}
+
+/// Opens a run, saves a step, delivers a signal and marks it waiting: every kind of key exists.
+async fn write_everything(store: &RedisStore, run_id: &str) {
+    store.open_run(NewRun::new(run_id, "wf", Some("{}".into()), 1_000)).await.unwrap();
+    store.save_step(run_id, &StepRecord::new("s", "task", StepStatus::Completed, 1_000)).await.unwrap();
+    store.deliver_signal(run_id, &SignalRecord::new("go", "1", 1_000)).await.unwrap();
+    store.update_run(run_id, &RunUpdate::new(RunStatus::Waiting, 2_000).waiting_on("next")).await.unwrap();
+}
+
+fn pttls(url: &str, prefix: &str) -> Vec<(String, i64)> {
+    let mut conn = raw(url);
+    let mut keys = keys_under(url, prefix).unwrap();
+    keys.sort();
+    keys.into_iter().map(|k| (k.clone(), redis::cmd("PTTL").arg(&k).query(&mut conn).unwrap())).collect()
+}
+
+#[tokio::test]
+async fn every_key_of_a_run_and_its_indexes_gets_the_ttl() {
+    let Some(url) = server_or_skip() else { return };
+    let prefix = fresh_prefix();
+    let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
+    let store = store(&url, &prefix, Duration::from_secs(3_600)).await;
+    write_everything(&store, "r").await;
+    let keys = pttls(&url, &prefix);
+    let kinds: Vec<&str> =
+        keys.iter().map(|(k, _)| k[prefix.len() + 1..].split(':').next().unwrap()).collect();
+    for kind in ["run", "steps", "signals", "index"] {
+        assert!(kinds.contains(&kind), "no `{kind}` key among {keys:?}");
+    }
+    for (key, pttl) in &keys {
+        assert!((3_500_000..=3_600_000).contains(pttl), "{key} has PTTL {pttl} ms, not about one hour");
+    }
+}
+
+#[tokio::test]
+async fn a_write_refreshes_the_ttl_of_every_key_of_the_run() {
+    let Some(url) = server_or_skip() else { return };
+    let prefix = fresh_prefix();
+    let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
+    let store = store(&url, &prefix, Duration::from_secs(3_600)).await;
+    write_everything(&store, "r").await;
+    // Age every key as if the run had not been written for most of its TTL.
+    let mut conn = raw(&url);
+    for key in keys_under(&url, &prefix).unwrap() {
+        redis::cmd("PEXPIRE").arg(&key).arg(60_000).query::<i64>(&mut conn).unwrap();
+    }
+    store.save_step("r", &StepRecord::new("t", "task", StepStatus::Completed, 3_000)).await.unwrap();
+    for (key, pttl) in pttls(&url, &prefix) {
+        assert!(pttl > 3_500_000, "{key} kept PTTL {pttl} ms after a save_step: the TTL was not refreshed");
+    }
+}
+
+#[tokio::test]
+async fn zero_ttl_keeps_keys_forever_and_clears_an_earlier_expiry() {
+    let Some(url) = server_or_skip() else { return };
+    let prefix = fresh_prefix();
+    let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
+    let expiring = store(&url, &prefix, Duration::from_secs(3_600)).await;
+    write_everything(&expiring, "r").await;
+    assert!(pttls(&url, &prefix).iter().all(|(_, pttl)| *pttl > 0));
+    let forever = store(&url, &prefix, Duration::ZERO).await;
+    assert_eq!(forever.ttl(), Duration::ZERO);
+    write_everything(&forever, "r").await;
+    write_everything(&forever, "other").await;
+    for (key, pttl) in pttls(&url, &prefix) {
+        assert_eq!(pttl, -1, "{key} expires in {pttl} ms under a store with TTL zero");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_run_is_gone_from_every_read() {
+    let Some(url) = server_or_skip() else { return };
+    let prefix = fresh_prefix();
+    let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
+    let store = store(&url, &prefix, Duration::from_millis(300)).await;
+    write_everything(&store, "r").await;
+    assert_eq!(store.list_runs(&RunFilter::new()).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(store.get_run("r").await.unwrap(), None);
+    assert!(store.list_steps("r").await.unwrap().is_empty());
+    assert_eq!(store.get_signal("r", "go").await.unwrap(), None);
+    assert!(store.list_runs(&RunFilter::new()).await.unwrap().is_empty());
+    assert!(store.list_runs(&RunFilter::new().status(RunStatus::Waiting)).await.unwrap().is_empty());
+    assert!(store.recoverable_runs(0, 10).await.unwrap().is_empty());
+    // Executing the id again starts a new run.
+    let history = store.open_run(NewRun::new("r", "wf", None, 9_000)).await.unwrap();
+    assert_eq!((history.run.created_at_ms, history.steps.len()), (9_000, 0));
+}
