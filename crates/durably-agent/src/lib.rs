@@ -8,10 +8,12 @@
 //! [`ModelError`] (how a failed model call is recorded) and [`request_hash`] (the canonical hash
 //! stored with each model step so that a replay with a different request fails loudly).
 
+mod approval;
 mod config;
 mod error;
 mod hash;
 
+pub use approval::Approval;
 pub use config::TaskConfig;
 pub use error::ModelError;
 pub use hash::{canonical_json, request_hash};

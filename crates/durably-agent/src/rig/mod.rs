@@ -1,1 +1,488 @@
-//! rig 0.44 agents made durable (being built).
+//! rig 0.44 agents made durable: [`DurableAgent`] runs a rig agent so that **each model request
+//! and each tool call is its own step**.
+//!
+//! ```no_run
+//! use durably_agent::rig::{DurableAgent, rig_core::providers::openai::OpenAIConfig};
+//! use durably_agent::TaskConfig;
+//! use durably_core::{Workflow, backoff::exponential};
+//!
+//! # async fn demo() -> durably_core::Result<()> {
+//! let wf = Workflow::builder("my-app").build(); // or Workflow::open("my-app") with the facade
+//! let model = OpenAIConfig::new(std::env::var("OPENAI_API_KEY").unwrap_or_default())
+//!     .client()
+//!     .chat("gpt-4o-mini");
+//! let agent = DurableAgent::new(model, &wf, |agent| agent.preamble("You are a terse researcher."))
+//!     .name("researcher")
+//!     .max_turns(8)
+//!     .model_config(TaskConfig::new(5, exponential(2.0, 30.0)));
+//! let answer = agent.run_with_id("What is durable execution?", "research-42").await?;
+//! println!("{} ({:?} tokens)", answer.output, answer.usage.total_tokens);
+//! // The same run id again: the recorded answer, no HTTP request.
+//! let again = agent.run_with_id("What is durable execution?", "research-42").await?;
+//! assert_eq!(answer.output, again.output);
+//! # Ok(()) }
+//! ```
+//!
+//! # How it works
+//!
+//! The model is wrapped in a handler registered on the rig `AgentBuilder`
+//! (`model_route_handler` + `using_model`): a completion request whose step is recorded is
+//! answered from the store with no HTTP request; otherwise the model is called inside the step.
+//! Tool calls go through an `AgentHook`: a recorded call is answered from its record and the
+//! tool does not run; an unrecorded one runs inside its step (after an approval, when the tool
+//! needs one). Because the handler has to be registered on the builder, [`DurableAgent::new`]
+//! takes the model and a closure that configures the builder (preamble, tools, temperature…);
+//! the agent is built afresh for every run, so concurrent runs never share rig state.
+//!
+//! # Steps
+//!
+//! | step id | value |
+//! |---|---|
+//! | `<agent>.input` | the prompt; its hash covers the prompt and the tool definitions |
+//! | `<agent>.model#<n>` (n from 1) | the whole recorded `Outcome` of the n-th model request; the request's canonical hash is stored with it |
+//! | `<agent>.tool.<tool>#<turn>.<call id>` | the tool's `Outcome` (its result, or its error) |
+//!
+//! Executing a run again replays what was recorded and continues live from the first call that
+//! was not. A different prompt, tool set or request under the same run id fails with
+//! [`Error::NonDeterminism`] naming the run and the step, instead of returning an answer to
+//! another question. When one workflow run invokes the same agent again, the later invocations'
+//! steps are prefixed `<agent>#1`, `<agent>#2`… in the order the calls were made (not the
+//! order they finish), so `try_join_all` over several agent runs replays correctly.
+//!
+//! # Runs and run ids
+//!
+//! Inside a workflow (`wf.run` or `#[durably::workflow]`), [`DurableAgent::run`] is part of that
+//! run. Outside one it is a run of its own whose id is `<agent>-<hash of the prompt>`: the same
+//! prompt resumes the same run. In a server, pass the id with [`DurableAgent::run_with_id`]
+//! (a request id, a conversation id): two users asking the same question must not share a run,
+//! and a retried request must find the run it started.
+//!
+//! # Retries and errors
+//!
+//! rig 0.44 does not retry provider errors, so durably owns retries: the model
+//! [`TaskConfig`] decides them (HTTP 429 and 5xx, timeouts and connection errors are retried
+//! with its backoff; a 400 or 401 is not). A model call that fails for good records its error as
+//! the JSON of a [`ModelError`](crate::ModelError) `{kind, message, retryable}` (see
+//! [`model_error_of`]); a tool whose error is retryable is attempted again per the tool
+//! `TaskConfig`, and its last error is recorded and shown to the model, as rig does. Nothing
+//! stored contains the API key: requests are stored as a hash, and `sk-…` keys and bearer
+//! tokens in provider error messages are blanked out.
+//!
+//! # Approval
+//!
+//! [`DurableAgent::require_approval`] makes each call of a tool wait on the signal
+//! `approve:<step id>` (the run's `waiting_on` names it) whose payload is an
+//! [`Approval`](crate::Approval): approved, the tool runs; rejected, the model receives the
+//! reason as the tool's error.
+//!
+//! # Streaming
+//!
+//! [`DurableAgent::stream`] yields the text of a model call as the provider sends it when the
+//! call is live, and the recorded response as a stream when it is replayed. A streaming attempt
+//! that fails after some text was sent and is retried sends its text again from the start.
+
+mod failure;
+mod hook;
+mod invocation;
+mod model;
+mod stream;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use durably_core::{Error, Result, RunContext, RunStatus, Workflow};
+use futures::StreamExt;
+use futures::channel::mpsc;
+use rig_agent::agent::{MultiTurnStreamItem, NoToolConfig, WithBuilderTools, WithToolServerHandle};
+use rig_agent::{Agent, AgentBuilder};
+use rig_core::DynModel;
+use rig_core::completion::{Message, Usage};
+use rig_core::operation::Completion;
+use rig_core::serve::adapters::ModelAdapter;
+use rig_core::streaming::{Item, StreamEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use failure::model_error_of;
+pub use rig_agent;
+pub use rig_core;
+pub use stream::{AgentEvent, AgentStream};
+
+use crate::{TaskConfig, request_hash};
+use hook::DurableHook;
+use invocation::Invocation;
+use model::{DurableModel, ROUTE};
+
+/// The turns a run may take when [`DurableAgent::max_turns`] is not set (rig's own default is
+/// one model call, which leaves no room for a tool loop).
+pub const DEFAULT_MAX_TURNS: usize = 10;
+
+/// What an agent run returns. It is the run's output too, so a completed run returns it from
+/// the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AgentResponse {
+    /// The final text of the model.
+    pub output: String,
+    /// The run's messages: the prompt, every assistant turn and every tool result.
+    pub messages: Vec<Message>,
+    /// Token usage summed over every model call of the run (replayed calls included, so the
+    /// figure is the same on every execution).
+    pub usage: Usage,
+}
+
+/// A rig `AgentBuilder` in any of its tool states, ready to build (implemented for the
+/// builder's three typestates; not meant to be implemented elsewhere).
+pub trait BuildAgent: sealed::Sealed {
+    /// Builds the agent.
+    fn build_agent(self) -> Agent;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for rig_agent::AgentBuilder<rig_agent::agent::NoToolConfig> {}
+    impl Sealed for rig_agent::AgentBuilder<rig_agent::agent::WithBuilderTools> {}
+    impl Sealed for rig_agent::AgentBuilder<rig_agent::agent::WithToolServerHandle> {}
+}
+
+impl BuildAgent for AgentBuilder<NoToolConfig> {
+    fn build_agent(self) -> Agent {
+        self.build()
+    }
+}
+
+impl BuildAgent for AgentBuilder<WithBuilderTools> {
+    fn build_agent(self) -> Agent {
+        self.build()
+    }
+}
+
+impl BuildAgent for AgentBuilder<WithToolServerHandle> {
+    fn build_agent(self) -> Agent {
+        self.build()
+    }
+}
+
+type Assemble = dyn Fn(AgentBuilder, DurableModel, DurableHook) -> Agent + Send + Sync;
+
+/// A rig agent whose model calls and tool calls are checkpointed steps. See the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct DurableAgent {
+    wf: Workflow,
+    model: DynModel<Completion>,
+    assemble: Arc<Assemble>,
+    name: String,
+    model_config: TaskConfig,
+    tool_config: TaskConfig,
+    max_turns: usize,
+    approvals: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for DurableAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableAgent")
+            .field("name", &self.name)
+            .field("app", &self.wf.app())
+            .field("model_config", &self.model_config)
+            .field("tool_config", &self.tool_config)
+            .field("max_turns", &self.max_turns)
+            .field("approvals", &self.approvals)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where an invocation's steps go: into the enclosing run, or into a run of its own.
+enum Plan {
+    InRun { prefix: String },
+    Own { run_id: String },
+}
+
+impl DurableAgent {
+    /// A durable agent on `model`, checkpointed by `wf`. `configure` sets up the rig
+    /// `AgentBuilder` (`AgentBuilder::new(model)` named after the agent): preamble, tools,
+    /// temperature… It is called for every run, since the durable model handler and hook
+    /// are registered on the builder before it is built.
+    ///
+    /// The agent is named `agent` until [`name`](Self::name) says otherwise.
+    pub fn new<S, F>(model: impl Into<DynModel<Completion>>, wf: &Workflow, configure: F) -> Self
+    where
+        F: Fn(AgentBuilder) -> AgentBuilder<S> + Send + Sync + 'static,
+        AgentBuilder<S>: BuildAgent,
+    {
+        let assemble = move |builder: AgentBuilder, handler: DurableModel, hook: DurableHook| {
+            configure(builder).model_route_handler(ROUTE, handler).add_hook(hook).build_agent()
+        };
+        DurableAgent {
+            wf: wf.clone(),
+            model: model.into(),
+            assemble: Arc::new(assemble),
+            name: "agent".into(),
+            model_config: TaskConfig::default(),
+            tool_config: TaskConfig::default(),
+            max_turns: DEFAULT_MAX_TURNS,
+            approvals: BTreeSet::new(),
+        }
+    }
+
+    /// Names the agent: the base of its step ids and of its default run id.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Retries and backoff of model calls (default: 3 retries, 2 s, 4 s, 8 s).
+    pub fn model_config(mut self, config: TaskConfig) -> Self {
+        self.model_config = config;
+        self
+    }
+
+    /// Retries and backoff of tool calls (default: 3 retries, 2 s, 4 s, 8 s).
+    pub fn tool_config(mut self, config: TaskConfig) -> Self {
+        self.tool_config = config;
+        self
+    }
+
+    /// The most model calls one run may make (default [`DEFAULT_MAX_TURNS`]).
+    pub fn max_turns(mut self, turns: usize) -> Self {
+        self.max_turns = turns;
+        self
+    }
+
+    /// Makes every call of the tool `tool` wait for an [`Approval`](crate::Approval) delivered
+    /// as the signal `approve:<step id>`; see the [module docs](self#approval).
+    pub fn require_approval(mut self, tool: impl Into<String>) -> Self {
+        self.approvals.insert(tool.into());
+        self
+    }
+
+    /// The agent's name.
+    pub fn agent_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The run id [`run`](Self::run) uses outside a workflow: `<agent>-<first 16 hex digits of
+    /// the prompt's hash>`.
+    pub fn default_run_id(&self, prompt: &str) -> String {
+        let hash = request_hash(prompt).unwrap_or_default();
+        format!("{}-{}", self.name, hash.get(..16).unwrap_or(&hash))
+    }
+
+    /// The signal a call of an approval-gated tool waits on, given its step id.
+    pub fn approval_signal(step_id: &str) -> String {
+        hook::approval_signal(step_id)
+    }
+
+    /// Runs the agent on `prompt`. Inside a workflow the run is part of that run (its steps are
+    /// `<agent>…`, or `<agent>#k…` for the k-th further invocation in the run, counted when
+    /// this is called); outside one it is the run [`default_run_id`](Self::default_run_id).
+    pub fn run(&self, prompt: impl Into<String>) -> impl Future<Output = Result<AgentResponse>> + Send + 'static {
+        let prompt = prompt.into();
+        let plan = self.plan(&prompt);
+        let this = self.clone();
+        async move { this.execute(plan, prompt, None, Arc::new(AtomicBool::new(false))).await }
+    }
+
+    /// Runs the agent on `prompt` as the run `run_id` (a run of its own, also inside a
+    /// workflow). Executing the same id again returns recorded calls without repeating them.
+    pub fn run_with_id(
+        &self,
+        prompt: impl Into<String>,
+        run_id: impl Into<String>,
+    ) -> impl Future<Output = Result<AgentResponse>> + Send + 'static {
+        let prompt = prompt.into();
+        let plan = Plan::Own { run_id: run_id.into() };
+        let this = self.clone();
+        async move { this.execute(plan, prompt, None, Arc::new(AtomicBool::new(false))).await }
+    }
+
+    /// Like [`run`](Self::run), streaming: live chunks when the model is called, the recorded
+    /// response as a stream when a call is replayed.
+    pub fn stream(&self, prompt: impl Into<String>) -> AgentStream {
+        let prompt = prompt.into();
+        let plan = self.plan(&prompt);
+        self.stream_plan(plan, prompt)
+    }
+
+    /// Like [`run_with_id`](Self::run_with_id), streaming.
+    pub fn stream_with_id(&self, prompt: impl Into<String>, run_id: impl Into<String>) -> AgentStream {
+        self.stream_plan(Plan::Own { run_id: run_id.into() }, prompt.into())
+    }
+
+    fn stream_plan(&self, plan: Plan, prompt: String) -> AgentStream {
+        let (tx, rx) = mpsc::unbounded();
+        let body_ran = Arc::new(AtomicBool::new(false));
+        let this = self.clone();
+        let ran = body_ran.clone();
+        let run = Box::pin(async move { this.execute(plan, prompt, Some(tx), ran).await });
+        AgentStream::new(run, rx, body_ran)
+    }
+
+    fn plan(&self, prompt: &str) -> Plan {
+        match RunContext::current() {
+            Some(ctx) => {
+                // Counted when the call is made, so concurrent invocations keep their ids.
+                let id = ctx.next_step_id(&format!("agent:{}", self.name));
+                let prefix = id.strip_prefix("agent:").unwrap_or(&id).to_owned();
+                Plan::InRun { prefix }
+            }
+            None => Plan::Own { run_id: self.default_run_id(prompt) },
+        }
+    }
+
+    async fn execute(
+        self,
+        plan: Plan,
+        prompt: String,
+        sink: Option<mpsc::UnboundedSender<AgentEvent>>,
+        body_ran: Arc<AtomicBool>,
+    ) -> Result<AgentResponse> {
+        match plan {
+            Plan::InRun { prefix } => self.invoke(prefix, prompt, sink, body_ran).await,
+            Plan::Own { run_id } => {
+                self.check_completed_run(&run_id, &prompt).await?;
+                let wf = self.wf.clone();
+                let prefix = self.name.clone();
+                wf.run(run_id, move |_ctx| self.invoke(prefix, prompt, sink, body_ran)).await
+            }
+        }
+    }
+
+    /// Builds the rig agent of one invocation, with the durable handler and hook.
+    fn build(&self, inv: &Arc<Invocation>) -> Agent {
+        let handler = DurableModel {
+            inner: Arc::new(ModelAdapter::new(ROUTE, self.model.clone())),
+            inv: inv.clone(),
+        };
+        let hook = DurableHook { inv: inv.clone() };
+        let builder = AgentBuilder::new(self.model.clone()).name(self.name.clone());
+        let agent = (self.assemble)(builder, handler, hook);
+        inv.set_tools(agent.tool_server_handle().clone());
+        agent
+    }
+
+    fn invocation(&self, prefix: String, run_id: String) -> Arc<Invocation> {
+        Arc::new(Invocation::new(
+            self.name.clone(),
+            prefix,
+            run_id,
+            self.model_config,
+            self.tool_config,
+            self.approvals.clone(),
+        ))
+    }
+
+    /// The hash recorded with the input step: the prompt and the tool definitions.
+    fn input_hash(&self, agent: &Agent, prompt: &str, run_id: &str, step_id: &str) -> Result<String> {
+        let mut tools: Vec<serde_json::Value> = agent
+            .tool_server_handle()
+            .static_tool_defs()
+            .iter()
+            .map(|d| serde_json::to_value(d).unwrap_or_default())
+            .collect();
+        tools.sort_by_key(|d| d.to_string());
+        request_hash(&json!({ "prompt": prompt, "tools": tools })).map_err(|source| Error::Serialize {
+            run_id: run_id.to_owned(),
+            step_id: step_id.to_owned(),
+            what: "agent input",
+            type_name: "serde_json::Value",
+            source,
+        })
+    }
+
+    /// A completed run returns its stored output without running its body, so the prompt and
+    /// tool set are checked against its input step here.
+    async fn check_completed_run(&self, run_id: &str, prompt: &str) -> Result<()> {
+        let Some(run) = self.wf.get_run(run_id).await? else { return Ok(()) };
+        if run.status != RunStatus::Completed {
+            return Ok(());
+        }
+        let step_id = format!("{}.input", self.name);
+        let steps = self.wf.list_steps(run_id).await?;
+        let Some(recorded) = steps.iter().find(|s| s.step_id == step_id).and_then(|s| s.request_hash.clone())
+        else {
+            return Ok(());
+        };
+        let inv = self.invocation(self.name.clone(), run_id.to_owned());
+        let agent = self.build(&inv);
+        let called = self.input_hash(&agent, prompt, run_id, &step_id)?;
+        if recorded != called {
+            return Err(Error::NonDeterminism {
+                run_id: run_id.to_owned(),
+                step_id,
+                recorded: format!("{}.input with request {recorded}", self.name),
+                called: format!("{}.input with request {called}", self.name),
+            });
+        }
+        Ok(())
+    }
+
+    /// One invocation of the agent inside the current run.
+    async fn invoke(
+        self,
+        prefix: String,
+        prompt: String,
+        sink: Option<mpsc::UnboundedSender<AgentEvent>>,
+        body_ran: Arc<AtomicBool>,
+    ) -> Result<AgentResponse> {
+        body_ran.store(true, Ordering::SeqCst);
+        let ctx = RunContext::current().ok_or_else(|| Error::Invalid {
+            what: "agent run",
+            detail: format!("agent `{}` was invoked outside a run", self.name),
+        })?;
+        let run_id = ctx.run_id().to_owned();
+        let inv = self.invocation(prefix.clone(), run_id.clone());
+        let agent = self.build(&inv);
+
+        let input_step = format!("{prefix}.input");
+        let hash = self.input_hash(&agent, &prompt, &run_id, &input_step)?;
+        let recorded_prompt = prompt.clone();
+        let _: String = durably_core::step(format!("{}.input", self.name), move || {
+            let p = recorded_prompt.clone();
+            async move { Ok::<_, std::convert::Infallible>(p) }
+        })
+        .step_id(input_step)
+        .request_hash(hash)
+        .retries(0)
+        .await?;
+
+        let runner = agent.prompt(prompt).using_model(ROUTE).max_turns(self.max_turns);
+        let fail = |error: rig_agent::completion::PromptError| {
+            inv.take_failure().unwrap_or_else(|| Error::Workflow { run_id: run_id.clone(), source: Box::new(error) })
+        };
+        let Some(sink) = sink else {
+            let response = runner.run().await.map_err(fail)?;
+            return Ok(AgentResponse {
+                output: response.output(),
+                messages: response.messages().to_vec(),
+                usage: response.usage(),
+            });
+        };
+        let mut events = runner.stream();
+        let mut last = None;
+        while let Some(item) = events.next().await {
+            match item.map_err(fail)? {
+                MultiTurnStreamItem::StreamAssistantItem(Item::Event(StreamEvent::Text { text, .. })) => {
+                    let _ = sink.unbounded_send(AgentEvent::Text(text));
+                }
+                MultiTurnStreamItem::ToolCall { tool_call } => {
+                    let _ = sink.unbounded_send(AgentEvent::ToolCall {
+                        name: tool_call.function.name.to_string(),
+                        arguments: serde_json::Value::Object(tool_call.function.arguments).to_string(),
+                    });
+                }
+                MultiTurnStreamItem::FinalResponse(response) => last = Some(response),
+                _ => {}
+            }
+        }
+        let response = last.ok_or_else(|| {
+            inv.take_failure().unwrap_or_else(|| Error::Invalid {
+                what: "agent stream",
+                detail: format!("run `{run_id}`: the rig stream ended without a final response"),
+            })
+        })?;
+        Ok(AgentResponse { output: response.output(), messages: response.messages().to_vec(), usage: response.usage() })
+    }
+}

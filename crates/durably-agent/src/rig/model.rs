@@ -1,0 +1,185 @@
+//! The model handler: every completion request of an invocation is a step. A recorded step is
+//! answered from the store (no HTTP request); an unrecorded one calls the wrapped model inside
+//! the step, with the model TaskConfig's retries, and records the whole `Outcome`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use durably_core::{BoxError, Error, StepStatus, TaskCall};
+use futures::StreamExt;
+use futures::channel::mpsc;
+use rig_core::effect::{EffectKind, HandlerDescriptor, Outcome, family};
+use rig_core::error::{ErrorKind, ErrorReport};
+use rig_core::operation::Completion;
+use rig_core::serve::adapters::ModelAdapter;
+use rig_core::serve::{Dispatch, Reply, Serve, StreamTap, stream_truncated};
+use rig_core::streaming::Relayed;
+
+use super::failure::{attempt_error, model_error};
+use super::invocation::Invocation;
+use crate::request_hash;
+
+/// The route label the durable handler is registered under (`using_model`).
+pub(crate) const ROUTE: &str = "durably";
+
+pub(crate) struct DurableModel {
+    pub(crate) inner: Arc<ModelAdapter<Completion>>,
+    pub(crate) inv: Arc<Invocation>,
+}
+
+/// A durably error as rig sees it: a report that fails the turn without retries in rig.
+pub(crate) fn report_of(error: &Error) -> ErrorReport {
+    let kind = match error {
+        Error::NonDeterminism { .. } => ErrorKind::Divergence,
+        Error::Cancelled { .. } => ErrorKind::Cancelled,
+        _ => ErrorKind::Other,
+    };
+    ErrorReport::new(kind, error.to_string()).with_retryable(false)
+}
+
+impl DurableModel {
+    fn failed(&self, error: Error) -> Reply {
+        let report = report_of(&error);
+        self.inv.fail(error);
+        Reply::Outcome(Err(report))
+    }
+
+    /// The step for one attempt series of this completion, not yet awaited.
+    fn step(
+        &self,
+        kind: &EffectKind,
+        dispatch: &Dispatch,
+        step_id: String,
+        task: String,
+        hash: String,
+        live: Option<mpsc::UnboundedSender<Relayed>>,
+    ) -> TaskCall<Outcome> {
+        let inner = self.inner.clone();
+        let kind = kind.clone();
+        let id = dispatch.id();
+        let context = dispatch.adapter_context();
+        let config = self.inv.model_config;
+        durably_core::step(task, move || {
+            let inner = inner.clone();
+            let kind = kind.clone();
+            let context = context.clone();
+            let live = live.clone();
+            async move {
+                let mut dispatch = Dispatch::new(id, live.is_some());
+                if let Some(context) = context {
+                    dispatch = dispatch.with_adapter_context(context);
+                }
+                let reply = inner.serve(kind, dispatch).await;
+                let Some(live) = live else {
+                    return reply.into_outcome().await.map_err(|r| attempt_error(model_error(&r)));
+                };
+                // Streaming: hand every event to the consumer as it comes; the response the
+                // stream ends with is the step's value (the consumer gets it once recorded).
+                let mut events = reply.into_stream();
+                let mut tap = StreamTap::new();
+                while let Some(item) = events.next().await {
+                    if let Some(outcome) = tap.observe(&item) {
+                        return outcome.map_err(|r| attempt_error(model_error(&r)));
+                    }
+                    if let Ok(event) = item {
+                        let _ = live.unbounded_send(event);
+                    }
+                }
+                Err::<Outcome, BoxError>(attempt_error(model_error(&stream_truncated())))
+            }
+        })
+        .step_id(step_id)
+        .request_hash(hash)
+        .retries(config.retries)
+        .backoff(config.backoff)
+    }
+
+    /// A live streaming call: the provider's events flow to rig as they arrive, and the
+    /// recorded response ends the stream once the step is saved.
+    fn live_stream(&self, call: TaskCall<Outcome>, events: mpsc::UnboundedReceiver<Relayed>) -> Reply {
+        let inv = self.inv.clone();
+        let mut call: Option<Pin<Box<TaskCall<Outcome>>>> = Some(Box::pin(call));
+        let mut events = events;
+        let mut result: Option<Result<Outcome, Error>> = None;
+        let mut ended = false;
+        Reply::Stream(Box::pin(futures::stream::poll_fn(move |cx| {
+            loop {
+                if ended {
+                    return Poll::Ready(None);
+                }
+                if let Poll::Ready(Some(event)) = events.poll_next_unpin(cx) {
+                    return Poll::Ready(Some(Ok(event)));
+                }
+                if let Some(step) = call.as_mut() {
+                    match step.as_mut().poll(cx) {
+                        Poll::Ready(done) => {
+                            call = None;
+                            result = Some(done);
+                            // The attempt closure (and its sender) is gone: drain what is left.
+                            continue;
+                        }
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                ended = true;
+                return Poll::Ready(Some(match result.take() {
+                    Some(Ok(Outcome::Completion(response))) => Ok(Relayed::Done(Box::new(response))),
+                    Some(Ok(other)) => Err(ErrorReport::new(
+                        ErrorKind::Internal,
+                        format!("a completion step recorded a {} outcome", other.family()),
+                    )),
+                    Some(Err(error)) => {
+                        let report = report_of(&error);
+                        inv.fail(error);
+                        Err(report)
+                    }
+                    None => Err(stream_truncated()),
+                }));
+            }
+        })))
+    }
+}
+
+impl Serve for DurableModel {
+    type Family = family::Completion;
+
+    fn descriptor(&self) -> HandlerDescriptor {
+        self.inner.descriptor()
+    }
+
+    async fn serve(&self, kind: EffectKind, dispatch: Dispatch) -> Reply {
+        let EffectKind::Completion { request, .. } = &kind else {
+            return self.inner.serve(kind, dispatch).await;
+        };
+        let ctx = match self.inv.context() {
+            Ok(ctx) => ctx,
+            Err(e) => return self.failed(e),
+        };
+        let (step_id, task) = self.inv.next_model_step();
+        let hash = match request_hash(request) {
+            Ok(hash) => hash,
+            Err(source) => {
+                return self.failed(Error::Serialize {
+                    run_id: self.inv.run_id.clone(),
+                    step_id,
+                    what: "model request",
+                    type_name: "rig_core::completion::CompletionRequest",
+                    source,
+                });
+            }
+        };
+        let recorded = ctx.recorded_step(&step_id).is_some_and(|r| r.status == StepStatus::Completed);
+        if dispatch.is_stream() && !recorded {
+            let (tx, rx) = mpsc::unbounded();
+            let call = self.step(&kind, &dispatch, step_id, task, hash, Some(tx));
+            return self.live_stream(call, rx);
+        }
+        // Unary, or a recorded response: the driver turns an outcome into stream events when
+        // the consumer streams.
+        match self.step(&kind, &dispatch, step_id, task, hash, None).await {
+            Ok(outcome) => Reply::Outcome(Ok(outcome)),
+            Err(e) => self.failed(e),
+        }
+    }
+}
