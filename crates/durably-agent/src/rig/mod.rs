@@ -282,7 +282,8 @@ impl DurableAgent {
         let prompt = prompt.into();
         let plan = self.plan(&prompt);
         let this = self.clone();
-        async move { this.execute(plan, prompt, None, Arc::new(AtomicBool::new(false))).await }
+        // Boxed: rig's run futures are large, and debug builds keep them on the stack.
+        Box::pin(async move { this.execute(plan, prompt, None, Arc::new(AtomicBool::new(false))).await })
     }
 
     /// Runs the agent on `prompt` as the run `run_id` (a run of its own, also inside a
@@ -295,7 +296,7 @@ impl DurableAgent {
         let prompt = prompt.into();
         let plan = Plan::Own { run_id: run_id.into() };
         let this = self.clone();
-        async move { this.execute(plan, prompt, None, Arc::new(AtomicBool::new(false))).await }
+        Box::pin(async move { this.execute(plan, prompt, None, Arc::new(AtomicBool::new(false))).await })
     }
 
     /// Like [`run`](Self::run), streaming: live chunks when the model is called, the recorded
@@ -340,12 +341,12 @@ impl DurableAgent {
         body_ran: Arc<AtomicBool>,
     ) -> Result<AgentResponse> {
         match plan {
-            Plan::InRun { prefix } => self.invoke(prefix, prompt, sink, body_ran).await,
+            Plan::InRun { prefix } => Box::pin(self.invoke(prefix, prompt, sink, body_ran)).await,
             Plan::Own { run_id } => {
                 self.check_completed_run(&run_id, &prompt).await?;
                 let wf = self.wf.clone();
                 let prefix = self.name.clone();
-                wf.run(run_id, move |_ctx| self.invoke(prefix, prompt, sink, body_ran)).await
+                wf.run(run_id, move |_ctx| Box::pin(self.invoke(prefix, prompt, sink, body_ran))).await
             }
         }
     }
@@ -453,7 +454,7 @@ impl DurableAgent {
             inv.take_failure().unwrap_or_else(|| Error::Workflow { run_id: run_id.clone(), source: Box::new(error) })
         };
         let Some(sink) = sink else {
-            let response = runner.run().await.map_err(fail)?;
+            let response = Box::pin(runner.run()).await.map_err(fail)?;
             return Ok(AgentResponse {
                 output: response.output(),
                 messages: response.messages().to_vec(),
