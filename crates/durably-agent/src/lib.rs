@@ -12,11 +12,14 @@ mod approval;
 mod config;
 mod error;
 mod hash;
+pub mod pipeline;
+mod tool;
 
 pub use approval::Approval;
 pub use config::TaskConfig;
 pub use error::ModelError;
 pub use hash::{canonical_json, request_hash};
+pub use tool::{DurableTool, durable_tool};
 
 #[cfg(feature = "openai")]
 pub mod openai;
