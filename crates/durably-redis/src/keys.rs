@@ -16,6 +16,7 @@
 //! | `<prefix>:index:status:<status>`      | sorted set | run ids in that status                  |
 //! | `<prefix>:index:unfinished`           | sorted set | running and waiting run ids             |
 //! | `<prefix>:index:workflow:<n>:<name>`  | sorted set | run ids of that workflow                |
+//! | `<prefix>:index:expiry`               | sorted set | `<n>:<workflow><id>` by last write time  |
 
 /// Builds the key names of one store.
 #[derive(Debug, Clone)]

@@ -28,7 +28,15 @@ local function expire(k)
   if TTL == '0' then redis.call('PERSIST', k) else redis.call('PEXPIRE', k, TTL) end
 end
 
--- Refreshes the TTL of every key of run `id` and of the indexes that list it.
+local IDX_EXPIRY = P .. ':index:expiry'
+local function server_ms()
+  local t = redis.call('TIME')
+  return t[1] * 1000 + math.floor(t[2] / 1000)
+end
+
+-- Refreshes the TTL of every key of run `id` and of the indexes that list it, and notes the
+-- time of the write in the expiry index (member `<n>:<workflow><id>`), from which `sweep`
+-- finds the index entries of runs that expired.
 local function touch(id)
   local rk = key('run', id)
   expire(rk)
@@ -40,6 +48,39 @@ local function touch(id)
     expire(idx_wf(f[1]))
     expire(idx_status(f[2]))
     if is_open(f[2]) then expire(IDX_OPEN) end
+    if TTL ~= '0' then
+      redis.call('ZADD', IDX_EXPIRY, server_ms(), enc(f[1]) .. id)
+      expire(IDX_EXPIRY)
+    end
+  end
+end
+
+-- Removes from every index up to 8 runs whose keys expired (their last write is older than
+-- the TTL and their hash is gone), so that indexes do not grow with runs long gone.
+local function sweep()
+  if TTL == '0' then return end
+  local horizon = string.format('%.0f', server_ms() - tonumber(TTL))
+  local old = redis.call('ZRANGEBYSCORE', IDX_EXPIRY, '-inf', horizon, 'LIMIT', 0, 8)
+  for _, m in ipairs(old) do
+    local sep = string.find(m, ':', 1, true)
+    local n = tonumber(string.sub(m, 1, sep - 1))
+    local wf = string.sub(m, sep + 1, sep + n)
+    local id = string.sub(m, sep + n + 1)
+    local cur = redis.call('HGET', key('run', id), 'wf')
+    if cur == wf then
+      -- Still there (a store with a longer TTL wrote it): look again later.
+      redis.call('ZADD', IDX_EXPIRY, server_ms(), m)
+    else
+      redis.call('ZREM', idx_wf(wf), id)
+      if not cur then
+        redis.call('ZREM', IDX_ALL, id)
+        redis.call('ZREM', IDX_OPEN, id)
+        for _, s in ipairs({'running', 'waiting', 'completed', 'failed', 'cancelled'}) do
+          redis.call('ZREM', idx_status(s), id)
+        end
+      end
+      redis.call('ZREM', IDX_EXPIRY, m)
+    end
   end
 end
 
@@ -75,6 +116,7 @@ if cur[1] then
     index_status(id, cur[3], cur[2], 'running')
   end
 else
+  sweep()
   redis.call('HSET', rk, 'id', id, 'wf', wf, 'status', 'running', 'created', now, 'updated', now)
   if ARGV[6] == '1' then redis.call('HSET', rk, 'input', ARGV[7]) end
   redis.call('ZADD', IDX_ALL, now, id)

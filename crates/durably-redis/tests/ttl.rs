@@ -79,6 +79,10 @@ async fn zero_ttl_keeps_keys_forever_and_clears_an_earlier_expiry() {
     write_everything(&forever, "r").await;
     write_everything(&forever, "other").await;
     for (key, pttl) in pttls(&url, &prefix) {
+        if key.ends_with(":index:expiry") {
+            // Kept by expiring stores only, to sweep their expired runs; it expires with them.
+            continue;
+        }
         assert_eq!(pttl, -1, "{key} expires in {pttl} ms under a store with TTL zero");
     }
 }
@@ -101,4 +105,43 @@ async fn an_expired_run_is_gone_from_every_read() {
     // Executing the id again starts a new run.
     let history = store.open_run(NewRun::new("r", "wf", None, 9_000)).await.unwrap();
     assert_eq!((history.run.created_at_ms, history.steps.len()), (9_000, 0));
+}
+
+#[tokio::test]
+async fn index_entries_of_expired_runs_are_swept_by_later_writes() {
+    let Some(url) = server_or_skip() else { return };
+    let prefix = fresh_prefix();
+    let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
+    // Expiring runs in every status and two workflows, and a long-lived store that keeps
+    // writing to the same prefix (so the index keys themselves never expire).
+    let short = store(&url, &prefix, Duration::from_millis(300)).await;
+    let statuses = [
+        RunStatus::Running,
+        RunStatus::Waiting,
+        RunStatus::Completed,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+    for (i, status) in statuses.iter().enumerate() {
+        let run_id = format!("old-{i}");
+        short
+            .open_run(NewRun::new(&run_id, if i % 2 == 0 { "even" } else { "odd" }, None, i as i64))
+            .await
+            .unwrap();
+        short.update_run(&run_id, &RunUpdate::new(*status, 10)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let long = store(&url, &prefix, Duration::from_secs(3_600)).await;
+    long.open_run(NewRun::new("new", "even", None, 100)).await.unwrap();
+    let mut conn = raw(&url);
+    for key in keys_under(&url, &prefix).unwrap() {
+        if key.contains(":index:") && !key.ends_with(":index:expiry") {
+            let members: Vec<String> =
+                redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query(&mut conn).unwrap();
+            assert_eq!(members, ["new"], "{key} still lists expired runs");
+        }
+    }
+    let expiry: Vec<String> =
+        redis::cmd("ZRANGE").arg(format!("{prefix}:index:expiry")).arg(0).arg(-1).query(&mut conn).unwrap();
+    assert_eq!(expiry, ["4:evennew"]);
 }
