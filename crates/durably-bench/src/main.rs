@@ -1,3 +1,461 @@
-//! The durably benchmark program (being built: see issue 5).
+//! The durably benchmark: the scenarios of python-durable's reference script
+//! (`shared/bench/python_durable_bench.py`) run on durably's stores, the physical floor of this
+//! machine measured with rusqlite directly, and optionally python-durable itself in the same
+//! invocation. One JSON line per scenario, then a markdown summary with the targets.
+//!
+//! ```text
+//! cargo run --release -p durably-bench -- --help
+//! cargo run --release -p durably-bench -- --compare-python /tmp/pyd-venv/bin/python
+//! cargo run --release -p durably-bench -- --quick          # tiny sizes: a smoke test
+//! ```
+//!
+//! The exit status is non-zero only when a scenario of durably (or a floor) had errors, never
+//! because of a timing.
 
-fn main() {}
+#![allow(clippy::print_stdout)] // a benchmark program reports on stdout
+
+mod engine;
+mod floor;
+mod python;
+mod report;
+mod signals;
+mod stores;
+mod summary;
+mod waiting;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::report::{Record, Reporter};
+use crate::stores::{StoreKind, Target};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "durably-bench",
+    version,
+    about = "Benchmarks durably against python-durable and against this machine's raw SQLite floor.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    child: Option<ChildCommand>,
+    #[command(flatten)]
+    opts: Options,
+}
+
+/// The program re-executes itself for the scenarios that need another process.
+#[derive(Debug, Subcommand)]
+enum ChildCommand {
+    /// Delivers the signal `go` to each run id read from stdin (signal_latency_poll_process).
+    #[command(hide = true)]
+    SignalChild {
+        #[arg(long)]
+        store: StoreKind,
+        #[arg(long)]
+        location: PathBuf,
+    },
+    /// Starts runs that wait on signals and reports its memory (waiting_runs).
+    #[command(hide = true)]
+    WaitingChild {
+        #[arg(long)]
+        store: StoreKind,
+        #[arg(long)]
+        location: PathBuf,
+        #[arg(long)]
+        runs: u64,
+        #[arg(long)]
+        poll_ms: u64,
+        #[arg(long, default_value = "")]
+        run_prefix: String,
+    },
+}
+
+/// Groups of scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Group {
+    /// floor_*: rusqlite commits (1 and 100 rows per transaction), point select, fdatasync.
+    Floor,
+    /// store_save_step against the same upsert on a bare connection.
+    Overhead,
+    /// steps_fresh, steps_replay, steps_replay_new_object.
+    Steps,
+    /// workflows_fresh.
+    Workflows,
+    /// concurrent_workflows.
+    Concurrent,
+    /// signal_latency_inproc, signal_latency_poll_object, signal_latency_poll_process.
+    Signal,
+    /// waiting_runs (in a child process).
+    Waiting,
+}
+
+#[derive(Debug, clap::Args)]
+struct Options {
+    /// Stores to run the scenarios on.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite-full,sqlite-normal,memory")]
+    stores: Vec<StoreKind>,
+    /// Scenario groups to run (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Group>,
+    /// Tiny sizes, for a smoke test (CI). Explicit sizes still win.
+    #[arg(long)]
+    quick: bool,
+    /// Print only the JSON lines, no markdown summary.
+    #[arg(long)]
+    json_only: bool,
+    /// Also run python-durable's script with this Python interpreter and print the ratios.
+    #[arg(long, value_name = "PYTHON")]
+    compare_python: Option<PathBuf>,
+    /// The python-durable script (default: shared/bench/python_durable_bench.py beside the checkout).
+    #[arg(long)]
+    python_script: Option<PathBuf>,
+    /// Where the database files go (default: a temporary directory, removed at the end).
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// N of steps_fresh / steps_replay [default: 2000; quick 50].
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Runs of workflows_fresh [default: 500; quick 10].
+    #[arg(long)]
+    workflows: Option<u64>,
+    /// Tasks per run of workflows_fresh [default: 3].
+    #[arg(long)]
+    wf_tasks: Option<u64>,
+    /// Runs of concurrent_workflows, all at once [default: 1000; quick 50].
+    #[arg(long)]
+    concurrent: Option<u64>,
+    /// Tasks per run of concurrent_workflows [default: 10; quick 3].
+    #[arg(long)]
+    conc_tasks: Option<u64>,
+    /// Trials of signal_latency_inproc [default: 200; quick 5].
+    #[arg(long)]
+    signal_inproc: Option<u64>,
+    /// Trials of each poll-path signal scenario [default: 20; quick 2] (python-durable: at most 6,
+    /// each takes up to its 2 s poll).
+    #[arg(long)]
+    signal_poll: Option<u64>,
+    /// Runs of waiting_runs [default: 10000; quick 200].
+    #[arg(long)]
+    waiting: Option<u64>,
+    /// Rows of the one-row-per-commit floors and of store_save_step [default: 2000; quick 50].
+    #[arg(long)]
+    floor_rows: Option<u64>,
+    /// Rows of the 100-rows-per-commit floors [default: 20000; quick 500].
+    #[arg(long)]
+    floor_batch_rows: Option<u64>,
+    /// Rounds of steps_*, the one-row floors and store_save_step; the best is kept [default: 3; quick 1].
+    #[arg(long)]
+    repeat: Option<u32>,
+    /// The SQLite store's signal poll interval, in milliseconds (the library's default: 100).
+    #[arg(long, default_value_t = 100)]
+    poll_ms: u64,
+    /// Seed of the signals' phases against the poll cycle.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Sizes after `--quick` and the explicit options.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    steps: u64,
+    workflows: u64,
+    wf_tasks: u64,
+    concurrent: u64,
+    conc_tasks: u64,
+    signal_inproc: u64,
+    signal_poll: u64,
+    waiting: u64,
+    floor_rows: u64,
+    floor_batch_rows: u64,
+    repeat: u32,
+}
+
+impl Sizes {
+    fn from(o: &Options) -> Sizes {
+        let q = o.quick;
+        let pick = |v: Option<u64>, full: u64, quick: u64| v.unwrap_or(if q { quick } else { full });
+        Sizes {
+            steps: pick(o.steps, 2000, 50),
+            workflows: pick(o.workflows, 500, 10),
+            wf_tasks: pick(o.wf_tasks, 3, 3),
+            concurrent: pick(o.concurrent, 1000, 50),
+            conc_tasks: pick(o.conc_tasks, 10, 3),
+            signal_inproc: pick(o.signal_inproc, 200, 5),
+            signal_poll: pick(o.signal_poll, 20, 2),
+            waiting: pick(o.waiting, 10_000, 200),
+            floor_rows: pick(o.floor_rows, 2000, 50),
+            floor_batch_rows: pick(o.floor_batch_rows, 20_000, 500),
+            repeat: o.repeat.unwrap_or(if q { 1 } else { 3 }),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("durably-bench: cannot start the Tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.child {
+        Some(ChildCommand::SignalChild { store, location }) => {
+            runtime.block_on(signals::child(store, location))
+        }
+        Some(ChildCommand::WaitingChild { store, location, runs, poll_ms, run_prefix }) => runtime
+            .block_on(waiting::child(store, location, runs, Duration::from_millis(poll_ms), run_prefix)),
+        None => runtime.block_on(bench(cli.opts)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("durably-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Emits a scenario's record, or a failure record naming what went wrong.
+fn emit(rep: &mut Reporter, scenario: &str, store: &str, result: anyhow::Result<Record>) {
+    match result {
+        Ok(rec) => rep.emit(rec),
+        Err(e) => {
+            eprintln!("durably-bench: {scenario} on {store} failed: {e:#}");
+            rep.emit(Record::failed(scenario, store, &e));
+        }
+    }
+}
+
+async fn bench(o: Options) -> anyhow::Result<()> {
+    let sizes = Sizes::from(&o);
+    let on = |g: Group| o.only.is_empty() || o.only.contains(&g);
+    let machine_at_start = summary::machine();
+    let command = std::iter::once("cargo run --release -p durably-bench --".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let tmp = tempfile::Builder::new().prefix("durably-bench-").tempdir()?;
+    let dir = match &o.workdir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => tmp.path().to_owned(),
+    };
+    let poll = Duration::from_millis(o.poll_ms);
+    let mut rep = Reporter::default();
+    eprintln!("durably-bench: {machine_at_start}; sizes {sizes:?}; files in {}", dir.display());
+
+    if on(Group::Floor) {
+        let d = dir.clone();
+        let s = sizes;
+        let floors = tokio::task::spawn_blocking(move || {
+            let one = s.floor_rows;
+            vec![
+                ("floor_fdatasync", floor::best_of(s.repeat, |_| floor::fdatasync(&d, one.min(1000)))),
+                ("floor_wal_full_1", floor::best_of(s.repeat, |_| floor::commits(&d, "FULL", one, 1))),
+                ("floor_wal_normal_1", floor::best_of(s.repeat, |_| floor::commits(&d, "NORMAL", one, 1))),
+                ("floor_wal_full_100", floor::commits(&d, "FULL", s.floor_batch_rows, 100)),
+                ("floor_wal_normal_100", floor::commits(&d, "NORMAL", s.floor_batch_rows, 100)),
+                ("floor_select", floor::select(&d, s.steps.max(one))),
+            ]
+        })
+        .await?;
+        for (name, r) in floors {
+            emit(&mut rep, name, report::FLOOR, r);
+        }
+        // Server floors go here, one per server store selected (a raw round trip).
+    }
+
+    if on(Group::Overhead) {
+        for kind in o.stores.iter().copied() {
+            let Some(durability) = kind.durability() else { continue };
+            let label = if kind == StoreKind::SqliteFull { "full" } else { "normal" };
+            let path = dir.join(format!("overhead-{label}.db"));
+            let n = sizes.floor_rows;
+            let mut raw: Option<Record> = None;
+            let mut store: Option<Record> = None;
+            let mut failure = None;
+            // Alternate the two, keeping the best of each, so that both see the same disk.
+            for _ in 0..sizes.repeat.max(1) {
+                match floor::store_schema_commits(path.clone(), durability, n).await {
+                    Ok(r) if raw.as_ref().is_none_or(|b| r.total_ms < b.total_ms) => raw = Some(r),
+                    Ok(_) => {}
+                    Err(e) => failure = Some(("floor_store_schema", e)),
+                }
+                match floor::store_saves(path.clone(), durability, n).await {
+                    Ok(r) if store.as_ref().is_none_or(|b| r.total_ms < b.total_ms) => store = Some(r),
+                    Ok(_) => {}
+                    Err(e) => failure = Some(("store_save_step", e)),
+                }
+            }
+            for r in [raw, store].into_iter().flatten() {
+                rep.emit(r.with("repeat", sizes.repeat));
+            }
+            if let Some((name, e)) = failure {
+                emit(&mut rep, name, kind.label(), Err(e));
+            }
+        }
+    }
+
+    for kind in o.stores.iter().copied() {
+        let label = kind.label();
+        let fresh = |scenario: &str| Target::fresh(kind, &dir, scenario, poll);
+        if on(Group::Steps) {
+            let d = dir.clone();
+            let recs = engine::steps(
+                kind,
+                |round| Target::fresh(kind, &d, &format!("steps{round}"), poll),
+                sizes.steps,
+                sizes.repeat,
+            )
+            .await;
+            for r in recs {
+                rep.emit(r);
+            }
+        }
+        if on(Group::Workflows) {
+            let r = async { engine::workflows(&fresh("workflows")?, sizes.workflows, sizes.wf_tasks).await }
+                .await;
+            emit(&mut rep, "workflows_fresh", label, r);
+        }
+        if on(Group::Concurrent) {
+            let r =
+                async { engine::concurrent(&fresh("concurrent")?, sizes.concurrent, sizes.conc_tasks).await }
+                    .await;
+            emit(&mut rep, "concurrent_workflows", label, r);
+        }
+        if on(Group::Signal) {
+            let r = async { signals::inproc(&fresh("signal")?, sizes.signal_inproc).await }.await;
+            emit(&mut rep, "signal_latency_inproc", label, r);
+            if kind.shared() {
+                let r =
+                    async { signals::poll_object(&fresh("signal-object")?, sizes.signal_poll, o.seed).await }
+                        .await;
+                emit(&mut rep, "signal_latency_poll_object", label, r);
+                let r = async {
+                    signals::poll_process(&fresh("signal-process")?, sizes.signal_poll, o.seed).await
+                }
+                .await;
+                emit(&mut rep, "signal_latency_poll_process", label, r);
+            }
+        }
+        if on(Group::Waiting) {
+            let r = async { waiting::waiting(&fresh("waiting")?, sizes.waiting).await }.await;
+            emit(&mut rep, "waiting_runs", label, r);
+        }
+    }
+
+    if let Some(py) = &o.compare_python {
+        let script = o.python_script.clone().or_else(python::default_script);
+        match script {
+            None => {
+                let e = anyhow::anyhow!("python_durable_bench.py not found: pass --python-script");
+                emit(&mut rep, "python", report::PYTHON, Err(e));
+            }
+            Some(script) => {
+                let mut only = Vec::new();
+                for (g, name) in [
+                    (Group::Steps, "steps"),
+                    (Group::Workflows, "workflows"),
+                    (Group::Concurrent, "concurrent"),
+                    (Group::Signal, "signal"),
+                ] {
+                    if on(g) {
+                        only.push(name);
+                    }
+                }
+                let args = python::PythonArgs {
+                    only,
+                    steps: sizes.steps,
+                    workflows: sizes.workflows,
+                    wf_tasks: sizes.wf_tasks,
+                    concurrent: sizes.concurrent,
+                    conc_tasks: sizes.conc_tasks,
+                    signal_inproc: sizes.signal_inproc,
+                    signal_poll: sizes.signal_poll.min(6),
+                    seed: o.seed,
+                };
+                let mut got = Vec::new();
+                let result = python::run(py, &script, &dir.join("python"), &args, |r| got.push(r)).await;
+                // Python's records are printed after the run so as not to interleave with its stderr.
+                for r in got {
+                    rep.emit(r);
+                }
+                if let Err(e) = result {
+                    // python-durable failing is its result, not durably's error.
+                    eprintln!("durably-bench: python-durable: {e:#}");
+                }
+            }
+        }
+    }
+
+    if !o.json_only {
+        println!("{}", summary::markdown(&rep, &command, &machine_at_start));
+    }
+    let errors = rep.own_errors();
+    drop(tmp);
+    if errors > 0 {
+        anyhow::bail!("{errors} errors in durably's scenarios (see the records with \"errors\" > 0)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn quick_shrinks_sizes_but_explicit_ones_win() {
+        let cli = Cli::try_parse_from(["durably-bench", "--quick", "--steps", "7"]).unwrap();
+        let s = Sizes::from(&cli.opts);
+        assert_eq!(s.steps, 7);
+        assert_eq!(s.concurrent, 50);
+        assert_eq!(s.repeat, 1);
+        let cli = Cli::try_parse_from(["durably-bench"]).unwrap();
+        let s = Sizes::from(&cli.opts);
+        assert_eq!((s.concurrent, s.conc_tasks, s.waiting), (1000, 10, 10_000), "the issue's target sizes");
+        assert_eq!(cli.opts.stores, vec![StoreKind::SqliteFull, StoreKind::SqliteNormal, StoreKind::Memory]);
+    }
+
+    #[test]
+    fn stores_and_groups_are_comma_lists() {
+        let cli = Cli::try_parse_from([
+            "durably-bench",
+            "--stores",
+            "memory,sqlite-normal",
+            "--only",
+            "steps,signal",
+        ])
+        .unwrap();
+        assert_eq!(cli.opts.stores, vec![StoreKind::Memory, StoreKind::SqliteNormal]);
+        assert_eq!(cli.opts.only, vec![Group::Steps, Group::Signal]);
+        assert!(Cli::try_parse_from(["durably-bench", "--stores", "oracle"]).is_err());
+    }
+
+    #[test]
+    fn children_parse_their_own_arguments() {
+        let cli = Cli::try_parse_from([
+            "durably-bench",
+            "waiting-child",
+            "--store",
+            "sqlite-full",
+            "--location",
+            "/tmp/x.db",
+            "--runs",
+            "3",
+            "--poll-ms",
+            "100",
+            "--run-prefix",
+            "",
+        ])
+        .unwrap();
+        assert!(matches!(cli.child, Some(ChildCommand::WaitingChild { runs: 3, .. })));
+    }
+}
