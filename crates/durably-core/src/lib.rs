@@ -5,7 +5,9 @@
 //! Most users depend on the `durably` facade, which re-exports this crate with the attribute
 //! macros and the SQLite store.
 
+mod admin;
 pub mod backoff;
+mod cancel;
 mod context;
 mod error;
 mod memory;
@@ -16,7 +18,9 @@ mod store;
 mod task;
 mod workflow;
 
+pub use admin::{EXPORT_FORMAT, RunExport};
 pub use backoff::Backoff;
+pub use cancel::CANCEL_POLL;
 pub use context::{RunContext, StepInfo, current_step, idempotency_key};
 pub use error::{BoxError, Error, Result, Retryable};
 pub use memory::MemoryStore;

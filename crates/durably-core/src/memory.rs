@@ -189,4 +189,33 @@ impl Store for MemoryStore {
         steps.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms).then_with(|| a.step_id.cmp(&b.step_id)));
         Ok(steps)
     }
+
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        let mut signals = self.lock().signals.get(run_id).cloned().unwrap_or_default();
+        signals.sort_by(|a, b| a.delivered_at_ms.cmp(&b.delivered_at_ms).then_with(|| a.name.cmp(&b.name)));
+        Ok(signals)
+    }
+
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        let mut inner = self.lock();
+        inner.steps.remove(run_id);
+        inner.signals.remove(run_id);
+        inner.leases.remove(run_id);
+        Ok(inner.runs.remove(run_id).is_some())
+    }
+
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        let mut inner = self.lock();
+        let run =
+            inner.runs.get_mut(run_id).ok_or_else(|| Error::RunNotFound { run_id: run_id.to_owned() })?;
+        if run.status == RunStatus::Cancelled {
+            return Ok(false);
+        }
+        run.status = update.status;
+        run.output.clone_from(&update.output);
+        run.error.clone_from(&update.error);
+        run.waiting_on.clone_from(&update.waiting_on);
+        run.updated_at_ms = update.now_ms;
+        Ok(true)
+    }
 }

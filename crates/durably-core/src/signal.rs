@@ -109,7 +109,7 @@ async fn wait_signal(ctx: &RunContext, name: &str, deadline_ms: Option<i64>) -> 
         };
         if !marked_waiting {
             let update = RunUpdate::new(RunStatus::Waiting, now_ms()).waiting_on(name);
-            if let Err(e) = store.update_run(&run_id, &update).await {
+            if let Err(e) = crate::cancel::update_unless_cancelled(ctx, &update).await {
                 break Err(e);
             }
             marked_waiting = true;
@@ -121,7 +121,7 @@ async fn wait_signal(ctx: &RunContext, name: &str, deadline_ms: Option<i64>) -> 
         }
     };
     if marked_waiting && !ctx.is_cancelled() {
-        store.update_run(&run_id, &RunUpdate::new(RunStatus::Running, now_ms())).await?;
+        crate::cancel::update_unless_cancelled(ctx, &RunUpdate::new(RunStatus::Running, now_ms())).await?;
     }
     result
 }

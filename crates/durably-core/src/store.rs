@@ -475,6 +475,45 @@ pub trait Store: Send + Sync + 'static {
         runs.truncate(limit);
         Ok(runs)
     }
+
+    /// Every signal delivered to `run_id` (also before the run existed), oldest first, then by
+    /// name. Read-only, unlike `open_run`: for exports and operators' tools.
+    ///
+    /// The default fails with [`Error::Invalid`]: a store must implement it to support export.
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        Err(unsupported("list_signals", run_id))
+    }
+
+    /// Deletes a run with all its steps, signals and its lease (retention: `Workflow::purge`).
+    /// Returns `false`, deleting any stray steps or signals of that id, when the run record did
+    /// not exist.
+    ///
+    /// The default fails with [`Error::Invalid`]: a store must implement it to support purge.
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        Err(unsupported("delete_run", run_id))
+    }
+
+    /// Like [`update_run`](Store::update_run), but changes nothing and returns `false` when the
+    /// run is `cancelled`: the engine uses it for every status change of an executing run, so
+    /// that a cancellation written by another process is never overwritten. Returns `true` when
+    /// the update was applied; fails with [`Error::RunNotFound`] for an unknown run.
+    ///
+    /// The default reads the status, then updates: a cancellation landing between the two is
+    /// lost. Stores shared between processes override it with one atomic statement.
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        match self.get_run(run_id).await? {
+            None => Err(Error::RunNotFound { run_id: run_id.to_owned() }),
+            Some(run) if run.status == RunStatus::Cancelled => Ok(false),
+            Some(_) => self.update_run(run_id, update).await.map(|()| true),
+        }
+    }
+}
+
+fn unsupported(op: &str, run_id: &str) -> Error {
+    Error::Invalid {
+        what: "store operation",
+        detail: format!("this store does not implement `{op}` (asked for run `{run_id}`)"),
+    }
 }
 
 #[async_trait]
@@ -520,6 +559,15 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         (**self).recoverable_runs(now_ms, limit).await
+    }
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        (**self).list_signals(run_id).await
+    }
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        (**self).delete_run(run_id).await
+    }
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        (**self).update_run_unless_cancelled(run_id, update).await
     }
 }
 

@@ -274,6 +274,7 @@ impl Workflow {
         }
         let replayable = history.steps.len();
         let ctx = RunContext::new(self.engine.clone(), history);
+        let _cancel_watch = crate::cancel::watch(ctx.clone());
         *lock(&guard.slot.ctx) = Some(ctx.clone());
         tracing::info!(target: "durably", recorded_steps = replayable, "run started");
 
@@ -293,16 +294,16 @@ impl Workflow {
         result: Result<T, BoxError>,
     ) -> (Outcome, Result<T>) {
         let run_id = ctx.run_id().to_owned();
-        let store = &self.engine.store;
         let error = match result {
             Ok(value) => match serde_json::to_string(&value) {
                 Ok(json) => {
                     let update = RunUpdate::new(RunStatus::Completed, now_ms()).output(json.clone());
-                    return match store.update_run(&run_id, &update).await {
+                    return match crate::cancel::update_unless_cancelled(ctx, &update).await {
                         Ok(()) => {
                             tracing::info!(target: "durably", "run completed");
                             (Outcome::Completed(json), Ok(value))
                         }
+                        Err(e @ Error::Cancelled { .. }) => (Outcome::Cancelled, Err(e)),
                         Err(e) => (Outcome::Failed(e.to_string()), Err(e)),
                     };
                 }
@@ -328,9 +329,11 @@ impl Workflow {
             other => Chain(other).to_string(),
         };
         tracing::warn!(target: "durably", error = %text, "run failed");
-        if let Err(store_err) =
-            store.update_run(&run_id, &RunUpdate::new(RunStatus::Failed, now_ms()).error(&text)).await
-        {
+        let update = RunUpdate::new(RunStatus::Failed, now_ms()).error(&text);
+        if let Err(store_err) = crate::cancel::update_unless_cancelled(ctx, &update).await {
+            if let Error::Cancelled { .. } = store_err {
+                return (Outcome::Cancelled, Err(store_err));
+            }
             tracing::warn!(target: "durably", error = %store_err, "could not record the run failure");
         }
         (Outcome::Failed(text), Err(error))

@@ -343,4 +343,24 @@ impl Store for SqliteStore {
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         self.read("recoverable_runs", None, move |conn| sql::recoverable_runs(conn, now_ms, limit)).await
     }
+
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        let owned = run_id.to_owned();
+        self.read("list_signals", Some(run_id), move |conn| sql::list_signals(conn, &owned)).await
+    }
+
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        let owned = run_id.to_owned();
+        self.write("delete_run", run_id, move |conn| sql::delete_run(conn, &owned)).await
+    }
+
+    /// One conditional `UPDATE` on the writer thread: atomic against a cancellation written by
+    /// another process sharing the file.
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        let (owned, update) = (run_id.to_owned(), update.clone());
+        self.write("update_run_unless_cancelled", run_id, move |conn| {
+            sql::update_run_unless_cancelled(conn, &owned, &update)
+        })
+        .await
+    }
 }

@@ -489,3 +489,50 @@ fn opt_int(row: &Row<'_>, idx: usize, column: &str) -> Result<Option<i64>, Strin
 fn int(row: &Row<'_>, idx: usize, column: &str) -> Result<i64, String> {
     opt_int(row, idx, column)?.ok_or_else(|| format!("column `{column}` is NULL"))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Operating: retention and guarded status changes
+
+const DELETE_RUN_STEPS: &str = "DELETE FROM steps WHERE run_id = ?1";
+const DELETE_RUN_SIGNALS: &str = "DELETE FROM signals WHERE run_id = ?1";
+const DELETE_RUN_LEASE: &str = "DELETE FROM leases WHERE run_id = ?1";
+const DELETE_RUN: &str = "DELETE FROM runs WHERE run_id = ?1";
+
+const UPDATE_RUN_UNLESS_CANCELLED: &str = "
+UPDATE runs SET status = ?2, output = ?3, error = ?4, waiting_on = ?5, updated_at_ms = ?6
+WHERE run_id = ?1 AND status <> 'cancelled'";
+
+const RUN_EXISTS: &str = "SELECT 1 FROM runs WHERE run_id = ?1";
+
+/// Deletes a run with its steps, signals and lease (one transaction); true when the run row
+/// existed.
+pub(crate) fn delete_run(conn: &Connection, run_id: &str) -> Result<bool, Fail> {
+    for sql in [DELETE_RUN_STEPS, DELETE_RUN_SIGNALS, DELETE_RUN_LEASE] {
+        conn.prepare_cached(sql)?.execute([run_id])?;
+    }
+    Ok(conn.prepare_cached(DELETE_RUN)?.execute([run_id])? == 1)
+}
+
+/// `update_run` unless the run is cancelled (false then), in one transaction.
+pub(crate) fn update_run_unless_cancelled(
+    conn: &Connection,
+    run_id: &str,
+    update: &RunUpdate,
+) -> Result<bool, Fail> {
+    let changed = conn.prepare_cached(UPDATE_RUN_UNLESS_CANCELLED)?.execute(params![
+        run_id,
+        update.status.as_str(),
+        update.output,
+        update.error,
+        update.waiting_on,
+        update.now_ms,
+    ])?;
+    if changed == 1 {
+        return Ok(true);
+    }
+    if conn.prepare_cached(RUN_EXISTS)?.exists([run_id])? {
+        Ok(false)
+    } else {
+        Err(Fail::Store(Error::RunNotFound { run_id: run_id.to_owned() }))
+    }
+}

@@ -1310,3 +1310,7 @@ pub async fn recoverable_runs_respects_the_limit<S: Store>(store: Arc<S>) {
     assert!(recoverable(&*store, 0).await.is_empty(), "limit 0 returns nothing");
     assert_eq!(ids(&recoverable(&*store, 10).await), ["e", "b", "c", "d", "a"]);
 }
+
+// The operating methods (list_signals, delete_run, update_run_unless_cancelled) live in their own
+// module; the macro finds every behaviour here.
+pub use crate::conformance_admin::*;

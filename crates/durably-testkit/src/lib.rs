@@ -35,6 +35,7 @@ use std::sync::Arc;
 pub use durably_core::Store;
 
 pub mod conformance;
+pub mod conformance_admin;
 pub mod faults;
 #[cfg(feature = "mock-openai")]
 pub mod mock_openai;
