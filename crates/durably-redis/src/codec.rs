@@ -73,6 +73,11 @@ pub(crate) fn sort_steps(steps: &mut [StepRecord]) {
     steps.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms).then_with(|| a.step_id.cmp(&b.step_id)));
 }
 
+/// Sorts signals oldest first, then by name.
+pub(crate) fn sort_signals(signals: &mut [SignalRecord]) {
+    signals.sort_by(|a, b| a.delivered_at_ms.cmp(&b.delivered_at_ms).then_with(|| a.name.cmp(&b.name)));
+}
+
 /// Encodes a signal's value in the signals hash.
 pub(crate) fn encode_signal(signal: &SignalRecord) -> String {
     format!("{}:{}", signal.delivered_at_ms, signal.payload)

@@ -39,7 +39,7 @@
 //! `appendonly yes` (and `appendfsync always` if no acknowledged step may be lost) when runs
 //! must survive a Redis restart.
 //!
-//! The connection is a [`ConnectionManager`](redis::aio::ConnectionManager): when the
+//! The connection is a [`ConnectionManager`]: when the
 //! connection drops, the call in flight fails with an [`Error::Store`] naming the operation and
 //! the run, and the manager reconnects in the background; later calls go through once the
 //! server is back. A write that failed this way may or may not have reached the server; the
@@ -83,7 +83,7 @@ use durably_core::{
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::codec::{
-    check_size, decode_run, decode_signal, decode_step, encode_signal, encode_step, sort_steps,
+    check_size, decode_run, decode_signal, decode_step, encode_signal, encode_step, sort_signals, sort_steps,
 };
 use crate::keys::Keys;
 use crate::listener::Listener;
@@ -227,6 +227,29 @@ impl RedisStore {
         call
     }
 
+    /// `update_run`, optionally leaving a cancelled run alone (then `Ok(false)`), in one script.
+    async fn update(&self, run_id: &str, update: &RunUpdate, unless_cancelled: bool) -> Result<bool> {
+        let op = if unless_cancelled { "update_run_unless_cancelled" } else { "update_run" };
+        for (what, value) in
+            [("output", &update.output), ("error", &update.error), ("waiting_on", &update.waiting_on)]
+        {
+            if let Some(value) = value {
+                check_size(op, run_id, || format!("the run's {what}"), value.len())?;
+            }
+        }
+        let mut call = self.invoke(&self.scripts.update_run);
+        call.arg(run_id).arg(update.status.as_str()).arg(update.now_ms);
+        opt_arg(&mut call, update.output.as_deref());
+        opt_arg(&mut call, update.error.as_deref());
+        opt_arg(&mut call, update.waiting_on.as_deref());
+        call.arg(if unless_cancelled { "1" } else { "0" });
+        match call.invoke_async::<i64>(&mut self.conn.clone()).await.map_err(fail(op, run_id))? {
+            0 => Err(Error::RunNotFound { run_id: run_id.to_owned() }),
+            2 => Ok(false),
+            _ => Ok(true),
+        }
+    }
+
     /// The shared pub/sub connection, opened on first use and again after it dropped.
     async fn listener(&self) -> Option<Arc<Listener>> {
         if let Some(listener) = self.current_listener() {
@@ -305,7 +328,7 @@ impl Store for RedisStore {
         while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
             delivered.push(decode_signal(&run.run_id, name, &value)?);
         }
-        delivered.sort_by(|a, b| a.delivered_at_ms.cmp(&b.delivered_at_ms).then_with(|| a.name.cmp(&b.name)));
+        sort_signals(&mut delivered);
         Ok(RunHistory::new(record, steps, delivered))
     }
 
@@ -318,24 +341,11 @@ impl Store for RedisStore {
     }
 
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
-        let op = "update_run";
-        for (what, value) in
-            [("output", &update.output), ("error", &update.error), ("waiting_on", &update.waiting_on)]
-        {
-            if let Some(value) = value {
-                check_size(op, run_id, || format!("the run's {what}"), value.len())?;
-            }
-        }
-        let mut call = self.invoke(&self.scripts.update_run);
-        call.arg(run_id).arg(update.status.as_str()).arg(update.now_ms);
-        opt_arg(&mut call, update.output.as_deref());
-        opt_arg(&mut call, update.error.as_deref());
-        opt_arg(&mut call, update.waiting_on.as_deref());
-        let found: i64 = call.invoke_async(&mut self.conn.clone()).await.map_err(fail(op, run_id))?;
-        if found == 0 {
-            return Err(Error::RunNotFound { run_id: run_id.to_owned() });
-        }
-        Ok(())
+        self.update(run_id, update, false).await.map(drop)
+    }
+
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        self.update(run_id, update, true).await
     }
 
     async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
@@ -383,6 +393,28 @@ impl Store for RedisStore {
         let flats: Vec<Vec<String>> =
             call.invoke_async(&mut self.conn.clone()).await.map_err(fail("list_runs", None))?;
         decode_runs(flats)
+    }
+
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.keys.signals(run_id))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(fail("list_signals", run_id))?;
+        let mut signals = fields
+            .into_iter()
+            .map(|(name, value)| decode_signal(run_id, name, &value))
+            .collect::<Result<Vec<_>>>()?;
+        sort_signals(&mut signals);
+        Ok(signals)
+    }
+
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        let mut call = self.invoke(&self.scripts.delete_run);
+        call.arg(run_id);
+        let existed: i64 =
+            call.invoke_async(&mut self.conn.clone()).await.map_err(fail("delete_run", run_id))?;
+        Ok(existed == 1)
     }
 
     async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {

@@ -134,13 +134,15 @@ touch(ARGV[3])
 return 1
 "#;
 
-/// ARGV[3..]: run id, status, now, then (flag, value) for output, error and waiting_on.
-/// Returns 0 when the run does not exist (nothing is written), 1 otherwise.
+/// ARGV[3..]: run id, status, now, then (flag, value) for output, error and waiting_on, then
+/// `1` to leave a cancelled run alone. Returns 0 when the run does not exist, 2 when it is
+/// cancelled and the guard is set (nothing written either way), 1 when updated.
 const UPDATE_RUN: &str = r#"
 local id, status, now = ARGV[3], ARGV[4], ARGV[5]
 local rk = key('run', id)
 local cur = redis.call('HMGET', rk, 'status', 'created')
 if not cur[1] then return 0 end
+if ARGV[12] == '1' and cur[1] == 'cancelled' then return 2 end
 redis.call('HSET', rk, 'status', status, 'updated', now)
 local fields = {'output', 'error', 'waiting_on'}
 for i = 1, 3 do
@@ -163,6 +165,22 @@ local delivered = redis.call('HSETNX', key('signals', id), name, ARGV[5])
 touch(id)
 if delivered == 1 then redis.call('PUBLISH', key('wake', id), name) end
 return delivered
+"#;
+
+/// ARGV[3]: run id. Deletes the run, its steps, signals and lease, and its index entries.
+/// Returns 1 if the run record existed.
+const DELETE_RUN: &str = r#"
+local id = ARGV[3]
+local rk = key('run', id)
+local f = redis.call('HMGET', rk, 'wf', 'status')
+redis.call('DEL', rk, key('steps', id), key('signals', id), key('lease', id))
+if not f[1] then return 0 end
+redis.call('ZREM', IDX_ALL, id)
+redis.call('ZREM', IDX_OPEN, id)
+redis.call('ZREM', idx_wf(f[1]), id)
+redis.call('ZREM', idx_status(f[2]), id)
+redis.call('ZREM', IDX_EXPIRY, enc(f[1]) .. id)
+return 1
 "#;
 
 /// ARGV[3..]: status (`''`: any), has workflow (`1`/`0`), workflow, limit (`-1`: none).
@@ -264,6 +282,7 @@ pub(crate) struct Scripts {
     pub(crate) recoverable_runs: Script,
     pub(crate) acquire_lease: Script,
     pub(crate) release_lease: Script,
+    pub(crate) delete_run: Script,
 }
 
 impl Scripts {
@@ -278,6 +297,7 @@ impl Scripts {
             recoverable_runs: s(RECOVERABLE_RUNS),
             acquire_lease: s(ACQUIRE_LEASE),
             release_lease: s(RELEASE_LEASE),
+            delete_run: s(DELETE_RUN),
         }
     }
 }
