@@ -335,8 +335,19 @@ impl Store for RedisStore {
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
         let text = encode_step(run_id, step)?;
         let mut call = self.invoke(&self.scripts.save_step);
+        let bytes = text.len();
         call.arg(run_id).arg(&step.step_id).arg(text);
-        let _: i64 = call.invoke_async(&mut self.conn.clone()).await.map_err(fail("save_step", run_id))?;
+        let _: i64 = call.invoke_async(&mut self.conn.clone()).await.map_err(|e| {
+            let mut what = format!("step `{}`", step.step_id);
+            if bytes > 1024 * 1024 && (e.is_io_error() || e.to_string().contains("bulk length")) {
+                // A server refuses an argument over its `proto-max-bulk-len` with a protocol
+                // error and closes the connection; the client may see only the reset.
+                what.push_str(&format!(
+                    " (its record is {bytes} bytes: a server whose proto-max-bulk-len is lower closes the connection)"
+                ));
+            }
+            Error::store("save_step", Some(run_id), Context::new(what, e))
+        })?;
         Ok(())
     }
 
@@ -358,7 +369,9 @@ impl Store for RedisStore {
         )?;
         let mut call = self.invoke(&self.scripts.deliver_signal);
         call.arg(run_id).arg(&signal.name).arg(encode_signal(signal));
-        let delivered: i64 = call.invoke_async(&mut self.conn.clone()).await.map_err(fail(op, run_id))?;
+        let delivered: i64 = call.invoke_async(&mut self.conn.clone()).await.map_err(|e| {
+            Error::store(op, Some(run_id), Context::new(format!("signal `{}`", signal.name), e))
+        })?;
         Ok(delivered == 1)
     }
 
@@ -500,6 +513,31 @@ impl Store for RedisStore {
         let flats: Vec<Vec<String>> =
             call.invoke_async(&mut self.conn.clone()).await.map_err(fail("recoverable_runs", None))?;
         decode_runs(flats)
+    }
+}
+
+/// A driver error with what it concerned (`step `fetch``).
+#[derive(Debug)]
+struct Context {
+    what: String,
+    source: redis::RedisError,
+}
+
+impl Context {
+    fn new(what: String, source: redis::RedisError) -> Self {
+        Context { what, source }
+    }
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for Context {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }
 

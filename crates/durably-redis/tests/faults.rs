@@ -59,6 +59,26 @@ async fn a_value_over_512_mib_is_refused_naming_run_and_step_and_nothing_is_writ
     assert_eq!(store.get_run("big-input").await.unwrap(), None);
 }
 
+#[tokio::test]
+async fn a_value_over_the_servers_own_limit_fails_naming_run_and_step_then_the_store_goes_on() {
+    // A server configured below the default 512 MiB: its refusal must be as clear as ours.
+    let Some(server) = PrivateRedis::start_with(&["--proto-max-bulk-len", "1mb"]) else { return };
+    let store = RedisStore::builder(server.url()).prefix("p").connect().await.unwrap();
+    store.open_run(NewRun::new("r", "wf", None, 1)).await.unwrap();
+    let mut big = StepRecord::new("big-step", "task", StepStatus::Completed, 1);
+    big.value = Some(format!("\"{}\"", "x".repeat(2 * 1024 * 1024)));
+    let err = store.save_step("r", &big).await.expect_err("over the server's limit");
+    let text = err.to_string();
+    assert!(matches!(&err, Error::Store { op: "save_step", run_id: Some(r), .. } if r == "r"), "{err:?}");
+    assert!(text.contains("step `big-step`") && text.contains("proto-max-bulk-len"), "{text}");
+    println!("server refusal: {text}");
+    // The server closed the connection; the store reconnects and smaller values go through.
+    let small = StepRecord::new("small-step", "task", StepStatus::Completed, 2);
+    eventually(|| store.save_step("r", &small)).await;
+    let steps: Vec<String> = store.list_steps("r").await.unwrap().into_iter().map(|s| s.step_id).collect();
+    assert_eq!(steps, ["small-step"]);
+}
+
 /// Retries `op` until it succeeds, for at most 30 s.
 async fn eventually<T, F: std::future::Future<Output = durably_core::Result<T>>>(
     mut op: impl FnMut() -> F,

@@ -100,15 +100,22 @@ pub(crate) struct PrivateRedis {
     pub(crate) port: u16,
     child: Option<Child>,
     dir: PathBuf,
+    extra: Vec<String>,
 }
 
 impl PrivateRedis {
     /// Starts one on a free port; `None` (with the reason printed) when `redis-server` is not
     /// installed and services may be skipped.
     pub(crate) fn start() -> Option<PrivateRedis> {
+        Self::start_with(&[])
+    }
+
+    /// Like [`start`](Self::start), with more `redis-server` arguments.
+    pub(crate) fn start_with(args: &[&str]) -> Option<PrivateRedis> {
         let dir = std::env::temp_dir().join(format!("durably-redis-{}", fresh_prefix()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = PrivateRedis { port: free_port(), child: None, dir };
+        let extra = args.iter().map(|a| a.to_string()).collect();
+        let mut server = PrivateRedis { port: free_port(), child: None, dir, extra };
         match server.spawn() {
             Ok(()) => Some(server),
             Err(e) if std::env::var("DURABLY_SKIP_SERVICES").as_deref() == Ok("1") => {
@@ -137,6 +144,7 @@ impl PrivateRedis {
             ])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
