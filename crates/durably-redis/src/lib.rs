@@ -37,10 +37,10 @@
 //! `--appendonly no` forgets every run when it restarts, and with RDB snapshots only, the writes
 //! since the last snapshot. A run whose records were lost runs its steps again. Use
 //! `appendonly yes` (and `appendfsync always` if no acknowledged step may be lost) when runs
-//! must survive a Redis restart.
+//! must survive a Redis restart. With replicas, a failover can lose the last writes the old
+//! primary acknowledged (replication is asynchronous).
 //!
-//! The connection is a [`ConnectionManager`]: when the
-//! connection drops, the call in flight fails with an [`Error::Store`] naming the operation and
+//! The connection is a [`ConnectionManager`]: when the connection drops, the call in flight fails with an [`Error::Store`] naming the operation and
 //! the run, and the manager reconnects in the background; later calls go through once the
 //! server is back. A write that failed this way may or may not have reached the server; the
 //! engine treats it like any failed step. Signal waits reconnect their pub/sub connection too.
@@ -55,12 +55,18 @@
 //! - Values are kept byte for byte. One step record, input, output or payload may not exceed
 //!   Redis's 512 MiB limit for a value: a larger one fails with an [`Error::Store`] naming the
 //!   run and step, before anything is sent.
-//! - `list_runs` walks sorted-set indexes (all runs, per status, per workflow, unfinished), and
-//!   drops the index entries of runs that expired. Creation times are scores, exact up to
-//!   2^53 ms (the year 287 396).
+//! - `list_runs` walks sorted-set indexes (all runs, per status, per workflow, unfinished).
+//!   Index entries of runs that expired are dropped when met, and a few at each run creation
+//!   (found through an index of last-write times), so indexes do not grow with runs long gone.
+//!   Creation times are scores, exact up to 2^53 ms (the year 287 396).
 //! - Leases are `SET … PXAT` keys holding the owner, with expiry by the **server's clock**: the
 //!   `now_ms` argument of [`Store::acquire_lease`] and [`Store::recoverable_runs`] is ignored, so
 //!   clock skew between workers does not matter.
+//! - Signal wake-ups: each store opens one pub/sub connection, at its first signal wait. A wait
+//!   subscribes to the run's channel and only then looks for the signal, and a delivery
+//!   publishes on that channel in the script that records it, so no delivery goes unnoticed.
+//!   Waiters of one run share a subscription; a dropped connection wakes them, and the next
+//!   wait opens a new one.
 //! - The scripts touch index keys they compute, so the store needs a single Redis server (or a
 //!   primary with replicas), not Redis Cluster.
 //!
