@@ -139,24 +139,20 @@ async fn run(
                 Some(Command::Join { channel, done }) => {
                     let count = subscribed.get(&channel).copied().unwrap_or(0);
                     let ok = count > 0 || sink.subscribe(&channel).await.is_ok();
-                    if ok {
-                        subscribed.insert(channel, count + 1);
-                    }
-                    let _ = done.send(ok);
                     if !ok {
+                        let _ = done.send(false);
                         tracing::warn!(target: "durably", "Redis pub/sub subscription failed; signal waits fall back to polling");
+                        break;
+                    }
+                    subscribed.insert(channel.clone(), count + 1);
+                    // A waiter cancelled while subscribing never leaves: leave for it.
+                    if done.send(true).is_err() && !leave(&mut sink, &mut subscribed, channel).await {
                         break;
                     }
                 }
                 Some(Command::Leave { channel }) => {
-                    let count = subscribed.get(&channel).copied().unwrap_or(0);
-                    if count <= 1 {
-                        subscribed.remove(&channel);
-                        if sink.unsubscribe(&channel).await.is_err() {
-                            break;
-                        }
-                    } else {
-                        subscribed.insert(channel, count - 1);
+                    if !leave(&mut sink, &mut subscribed, channel).await {
+                        break;
                     }
                 }
             },
@@ -177,5 +173,19 @@ async fn run(
     // Waiters re-check the store and wait again on a new connection.
     for route in lock(&routes).values() {
         route.notify.notify_waiters();
+    }
+}
+
+/// One waiter less on `channel`; unsubscribes after the last. False when the connection failed.
+async fn leave(sink: &mut PubSubSink, subscribed: &mut HashMap<String, usize>, channel: String) -> bool {
+    match subscribed.get(&channel).copied().unwrap_or(0) {
+        0 | 1 => {
+            subscribed.remove(&channel);
+            sink.unsubscribe(&channel).await.is_ok()
+        }
+        count => {
+            subscribed.insert(channel, count - 1);
+            true
+        }
     }
 }
