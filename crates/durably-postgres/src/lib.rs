@@ -95,7 +95,8 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crate::listener::{Listener, Waiters};
 use crate::sql::{
-    HistoryRow, MIGRATIONS, Statements, decode_history_row, decode_run, decode_step, quote_ident,
+    HistoryRow, MIGRATIONS, Statements, decode_history_row, decode_run, decode_signal, decode_step,
+    quote_ident,
 };
 
 pub use crate::sql::SCHEMA_VERSION;
@@ -749,6 +750,51 @@ impl Store for PostgresStore {
             Ok(client.query(&stmt, &[&clock, &limit]).await?)
         })?;
         rows.iter().map(|row| decode_run(row, "(recoverable run)")).collect()
+    }
+
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        let sql = &self.statements.list_signals;
+        let rows = on_connection!(self, "list_signals", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &[&run_id]).await?)
+        })?;
+        rows.iter().map(|row| decode_signal(row, run_id)).collect()
+    }
+
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        let sql = &self.statements.delete_run;
+        let rows = on_connection!(self, "delete_run", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &[&run_id]).await?)
+        })?;
+        Ok(!rows.is_empty())
+    }
+
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        let sql = &self.statements.update_run_unless_cancelled;
+        let row = on_connection!(self, "update_run", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            let params: [&(dyn ToSql + Sync); 6] = [
+                &run_id,
+                &update.status.as_str(),
+                &update.output,
+                &update.error,
+                &update.waiting_on,
+                &update.now_ms,
+            ];
+            Ok(client.query_one(&stmt, &params).await?)
+        })?;
+        let decode = |e: tokio_postgres::Error| Error::Corrupt {
+            run_id: run_id.to_owned(),
+            step_id: None,
+            detail: format!("update result: {e}"),
+        };
+        let (updated, exists): (bool, bool) =
+            (row.try_get(0).map_err(decode)?, row.try_get(1).map_err(decode)?);
+        if !exists {
+            return Err(Error::RunNotFound { run_id: run_id.to_owned() });
+        }
+        Ok(updated)
     }
 }
 

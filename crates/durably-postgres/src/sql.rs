@@ -104,6 +104,9 @@ pub(crate) struct Statements {
     pub(crate) acquire_lease: String,
     pub(crate) release_lease: String,
     pub(crate) recoverable_runs: String,
+    pub(crate) list_signals: String,
+    pub(crate) delete_run: String,
+    pub(crate) update_run_unless_cancelled: String,
 }
 
 impl Statements {
@@ -216,6 +219,29 @@ impl Statements {
                  ORDER BY r.created_at_ms, r.run_id
                  LIMIT $2"
             ),
+            list_signals: format!(
+                "SELECT name, payload_text, delivered_at_ms FROM {s}.signals WHERE run_id = $1
+                 ORDER BY delivered_at_ms, name"
+            ),
+            // One statement, so the run and everything of it go together or not at all.
+            delete_run: format!(
+                "WITH steps AS (DELETE FROM {s}.steps WHERE run_id = $1),
+                      signals AS (DELETE FROM {s}.signals WHERE run_id = $1),
+                      leases AS (DELETE FROM {s}.leases WHERE run_id = $1)
+                 DELETE FROM {s}.runs WHERE run_id = $1 RETURNING 1"
+            ),
+            // The row lock of the UPDATE re-checks the status against the latest committed
+            // version, so a cancellation committed concurrently is never overwritten. The
+            // existence check tells "cancelled" from "no such run".
+            update_run_unless_cancelled: format!(
+                "WITH upd AS (
+                    UPDATE {s}.runs SET status = $2, output_text = $3, error = $4, waiting_on = $5,
+                        updated_at_ms = $6
+                    WHERE run_id = $1 AND status <> 'cancelled'
+                    RETURNING 1
+                 )
+                 SELECT EXISTS (SELECT 1 FROM upd), EXISTS (SELECT 1 FROM {s}.runs WHERE run_id = $1)"
+            ),
         }
     }
 }
@@ -308,6 +334,12 @@ pub(crate) fn decode_step(row: &Row, run_id: &str) -> Result<StepRecord, Error> 
         col(row, 7, run_id, sid)?,
         col(row, 8, run_id, sid)?,
     )
+}
+
+/// A signal from a row of `name, payload_text, delivered_at_ms`.
+pub(crate) fn decode_signal(row: &Row, run_id: &str) -> Result<SignalRecord, Error> {
+    let name: String = col(row, 0, run_id, None)?;
+    Ok(SignalRecord::new(name, col::<String>(row, 1, run_id, None)?, col(row, 2, run_id, None)?))
 }
 
 /// One row of the `open_run` statement.
