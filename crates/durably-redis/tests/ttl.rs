@@ -55,12 +55,31 @@ async fn a_write_refreshes_the_ttl_of_every_key_of_the_run() {
     let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
     let store = store(&url, &prefix, Duration::from_secs(3_600)).await;
     write_everything(&store, "r").await;
-    // Age every key as if the run had not been written for most of its TTL.
     let mut conn = raw(&url);
-    for key in keys_under(&url, &prefix).unwrap() {
-        redis::cmd("PEXPIRE").arg(&key).arg(60_000).query::<i64>(&mut conn).unwrap();
+    // Age every key as if the run had not been written for most of its TTL.
+    let age = |conn: &mut redis::Connection| {
+        for key in keys_under(&url, &prefix).unwrap() {
+            redis::cmd("PEXPIRE").arg(&key).arg(60_000).query::<i64>(conn).unwrap();
+        }
+    };
+    age(&mut conn);
+    // A status change refreshes the run's keys and every index that lists it.
+    store.update_run("r", &RunUpdate::new(RunStatus::Running, 3_000)).await.unwrap();
+    for (key, pttl) in pttls(&url, &prefix) {
+        assert!(pttl > 3_500_000, "{key} kept PTTL {pttl} ms after update_run: the TTL was not refreshed");
     }
+    // A step refreshes the run's own keys at once; the shared indexes only when their last
+    // refresh by this run is over a sixteenth of the TTL old, which it is not yet.
+    age(&mut conn);
     store.save_step("r", &StepRecord::new("t", "task", StepStatus::Completed, 3_000)).await.unwrap();
+    for (key, pttl) in pttls(&url, &prefix) {
+        let own = [":run:", ":steps:", ":signals:"].iter().any(|k| key.contains(k));
+        assert_eq!(pttl > 3_500_000, own, "{key} has PTTL {pttl} ms after a save_step");
+    }
+    // Once the last index refresh is old enough, a step refreshes the indexes too.
+    let run_key = format!("{prefix}:run:1:r");
+    redis::cmd("HSET").arg(&run_key).arg("touched").arg(0).query::<i64>(&mut conn).unwrap();
+    store.save_step("r", &StepRecord::new("u", "task", StepStatus::Completed, 4_000)).await.unwrap();
     for (key, pttl) in pttls(&url, &prefix) {
         assert!(pttl > 3_500_000, "{key} kept PTTL {pttl} ms after a save_step: the TTL was not refreshed");
     }
