@@ -25,9 +25,11 @@
 //!   survive anything, choose PostgreSQL (or SQLite on one machine).
 //!
 //! # Time to live
-//! Every key of a run (its record, steps and signals, and the indexes that list it) gets the
-//! store's TTL again on every write to the run: a run expires [`ttl`](RedisStoreBuilder::ttl)
-//! after its *last* write, never in the middle of being worked on. The default is 24 hours;
+//! Every key of a run (its record, steps and signals) gets the store's TTL again on every
+//! write to the run, and the shared indexes that list it on every status change and at least
+//! every sixteenth of the TTL while steps are saved: a run expires
+//! [`ttl`](RedisStoreBuilder::ttl) after its *last* write, never in the middle of being worked
+//! on. The default is 24 hours;
 //! `Duration::ZERO` keeps keys forever (and removes an expiry an earlier store set). A signal
 //! delivered to a run that does not exist yet expires like any other key of that run. Once a
 //! run has expired it is gone: executing its id again starts it afresh.
