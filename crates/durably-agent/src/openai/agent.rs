@@ -8,15 +8,19 @@ use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessageContent, ChatCompletionRequestMessage,
     ChatCompletionRequestSystemMessage, ChatCompletionRequestSystemMessageContent,
     ChatCompletionRequestToolMessage, ChatCompletionRequestToolMessageContent,
-    ChatCompletionRequestUserMessage, ChatCompletionRequestUserMessageContent, CreateChatCompletionRequest,
-    CreateChatCompletionResponse,
+    ChatCompletionRequestUserMessage, ChatCompletionRequestUserMessageContent, ChatCompletionStreamOptions,
+    CreateChatCompletionRequest, CreateChatCompletionResponse,
 };
 use durably_core::{Error, Result, RunContext, StepStatus, Workflow};
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::client;
 use super::failure::{RecordedModelError, attempt_error, model_error};
+use super::stream::{Accumulator, Sink, StreamEvent, drive};
 use super::tools::{Tool, ToolError};
 use crate::{Approval, ModelError, TaskConfig, request_hash};
 
@@ -270,7 +274,7 @@ impl OpenAiAgent {
     pub async fn run(&self, prompt: impl Into<String>) -> Result<AgentRun> {
         let prompt = prompt.into();
         if RunContext::current().is_some() {
-            self.run_here(&prompt).await
+            self.run_here(&prompt, None).await
         } else {
             let run_id = self.default_run_id(&prompt);
             self.run_with_id(prompt, run_id).await
@@ -285,7 +289,45 @@ impl OpenAiAgent {
         run_id: impl Into<String>,
     ) -> Result<AgentRun> {
         let prompt = prompt.into();
-        self.wf.run(run_id, |_ctx| async move { self.run_here(&prompt).await }).await
+        self.wf.run(run_id, |_ctx| async move { self.run_here(&prompt, None).await }).await
+    }
+
+    /// Like [`run`](Self::run), as a stream: the text of each model call as the provider sends
+    /// it when the call is live ([`StreamEvent::Text`] with `replayed: false`), the recorded
+    /// text at once when it replays (`replayed: true`), then [`StreamEvent::Done`] with the
+    /// result. The steps recorded are the same as [`run`](Self::run)'s (the whole response of
+    /// each model call, assembled from its chunks), so a run may be streamed on one execution
+    /// and run plainly on the next. A live attempt that fails after some text was sent and is
+    /// retried sends its text again from the start.
+    pub fn stream(&self, prompt: impl Into<String>) -> impl Stream<Item = Result<StreamEvent>> + '_ {
+        let prompt = prompt.into();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        drive(
+            async move {
+                if RunContext::current().is_some() {
+                    self.run_here(&prompt, Some(&tx)).await
+                } else {
+                    let run_id = self.default_run_id(&prompt);
+                    self.wf.run(run_id, |_ctx| async { self.run_here(&prompt, Some(&tx)).await }).await
+                }
+            },
+            rx,
+        )
+    }
+
+    /// Like [`run_with_id`](Self::run_with_id), as a stream: see [`stream`](Self::stream).
+    pub fn stream_with_id(
+        &self,
+        prompt: impl Into<String>,
+        run_id: impl Into<String>,
+    ) -> impl Stream<Item = Result<StreamEvent>> + '_ {
+        let prompt = prompt.into();
+        let run_id = run_id.into();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        drive(
+            async move { self.wf.run(run_id, |_ctx| async { self.run_here(&prompt, Some(&tx)).await }).await },
+            rx,
+        )
     }
 
     fn messages_for(&self, prompt: &str) -> Vec<ChatCompletionRequestMessage> {
@@ -317,7 +359,7 @@ impl OpenAiAgent {
         }
     }
 
-    async fn run_here(&self, prompt: &str) -> Result<AgentRun> {
+    async fn run_here(&self, prompt: &str, sink: Option<&Sink>) -> Result<AgentRun> {
         let ctx = RunContext::current().ok_or_else(|| Error::Invalid {
             what: "agent run",
             detail: format!("agent `{}` must run inside a workflow run", self.name),
@@ -330,7 +372,7 @@ impl OpenAiAgent {
         let mut messages = self.messages_for(prompt);
         let mut usage = Usage::default();
         for turn in 1..=self.max_turns {
-            let response = self.call_model(&prefix, turn, &messages).await?;
+            let response = self.call_model(&prefix, turn, &messages, sink).await?;
             if let Some(u) = &response.usage {
                 usage.prompt_tokens += u64::from(u.prompt_tokens);
                 usage.completion_tokens += u64::from(u.completion_tokens);
@@ -390,7 +432,9 @@ impl OpenAiAgent {
         prefix: &str,
         turn: u32,
         messages: &[ChatCompletionRequestMessage],
+        sink: Option<&Sink>,
     ) -> Result<CreateChatCompletionResponse> {
+        // The hash is of the plain request: streaming or not, it is the same question.
         let request = self.request(messages);
         let hash = request_hash(&request).map_err(|e| Error::Invalid {
             what: "model request",
@@ -398,23 +442,53 @@ impl OpenAiAgent {
         })?;
         let client = self.client.clone();
         let secret = self.secret.clone();
-        durably_core::step(format!("{prefix}.model"), move || {
-            let client = client.clone();
-            let request = request.clone();
-            let secret = secret.clone();
-            async move {
-                client
-                    .chat()
-                    .create(request)
-                    .await
-                    .map_err(|e| attempt_error(model_error(&e, secret.as_deref())))
-            }
-        })
-        .step_id(format!("{prefix}.model#{turn}"))
-        .retries(self.model_config.retries)
-        .backoff(self.model_config.backoff)
-        .request_hash(hash)
-        .await
+        let live = Arc::new(AtomicBool::new(false));
+        let attempt_live = live.clone();
+        let attempt_sink = sink.cloned();
+        let response: CreateChatCompletionResponse =
+            durably_core::step(format!("{prefix}.model"), move || {
+                let client = client.clone();
+                let request = request.clone();
+                let secret = secret.clone();
+                let sink = attempt_sink.clone();
+                attempt_live.store(true, Ordering::SeqCst);
+                async move {
+                    let fail = |e: async_openai::error::OpenAIError| {
+                        attempt_error(model_error(&e, secret.as_deref()))
+                    };
+                    let Some(sink) = sink else {
+                        return client.chat().create(request).await.map_err(fail);
+                    };
+                    let mut request = request;
+                    request.stream = Some(true);
+                    request.stream_options = Some(ChatCompletionStreamOptions {
+                        include_usage: Some(true),
+                        include_obfuscation: None,
+                    });
+                    let mut chunks = client.chat().create_stream(request).await.map_err(fail)?;
+                    let mut whole = Accumulator::default();
+                    while let Some(chunk) = chunks.next().await {
+                        if let Some(text) = whole.add(chunk.map_err(fail)?) {
+                            // A consumer that went away only stops hearing about the run.
+                            let _ = sink.send(StreamEvent::Text { text, replayed: false });
+                        }
+                    }
+                    Ok(whole.finish())
+                }
+            })
+            .step_id(format!("{prefix}.model#{turn}"))
+            .retries(self.model_config.retries)
+            .backoff(self.model_config.backoff)
+            .request_hash(hash)
+            .await?;
+        if let Some(sink) = sink
+            && !live.load(Ordering::SeqCst)
+            && let Some(text) =
+                response.choices.first().and_then(|c| c.message.content.clone()).filter(|t| !t.is_empty())
+        {
+            let _ = sink.send(StreamEvent::Text { text, replayed: true });
+        }
+        Ok(response)
     }
 
     async fn call_tool(

@@ -77,11 +77,13 @@
 mod agent;
 mod chat;
 mod failure;
+mod stream;
 mod tools;
 
 pub use agent::{AgentRun, DEFAULT_MAX_TURNS, OpenAiAgent, OpenAiAgentBuilder, Usage};
 pub use chat::{DurableChat, durable_chat};
 pub use failure::model_error_of;
+pub use stream::StreamEvent;
 pub use tools::Tool;
 
 /// async-openai, for its request and response types.
