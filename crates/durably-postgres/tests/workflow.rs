@@ -105,7 +105,7 @@ async fn a_waiting_run_is_woken_by_a_signal_completed_on_another_engine() {
     });
     // Wait until the run is recorded as waiting, then approve from the other engine.
     let mut waiting = false;
-    for _ in 0..400 {
+    for _ in 0..1_200 {
         if let Some(r) = other_engine.get_run("expense-9").await.unwrap()
             && r.status == RunStatus::Waiting
         {
