@@ -2,7 +2,9 @@
 //!
 //! - [`rig`] (feature `rig`): `DurableAgent` wraps a rig 0.44 agent.
 //! - [`openai`] (feature `openai`): a durable chat-completions agent on async-openai, with typed
-//!   tools, and durable single calls.
+//!   tools, streaming, approvals, and durable single calls (`durable_chat`).
+//! - [`durable_tool`]: one tool function made a checkpointed task, for any workflow.
+//! - [`pipeline`]: several agents in one run (`#[durably::durable_pipeline]`).
 //!
 //! Shared by both: [`TaskConfig`] (retries and backoff for model calls and tool calls),
 //! [`ModelError`] (how a failed model call is recorded) and [`request_hash`] (the canonical hash
