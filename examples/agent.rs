@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use durably::agent::TaskConfig;
+use durably::agent::rig::DurableAgent;
 use durably::agent::rig::rig_agent::AgentBuilder;
 use durably::agent::rig::rig_core::providers::openai::OpenAIConfig;
 use durably::agent::rig::rig_core::tool::{Tool, ToolContext};
-use durably::agent::rig::DurableAgent;
 use durably::backoff::exponential;
 use durably::{SqliteStore, Workflow};
 use durably_testkit::mock_openai::{MockOpenAi, MockReply};
@@ -121,7 +121,9 @@ async fn main() -> anyhow::Result<()> {
         let wf = Workflow::builder("agent-example").store(SqliteStore::open(&db).await?).build();
         let (a, f) = (adds.clone(), forecasts.clone());
         let agent = DurableAgent::new(model.clone(), &wf, move |b: AgentBuilder| {
-            b.preamble("Use the tools, then answer in one sentence.").tool(Add(a.clone())).tool(Weather(f.clone()))
+            b.preamble("Use the tools, then answer in one sentence.")
+                .tool(Add(a.clone()))
+                .tool(Weather(f.clone()))
         })
         .name("assistant")
         .max_turns(4)

@@ -35,10 +35,11 @@ mod tests {
 
     #[test]
     fn wire_form() {
-        let ok: Approval = serde_json::from_str(r#"{"approved":true}"#).unwrap_or_else(|_| Approval::reject("x"));
+        let ok: Approval =
+            serde_json::from_str(r#"{"approved":true}"#).unwrap_or_else(|_| Approval::reject("x"));
         assert_eq!(ok, Approval::approve());
-        let no: Approval =
-            serde_json::from_str(r#"{"approved":false,"reason":"too costly"}"#).unwrap_or_else(|_| Approval::approve());
+        let no: Approval = serde_json::from_str(r#"{"approved":false,"reason":"too costly"}"#)
+            .unwrap_or_else(|_| Approval::approve());
         assert_eq!(no, Approval::reject("too costly"));
         assert_eq!(serde_json::to_string(&Approval::approve()).ok().as_deref(), Some(r#"{"approved":true}"#));
     }

@@ -15,9 +15,11 @@ const SIGNAL: &str = "approve:mailer.tool.send_email#1.call_1";
 
 fn mailer(wf: &Workflow, mock: &MockOpenAi, sent: &Counter, weather: &Counter) -> DurableAgent {
     let (s, w) = (sent.clone(), weather.clone());
-    DurableAgent::new(model(mock), wf, move |b: AgentBuilder| b.tool(SendEmail(s.clone())).tool(Weather(w.clone())))
-        .name("mailer")
-        .require_approval("send_email")
+    DurableAgent::new(model(mock), wf, move |b: AgentBuilder| {
+        b.tool(SendEmail(s.clone())).tool(Weather(w.clone()))
+    })
+    .name("mailer")
+    .require_approval("send_email")
 }
 
 fn script(mock: &MockOpenAi) {
@@ -89,7 +91,10 @@ async fn reject_returns_the_reason_to_the_model_as_the_tools_error() {
     assert!(tool_message.to_string().contains("Bob is on holiday"), "{tool_message}");
     let step = wf.list_steps("mail-2").await.unwrap();
     let step = step.iter().find(|s| s.step_id == "mailer.tool.send_email#1.call_1").unwrap();
-    assert!(step.value.as_deref().unwrap().contains("Bob is on holiday"), "the rejection is the step's value");
+    assert!(
+        step.value.as_deref().unwrap().contains("Bob is on holiday"),
+        "the rejection is the step's value"
+    );
 }
 
 #[tokio::test]

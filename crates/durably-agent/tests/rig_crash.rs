@@ -131,7 +131,9 @@ async fn sigkill_in_a_tool_loop_then_resume() {
         .filter(|s| s.status == StepStatus::Completed)
         .map(|s| s.step_id)
         .collect();
-    for id in ["fetcher.model#1", "fetcher.tool.fetch#1.call_1", "fetcher.tool.fetch#1.call_2", "fetcher.model#2"] {
+    for id in
+        ["fetcher.model#1", "fetcher.tool.fetch#1.call_1", "fetcher.tool.fetch#1.call_2", "fetcher.model#2"]
+    {
         assert!(committed.contains(&id.to_owned()), "{id} was not committed before the kill: {committed:?}");
     }
     assert!(!committed.iter().any(|id| id.contains("call_3")), "c was in flight: {committed:?}");

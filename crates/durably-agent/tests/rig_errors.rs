@@ -12,7 +12,9 @@ use rig_support::*;
 use serde_json::json;
 
 fn plain(wf: &Workflow, mock: &MockOpenAi, retries: u32) -> DurableAgent {
-    DurableAgent::new(model(mock), wf, |b: AgentBuilder| b.preamble("terse")).name("bot").model_config(quick(retries))
+    DurableAgent::new(model(mock), wf, |b: AgentBuilder| b.preamble("terse"))
+        .name("bot")
+        .model_config(quick(retries))
 }
 
 async fn step(wf: &Workflow, run_id: &str, step_id: &str) -> durably_core::StepRecord {

@@ -25,9 +25,11 @@ fn agents(wf: &Workflow, mock: &MockOpenAi, weather: &Counter) -> Agents {
         b.preamble("Plan one search per line.").tool(Weather(w.clone()))
     })
     .name("planner");
-    let searcher =
-        DurableAgent::new(model(mock), wf, |b: AgentBuilder| b.preamble("Search.")).name("searcher").model_config(quick(0));
-    let summarizer = DurableAgent::new(model(mock), wf, |b: AgentBuilder| b.preamble("Summarize.")).name("summarizer");
+    let searcher = DurableAgent::new(model(mock), wf, |b: AgentBuilder| b.preamble("Search."))
+        .name("searcher")
+        .model_config(quick(0));
+    let summarizer =
+        DurableAgent::new(model(mock), wf, |b: AgentBuilder| b.preamble("Summarize.")).name("summarizer");
     Agents { planner, searcher, summarizer }
 }
 
@@ -111,7 +113,11 @@ async fn a_pipeline_resumes_in_the_middle_after_a_failure() {
     let mock = MockOpenAi::start().await;
     plan(&mock);
     // One of the three concurrent searches gets the 400 (which one depends on arrival order).
-    mock.push_all([MockReply::text("finding A"), MockReply::status(400, "bad query"), MockReply::text("finding C")]);
+    mock.push_all([
+        MockReply::text("finding A"),
+        MockReply::status(400, "bad query"),
+        MockReply::text("finding C"),
+    ]);
     let store = memory();
     let weather = Counter::default();
     let gate = Counter::default();

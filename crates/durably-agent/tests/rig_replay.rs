@@ -21,7 +21,10 @@ fn calculator(wf: &Workflow, mock: &MockOpenAi, add: &Counter, weather: &Counter
 }
 
 fn script(mock: &MockOpenAi) {
-    mock.push(MockReply::tool_calls([("add", json!({"x": 2, "y": 3})), ("weather", json!({"city": "Paris"}))]));
+    mock.push(MockReply::tool_calls([
+        ("add", json!({"x": 2, "y": 3})),
+        ("weather", json!({"city": "Paris"})),
+    ]));
     mock.push(MockReply::tool_calls([("add", json!({"x": 5, "y": 10}))]));
     mock.push(MockReply::text("15, and sunny in Paris."));
 }
@@ -40,7 +43,11 @@ async fn each_model_request_and_tool_call_is_a_step() {
     assert_eq!(mock.requests(), 3);
     assert_eq!((add.get(), weather.get()), (2, 1));
     assert!(answer.usage.total_tokens.unwrap_or(0) > 0, "usage is summed: {:?}", answer.usage);
-    assert!(answer.messages.len() >= 6, "prompt, 3 assistant turns, tool results: {:?}", answer.messages.len());
+    assert!(
+        answer.messages.len() >= 6,
+        "prompt, 3 assistant turns, tool results: {:?}",
+        answer.messages.len()
+    );
 
     let steps: Vec<(String, StepStatus)> =
         wf.list_steps("calc-1").await.unwrap().into_iter().map(|s| (s.step_id, s.status)).collect();
@@ -151,7 +158,10 @@ async fn an_unfinished_run_replays_every_call_then_goes_on() {
 #[tokio::test]
 async fn after_a_failure_the_run_continues_live_from_the_first_unrecorded_call() {
     let mock = MockOpenAi::start().await;
-    mock.push(MockReply::tool_calls([("add", json!({"x": 2, "y": 3})), ("weather", json!({"city": "Paris"}))]));
+    mock.push(MockReply::tool_calls([
+        ("add", json!({"x": 2, "y": 3})),
+        ("weather", json!({"city": "Paris"})),
+    ]));
     mock.push(MockReply::status(400, "malformed"));
     let store = memory();
     let (add, weather) = (Counter::default(), Counter::default());
@@ -162,8 +172,10 @@ async fn after_a_failure_the_run_continues_live_from_the_first_unrecorded_call()
     assert_eq!(mock.requests(), 2);
 
     mock.push(MockReply::text("5, sunny."));
-    let answer =
-        calculator(&engine(store.clone()), &mock, &add, &weather).run_with_id(prompt, "calc-3").await.unwrap();
+    let answer = calculator(&engine(store.clone()), &mock, &add, &weather)
+        .run_with_id(prompt, "calc-3")
+        .await
+        .unwrap();
     assert_eq!(answer.output, "5, sunny.");
     assert_eq!(mock.requests(), 3, "only the failed call was sent again");
     assert_eq!((add.get(), weather.get()), (1, 1), "the recorded tool calls did not run again");

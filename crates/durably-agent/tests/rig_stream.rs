@@ -82,7 +82,9 @@ async fn live_chunks_arrive_as_the_provider_sends_them() {
     mock.push(MockReply::text(ANSWER));
     let wf = engine(memory());
     let (chunks, response) =
-        collect(forecaster(&wf, &mock, &Counter::default()).stream_with_id("Weather?", "stream-2")).await.unwrap();
+        collect(forecaster(&wf, &mock, &Counter::default()).stream_with_id("Weather?", "stream-2"))
+            .await
+            .unwrap();
     assert!(chunks.len() > 1, "several live chunks: {chunks:?}");
     assert_eq!(chunks.concat(), ANSWER);
     assert_eq!(response.output, ANSWER);
@@ -93,7 +95,9 @@ async fn live_chunks_arrive_as_the_provider_sends_them() {
 
     // The run completed: streaming it again replays its output, with no request.
     let (again, response) =
-        collect(forecaster(&wf, &mock, &Counter::default()).stream_with_id("Weather?", "stream-2")).await.unwrap();
+        collect(forecaster(&wf, &mock, &Counter::default()).stream_with_id("Weather?", "stream-2"))
+            .await
+            .unwrap();
     assert_eq!((again.concat(), response.output), (ANSWER.to_owned(), ANSWER.to_owned()));
     assert_eq!(mock.requests(), 1);
 }

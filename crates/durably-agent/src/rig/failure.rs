@@ -71,7 +71,9 @@ pub(crate) fn redact(text: &str) -> String {
         };
         out.push_str(&rest[..at + skip]);
         let secret = &rest[at + skip..];
-        let end = secret.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';')).unwrap_or(secret.len());
+        let end = secret
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';'))
+            .unwrap_or(secret.len());
         out.push_str("[redacted]");
         rest = &secret[end..];
     }
@@ -100,7 +102,10 @@ mod tests {
             redact("Incorrect API key provided: sk-test-SECRET123. See docs."),
             "Incorrect API key provided: [redacted] See docs."
         );
-        assert_eq!(redact("header Authorization: Bearer abc.def, next"), "header Authorization: Bearer [redacted], next");
+        assert_eq!(
+            redact("header Authorization: Bearer abc.def, next"),
+            "header Authorization: Bearer [redacted], next"
+        );
         assert_eq!(redact("nothing to hide"), "nothing to hide");
         assert_eq!(redact("a risk-free call"), "a risk-free call");
     }

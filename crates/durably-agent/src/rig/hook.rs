@@ -49,13 +49,14 @@ impl DurableHook {
             }
         }
 
-        let hash = request_hash(&json!({ "tool": name, "args": args })).map_err(|source| Error::Serialize {
-            run_id: self.inv.run_id.clone(),
-            step_id: step_id.clone(),
-            what: "tool call",
-            type_name: "rig_core::effect::EffectKind",
-            source,
-        })?;
+        let hash =
+            request_hash(&json!({ "tool": name, "args": args })).map_err(|source| Error::Serialize {
+                run_id: self.inv.run_id.clone(),
+                step_id: step_id.clone(),
+                what: "tool call",
+                type_name: "rig_core::effect::EffectKind",
+                source,
+            })?;
         let tools = self.inv.tools().ok_or_else(|| Error::Invalid {
             what: "agent",
             detail: format!("agent `{}` has no tool registry", self.inv.agent),

@@ -278,7 +278,10 @@ impl DurableAgent {
     /// Runs the agent on `prompt`. Inside a workflow the run is part of that run (its steps are
     /// `<agent>…`, or `<agent>#k…` for the k-th further invocation in the run, counted when
     /// this is called); outside one it is the run [`default_run_id`](Self::default_run_id).
-    pub fn run(&self, prompt: impl Into<String>) -> impl Future<Output = Result<AgentResponse>> + Send + 'static {
+    pub fn run(
+        &self,
+        prompt: impl Into<String>,
+    ) -> impl Future<Output = Result<AgentResponse>> + Send + 'static {
         let prompt = prompt.into();
         let plan = self.plan(&prompt);
         let this = self.clone();
@@ -353,10 +356,8 @@ impl DurableAgent {
 
     /// Builds the rig agent of one invocation, with the durable handler and hook.
     fn build(&self, inv: &Arc<Invocation>) -> Agent {
-        let handler = DurableModel {
-            inner: Arc::new(ModelAdapter::new(ROUTE, self.model.clone())),
-            inv: inv.clone(),
-        };
+        let handler =
+            DurableModel { inner: Arc::new(ModelAdapter::new(ROUTE, self.model.clone())), inv: inv.clone() };
         let hook = DurableHook { inv: inv.clone() };
         let builder = AgentBuilder::new(self.model.clone()).name(self.name.clone());
         let agent = (self.assemble)(builder, handler, hook);
@@ -451,7 +452,8 @@ impl DurableAgent {
 
         let runner = agent.prompt(prompt).using_model(ROUTE).max_turns(self.max_turns);
         let fail = |error: rig_agent::completion::PromptError| {
-            inv.take_failure().unwrap_or_else(|| Error::Workflow { run_id: run_id.clone(), source: Box::new(error) })
+            inv.take_failure()
+                .unwrap_or_else(|| Error::Workflow { run_id: run_id.clone(), source: Box::new(error) })
         };
         let Some(sink) = sink else {
             let response = Box::pin(runner.run()).await.map_err(fail)?;
@@ -484,6 +486,10 @@ impl DurableAgent {
                 detail: format!("run `{run_id}`: the rig stream ended without a final response"),
             })
         })?;
-        Ok(AgentResponse { output: response.output(), messages: response.messages().to_vec(), usage: response.usage() })
+        Ok(AgentResponse {
+            output: response.output(),
+            messages: response.messages().to_vec(),
+            usage: response.usage(),
+        })
     }
 }
