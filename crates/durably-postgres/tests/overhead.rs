@@ -107,3 +107,43 @@ async fn compare(synchronous_commit: bool) {
         per_op(best[3], 20),
     );
 }
+
+/// Concurrent checkpoints share WAL flushes: throughput of 16 runs saving steps at once
+/// through one store (pool of 8) against the same steps saved one after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; run in release mode with --nocapture"]
+async fn concurrent_save_step_throughput() {
+    let Some((builder, _guard)) = fresh().await else { return };
+    let store = std::sync::Arc::new(builder.pool_size(8).connect().await.unwrap());
+    const RUNS: usize = 16;
+    const PER_RUN: usize = 100;
+    for r in 0..RUNS {
+        start(&*store, &format!("r{r}")).await;
+    }
+    let t = Instant::now();
+    for i in 0..PER_RUN {
+        store.save_step("r0", &step(&format!("seq{i}"), 1)).await.unwrap();
+    }
+    let sequential = per_op(t.elapsed(), PER_RUN);
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..RUNS)
+        .map(|r| {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move {
+                for i in 0..PER_RUN {
+                    store.save_step(&format!("r{r}"), &step(&format!("s{i}"), 1)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = t.elapsed();
+    println!(
+        "save_step, synchronous_commit = on: sequential {sequential:.1} µs each ({:.0}/s); \
+         {RUNS} runs at once on a pool of 8: {:.0} saves/s",
+        1e6 / sequential,
+        (RUNS * PER_RUN) as f64 / elapsed.as_secs_f64()
+    );
+}
