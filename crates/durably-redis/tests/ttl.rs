@@ -111,10 +111,10 @@ async fn an_expired_run_is_gone_from_every_read() {
     let Some(url) = server_or_skip() else { return };
     let prefix = fresh_prefix();
     let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
-    let store = store(&url, &prefix, Duration::from_millis(300)).await;
+    let store = store(&url, &prefix, Duration::from_millis(1_000)).await;
     write_everything(&store, "r").await;
     assert_eq!(store.list_runs(&RunFilter::new()).await.unwrap().len(), 1);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(store.get_run("r").await.unwrap(), None);
     assert!(store.list_steps("r").await.unwrap().is_empty());
     assert_eq!(store.get_signal("r", "go").await.unwrap(), None);
@@ -133,7 +133,7 @@ async fn index_entries_of_expired_runs_are_swept_by_later_writes() {
     let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
     // Expiring runs in every status and two workflows, and a long-lived store that keeps
     // writing to the same prefix (so the index keys themselves never expire).
-    let short = store(&url, &prefix, Duration::from_millis(300)).await;
+    let short = store(&url, &prefix, Duration::from_millis(1_000)).await;
     let statuses = [
         RunStatus::Running,
         RunStatus::Waiting,
@@ -149,7 +149,7 @@ async fn index_entries_of_expired_runs_are_swept_by_later_writes() {
             .unwrap();
         short.update_run(&run_id, &RunUpdate::new(*status, 10)).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     let long = store(&url, &prefix, Duration::from_secs(3_600)).await;
     long.open_run(NewRun::new("new", "even", None, 100)).await.unwrap();
     let mut conn = raw(&url);
