@@ -201,3 +201,21 @@ async fn a_changed_model_request_is_non_determinism_at_that_model_step() {
     assert_eq!(non_determinism(&err), ("req-1", "bot.model#1"));
     assert_eq!(mock.requests(), 2, "nothing was sent for the diverging request");
 }
+
+#[tokio::test]
+async fn max_turns_bounds_the_model_calls_of_a_run() {
+    let mock = MockOpenAi::start().await;
+    for _ in 0..5 {
+        mock.push(MockReply::tool_calls([("add", json!({"x": 1, "y": 1}))]));
+    }
+    let wf = engine(memory());
+    let add = Counter::default();
+    let a = add.clone();
+    let agent = DurableAgent::new(model(&mock), &wf, move |b: AgentBuilder| b.tool(Add(a.clone())))
+        .name("looper")
+        .max_turns(2);
+    let err = agent.run_with_id("loop forever", "loop-1").await.unwrap_err();
+    assert!(err.to_string().contains("max turns") && err.to_string().contains("loop-1"), "{err}");
+    assert_eq!(mock.requests(), 2);
+    assert_eq!(add.get(), 2);
+}

@@ -121,3 +121,28 @@ async fn a_streamed_call_is_retried_on_429_and_a_400_ends_the_stream_with_the_er
         other => panic!("expected the model step's error, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_streamed_tool_loop_reports_the_tool_calls() {
+    let mock = MockOpenAi::start().await;
+    mock.push(MockReply::tool_calls([("weather", json!({"city": "Lisbon"}))]));
+    mock.push(MockReply::text(ANSWER));
+    let wf = engine(memory());
+    let weather = Counter::default();
+    let mut stream = forecaster(&wf, &mock, &weather).stream_with_id("Weather in Lisbon?", "stream-5");
+    let mut calls = Vec::new();
+    let mut text = String::new();
+    while let Some(event) = stream.next().await {
+        match event.unwrap() {
+            AgentEvent::ToolCall { name, arguments } => calls.push((name, arguments)),
+            AgentEvent::Text(t) => text.push_str(&t),
+            AgentEvent::Done(response) => assert_eq!(response.output, ANSWER),
+            _ => {}
+        }
+    }
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].0, "weather");
+    assert!(calls[0].1.contains("Lisbon"), "{calls:?}");
+    assert_eq!(text, ANSWER);
+    assert_eq!(weather.get(), 1);
+}

@@ -2,26 +2,25 @@
 //! and each tool call is its own step**.
 //!
 //! ```no_run
-//! use durably_agent::rig::{DurableAgent, rig_core::providers::openai::OpenAIConfig};
-//! use durably_agent::TaskConfig;
-//! use durably_core::{Workflow, backoff::exponential};
+//! use durably_agent::rig::DurableAgent;
+//! use durably_agent::rig::rig_core::providers::openai::OpenAIConfig;
+//! use durably_core::Workflow;
 //!
-//! # async fn demo() -> durably_core::Result<()> {
-//! let wf = Workflow::builder("my-app").build(); // or Workflow::open("my-app") with the facade
-//! let model = OpenAIConfig::new(std::env::var("OPENAI_API_KEY").unwrap_or_default())
-//!     .client()
-//!     .chat("gpt-4o-mini");
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let wf = Workflow::builder("my-app").build(); // with the facade: Workflow::open("my-app")
+//! let model = OpenAIConfig::new(std::env::var("OPENAI_API_KEY")?).client().chat("gpt-4o-mini");
 //! let agent = DurableAgent::new(model, &wf, |agent| agent.preamble("You are a terse researcher."))
 //!     .name("researcher")
-//!     .max_turns(8)
-//!     .model_config(TaskConfig::new(5, exponential(2.0, 30.0)));
+//!     .max_turns(8);
+//! // Each model request and each tool call is a step of run "research-42".
 //! let answer = agent.run_with_id("What is durable execution?", "research-42").await?;
 //! println!("{} ({:?} tokens)", answer.output, answer.usage.total_tokens);
-//! // The same run id again: the recorded answer, no HTTP request.
-//! let again = agent.run_with_id("What is durable execution?", "research-42").await?;
-//! assert_eq!(answer.output, again.output);
+//! // After a crash, the same call replays what was recorded (no HTTP request) and goes on.
 //! # Ok(()) }
 //! ```
+//!
+//! Tools are added in the closure (`agent.tool(MyTool)`, any `rig_core::tool::Tool`); the
+//! pinned rig crates are re-exported as [`rig_core`] and [`rig_agent`].
 //!
 //! # How it works
 //!
