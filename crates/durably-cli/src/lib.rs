@@ -23,7 +23,7 @@ const APP: &str = "durably-cli";
 #[derive(Debug, Parser)]
 #[command(name = "durably", version, about)]
 pub struct Cli {
-    /// Where the runs are: sqlite:PATH, redis://HOST[:PORT] or postgres://USER@HOST/DB.
+    /// Where the runs are: `sqlite:PATH`, `redis://HOST[:PORT]` or `postgres://USER@HOST/DB`.
     #[arg(long, global = true, env = "DURABLY_STORE", default_value = "sqlite:./durably.db")]
     pub store: String,
     /// What to do.
