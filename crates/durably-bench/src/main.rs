@@ -18,6 +18,7 @@ mod engine;
 mod floor;
 mod python;
 mod report;
+mod servers;
 mod signals;
 mod stores;
 mod summary;
@@ -56,6 +57,8 @@ enum ChildCommand {
         store: StoreKind,
         #[arg(long)]
         location: PathBuf,
+        #[arg(long)]
+        namespace: String,
     },
     /// Starts runs that wait on signals and reports its memory (waiting_runs).
     #[command(hide = true)]
@@ -68,8 +71,8 @@ enum ChildCommand {
         runs: u64,
         #[arg(long)]
         poll_ms: u64,
-        #[arg(long, default_value = "")]
-        run_prefix: String,
+        #[arg(long)]
+        namespace: String,
     },
 }
 
@@ -203,11 +206,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.child {
-        Some(ChildCommand::SignalChild { store, location }) => {
-            runtime.block_on(signals::child(store, location))
+        Some(ChildCommand::SignalChild { store, location, namespace }) => {
+            runtime.block_on(signals::child(store, location, namespace))
         }
-        Some(ChildCommand::WaitingChild { store, location, runs, poll_ms, run_prefix }) => runtime
-            .block_on(waiting::child(store, location, runs, Duration::from_millis(poll_ms), run_prefix)),
+        Some(ChildCommand::WaitingChild { store, location, runs, poll_ms, namespace }) => {
+            runtime.block_on(waiting::child(store, location, runs, Duration::from_millis(poll_ms), namespace))
+        }
         None => runtime.block_on(bench(cli.opts)),
     };
     match result {
@@ -217,6 +221,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a scenario on a fresh target, then removes what it left on a server.
+async fn in_target(
+    target: anyhow::Result<Target>,
+    f: impl AsyncFnOnce(&Target) -> anyhow::Result<Record>,
+) -> anyhow::Result<Record> {
+    let target = target?;
+    let result = f(&target).await;
+    if let Err(e) = target.cleanup().await {
+        eprintln!("durably-bench: could not clean up {}: {e:#}", target.namespace);
+    }
+    result
 }
 
 /// Emits a scenario's record, or a failure record naming what went wrong.
@@ -268,7 +285,22 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         for (name, r) in floors {
             emit(&mut rep, name, report::FLOOR, r);
         }
-        // Server floors go here, one per server store selected (a raw round trip).
+        // A raw round trip per server store selected.
+        for kind in o.stores.iter().copied() {
+            let _ = kind;
+            #[cfg(feature = "redis")]
+            if kind == StoreKind::Redis {
+                let ns = format!("durably_bench_{}_floor", std::process::id());
+                let r = servers::redis_set_floor(&stores::redis_url(), &ns, sizes.floor_rows).await;
+                emit(&mut rep, "floor_redis_set", report::FLOOR, r);
+            }
+            #[cfg(feature = "postgres")]
+            if kind == StoreKind::Postgres {
+                let ns = format!("durably_bench_{}_floor", std::process::id());
+                let r = servers::postgres_insert_floor(&stores::postgres_url(), &ns, sizes.floor_rows).await;
+                emit(&mut rep, "floor_postgres_insert", report::FLOOR, r);
+            }
+        }
     }
 
     if on(Group::Overhead) {
@@ -319,34 +351,34 @@ async fn bench(o: Options) -> anyhow::Result<()> {
             }
         }
         if on(Group::Workflows) {
-            let r = async { engine::workflows(&fresh("workflows")?, sizes.workflows, sizes.wf_tasks).await }
-                .await;
-            emit(&mut rep, "workflows_fresh", label, r);
+            let r = in_target(fresh("workflows"), async |t| {
+                engine::workflows(t, sizes.workflows, sizes.wf_tasks).await
+            });
+            emit(&mut rep, "workflows_fresh", label, r.await);
         }
         if on(Group::Concurrent) {
-            let r =
-                async { engine::concurrent(&fresh("concurrent")?, sizes.concurrent, sizes.conc_tasks).await }
-                    .await;
-            emit(&mut rep, "concurrent_workflows", label, r);
+            let r = in_target(fresh("concurrent"), async |t| {
+                engine::concurrent(t, sizes.concurrent, sizes.conc_tasks).await
+            });
+            emit(&mut rep, "concurrent_workflows", label, r.await);
         }
         if on(Group::Signal) {
-            let r = async { signals::inproc(&fresh("signal")?, sizes.signal_inproc).await }.await;
-            emit(&mut rep, "signal_latency_inproc", label, r);
+            let r = in_target(fresh("signal"), async |t| signals::inproc(t, sizes.signal_inproc).await);
+            emit(&mut rep, "signal_latency_inproc", label, r.await);
             if kind.shared() {
-                let r =
-                    async { signals::poll_object(&fresh("signal-object")?, sizes.signal_poll, o.seed).await }
-                        .await;
-                emit(&mut rep, "signal_latency_poll_object", label, r);
-                let r = async {
-                    signals::poll_process(&fresh("signal-process")?, sizes.signal_poll, o.seed).await
-                }
-                .await;
-                emit(&mut rep, "signal_latency_poll_process", label, r);
+                let r = in_target(fresh("signal-object"), async |t| {
+                    signals::poll_object(t, sizes.signal_poll, o.seed).await
+                });
+                emit(&mut rep, "signal_latency_poll_object", label, r.await);
+                let r = in_target(fresh("signal-process"), async |t| {
+                    signals::poll_process(t, sizes.signal_poll, o.seed).await
+                });
+                emit(&mut rep, "signal_latency_poll_process", label, r.await);
             }
         }
         if on(Group::Waiting) {
-            let r = async { waiting::waiting(&fresh("waiting")?, sizes.waiting).await }.await;
-            emit(&mut rep, "waiting_runs", label, r);
+            let r = in_target(fresh("waiting"), async |t| waiting::waiting(t, sizes.waiting).await);
+            emit(&mut rep, "waiting_runs", label, r.await);
         }
     }
 
@@ -452,8 +484,8 @@ mod tests {
             "3",
             "--poll-ms",
             "100",
-            "--run-prefix",
-            "",
+            "--namespace",
+            "ns",
         ])
         .unwrap();
         assert!(matches!(cli.child, Some(ChildCommand::WaitingChild { runs: 3, .. })));
