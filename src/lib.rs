@@ -78,10 +78,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use durably_core::{
-    Backoff, BoxError, DEFAULT_RETRIES, Error, MemoryStore, NewRun, Result, Retryable, RunContext, RunFilter,
-    RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepInfo, StepRecord, StepStatus, Store,
-    TaskCall, Workflow, WorkflowBuilder, backoff, current_step, idempotency_key, now_ms, signal,
-    signal_timeout, sleep, step,
+    Backoff, BoxError, DEFAULT_LEASE_TTL, DEFAULT_RETRIES, DurableWorkflow, Error, Lease, LeaseOutcome,
+    MemoryStore, NewRun, RecoveryReport, Result, Retryable, RunContext, RunFilter, RunHistory, RunRecord,
+    RunStatus, RunUpdate, SignalRecord, StepInfo, StepRecord, StepStatus, Store, TaskCall, WorkerHandle,
+    Workflow, WorkflowBuilder, backoff, current_step, idempotency_key, now_ms, signal, signal_timeout, sleep,
+    step,
 };
 pub use durably_macros::{task, workflow};
 /// `#[durably::durable_pipeline]` is [`workflow`] under its python-durable name, for multi-agent

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
+use crate::lease::LeaseState;
 use crate::store::{RunHistory, StepRecord};
 use crate::workflow::Engine;
 
@@ -38,7 +39,10 @@ pub(crate) struct RunState {
     signals: Mutex<HashMap<String, String>>,
     counters: Mutex<HashMap<String, u32>>,
     cancelled: AtomicBool,
-    /// Wakes signal waits and sleeps of this run (a delivered signal, a cancellation).
+    /// The lease this execution holds, when the engine took one.
+    lease: Option<Arc<LeaseState>>,
+    /// Wakes signal waits and sleeps of this run (a delivered signal, a cancellation, a lost
+    /// lease).
     pub(crate) wake: Notify,
 }
 
@@ -48,7 +52,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl RunContext {
-    pub(crate) fn new(engine: Arc<Engine>, history: RunHistory) -> Self {
+    pub(crate) fn new(engine: Arc<Engine>, history: RunHistory, lease: Option<Arc<LeaseState>>) -> Self {
         let steps = history.steps.into_iter().map(|s| (s.step_id.clone(), s)).collect();
         let signals = history.signals.into_iter().map(|s| (s.name, s.payload)).collect();
         RunContext {
@@ -59,6 +63,7 @@ impl RunContext {
                 signals: Mutex::new(signals),
                 counters: Mutex::new(HashMap::new()),
                 cancelled: AtomicBool::new(false),
+                lease,
                 wake: Notify::new(),
             }),
         }
@@ -108,8 +113,10 @@ impl RunContext {
         }
     }
 
-    /// Saves a step record to the store and to the in-memory history.
+    /// Saves a step record to the store and to the in-memory history. Fails with
+    /// [`Error::LeaseLost`], saving nothing, once this execution has lost the run's lease.
     pub async fn save_step(&self, record: StepRecord) -> Result<()> {
+        self.check_lease()?;
         self.inner.engine.store.save_step(&self.inner.run_id, &record).await?;
         lock(&self.inner.steps).insert(record.step_id.clone(), record);
         Ok(())
@@ -134,9 +141,32 @@ impl RunContext {
         self.inner.cancelled.load(Ordering::SeqCst)
     }
 
-    /// Fails with [`Error::Cancelled`] once the run was cancelled: called at each step boundary.
+    /// Fails with [`Error::Cancelled`] once the run was cancelled, and with
+    /// [`Error::LeaseLost`] once this execution lost the run's lease: called at each step
+    /// boundary and each wake-up of a wait.
     pub fn check_cancelled(&self) -> Result<()> {
-        if self.is_cancelled() { Err(Error::Cancelled { run_id: self.inner.run_id.clone() }) } else { Ok(()) }
+        if self.is_cancelled() {
+            return Err(Error::Cancelled { run_id: self.inner.run_id.clone() });
+        }
+        self.check_lease()
+    }
+
+    /// True once this execution lost the run's lease (another owner took it, or it went
+    /// unrenewed for a whole TTL): it must record nothing more.
+    pub fn lease_lost(&self) -> bool {
+        self.inner.lease.as_ref().is_some_and(|l| l.is_lost())
+    }
+
+    fn check_lease(&self) -> Result<()> {
+        match &self.inner.lease {
+            Some(lease) if lease.is_lost() => Err(lease.error(&self.inner.run_id)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Wakes the run's waits so that they look at their conditions again.
+    pub(crate) fn wake(&self) {
+        self.inner.wake.notify_waiters();
     }
 
     /// Calls `f` with this context as the current run (task calls created in it belong to it).

@@ -136,6 +136,34 @@ pub enum Error {
         run_id: String,
     },
 
+    /// Another executor (another engine, usually another process) holds a live lease on the run:
+    /// executing it here too could run its steps twice. Retry later, or let the engine wait for
+    /// the lease with `wait_for_lease(true)`.
+    #[error(
+        "run `{run_id}` is being executed by `{owner}` (it holds the run's lease); retry later or use \
+         wait_for_lease(true) to wait for it"
+    )]
+    RunInProgress {
+        /// The contested run.
+        run_id: String,
+        /// The owner id of the engine holding the lease.
+        owner: String,
+    },
+
+    /// This execution lost the run's lease (another owner took it after it expired, or it
+    /// could not be renewed in time). The execution stopped at a step boundary and recorded
+    /// nothing more; the lease holder carries on with the run.
+    #[error(
+        "run `{run_id}` lost its lease{}; this execution stopped and recorded nothing more",
+        fmt_holder(holder)
+    )]
+    LeaseLost {
+        /// The run.
+        run_id: String,
+        /// Who holds the lease now, when known (`None`: it expired before it could be renewed).
+        holder: Option<String>,
+    },
+
     /// A run that was asked for does not exist.
     #[error("no run with id `{run_id}`")]
     RunNotFound {
@@ -180,6 +208,13 @@ fn fmt_run(run_id: &Option<String>) -> String {
     run_id.as_ref().map(|r| format!(" of run `{r}`")).unwrap_or_default()
 }
 
+fn fmt_holder(holder: &Option<String>) -> String {
+    match holder {
+        Some(h) => format!(" to `{h}`"),
+        None => " (it could not be renewed before it expired)".to_owned(),
+    }
+}
+
 fn fmt_step(step_id: &Option<String>) -> String {
     step_id.as_ref().map(|s| format!(" at step `{s}`")).unwrap_or_default()
 }
@@ -222,6 +257,8 @@ impl Error {
             | Error::Deserialize { run_id, .. }
             | Error::AmbiguousEffect { run_id, .. }
             | Error::Cancelled { run_id }
+            | Error::RunInProgress { run_id, .. }
+            | Error::LeaseLost { run_id, .. }
             | Error::RunNotFound { run_id }
             | Error::Corrupt { run_id, .. } => Some(run_id),
             Error::Store { run_id, .. } => run_id.as_deref(),

@@ -10,9 +10,11 @@ pub mod backoff;
 mod cancel;
 mod context;
 mod error;
+mod lease;
 mod memory;
 #[doc(hidden)]
 pub mod private;
+mod recovery;
 mod signal;
 mod store;
 mod task;
@@ -23,7 +25,9 @@ pub use backoff::Backoff;
 pub use cancel::CANCEL_POLL;
 pub use context::{RunContext, StepInfo, current_step, idempotency_key};
 pub use error::{BoxError, Error, Result, Retryable};
+pub use lease::DEFAULT_LEASE_TTL;
 pub use memory::MemoryStore;
+pub use recovery::{DurableWorkflow, RecoveryReport, WorkerHandle};
 pub use signal::{signal, signal_timeout, sleep};
 pub use store::{
     Lease, LeaseOutcome, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,

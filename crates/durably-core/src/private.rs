@@ -2,11 +2,14 @@
 //! release.
 
 use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{BoxError, Error, Result, Retryable};
+pub use crate::recovery::{DurableWorkflow, output_json};
 use crate::task::TaskCall;
 pub use crate::task::{AttemptFuture, TaskFailure, TaskSpec};
 use crate::workflow::Workflow;
@@ -172,4 +175,105 @@ where
     wf.execute(workflow.to_owned(), run_id, json, move |_ctx| async move {
         body().await.into_result().map_err(Into::into)
     })
+}
+
+/// The future `DurableWorkflow::execute_stored` returns.
+pub type StoredRun = Pin<Box<dyn Future<Output = Result<String>> + Send + 'static>>;
+
+/// A run's stored input (the JSON object of its arguments), taken apart argument by argument
+/// when a registered workflow is resumed.
+#[derive(Debug)]
+pub struct StoredArgs {
+    run_id: String,
+    workflow: &'static str,
+    args: serde_json::Map<String, serde_json::Value>,
+}
+
+impl StoredArgs {
+    /// Parses the stored input of run `run_id` of `workflow`. No input at all is read as no
+    /// arguments (a workflow without parameters).
+    pub fn parse(run_id: &str, workflow: &'static str, input: Option<&str>) -> Result<Self> {
+        let args = match input {
+            None => serde_json::Map::new(),
+            Some(json) => serde_json::from_str(json).map_err(|source| Error::Deserialize {
+                run_id: run_id.to_owned(),
+                step_id: "input".into(),
+                what: "stored workflow input",
+                type_name: "a JSON object of the workflow's arguments",
+                source,
+            })?,
+        };
+        Ok(StoredArgs { run_id: run_id.to_owned(), workflow, args })
+    }
+
+    fn take<T: DeserializeOwned>(&mut self, name: &'static str) -> Result<T> {
+        let value = self.args.remove(name).ok_or_else(|| Error::Corrupt {
+            run_id: self.run_id.clone(),
+            step_id: None,
+            detail: format!(
+                "the stored input of workflow `{}` has no argument `{name}` (was the parameter added after \
+                 the run started?)",
+                self.workflow
+            ),
+        })?;
+        serde_json::from_value(value).map_err(|source| Error::Deserialize {
+            run_id: self.run_id.clone(),
+            step_id: format!("input.{name}"),
+            what: "stored workflow argument",
+            type_name: std::any::type_name::<T>(),
+            source,
+        })
+    }
+}
+
+/// Autoref specialisation for decoding a stored argument:
+/// `(&&ArgDecoder::<T>::new()).durably_decode(&mut args, "name")` deserializes when `T`
+/// implements `Deserialize`, and otherwise fails at run time saying the workflow cannot be
+/// resumed from its stored input (so that such workflows still compile and run normally).
+pub struct ArgDecoder<T>(PhantomData<fn() -> T>);
+
+impl<T> Default for ArgDecoder<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> ArgDecoder<T> {
+    /// A decoder for `T`.
+    pub fn new() -> Self {
+        ArgDecoder(PhantomData)
+    }
+}
+
+/// Picked when the argument type implements `Deserialize`.
+pub trait DecodeViaSerde<T> {
+    /// Takes argument `name` out of the stored input.
+    fn durably_decode(&self, args: &mut StoredArgs, name: &'static str) -> Result<T>;
+}
+
+impl<T: DeserializeOwned> DecodeViaSerde<T> for &ArgDecoder<T> {
+    fn durably_decode(&self, args: &mut StoredArgs, name: &'static str) -> Result<T> {
+        args.take(name)
+    }
+}
+
+/// Picked for argument types that do not implement `Deserialize`.
+pub trait DecodeFallback<T> {
+    /// Always fails: the argument cannot be rebuilt from JSON.
+    fn durably_decode(&self, args: &mut StoredArgs, name: &'static str) -> Result<T>;
+}
+
+impl<T> DecodeFallback<T> for ArgDecoder<T> {
+    fn durably_decode(&self, args: &mut StoredArgs, name: &'static str) -> Result<T> {
+        Err(Error::Invalid {
+            what: "registered workflow",
+            detail: format!(
+                "cannot resume run `{}` of workflow `{}`: its argument `{name}` of type `{}` does not implement \
+                 serde::Deserialize, so it cannot be rebuilt from the stored input",
+                args.run_id,
+                args.workflow,
+                std::any::type_name::<T>()
+            ),
+        })
+    }
 }

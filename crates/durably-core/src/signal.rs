@@ -108,6 +108,9 @@ async fn wait_signal(ctx: &RunContext, name: &str, deadline_ms: Option<i64>) -> 
             None => MAX_STORE_WAIT,
         };
         if !marked_waiting {
+            if let Err(e) = ctx.check_cancelled() {
+                break Err(e);
+            }
             let update = RunUpdate::new(RunStatus::Waiting, now_ms()).waiting_on(name);
             if let Err(e) = crate::cancel::update_unless_cancelled(ctx, &update).await {
                 break Err(e);
@@ -120,7 +123,7 @@ async fn wait_signal(ctx: &RunContext, name: &str, deadline_ms: Option<i64>) -> 
             _ = store.wait_for_signal(&run_id, name, left.min(MAX_STORE_WAIT)) => {}
         }
     };
-    if marked_waiting && !ctx.is_cancelled() {
+    if marked_waiting && !ctx.is_cancelled() && !ctx.lease_lost() {
         crate::cancel::update_unless_cancelled(ctx, &RunUpdate::new(RunStatus::Running, now_ms())).await?;
     }
     result

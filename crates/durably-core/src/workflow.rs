@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,6 +14,8 @@ use tracing::Instrument;
 use crate::backoff::Backoff;
 use crate::context::RunContext;
 use crate::error::{BoxError, Chain, Error, Result};
+use crate::lease::{self, DEFAULT_LEASE_TTL};
+use crate::recovery::Registry;
 use crate::signal::encode_payload;
 use crate::store::{
     NewRun, RunFilter, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, Store, now_ms,
@@ -27,6 +30,12 @@ pub(crate) struct Engine {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) default_retries: u32,
     pub(crate) default_backoff: Backoff,
+    /// This engine's lease owner id: unique per engine.
+    pub(crate) owner: String,
+    /// How long a lease lasts unless renewed.
+    pub(crate) lease_ttl: Duration,
+    /// Workflows that `recover` can resume, by name.
+    pub(crate) registry: Registry,
     /// Runs executing in this process: a second execution of the same id waits for the first.
     active: Mutex<HashMap<String, Arc<ActiveRun>>>,
 }
@@ -55,6 +64,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone)]
 pub struct Workflow {
     pub(crate) engine: Arc<Engine>,
+    /// Wait for a lease held elsewhere instead of failing with `RunInProgress`.
+    wait_for_lease: bool,
 }
 
 impl std::fmt::Debug for Workflow {
@@ -63,6 +74,9 @@ impl std::fmt::Debug for Workflow {
             .field("app", &self.engine.app)
             .field("default_retries", &self.engine.default_retries)
             .field("default_backoff", &self.engine.default_backoff)
+            .field("owner", &self.engine.owner)
+            .field("lease_ttl", &self.engine.lease_ttl)
+            .field("wait_for_lease", &self.wait_for_lease)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +88,9 @@ pub struct WorkflowBuilder {
     store: Option<Arc<dyn Store>>,
     default_retries: u32,
     default_backoff: Backoff,
+    lease_ttl: Duration,
+    wait_for_lease: bool,
+    owner: Option<String>,
 }
 
 impl std::fmt::Debug for WorkflowBuilder {
@@ -107,17 +124,50 @@ impl WorkflowBuilder {
         self
     }
 
+    /// How long the lease on an executing run lasts unless renewed (default 30 s). The engine
+    /// renews it every third of this while the run executes, so a run whose process died
+    /// becomes recoverable by another process this long after its last renewal. Keep it well
+    /// above the longest stretch a task may block its thread (a blocked runtime cannot renew).
+    /// A zero TTL is raised to 1 ms.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// When a run is being executed by another engine (its lease is live): `false` (the
+    /// default) fails at once with [`Error::RunInProgress`]; `true` waits until the lease is
+    /// released or expires, then executes the run, replaying what the other executor recorded
+    /// (a completed run returns its output). [`Workflow::waiting_for_lease`] sets it per handle.
+    pub fn wait_for_lease(mut self, wait: bool) -> Self {
+        self.wait_for_lease = wait;
+        self
+    }
+
+    /// The lease owner id of this engine (default `<hostname>-<pid>-<random>`). It must be
+    /// unique among the engines sharing a store: two engines with one owner id would both
+    /// execute a run.
+    pub fn owner_id(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Workflow {
         let store = self.store.unwrap_or_else(|| Arc::new(crate::MemoryStore::new()));
+        let owner = self.owner.unwrap_or_else(lease::new_owner_id);
+        lease::register_owner(&owner);
         Workflow {
             engine: Arc::new(Engine {
                 app: self.app,
                 store,
                 default_retries: self.default_retries,
                 default_backoff: self.default_backoff,
+                owner,
+                lease_ttl: self.lease_ttl,
+                registry: Registry::default(),
                 active: Mutex::new(HashMap::new()),
             }),
+            wait_for_lease: self.wait_for_lease,
         }
     }
 }
@@ -152,7 +202,28 @@ impl Workflow {
             store: None,
             default_retries: DEFAULT_RETRIES,
             default_backoff: Backoff::default(),
+            lease_ttl: DEFAULT_LEASE_TTL,
+            wait_for_lease: false,
+            owner: None,
         }
+    }
+
+    /// This engine's lease owner id (`<hostname>-<pid>-<random>` unless the builder set one):
+    /// what [`Error::RunInProgress`] names in other engines while this one executes a run.
+    pub fn owner_id(&self) -> &str {
+        &self.engine.owner
+    }
+
+    /// The lease TTL (see [`WorkflowBuilder::lease_ttl`]).
+    pub fn lease_ttl(&self) -> Duration {
+        self.engine.lease_ttl
+    }
+
+    /// A handle on the same engine whose executions wait for a run's lease held by another
+    /// engine (`true`) or fail with [`Error::RunInProgress`] (`false`), whatever the builder
+    /// said. For one call: `run_pipeline(&wf.waiting_for_lease(true), args)`.
+    pub fn waiting_for_lease(&self, wait: bool) -> Workflow {
+        Workflow { engine: self.engine.clone(), wait_for_lease: wait }
     }
 
     /// The app name.
@@ -254,6 +325,30 @@ impl Workflow {
         T: Serialize + DeserializeOwned + Send + 'static,
     {
         let run_id = guard.run_id.clone();
+        let engine = &self.engine;
+        // The lease comes before `open_run`, which changes the run's status.
+        let mut lease =
+            lease::acquire(&engine.store, &run_id, &engine.owner, engine.lease_ttl, self.wait_for_lease)
+                .await?;
+        let result = self.execute_leased(&guard, &mut lease, workflow, input, body).await;
+        lease.release().await;
+        result
+    }
+
+    async fn execute_leased<F, Fut, T>(
+        &self,
+        guard: &ActiveGuard,
+        lease: &mut lease::LeaseHold,
+        workflow: String,
+        input: Option<String>,
+        body: F,
+    ) -> Result<T>
+    where
+        F: FnOnce(RunContext) -> Fut,
+        Fut: Future<Output = Result<T, BoxError>>,
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let run_id = guard.run_id.clone();
         let store = &self.engine.store;
         let history = store.open_run(NewRun::new(&run_id, &workflow, input, now_ms())).await?;
         if history.run.workflow != workflow {
@@ -273,7 +368,8 @@ impl Workflow {
             _ => {}
         }
         let replayable = history.steps.len();
-        let ctx = RunContext::new(self.engine.clone(), history);
+        let ctx = RunContext::new(self.engine.clone(), history, Some(lease.state.clone()));
+        lease.start_renewal(ctx.clone());
         let _cancel_watch = crate::cancel::watch(ctx.clone());
         *lock(&guard.slot.ctx) = Some(ctx.clone());
         tracing::info!(target: "durably", recorded_steps = replayable, "run started");
@@ -282,6 +378,13 @@ impl Workflow {
         // directly creates it (and takes its step id) right there.
         let fut = ctx.enter(|| body(ctx.clone()));
         let result = ctx.clone().scope(fut).await;
+        if ctx.lease_lost() {
+            // Another executor owns the run now: record nothing, and let callers waiting in this
+            // process try again (they will find its lease).
+            let err = lease.state.error(&run_id);
+            tracing::warn!(target: "durably", error = %err, "execution stopped: lease lost");
+            return Err(err);
+        }
         let (outcome, result) = self.finish(&ctx, result).await;
         let _ = guard.slot.outcome.send(Some(outcome));
         result
@@ -378,6 +481,11 @@ impl Workflow {
         }
         tracing::info!(target: "durably", run_id = %run_id, "run cancelled");
         Ok(true)
+    }
+
+    /// True while run `run_id` is executing in this engine.
+    pub(crate) fn is_active(&self, run_id: &str) -> bool {
+        lock(&self.engine.active).contains_key(run_id)
     }
 
     fn active_context(&self, run_id: &str) -> Option<RunContext> {

@@ -102,6 +102,10 @@ pub(crate) fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<To
     let run_id_param = Ident::new("run_id", Span::mixed_site());
     let run_id_var = Ident::new("run_id", Span::mixed_site());
     let input_var = Ident::new("input", Span::mixed_site());
+    let stored_var = Ident::new("stored", Span::mixed_site());
+    let stored_id = Ident::new("stored_run_id", Span::mixed_site());
+    let args_var = Ident::new("args", Span::mixed_site());
+    let out_var = Ident::new("out", Span::mixed_site());
 
     let idents: Vec<_> = params.iter().map(|p| &p.ident).collect();
     // Spanned on each parameter's type, so that a missing `Serialize` is reported there.
@@ -122,6 +126,15 @@ pub(crate) fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<To
     let run = quote_spanned! {rs=>
         ::durably::__private::run_workflow(#wf, #name, #run_id_var, #input_var, #body)
     };
+
+    // Rebuilds each argument from the run's stored input, for `DurableWorkflow` (recovery).
+    let decode_args = params.iter().map(|p| {
+        let (ident, ty, arg_name) = (&p.ident, &p.ty, p.name());
+        quote_spanned! {p.ty.span()=>
+            let #ident: #ty = (&&::durably::__private::ArgDecoder::<#ty>::new())
+                .durably_decode(&mut #args_var, #arg_name)?;
+        }
+    });
 
     let struct_doc = format!(" Explicit-id entry points of the workflow `{display}`.");
     let with_id_doc = match &args.id {
@@ -182,6 +195,33 @@ pub(crate) fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<To
                 );
                 let #input_var = #input;
                 #run
+            }
+        }
+
+        #(#cfg)*
+        impl ::durably::__private::DurableWorkflow for #ident {
+            const NAME: &'static str = #name;
+
+            fn execute_stored(
+                #wf: ::durably::Workflow,
+                #stored_id: ::std::string::String,
+                #stored_var: ::core::option::Option<::std::string::String>,
+            ) -> ::durably::__private::StoredRun {
+                ::std::boxed::Box::pin(async move {
+                    #[allow(unused_imports)]
+                    use ::durably::__private::{DecodeFallback as _, DecodeViaSerde as _};
+                    #[allow(unused_mut, unused_variables)]
+                    let mut #args_var =
+                        ::durably::__private::StoredArgs::parse(&#stored_id, #name, #stored_var.as_deref())?;
+                    #(#decode_args)*
+                    let #run_id_var = ::durably::__private::RunId::Explicit(
+                        ::std::clone::Clone::clone(&#stored_id),
+                    );
+                    let #input_var = #input;
+                    let #wf = &#wf;
+                    let #out_var = #run.await?;
+                    ::durably::__private::output_json(&#stored_id, &#out_var)
+                })
             }
         }
     })
@@ -415,7 +455,7 @@ mod tests {
             pub fn f<'wf>
         );
         assert!(out.contains(&outer.to_string()), "{out}");
-        assert_eq!(out.matches(&quote!(#[cfg(feature = "x")]).to_string()).count(), 4);
+        assert_eq!(out.matches(&quote!(#[cfg(feature = "x")]).to_string()).count(), 5);
         assert_eq!(out.matches("expect").count(), 1);
     }
 }

@@ -1,0 +1,347 @@
+//! One executor per run across processes (DESIGN rule 9): an execution takes the run's lease in
+//! the store before it opens the run, renews it in the background every third of its TTL while
+//! the run executes (through signal waits and sleeps too), and releases it when the execution
+//! ends. A renewal that finds the lease gone marks it lost; the run then stops at its next step
+//! boundary and records nothing more.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::context::RunContext;
+use crate::error::{Error, Result};
+use crate::store::{LeaseOutcome, Store, now_ms};
+
+/// The lease TTL when the builder does not set one.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// The longest pause between two attempts to take a lease held by another owner.
+const MAX_LEASE_POLL: Duration = Duration::from_millis(250);
+/// The shortest such pause.
+const MIN_LEASE_POLL: Duration = Duration::from_millis(10);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The owner ids of every engine built in this process.
+static OWNERS_HERE: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+
+/// `(owner, run_id)` of every lease an execution in this process holds right now. An
+/// execution leaves it synchronously when it ends or is dropped, before its lease is released
+/// in the background: a lease of a local owner that is not listed here is abandoned.
+static LIVE_HERE: LazyLock<Mutex<HashSet<(String, String)>>> = LazyLock::new(Default::default);
+
+/// Notes that an engine of this process uses `owner`.
+pub(crate) fn register_owner(owner: &str) {
+    lock(&OWNERS_HERE).insert(owner.to_owned());
+}
+
+/// True when nobody executes the run under `owner`'s lease any more, although the lease is
+/// live in the store: its holder is an engine of this process whose execution ended or was
+/// dropped (its release is on the way), or a process of this host that died.
+fn holder_is_gone(owner: &str, run_id: &str) -> bool {
+    if lock(&OWNERS_HERE).contains(owner) {
+        return !lock(&LIVE_HERE).contains(&(owner.to_owned(), run_id.to_owned()));
+    }
+    holder_is_dead(owner)
+}
+
+/// An owner id unique to one engine: `<hostname>-<pid>-<random>`. The host and pid say where
+/// a lease holder runs (for operators reading `RunInProgress`); the random part tells apart
+/// engines in one process and processes that reuse a pid.
+pub(crate) fn new_owner_id() -> String {
+    static ENGINES: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(ENGINES.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u64(fastrand::u64(..));
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+    );
+    format!("{}-{}-{:08x}", hostname(), std::process::id(), hasher.finish() as u32)
+}
+
+/// True when `owner` is an id made by [`new_owner_id`] on this host whose process no longer
+/// exists: its lease is abandoned (the process crashed) and need not be waited out. Linux only
+/// (it looks in `/proc`); elsewhere, and for owner ids set by hand, a lease is only ever
+/// abandoned by expiring. A reaped pid reused by another process reads as alive: then the lease
+/// is waited out, which is safe.
+fn holder_is_dead(owner: &str) -> bool {
+    if !cfg!(target_os = "linux") || !std::path::Path::new("/proc/self").exists() {
+        return false;
+    }
+    let mut parts = owner.rsplitn(3, '-');
+    let (Some(random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    random.len() == 8
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
+        && host == hostname()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn hostname() -> String {
+    let from_file = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned());
+    from_file
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// What the run knows about its lease: shared by the run context (checked at step boundaries)
+/// and the renewal task.
+#[derive(Debug)]
+pub(crate) struct LeaseState {
+    ttl: Duration,
+    lost: AtomicBool,
+    holder: Mutex<Option<String>>,
+    /// When the last successful acquire or renewal was *sent*: the store's expiry is at least
+    /// `ttl` after it.
+    renewed_at: Mutex<Instant>,
+}
+
+impl LeaseState {
+    fn new(ttl: Duration, acquired_at: Instant) -> Self {
+        LeaseState {
+            ttl,
+            lost: AtomicBool::new(false),
+            holder: Mutex::new(None),
+            renewed_at: Mutex::new(acquired_at),
+        }
+    }
+
+    /// True once the lease was found taken, or went unrenewed for a whole TTL (another owner
+    /// may have taken it since). Once lost, always lost.
+    pub(crate) fn is_lost(&self) -> bool {
+        if self.lost.load(Ordering::SeqCst) {
+            return true;
+        }
+        if lock(&self.renewed_at).elapsed() >= self.ttl {
+            self.lost.store(true, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    fn mark_lost(&self, holder: Option<String>) {
+        *lock(&self.holder) = holder;
+        self.lost.store(true, Ordering::SeqCst);
+    }
+
+    /// The error of an execution that lost its lease.
+    pub(crate) fn error(&self, run_id: &str) -> Error {
+        Error::LeaseLost { run_id: run_id.to_owned(), holder: lock(&self.holder).clone() }
+    }
+}
+
+/// The lease an execution holds: renewed in the background once the run context exists,
+/// released by [`LeaseHold::release`], or on drop (a cancelled future) by a spawned task.
+pub(crate) struct LeaseHold {
+    store: Arc<dyn Store>,
+    run_id: String,
+    owner: String,
+    pub(crate) state: Arc<LeaseState>,
+    renewal: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    released: bool,
+}
+
+impl std::fmt::Debug for LeaseHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseHold")
+            .field("run_id", &self.run_id)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes the lease on `run_id` for `owner`. When another owner holds it: `RunInProgress`, or,
+/// with `wait`, tries again until it is free.
+pub(crate) async fn acquire(
+    store: &Arc<dyn Store>,
+    run_id: &str,
+    owner: &str,
+    ttl: Duration,
+    wait: bool,
+) -> Result<LeaseHold> {
+    let mut logged = false;
+    loop {
+        let sent = Instant::now();
+        match store.acquire_lease(run_id, owner, ttl, now_ms()).await? {
+            LeaseOutcome::Acquired => {
+                lock(&LIVE_HERE).insert((owner.to_owned(), run_id.to_owned()));
+                tracing::debug!(target: "durably", owner, ttl_ms = ttl.as_millis() as u64, "lease acquired");
+                return Ok(LeaseHold {
+                    store: store.clone(),
+                    run_id: run_id.to_owned(),
+                    owner: owner.to_owned(),
+                    state: Arc::new(LeaseState::new(ttl, sent)),
+                    renewal: None,
+                    released: false,
+                });
+            }
+            LeaseOutcome::HeldBy(lease) if holder_is_gone(&lease.owner, run_id) => {
+                // Its execution is over (dropped in this process, or its process died on this
+                // host): end its lease now instead of waiting for the TTL, then race for it
+                // like anyone else.
+                tracing::info!(target: "durably", holder = %lease.owner, "lease holder is gone; taking over");
+                store.release_lease(run_id, &lease.owner).await?;
+            }
+            LeaseOutcome::HeldBy(lease) if !wait => {
+                tracing::info!(target: "durably", holder = %lease.owner, "run is executing elsewhere");
+                return Err(Error::RunInProgress { run_id: run_id.to_owned(), owner: lease.owner });
+            }
+            LeaseOutcome::HeldBy(lease) => {
+                if !logged {
+                    tracing::info!(target: "durably", holder = %lease.owner, "run is executing elsewhere; waiting for its lease");
+                    logged = true;
+                }
+                // Try again when it would expire, or sooner (it is released when its execution
+                // ends), by the store's clock as reported.
+                let left = u64::try_from(lease.expires_at_ms.saturating_sub(now_ms())).unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(left).clamp(MIN_LEASE_POLL, MAX_LEASE_POLL)).await;
+            }
+        }
+    }
+}
+
+impl LeaseHold {
+    /// Starts renewing every third of the TTL. A renewal that finds another owner (or that
+    /// fails for a whole TTL) marks the lease lost and wakes the run's waits.
+    pub(crate) fn start_renewal(&mut self, ctx: RunContext) {
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        let (store, run_id, owner, state) =
+            (self.store.clone(), self.run_id.clone(), self.owner.clone(), self.state.clone());
+        let ttl = state.ttl;
+        let every = (ttl / 3).max(Duration::from_millis(1));
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stop_rx => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                // Never cancelled mid-call: a renewal sent after the release would take the
+                // lease back.
+                let sent = Instant::now();
+                match store.acquire_lease(&run_id, &owner, ttl, now_ms()).await {
+                    Ok(LeaseOutcome::Acquired) => {
+                        if state.is_lost() {
+                            return;
+                        }
+                        *lock(&state.renewed_at) = sent;
+                    }
+                    Ok(LeaseOutcome::HeldBy(lease)) => {
+                        tracing::warn!(
+                            target: "durably", run_id = %run_id, holder = %lease.owner,
+                            "lease lost to another owner; the run stops at its next step boundary"
+                        );
+                        state.mark_lost(Some(lease.owner));
+                        ctx.wake();
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "durably", run_id = %run_id, error = %e, "could not renew the lease");
+                        if state.is_lost() {
+                            tracing::warn!(
+                                target: "durably", run_id = %run_id,
+                                "lease unrenewed for a whole TTL; the run stops at its next step boundary"
+                            );
+                            ctx.wake();
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        self.renewal = Some((stop_tx, task));
+    }
+
+    /// Stops renewing, waits for a renewal in flight, and releases the lease.
+    pub(crate) async fn release(mut self) {
+        self.released = true;
+        self.leave_live();
+        if let Some((stop, task)) = self.renewal.take() {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+        if let Err(e) = self.store.release_lease(&self.run_id, &self.owner).await {
+            // The lease lapses after its TTL anyway.
+            tracing::warn!(target: "durably", run_id = %self.run_id, error = %e, "could not release the lease");
+        } else {
+            tracing::debug!(target: "durably", run_id = %self.run_id, "lease released");
+        }
+    }
+}
+
+impl LeaseHold {
+    fn leave_live(&self) {
+        lock(&LIVE_HERE).remove(&(self.owner.clone(), self.run_id.clone()));
+    }
+}
+
+impl Drop for LeaseHold {
+    /// An execution dropped mid-way (its caller gave up, a worker shut down): stop renewing
+    /// and release in the background, so another executor need not wait for the TTL.
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        self.leave_live();
+        let renewal = self.renewal.take();
+        let (store, run_id, owner) =
+            (self.store.clone(), std::mem::take(&mut self.run_id), std::mem::take(&mut self.owner));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            if let Some((_, task)) = renewal {
+                task.abort();
+            }
+            return;
+        };
+        runtime.spawn(async move {
+            if let Some((stop, task)) = renewal {
+                let _ = stop.send(());
+                let _ = task.await;
+            }
+            if let Err(e) = store.release_lease(&run_id, &owner).await {
+                tracing::warn!(target: "durably", run_id = %run_id, error = %e, "could not release the lease");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_ids_name_host_and_pid_and_differ_per_engine() {
+        let (a, b) = (new_owner_id(), new_owner_id());
+        assert_ne!(a, b);
+        assert!(a.starts_with(&format!("{}-{}-", hostname(), std::process::id())), "{a}");
+        let random = a.rsplit('-').next().unwrap();
+        assert!(random.len() == 8 && random.bytes().all(|b| b.is_ascii_hexdigit()), "{a}");
+    }
+
+    #[test]
+    fn only_a_local_owner_whose_process_is_gone_is_dead() {
+        // This process is alive.
+        assert!(!holder_is_dead(&new_owner_id()));
+        // Far above any pid_max: no such process.
+        let gone = format!("{}-4000000000-0123abcd", hostname());
+        assert_eq!(holder_is_dead(&gone), cfg!(target_os = "linux"));
+        // Another host, or an id not made by `new_owner_id`: never presumed dead.
+        assert!(!holder_is_dead("some-other-host.example-4000000000-0123abcd"));
+        assert!(!holder_is_dead("worker-1"));
+        assert!(!holder_is_dead(&format!("{}-4000000000-custom", hostname())));
+    }
+}
