@@ -168,6 +168,14 @@ macro_rules! store_conformance_tests {
             recoverable_runs_lists_unfinished_runs_without_a_live_lease
             recoverable_runs_include_expired_and_released_leases
             recoverable_runs_respects_the_limit
+            list_signals_returns_every_signal_oldest_first
+            list_signals_of_a_run_without_signals_is_empty_and_changes_nothing
+            list_signals_includes_signals_delivered_before_the_run
+            delete_run_removes_the_run_steps_signals_and_lease
+            delete_run_of_an_unknown_run_is_false_and_leaves_others
+            update_run_unless_cancelled_updates_an_active_run
+            update_run_unless_cancelled_keeps_a_cancelled_run
+            update_run_unless_cancelled_of_an_unknown_run_is_run_not_found
         }
     };
 }
