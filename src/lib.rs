@@ -69,6 +69,35 @@
 //! `durably::sleep(duration)` records its wake time, so a restarted run waits only for what is
 //! left.
 //!
+//! ## Several processes: leases and recovery
+//!
+//! Processes may share a store (one SQLite file, a Redis or PostgreSQL server). A run being
+//! executed holds a lease, renewed in the background: another engine that executes the same run
+//! id gets [`Error::RunInProgress`] (or waits, with `wait_for_lease(true)`), so no step runs
+//! twice at once. A run whose process died becomes recoverable once its lease expires:
+//! registered workflows are resumed from their checkpoints with their stored input.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! #[durably::workflow(id = "invoice-{n}")]
+//! async fn invoice(n: u32) -> anyhow::Result<u32> {
+//!     Ok(n * 2) // tasks in real life
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> anyhow::Result<()> {
+//! let wf = durably::Workflow::builder("billing")
+//!     .lease_ttl(Duration::from_secs(30)) // the default: renewed every 10 s while a run executes
+//!     .build();
+//! wf.register::<invoice>();
+//! let report = wf.recover().await?; // at start-up: resume what crashed processes left behind
+//! assert!(report.resumed.is_empty() && report.unregistered.is_empty());
+//! let worker = wf.worker(Duration::from_secs(5)); // or keep recovering in the background
+//! assert_eq!(invoice(&wf, 21).await?, 42);
+//! worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
 //! ## Features
 //!
 //! | feature  | default | what it adds |

@@ -4,6 +4,13 @@
 //!
 //! Most users depend on the `durably` facade, which re-exports this crate with the attribute
 //! macros and the SQLite store.
+//!
+//! Several processes may share a store: a run being executed holds a [`Lease`] in it (see
+//! [`Store::acquire_lease`]), renewed in the background every third of
+//! [`WorkflowBuilder::lease_ttl`], so that a second executor gets [`Error::RunInProgress`] (or
+//! waits for it, with [`WorkflowBuilder::wait_for_lease`]). Workflows registered with
+//! [`Workflow::register`] or [`Workflow::register_fn`] are resumed by [`Workflow::recover`] and
+//! [`Workflow::run_worker`] once their executor's lease has expired.
 
 mod admin;
 pub mod backoff;
