@@ -139,6 +139,11 @@ async fn main() -> anyhow::Result<()> {
     });
     let http = reqwest::Client::new();
     let signal = loop {
+        if run.is_finished() {
+            // It ended without waiting (an error from the model, say): show why.
+            let outcome = run.await?;
+            anyhow::bail!("the run ended before it waited for an approval: {outcome:?}");
+        }
         let run = wf.get_run(RUN_ID).await?;
         if let Some(run) = run.filter(|r| r.status == RunStatus::Waiting) {
             break run.waiting_on.unwrap_or_default();

@@ -189,7 +189,8 @@ fn mailer(wf: &Workflow, mock: &MockOpenAi, sent: Arc<AtomicUsize>) -> OpenAiAge
 const APPROVAL: &str = "approve:mailer.tool.send_email#1.call_1";
 
 async fn wait_until_waiting(wf: &Workflow, run_id: &str) -> String {
-    for _ in 0..500 {
+    // Up to 30 s: generous for a loaded machine; a healthy run waits within milliseconds.
+    for _ in 0..3000 {
         if let Some(run) = wf.get_run(run_id).await.unwrap()
             && run.status == RunStatus::Waiting
         {
