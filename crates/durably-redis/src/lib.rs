@@ -44,8 +44,9 @@
 //!
 //! The connection is a [`ConnectionManager`]: when the connection drops, the call in flight fails with an [`Error::Store`] naming the operation and
 //! the run, and the manager reconnects in the background; later calls go through once the
-//! server is back. A write that failed this way may or may not have reached the server; the
-//! engine treats it like any failed step. Signal waits reconnect their pub/sub connection too.
+//! server is back. A call waits at most [`response_timeout`](RedisStoreBuilder::response_timeout)
+//! (10 s) for its reply, so a frozen server gives errors, not hangs. A write that failed either
+//! way may or may not have reached the server; the engine treats it like any failed step. Signal waits reconnect their pub/sub connection too.
 //!
 //! # Layout and limits
 //! - Keys live under the prefix (default `durably`). Run ids enter keys as
@@ -110,6 +111,9 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 /// How long to wait for a TCP connection to the server.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a call waits for the server's reply when none is given.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a signal wait sleeps when no pub/sub connection can be had (the engine then
 /// checks the store again).
 const POLL_FALLBACK: Duration = Duration::from_secs(1);
@@ -147,6 +151,7 @@ pub struct RedisStoreBuilder {
     url: String,
     prefix: String,
     ttl: Duration,
+    response_timeout: Duration,
 }
 
 impl RedisStoreBuilder {
@@ -160,6 +165,15 @@ impl RedisStoreBuilder {
     /// `Duration::ZERO` keeps them forever. Below a millisecond counts as one millisecond.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// How long one call waits for the server's reply before it fails with [`Error::Store`]
+    /// (default [`DEFAULT_RESPONSE_TIMEOUT`], 10 s; `Duration::ZERO` waits forever). A call that
+    /// timed out may still have been carried out. Raise it for very large values or histories
+    /// on a slow server.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
         self
     }
 
@@ -184,7 +198,10 @@ impl RedisStoreBuilder {
         let () =
             redis::cmd("PING").query_async::<String>(&mut probe).await.map(drop).map_err(connect_error)?;
         drop(probe);
-        let config = ConnectionManagerConfig::new().set_connection_timeout(Some(CONNECTION_TIMEOUT));
+        let response_timeout = (!self.response_timeout.is_zero()).then_some(self.response_timeout);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_response_timeout(response_timeout);
         let conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(connect_error)?;
         let ttl = self.ttl.min(MAX_TTL);
         let ttl_arg = if ttl.is_zero() { "0".to_owned() } else { ttl.as_millis().max(1).to_string() };
@@ -210,7 +227,12 @@ impl RedisStore {
     /// A builder for a store at `url` (`redis://[:password@]host[:port][/db]`,
     /// `rediss://` for TLS if the `redis` crate is built with it).
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder { url: url.into(), prefix: DEFAULT_PREFIX.to_owned(), ttl: DEFAULT_TTL }
+        RedisStoreBuilder {
+            url: url.into(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            ttl: DEFAULT_TTL,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        }
     }
 
     /// The key prefix.

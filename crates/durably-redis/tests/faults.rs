@@ -79,6 +79,35 @@ async fn a_value_over_the_servers_own_limit_fails_naming_run_and_step_then_the_s
     assert_eq!(steps, ["small-step"]);
 }
 
+#[tokio::test]
+async fn a_frozen_server_times_calls_out_and_they_go_through_once_it_resumes() {
+    let Some(server) = PrivateRedis::start() else { return };
+    let store = RedisStore::builder(server.url())
+        .prefix("p")
+        .response_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    store.open_run(NewRun::new("r", "wf", None, 1)).await.unwrap();
+    server.signal("STOP");
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        store.save_step("r", &StepRecord::new("s", "t", StepStatus::Completed, 2)),
+    )
+    .await
+    .expect("the call must time out by itself, not hang");
+    server.signal("CONT");
+    let err = result.expect_err("the server is frozen");
+    assert!(matches!(&err, Error::Store { op: "save_step", run_id: Some(r), .. } if r == "r"), "{err:?}");
+    println!("frozen server: {err} after {:?}", started.elapsed());
+    let later = StepRecord::new("s2", "t", StepStatus::Completed, 3);
+    eventually(|| store.save_step("r", &later)).await;
+    let steps = store.list_steps("r").await.unwrap();
+    // The timed-out write may or may not have been carried out; the later one was.
+    assert!(steps.iter().any(|s| s.step_id == "s2"), "{steps:?}");
+}
+
 /// Retries `op` until it succeeds, for at most 30 s.
 async fn eventually<T, F: std::future::Future<Output = durably_core::Result<T>>>(
     mut op: impl FnMut() -> F,

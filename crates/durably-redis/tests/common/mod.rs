@@ -170,6 +170,13 @@ impl PrivateRedis {
         }
     }
 
+    /// Sends the server a signal (`STOP` freezes it, `CONT` resumes it).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Starts it again on the same port.
     pub(crate) fn restart(&mut self) {
         self.kill();
