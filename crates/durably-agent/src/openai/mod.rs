@@ -97,5 +97,7 @@ use async_openai::middleware::ReqwestService;
 /// client retries 429 and 5xx three times by itself, unseen by the step records). Use it with
 /// [`OpenAiAgentBuilder::client`] and [`durable_chat`].
 pub fn client<C: Config>(config: C) -> Client<C> {
+    // One reqwest client per async-openai client: a client shared across tokio runtimes could
+    // hand out a pooled connection whose runtime is gone.
     Client::with_config(config).with_http_service(ReqwestService::new(reqwest::Client::new()))
 }
