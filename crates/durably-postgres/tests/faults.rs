@@ -173,3 +173,52 @@ async fn the_listener_reconnects_after_its_backend_is_killed_and_wakes_waiters_a
     let waited = waiting.await.unwrap();
     assert!(waited < Duration::from_secs(15), "woken after {waited:?}, not by the notification");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_whose_backends_are_killed_mid_run_finishes_without_losing_or_repeating_steps() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let Some((builder, guard)) = fresh().await else { return };
+    let wf = durably_core::Workflow::builder("faults").store(builder.connect().await.unwrap()).build();
+    let executed = Arc::new(AtomicUsize::new(0));
+    let body = |executed: Arc<AtomicUsize>, app: String| async move {
+        let mut sum = 0u64;
+        for i in 0..10u64 {
+            let (executed, app) = (Arc::clone(&executed), app.clone());
+            sum += durably_core::step("work", move || {
+                let (executed, app) = (Arc::clone(&executed), app.clone());
+                async move {
+                    executed.fetch_add(1, Ordering::SeqCst);
+                    if i == 4 {
+                        // Every connection of the store, the listener's too, dies mid-run.
+                        let killed = terminate_backends(&app).await;
+                        let listener = terminate_backends(&format!("{app} listener")).await;
+                        assert!(killed >= 1 && listener == 1, "killed {killed} pooled, {listener} listener");
+                    }
+                    Ok::<_, std::io::Error>(i)
+                }
+            })
+            .step_id(format!("work-{i}"))
+            .await?;
+        }
+        Ok::<_, durably_core::Error>(sum)
+    };
+    // The run either rides over the lost connections (retried on fresh ones) or stops with a
+    // store error; executing it again then finishes it from its checkpoints.
+    let first = wf.run("r", |_ctx| body(Arc::clone(&executed), guard.0.clone())).await;
+    let total = match first {
+        Ok(total) => total,
+        Err(e @ Error::Store { .. }) => {
+            eprintln!("first execution stopped: {e}");
+            wf.run("r", |_ctx| body(Arc::clone(&executed), guard.0.clone())).await.unwrap()
+        }
+        Err(other) => panic!("unexpected error: {other:?}"),
+    };
+    assert_eq!(total, 45);
+    let steps = wf.list_steps("r").await.unwrap();
+    assert_eq!(steps.len(), 10, "every step is recorded once: {steps:?}");
+    // A step whose checkpoint write was cut off may run again; nothing else does.
+    let runs = executed.load(Ordering::SeqCst);
+    assert!((10..=11).contains(&runs), "step bodies ran {runs} times for 10 steps");
+    assert_eq!(wf.get_run("r").await.unwrap().unwrap().status, RunStatus::Completed);
+}
