@@ -9,4 +9,3 @@ durably_testkit::store_conformance_tests!(match crate::common::fixture().await {
     Some(fixture) => fixture,
     None => return,
 });
-
