@@ -228,8 +228,9 @@ impl PostgresStoreBuilder {
             return Err(invalid("pool size", "the pool needs at least one connection".to_owned()));
         }
         // tokio-postgres's parse errors do not repeat the URL, so no password leaks here.
-        let mut config = tokio_postgres::Config::from_str(&self.url)
-            .map_err(|e| invalid("PostgreSQL URL", format!("cannot parse the connection URL: {e}")))?;
+        let mut config = tokio_postgres::Config::from_str(&self.url).map_err(|e| {
+            invalid("PostgreSQL URL", format!("cannot parse the connection URL: {}", describe(&e)))
+        })?;
         if let Some(name) = &self.application_name {
             config.application_name(name);
         } else if config.get_application_name().is_none() {
@@ -289,7 +290,7 @@ struct ConnectError {
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot connect to PostgreSQL at {}: {}", self.target, self.source)
+        write!(f, "cannot connect to PostgreSQL at {}: {}", self.target, describe(&self.source))
     }
 }
 
@@ -297,6 +298,54 @@ impl std::error::Error for ConnectError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
     }
+}
+
+/// A tokio-postgres error, displayed with what it hides behind `db error` or `error connecting
+/// to server`: the server's severity, SQLSTATE, message, detail and hint, or the I/O cause.
+#[derive(Debug)]
+struct PgError {
+    text: String,
+    source: tokio_postgres::Error,
+}
+
+impl PgError {
+    fn new(source: tokio_postgres::Error) -> Self {
+        PgError { text: describe(&source), source }
+    }
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The whole story of a tokio-postgres error in one line.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(" (detail: {detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!(" (hint: {hint})"));
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn connect_error(target: &str, e: PoolError) -> Error {
@@ -344,7 +393,7 @@ fn channel_name(schema: &str) -> String {
 
 /// Brings `schema` to [`SCHEMA_VERSION`] in one transaction under an advisory lock.
 async fn migrate(client: &mut deadpool_postgres::Client, schema: &str) -> Result<()> {
-    let fail = |e: tokio_postgres::Error| Error::store("migrate", None, e);
+    let fail = |e: tokio_postgres::Error| Error::store("migrate", None, PgError::new(e));
     let s = quote_ident(schema);
     let tx = client.transaction().await.map_err(fail)?;
     // Concurrent starts queue here; the lock is released at commit or rollback.
@@ -454,9 +503,9 @@ impl Fail {
 
     fn into_error(self, op: &'static str, run_id: Option<&str>) -> Error {
         match self {
-            Fail::Pg(e) => Error::store(op, run_id, e),
+            Fail::Pg(e) => Error::store(op, run_id, PgError::new(e)),
             Fail::Pool(PoolError::Backend(e)) => {
-                Error::store(op, run_id, format!("no connection to PostgreSQL: {e}"))
+                Error::store(op, run_id, format!("no connection to PostgreSQL: {}", describe(&e)))
             }
             Fail::Pool(e) => Error::store(op, run_id, format!("no connection to PostgreSQL: {e}")),
             Fail::Store(e) => e,

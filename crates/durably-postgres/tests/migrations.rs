@@ -188,6 +188,7 @@ async fn a_refused_connection_names_host_and_port_but_not_the_password() {
     assert!(matches!(err, Error::Store { op: "connect", .. }), "{err:?}");
     assert!(text.contains("127.0.0.1:1"), "names host and port: {text}");
     assert!(text.contains("database `test`") && text.contains("user `durably`"), "{text}");
+    assert!(text.contains("refused"), "says what happened, not just `error connecting to server`: {text}");
     assert!(!text.contains("hunter2"), "never the password: {text}");
     assert!(!format!("{err:?}").contains("hunter2"), "not even in Debug: {err:?}");
 }
