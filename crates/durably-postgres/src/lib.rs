@@ -50,9 +50,11 @@
 //! `\u0000`). Next to each, a generated `jsonb` column (`input`, `output`, `value`, `payload`)
 //! holds the parsed value for your own queries (`SELECT run_id FROM durably.steps WHERE
 //! value->>'status' = 'paid'`), or NULL where the text is not valid `jsonb`. Text columns are
-//! `COLLATE "C"`, so listings order by bytes as Rust does. Ids are stored verbatim; PostgreSQL
-//! refuses an index entry over 2,704 bytes after compression, so a run id, step id or signal
-//! name of several kilobytes of incompressible text is rejected with a clear error.
+//! `COLLATE "C"`, so listings order by bytes as Rust does. Ids are stored verbatim and are
+//! keys of btree indexes, whose entries PostgreSQL caps at about 2.7 KB after compression: ids
+//! of 10 KB that compress well (repeated text) are fine, but a run id, step id or signal name
+//! of several kilobytes of random text is refused with [`Error::Store`] (SQLSTATE 54000) and
+//! nothing is written.
 //!
 //! # Migrations
 //!

@@ -1,4 +1,4 @@
-//! PostgreSQL's btree limit on index entries (2,704 bytes after compression): ids of several
+//! PostgreSQL's btree limit on index entries (about 2.7 KB after compression): ids of several
 //! kilobytes of repetitive text are stored verbatim (the conformance suite's 10 KB ids), but
 //! an id of incompressible text that large is refused with an error naming the operation and
 //! the run, and nothing is half-written.
