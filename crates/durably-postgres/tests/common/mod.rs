@@ -21,6 +21,32 @@ pub fn url() -> String {
     std::env::var("DURABLY_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
 
+/// The URL without its password, for messages.
+pub fn shown_url() -> String {
+    let url = url();
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if scheme + 3 < at => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url,
+            }
+        }
+        _ => url,
+    }
+}
+
+/// An error with its causes, as tokio-postgres's own `Display` leaves them out.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}
+
 /// A name no other test, process or earlier run uses: for schemas and application names.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -40,12 +66,17 @@ pub async fn try_raw() -> Option<tokio_postgres::Client> {
             Some(client)
         }
         Err(e) if std::env::var("DURABLY_SKIP_SERVICES").as_deref() == Ok("1") => {
-            println!("skipped: PostgreSQL at {} does not answer ({e}) and DURABLY_SKIP_SERVICES=1", url());
+            println!(
+                "skipped: PostgreSQL at {} does not answer ({}) and DURABLY_SKIP_SERVICES=1",
+                shown_url(),
+                with_causes(&e)
+            );
             None
         }
         Err(e) => panic!(
-            "PostgreSQL at {} does not answer: {e} (set DURABLY_POSTGRES_URL, or DURABLY_SKIP_SERVICES=1 to skip)",
-            url()
+            "PostgreSQL at {} does not answer: {} (set DURABLY_POSTGRES_URL, or DURABLY_SKIP_SERVICES=1 to skip)",
+            shown_url(),
+            with_causes(&e)
         ),
     }
 }
