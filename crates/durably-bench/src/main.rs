@@ -14,6 +14,8 @@
 
 #![allow(clippy::print_stdout)] // a benchmark program reports on stdout
 
+#[cfg(feature = "agent")]
+mod agents;
 mod engine;
 mod floor;
 mod python;
@@ -93,6 +95,8 @@ enum Group {
     Signal,
     /// waiting_runs (in a child process).
     Waiting,
+    /// agent_bare, agent_durable, agent_replay (feature `agent`).
+    Agent,
 }
 
 #[derive(Debug, clap::Args)]
@@ -152,6 +156,12 @@ struct Options {
     /// Rounds of steps_*, the one-row floors and store_save_step; the best is kept [default: 3; quick 1].
     #[arg(long)]
     repeat: Option<u32>,
+    /// Model calls of the agent scenarios (one tool call per turn, then the answer) [default: 20; quick 3].
+    #[arg(long)]
+    agent_turns: Option<u64>,
+    /// The mock model's latency in the agent scenarios, in milliseconds [default: 20; quick 1].
+    #[arg(long)]
+    agent_latency_ms: Option<u64>,
     /// The SQLite store's signal poll interval, in milliseconds (the library's default: 100).
     #[arg(long, default_value_t = 100)]
     poll_ms: u64,
@@ -174,6 +184,10 @@ struct Sizes {
     floor_rows: u64,
     floor_batch_rows: u64,
     repeat: u32,
+    #[cfg_attr(not(feature = "agent"), allow(dead_code))]
+    agent_turns: u64,
+    #[cfg_attr(not(feature = "agent"), allow(dead_code))]
+    agent_latency_ms: u64,
 }
 
 impl Sizes {
@@ -192,6 +206,8 @@ impl Sizes {
             floor_rows: pick(o.floor_rows, 2000, 50),
             floor_batch_rows: pick(o.floor_batch_rows, 20_000, 500),
             repeat: o.repeat.unwrap_or(if q { 1 } else { 3 }),
+            agent_turns: pick(o.agent_turns, 20, 3),
+            agent_latency_ms: pick(o.agent_latency_ms, 20, 1),
         }
     }
 }
@@ -236,6 +252,20 @@ async fn in_target(
     result
 }
 
+/// Like [`in_target`], for a scenario that gives several records.
+#[cfg(feature = "agent")]
+async fn in_target_many(
+    target: anyhow::Result<Target>,
+    f: impl AsyncFnOnce(&Target) -> anyhow::Result<Vec<Record>>,
+) -> anyhow::Result<Vec<Record>> {
+    let target = target?;
+    let result = f(&target).await;
+    if let Err(e) = target.cleanup().await {
+        eprintln!("durably-bench: could not clean up {}: {e:#}", target.namespace);
+    }
+    result
+}
+
 /// Emits a scenario's record, or a failure record naming what went wrong.
 fn emit(rep: &mut Reporter, scenario: &str, store: &str, result: anyhow::Result<Record>) {
     match result {
@@ -251,10 +281,20 @@ async fn bench(o: Options) -> anyhow::Result<()> {
     let sizes = Sizes::from(&o);
     let on = |g: Group| o.only.is_empty() || o.only.contains(&g);
     let machine_at_start = summary::machine();
-    let command = std::iter::once("cargo run --release -p durably-bench --".to_owned())
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let features: Vec<&str> = [
+        ("redis", cfg!(feature = "redis")),
+        ("postgres", cfg!(feature = "postgres")),
+        ("agent", cfg!(feature = "agent")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    let cargo = if features.is_empty() {
+        "cargo run --release -p durably-bench --".to_owned()
+    } else {
+        format!("cargo run --release -p durably-bench --features {} --", features.join(","))
+    };
+    let command = std::iter::once(cargo).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
     let tmp = tempfile::Builder::new().prefix("durably-bench-").tempdir()?;
     let dir = match &o.workdir {
         Some(d) => {
@@ -374,6 +414,24 @@ async fn bench(o: Options) -> anyhow::Result<()> {
                     signals::poll_process(t, sizes.signal_poll, o.seed).await
                 });
                 emit(&mut rep, "signal_latency_poll_process", label, r.await);
+            }
+        }
+        if on(Group::Agent) {
+            #[cfg(feature = "agent")]
+            {
+                let bare = !rep.records.iter().any(|r| r.store == agents::BARE);
+                let r = in_target_many(fresh("agent"), async |t| {
+                    let latency = Duration::from_millis(sizes.agent_latency_ms);
+                    agents::agents(t, sizes.agent_turns, latency, sizes.repeat, bare).await
+                });
+                match r.await {
+                    Ok(recs) => recs.into_iter().for_each(|r| rep.emit(r)),
+                    Err(e) => emit(&mut rep, "agent_durable", label, Err(e)),
+                }
+            }
+            #[cfg(not(feature = "agent"))]
+            if !o.only.is_empty() {
+                eprintln!("durably-bench: the agent scenarios need the `agent` feature");
             }
         }
         if on(Group::Waiting) {
