@@ -288,4 +288,27 @@ impl<S: Store> Store for CodecStore<S> {
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         self.inner.recoverable_runs(now_ms, limit).await?.into_iter().map(|r| self.decode_run(r)).collect()
     }
+
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        self.inner
+            .list_signals(run_id)
+            .await?
+            .into_iter()
+            .map(|mut s| {
+                s.payload = self.codec.decode(s.payload, run_id, None, &aad_signal(run_id, &s.name))?;
+                Ok(s)
+            })
+            .collect()
+    }
+
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        self.inner.delete_run(run_id).await
+    }
+
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        let mut encoded = update.clone();
+        encoded.output = self.enc_opt(&update.output, &aad_run(run_id, "output"))?;
+        encoded.error = self.enc_opt(&update.error, &aad_run(run_id, "error"))?;
+        self.inner.update_run_unless_cancelled(run_id, &encoded).await
+    }
 }

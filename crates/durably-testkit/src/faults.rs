@@ -46,6 +46,10 @@ pub enum Op {
     ReleaseLease,
     /// [`Store::recoverable_runs`]
     RecoverableRuns,
+    /// [`Store::list_signals`]
+    ListSignals,
+    /// [`Store::delete_run`]
+    DeleteRun,
 }
 
 impl Op {
@@ -63,6 +67,8 @@ impl Op {
             Op::AcquireLease => "acquire_lease",
             Op::ReleaseLease => "release_lease",
             Op::RecoverableRuns => "recoverable_runs",
+            Op::ListSignals => "list_signals",
+            Op::DeleteRun => "delete_run",
         }
     }
 }
@@ -223,5 +229,15 @@ impl<S: Store> Store for FaultStore<S> {
     }
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         self.call(Op::RecoverableRuns, None, self.inner.recoverable_runs(now_ms, limit)).await
+    }
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        self.call(Op::ListSignals, Some(run_id), self.inner.list_signals(run_id)).await
+    }
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        self.call(Op::DeleteRun, Some(run_id), self.inner.delete_run(run_id)).await
+    }
+    /// Counted and faulted as [`Op::UpdateRun`]: to a caller both are "the run's status write".
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        self.call(Op::UpdateRun, Some(run_id), self.inner.update_run_unless_cancelled(run_id, update)).await
     }
 }
