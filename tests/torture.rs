@@ -18,7 +18,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use durably::{Durability, Error, SqliteStore, StepStatus, Workflow};
+use std::sync::Arc;
+
+use durably::{Durability, Error, SqliteStore, StepStatus, Store, Workflow};
+
+#[path = "common/process.rs"]
+mod process;
+use process::StoreSpec;
 
 const STEPS: u32 = 40;
 const RUN_ID: &str = "torture";
@@ -28,15 +34,24 @@ fn kills_wanted() -> u32 {
     std::env::var("DURABLY_TORTURE_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(25)
 }
 
-fn durability(name: &str) -> Durability {
-    match name {
-        "normal" => Durability::Normal,
-        _ => Durability::Full,
+/// Where a torture run keeps its records: `sqlite-full:<path>`, `sqlite-normal:<path>`, or a
+/// [`StoreSpec`] (`redis:<url>#<prefix>`, `postgres:<url>#<schema>`).
+async fn open(spec: &str) -> Arc<dyn Store> {
+    let sqlite = |path: &str, d: Durability| {
+        let path = PathBuf::from(path);
+        async move { SqliteStore::builder(path).durability(d).open().await.expect("open the SQLite store") }
+    };
+    if let Some(path) = spec.strip_prefix("sqlite-full:") {
+        Arc::new(sqlite(path, Durability::Full).await)
+    } else if let Some(path) = spec.strip_prefix("sqlite-normal:") {
+        Arc::new(sqlite(path, Durability::Normal).await)
+    } else {
+        StoreSpec::parse(spec).open().await
     }
 }
 
-async fn open(db: &Path, durability: Durability) -> SqliteStore {
-    SqliteStore::builder(db).durability(durability).open().await.expect("open the SQLite store")
+fn sqlite_file(spec: &str) -> Option<&Path> {
+    spec.strip_prefix("sqlite-full:").or_else(|| spec.strip_prefix("sqlite-normal:")).map(Path::new)
 }
 
 fn log_line(log: &Path, line: &str) -> std::io::Result<()> {
@@ -90,10 +105,7 @@ async fn crash_free_output(at_most_once: bool) -> u64 {
 #[ignore = "runs only as the child process of the torture tests"]
 async fn torture_child() {
     let var = |k: &str| std::env::var(k).expect("started by a torture test");
-    let db = PathBuf::from(var("DURABLY_TORTURE_DB"));
-    let wf = Workflow::builder("torture")
-        .store(open(&db, durability(&var("DURABLY_TORTURE_DURABILITY"))).await)
-        .build();
+    let wf = Workflow::builder("torture").shared_store(open(&var("DURABLY_TORTURE_STORE")).await).build();
     let at_most_once = var("DURABLY_TORTURE_MODE") == "at_most_once";
     match the_workflow(&wf, &var("DURABLY_TORTURE_RUN"), var("DURABLY_TORTURE_LOG").into(), at_most_once)
         .await
@@ -114,8 +126,8 @@ fn integrity_check(db: &Path) {
     assert_eq!(verdict, "ok", "PRAGMA integrity_check after a kill");
 }
 
-async fn completed_steps(db: &Path, d: Durability, run_id: &str) -> BTreeSet<u32> {
-    let wf = Workflow::builder("torture").store(open(db, d).await).build();
+async fn completed_steps(spec: &str, run_id: &str) -> BTreeSet<u32> {
+    let wf = Workflow::builder("torture").shared_store(open(spec).await).build();
     wf.list_steps(run_id)
         .await
         .unwrap()
@@ -131,20 +143,12 @@ enum ChildEnd {
     Ambiguous(String),
 }
 
-fn run_child(
-    db: &Path,
-    log: &Path,
-    run_id: &str,
-    durability_name: &str,
-    mode: &str,
-    kill_after: Option<Duration>,
-) -> ChildEnd {
+fn run_child(spec: &str, log: &Path, run_id: &str, mode: &str, kill_after: Option<Duration>) -> ChildEnd {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "torture_child", "--ignored", "--nocapture", "--test-threads", "1"])
-        .env("DURABLY_TORTURE_DB", db)
+        .env("DURABLY_TORTURE_STORE", spec)
         .env("DURABLY_TORTURE_LOG", log)
         .env("DURABLY_TORTURE_RUN", run_id)
-        .env("DURABLY_TORTURE_DURABILITY", durability_name)
         .env("DURABLY_TORTURE_MODE", mode)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -186,25 +190,25 @@ struct Totals {
 /// every kill. Returns the output of the run.
 async fn torture_one_run(
     dir: &Path,
-    durability_name: &str,
+    spec: &str,
     run_id: &str,
     mode: &str,
     totals: &mut Totals,
 ) -> Option<u64> {
-    let d = durability(durability_name);
-    let db = dir.join("torture.db");
     let log = dir.join(format!("{run_id}.log"));
     // Kills land from before the first step to after the last (a run takes ~40 ms here).
     let mut attempts = 0;
     loop {
         attempts += 1;
         assert!(attempts < 500, "run {run_id} never finished");
-        let committed_before = completed_steps(&db, d, run_id).await;
+        let committed_before = completed_steps(spec, run_id).await;
         let executed_before = read_log(&log);
         let kill_after =
             if attempts > 12 { None } else { Some(Duration::from_micros(fastrand::u64(2_000..60_000))) };
-        let end = run_child(&db, &log, run_id, durability_name, mode, kill_after);
-        integrity_check(&db);
+        let end = run_child(spec, &log, run_id, mode, kill_after);
+        if let Some(db) = sqlite_file(spec) {
+            integrity_check(db);
+        }
         let executed_now = read_log(&log)[executed_before.len()..].to_vec();
         for i in &executed_now {
             if committed_before.contains(i) {
@@ -237,7 +241,7 @@ async fn torture_one_run(
                 // The step in flight at the kill: its intent was recorded, its result was not (the
                 // kill may have landed before or after the body's effect: that is the ambiguity).
                 totals.ambiguous += 1;
-                let wf = Workflow::builder("torture").store(open(&db, d).await).build();
+                let wf = Workflow::builder("torture").shared_store(open(spec).await).build();
                 let steps = wf.list_steps(run_id).await.unwrap();
                 let rec = steps.iter().find(|s| s.step_id == step).expect("the ambiguous step has a record");
                 assert_eq!(rec.status, StepStatus::Started, "{step}");
@@ -247,34 +251,74 @@ async fn torture_one_run(
     }
 }
 
-async fn torture(durability_name: &str, mode: &str) {
+/// Tortures runs on the store `spec` (with `{dir}` standing for a fresh temporary directory).
+async fn torture(label: &str, spec: &str, mode: &str) {
     let dir = tempfile::tempdir().unwrap();
+    let spec = spec.replace("{dir}", &dir.path().display().to_string());
+    let spec = spec.as_str();
     let expected = crash_free_output(mode == "at_most_once").await;
     let mut totals = Totals::default();
     let mut n = 0;
     while totals.kills < kills_wanted() {
         n += 1;
         let run_id = format!("{RUN_ID}-{n}");
-        if let Some(out) = torture_one_run(dir.path(), durability_name, &run_id, mode, &mut totals).await {
+        if let Some(out) = torture_one_run(dir.path(), spec, &run_id, mode, &mut totals).await {
             assert_eq!(out, expected, "run {run_id} finished with another output than a crash-free run");
         }
     }
-    eprintln!("torture sqlite-{durability_name} {mode}: {totals:?}");
+    eprintln!("torture {label} {mode}: {totals:?}");
     assert_eq!(totals.violations, 0, "{totals:?}");
     assert!(totals.reexecutions <= totals.kills, "{totals:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_full_survives_random_kills() {
-    torture("full", "steps").await;
+    torture("sqlite-full", "sqlite-full:{dir}/torture.db", "steps").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_normal_survives_random_kills() {
-    torture("normal", "steps").await;
+    torture("sqlite-normal", "sqlite-normal:{dir}/torture.db", "steps").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_once_steps_never_run_twice_under_kills() {
-    torture("full", "at_most_once").await;
+    torture("sqlite-full", "sqlite-full:{dir}/torture.db", "at_most_once").await;
+}
+
+/// The URL of a service for this test, or `None` (skip, printing why) when it does not answer
+/// and `DURABLY_SKIP_SERVICES=1` allows skipping; otherwise a missing server fails the test.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+fn service(var: &str, default: &str, addr: &str) -> Option<String> {
+    let url = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    let up = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_ok();
+    if !up && std::env::var("DURABLY_SKIP_SERVICES").as_deref() == Ok("1") {
+        eprintln!("skipped: nothing answers at {addr} ({var}) and DURABLY_SKIP_SERVICES=1");
+        return None;
+    }
+    assert!(up, "no server answers at {addr}: start it (see .ci/run) or set DURABLY_SKIP_SERVICES=1");
+    Some(url)
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_survives_random_kills() {
+    let Some(url) = service("DURABLY_REDIS_URL", "redis://127.0.0.1:6379", "127.0.0.1:6379") else { return };
+    let prefix = format!("torture-{:016x}", fastrand::u64(..));
+    torture("redis", &format!("redis:{url}#{prefix}"), "steps").await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_survives_random_kills() {
+    let Some(url) =
+        service("DURABLY_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test", "127.0.0.1:5432")
+    else {
+        return;
+    };
+    let schema = format!("torture_{:016x}", fastrand::u64(..));
+    torture("postgres", &format!("postgres:{url}#{schema}"), "steps").await;
+    // Leave nothing behind in the shared database.
+    let _ =
+        Command::new("psql").args([url.as_str(), "-qc", &format!("DROP SCHEMA {schema} CASCADE")]).output();
 }
