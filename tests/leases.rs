@@ -293,7 +293,44 @@ async fn a_dropped_execution_frees_the_run_for_another_engine(h: Harness) {
     assert_eq!(c.get(), 2, "the step cut short ran again (at-least-once)");
 }
 
+async fn engines_racing_for_one_run_execute_each_step_once(h: Harness) {
+    // Eight engines of one process (eight owners) start the same run at the same moment, each
+    // waiting for the lease: one executes, the others replay its outcome.
+    let c = Counter::new();
+    let start = Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let wf = Workflow::builder("test-app").shared_store(h.store()).wait_for_lease(true).build();
+        let (c, start) = (c.clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            wf.run("raced", move |_| async move {
+                let mut total = 0;
+                for i in 0..3u32 {
+                    let c = c.clone();
+                    total += durably::step("work", move || {
+                        let c = c.clone();
+                        async move {
+                            c.hit();
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            Ok::<_, std::io::Error>(i)
+                        }
+                    })
+                    .await?;
+                }
+                Ok::<_, Error>(total)
+            })
+            .await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), 3);
+    }
+    assert_eq!(c.get(), 3, "each of the three step bodies ran once in total");
+}
+
 on_every_store!(
+    engines_racing_for_one_run_execute_each_step_once,
     a_second_engine_gets_run_in_progress_naming_the_owner,
     with_wait_for_lease_a_second_engine_gets_the_result,
     renewal_keeps_a_run_longer_than_its_ttl_owned,

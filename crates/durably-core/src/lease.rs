@@ -37,6 +37,29 @@ static OWNERS_HERE: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::de
 /// in the background: a lease of a local owner that is not listed here is abandoned.
 static LIVE_HERE: LazyLock<Mutex<HashSet<(String, String)>>> = LazyLock::new(Default::default);
 
+/// An entry of [`LIVE_HERE`] for an acquire in progress: removed on drop unless kept.
+struct LiveMark(Option<(String, String)>);
+
+impl LiveMark {
+    fn new(key: (String, String)) -> LiveMark {
+        lock(&LIVE_HERE).insert(key.clone());
+        LiveMark(Some(key))
+    }
+
+    /// The lease was acquired: the entry stays until the hold is released.
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for LiveMark {
+    fn drop(&mut self) {
+        if let Some(key) = self.0.take() {
+            lock(&LIVE_HERE).remove(&key);
+        }
+    }
+}
+
 /// Notes that an engine of this process uses `owner`.
 pub(crate) fn register_owner(owner: &str) {
     lock(&OWNERS_HERE).insert(owner.to_owned());
@@ -175,11 +198,16 @@ pub(crate) async fn acquire(
     wait: bool,
 ) -> Result<LeaseHold> {
     let mut logged = false;
+    let key = (owner.to_owned(), run_id.to_owned());
     loop {
+        // Listed as live *before* the store call: another engine of this process that finds
+        // this owner's lease in the store meanwhile must not take it for abandoned. Unlisted
+        // again unless the lease was acquired (also if this future is dropped mid-call).
+        let mark = LiveMark::new(key.clone());
         let sent = Instant::now();
         match store.acquire_lease(run_id, owner, ttl, now_ms()).await? {
             LeaseOutcome::Acquired => {
-                lock(&LIVE_HERE).insert((owner.to_owned(), run_id.to_owned()));
+                mark.keep();
                 tracing::debug!(target: "durably", owner, ttl_ms = ttl.as_millis() as u64, "lease acquired");
                 return Ok(LeaseHold {
                     store: store.clone(),

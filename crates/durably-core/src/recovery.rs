@@ -112,6 +112,7 @@ impl RecoveryReport {
 
 /// A worker started by [`Workflow::worker`]: recovers runs in the background until shut down.
 #[derive(Debug)]
+#[must_use = "dropping the handle stops the worker at once"]
 pub struct WorkerHandle {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
