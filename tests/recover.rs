@@ -57,6 +57,13 @@ async fn bill(order: String) -> anyhow::Result<u32> {
     Ok(1)
 }
 
+#[durably::workflow(id = "approve-{tag}")]
+async fn approve(tag: String) -> anyhow::Result<String> {
+    let pre = record(tag, "pre".into()).await?;
+    let ok: bool = durably::signal("ok").await?;
+    Ok(format!("{pre} {ok}"))
+}
+
 /// A workflow whose argument cannot be rebuilt from JSON (it serializes, but does not
 /// deserialize).
 #[derive(serde::Serialize, Clone)]
@@ -278,6 +285,45 @@ async fn an_argument_that_cannot_be_deserialized_is_reported_not_executed(h: Har
     assert_eq!(logged(&tag).len(), 1, "nothing ran again");
 }
 
+async fn a_run_that_was_waiting_on_a_signal_is_recovered_and_waits_again(h: Harness) {
+    let tag = format!("w1-{:?}", h.kind);
+    let run_id = format!("approve-{tag}");
+    let (a, faulty) = crashing_engine(&h);
+    let task = tokio::spawn({
+        let (a, tag) = (a.clone(), tag.clone());
+        async move {
+            let _ = approve(&a, tag).await;
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while a.get_run(&run_id).await.unwrap().map(|r| r.status) != Some(RunStatus::Waiting) {
+        assert!(tokio::time::Instant::now() < deadline, "the run never started waiting");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    faulty.fail_from(Op::AcquireLease, 1);
+    faulty.fail_from(Op::ReleaseLease, 1);
+    task.abort();
+    let _ = task.await;
+    wait_past_ttl().await;
+
+    let b = h.wf();
+    b.register::<approve>();
+    let report = b.recover().await.unwrap();
+    assert_eq!(report.resumed, std::slice::from_ref(&run_id));
+    // The resumed run waits for its signal again, under B's lease.
+    let waiting = tokio::spawn(report.join());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while b.get_run(&run_id).await.unwrap().map(|r| r.status) != Some(RunStatus::Waiting) {
+        assert!(tokio::time::Instant::now() < deadline, "the recovered run never waited again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!waiting.is_finished());
+    assert!(b.complete(&run_id, "ok", &true).await.unwrap());
+    let results = waiting.await.unwrap();
+    assert_eq!(results[0].1.as_deref().unwrap(), format!("\"pre({tag}) true\""));
+    assert_eq!(logged(&tag), [format!("{tag}/pre")], "the step before the wait replayed");
+}
+
 async fn a_worker_recovers_runs_until_shut_down(h: Harness) {
     let order = format!("o4-{:?}", h.kind);
     crash_mid_run(&h, &order, |a| {
@@ -344,6 +390,7 @@ on_every_store!(
     finished_and_live_runs_are_left_alone,
     a_closure_workflow_registered_with_register_fn_is_recovered,
     an_argument_that_cannot_be_deserialized_is_reported_not_executed,
+    a_run_that_was_waiting_on_a_signal_is_recovered_and_waits_again,
     a_worker_recovers_runs_until_shut_down,
     run_worker_stops_when_its_shutdown_future_resolves,
 );
