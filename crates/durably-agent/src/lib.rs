@@ -13,6 +13,7 @@
 mod approval;
 mod config;
 mod error;
+mod failure;
 mod hash;
 pub mod pipeline;
 mod tool;
@@ -20,6 +21,7 @@ mod tool;
 pub use approval::Approval;
 pub use config::TaskConfig;
 pub use error::ModelError;
+pub use failure::model_error_of;
 pub use hash::{canonical_json, request_hash};
 pub use tool::{DurableTool, durable_tool};
 

@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::client;
-use super::failure::{RecordedModelError, attempt_error, model_error};
+use super::failure::model_error;
 use super::stream::{Accumulator, Sink, StreamEvent, drive};
 use super::tools::{Tool, ToolError};
+use crate::failure::{RecordedModelError, attempt_error};
 use crate::{Approval, ModelError, TaskConfig, request_hash};
 
 /// The default number of model calls an agent run may make.

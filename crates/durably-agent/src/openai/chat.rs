@@ -5,7 +5,8 @@ use async_openai::config::Config;
 use async_openai::types::chat::{CreateChatCompletionRequest, CreateChatCompletionResponse};
 use durably_core::TaskCall;
 
-use super::failure::{attempt_error, model_error};
+use super::failure::model_error;
+use crate::failure::attempt_error;
 use crate::{TaskConfig, request_hash};
 
 /// Makes `client.chat().create(request)` a step: see [`DurableChat::create`].

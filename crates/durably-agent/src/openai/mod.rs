@@ -80,9 +80,9 @@ mod failure;
 mod stream;
 mod tools;
 
+pub use crate::failure::model_error_of;
 pub use agent::{AgentRun, DEFAULT_MAX_TURNS, OpenAiAgent, OpenAiAgentBuilder, Usage};
 pub use chat::{DurableChat, durable_chat};
-pub use failure::model_error_of;
 pub use stream::StreamEvent;
 pub use tools::Tool;
 

@@ -104,7 +104,7 @@ use rig_core::streaming::{Item, StreamEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use failure::model_error_of;
+pub use crate::failure::model_error_of;
 pub use rig_agent;
 pub use rig_core;
 pub use stream::{AgentEvent, AgentStream};

@@ -16,8 +16,9 @@ use rig_core::serve::adapters::ModelAdapter;
 use rig_core::serve::{Dispatch, Reply, Serve, StreamTap, stream_truncated};
 use rig_core::streaming::Relayed;
 
-use super::failure::{attempt_error, model_error};
+use super::failure::model_error;
 use super::invocation::Invocation;
+use crate::failure::attempt_error;
 use crate::request_hash;
 
 /// The route label the durable handler is registered under (`using_model`).
