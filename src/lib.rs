@@ -113,12 +113,12 @@ pub use durably_core::{
     Workflow, WorkflowBuilder, backoff, current_step, idempotency_key, now_ms, signal, signal_timeout, sleep,
     step,
 };
-pub use durably_macros::{task, workflow};
 /// `#[durably::durable_pipeline]` is [`workflow`] under its python-durable name, for multi-agent
 /// pipelines: agent runs (`durably::agent::openai::OpenAiAgent::run`, the rig `DurableAgent`)
 /// called in its body are part of its run, each model call and tool call a step of it. See
 /// `durably::agent::pipeline`.
 pub use durably_macros::workflow as durable_pipeline;
+pub use durably_macros::{task, workflow};
 
 #[doc(hidden)]
 pub use durably_core::private as __private;
