@@ -62,8 +62,36 @@ pub(crate) fn watch(ctx: RunContext) -> CancelWatch {
 /// cancellation found there cancels the run in memory too and is returned as
 /// [`Error::Cancelled`].
 pub(crate) async fn update_unless_cancelled(ctx: &RunContext, update: &RunUpdate) -> Result<()> {
+    settle_pending(ctx).await?;
     let store = &ctx.inner.engine.store;
-    if store.update_run_unless_cancelled(ctx.run_id(), update).await? {
+    let applied = store.update_run_unless_cancelled(ctx.run_id(), update).await?;
+    applied_or_cancelled(ctx, applied)
+}
+
+/// Starts a status write without waiting for it: for the run going back to `running` after a
+/// signal, so that the resumed run does not wait for a second durable commit after the
+/// delivery's. The next status write of the run ([`update_unless_cancelled`]) awaits it first
+/// and reports its outcome, so status writes keep their order on every store. If the process
+/// dies before it lands, the run stays `waiting`, which recovery resumes like `running`.
+pub(crate) async fn update_unless_cancelled_later(ctx: &RunContext, update: RunUpdate) -> Result<()> {
+    settle_pending(ctx).await?;
+    let store = ctx.inner.engine.store.clone();
+    let run_id = ctx.run_id().to_owned();
+    let write = tokio::spawn(async move { store.update_run_unless_cancelled(&run_id, &update).await });
+    *ctx.inner.pending_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(write);
+    Ok(())
+}
+
+/// Awaits the status write started by [`update_unless_cancelled_later`], if any.
+pub(crate) async fn settle_pending(ctx: &RunContext) -> Result<()> {
+    let pending = ctx.inner.pending_status.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(write) = pending else { return Ok(()) };
+    let applied = write.await.map_err(|e| Error::store("update_run", Some(ctx.run_id()), e))??;
+    applied_or_cancelled(ctx, applied)
+}
+
+fn applied_or_cancelled(ctx: &RunContext, applied: bool) -> Result<()> {
+    if applied {
         Ok(())
     } else {
         ctx.cancel();

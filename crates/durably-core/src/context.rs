@@ -44,6 +44,9 @@ pub(crate) struct RunState {
     /// Wakes signal waits and sleeps of this run (a delivered signal, a cancellation, a lost
     /// lease).
     pub(crate) wake: Notify,
+    /// A status write started without waiting for it (the run going back to `running` after a
+    /// signal): the next status write awaits it first, so status writes stay in order.
+    pub(crate) pending_status: Mutex<Option<tokio::task::JoinHandle<Result<bool>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -65,6 +68,7 @@ impl RunContext {
                 cancelled: AtomicBool::new(false),
                 lease,
                 wake: Notify::new(),
+                pending_status: Mutex::new(None),
             }),
         }
     }

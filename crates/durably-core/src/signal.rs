@@ -124,7 +124,10 @@ async fn wait_signal(ctx: &RunContext, name: &str, deadline_ms: Option<i64>) -> 
         }
     };
     if marked_waiting && !ctx.is_cancelled() && !ctx.lease_lost() {
-        crate::cancel::update_unless_cancelled(ctx, &RunUpdate::new(RunStatus::Running, now_ms())).await?;
+        // Not awaited: the resumed run goes on after one durable commit (the delivery's), and
+        // the next status write of the run waits for this one first.
+        crate::cancel::update_unless_cancelled_later(ctx, RunUpdate::new(RunStatus::Running, now_ms()))
+            .await?;
     }
     result
 }
