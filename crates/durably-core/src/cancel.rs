@@ -9,7 +9,10 @@
 //! or sleep within one poll interval. Each status change the engine makes for an executing run
 //! (`waiting`, back to `running`, `completed`, `failed`) goes through
 //! [`Store::update_run_unless_cancelled`](crate::Store::update_run_unless_cancelled), so a
-//! cancellation that lands between two polls is never overwritten: the run stops there.
+//! cancellation that lands between two polls is never overwritten: the run stops there. The
+//! write back to `running` after a signal is started without being awaited (so a resumed run
+//! waits for one durable commit, not two); the run's next status write awaits it first, and a
+//! cancellation it finds stops the run then, or the watcher's next poll does.
 
 use std::time::Duration;
 
