@@ -300,12 +300,8 @@ pub(crate) fn release_lease(conn: &Connection, run_id: &str, owner: &str) -> Res
 pub(crate) fn recoverable_runs(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>, Fail> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(RECOVERABLE_RUNS)?;
-    let mut rows = stmt.query(params![now_ms, limit])?;
-    let mut runs = Vec::new();
-    while let Some(row) = rows.next()? {
-        runs.push(decode_run(row)?);
-    }
-    Ok(runs)
+    let rows = stmt.query(params![now_ms, limit])?;
+    collect(rows, decode_run)
 }
 
 /// One run.
@@ -324,7 +320,7 @@ pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<Run
     let limit = filter.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
     let status = filter.status.map(RunStatus::as_str);
     let mut stmt;
-    let mut rows = match (status, filter.workflow.as_deref()) {
+    let rows = match (status, filter.workflow.as_deref()) {
         (None, None) => {
             stmt = conn.prepare_cached(list_runs_sql!(""))?;
             stmt.query(params![limit])?
@@ -342,33 +338,21 @@ pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<Run
             stmt.query(params![limit, status, workflow])?
         }
     };
-    let mut runs = Vec::new();
-    while let Some(row) = rows.next()? {
-        runs.push(decode_run(row)?);
-    }
-    Ok(runs)
+    collect(rows, decode_run)
 }
 
 /// A run's steps in the order they started, then by step id.
 pub(crate) fn list_steps(conn: &Connection, run_id: &str) -> Result<Vec<StepRecord>, Fail> {
     let mut stmt = conn.prepare_cached(LIST_STEPS)?;
-    let mut rows = stmt.query([run_id])?;
-    let mut steps = Vec::new();
-    while let Some(row) = rows.next()? {
-        steps.push(decode_step(run_id, row)?);
-    }
-    Ok(steps)
+    let rows = stmt.query([run_id])?;
+    collect(rows, |row| decode_step(run_id, row))
 }
 
 /// A run's signals, in delivery order.
 pub(crate) fn list_signals(conn: &Connection, run_id: &str) -> Result<Vec<SignalRecord>, Fail> {
     let mut stmt = conn.prepare_cached(LIST_SIGNALS)?;
-    let mut rows = stmt.query([run_id])?;
-    let mut signals = Vec::new();
-    while let Some(row) = rows.next()? {
-        signals.push(decode_signal(run_id, row)?);
-    }
-    Ok(signals)
+    let rows = stmt.query([run_id])?;
+    collect(rows, |row| decode_signal(run_id, row))
 }
 
 /// The payload of one delivered signal.
@@ -390,6 +374,18 @@ pub(crate) fn get_signal(conn: &Connection, run_id: &str, name: &str) -> Result<
 
 fn corrupt(run_id: &str, step_id: Option<&str>, detail: String) -> Fail {
     Fail::Store(Error::Corrupt { run_id: run_id.to_owned(), step_id: step_id.map(str::to_owned), detail })
+}
+
+/// Decodes every row of `rows` with `decode`.
+fn collect<T>(
+    mut rows: rusqlite::Rows<'_>,
+    mut decode: impl FnMut(&Row<'_>) -> Result<T, Fail>,
+) -> Result<Vec<T>, Fail> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
 }
 
 fn decode_run(row: &Row<'_>) -> Result<RunRecord, Fail> {
