@@ -180,27 +180,55 @@ async fn the_signal_deadline_survives_a_restart(h: Harness) {
 }
 
 async fn durable_sleep_waits_only_for_what_is_left(h: Harness) {
-    let wf = h.wf();
-    let first = wf.run("nap-1", |_| async {
-        durably::sleep(Duration::from_millis(400)).await?;
+    const HOUR: Duration = Duration::from_secs(3600);
+    let nap = || async {
+        durably::sleep(HOUR).await?;
         Ok::<_, Error>("woke".to_string())
-    });
-    assert!(tokio::time::timeout(Duration::from_millis(250), first).await.is_err());
-    let start = std::time::Instant::now();
-    let out = h
-        .wf()
-        .run("nap-1", |_| async {
-            durably::sleep(Duration::from_millis(400)).await?;
-            Ok::<_, Error>("woke".to_string())
-        })
+    };
+    // The first execution records its wake time, then "crashes" (is dropped) mid-sleep.
+    let wf = h.wf();
+    let first = tokio::spawn(async move { wf.run("nap-1", |_| nap()).await });
+    let wake_of = |steps: Vec<durably::StepRecord>| {
+        steps
+            .into_iter()
+            .find(|s| s.step_id == "sleep")
+            .and_then(|s| s.value)
+            .map(|v| v.parse::<i64>().unwrap())
+    };
+    let recorded = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(wake) = wake_of(h.wf().list_steps("nap-1").await.unwrap()) {
+                return wake;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the sleep step was never recorded");
+    assert!(recorded >= durably::now_ms() + 3_500_000, "the wake time is an hour away: {recorded}");
+    first.abort();
+    let _ = first.await;
+
+    // Most of the hour "passes" while the process is down: the recorded wake time is 200 ms away.
+    let wake = durably::now_ms() + 200;
+    let mut rec =
+        durably::StepRecord::new("sleep", "sleep", durably::StepStatus::Completed, durably::now_ms());
+    rec.value = Some(wake.to_string());
+    h.store().save_step("nap-1", &rec).await.unwrap();
+
+    // The restarted run sleeps until the recorded time, not for another hour (the timeout only
+    // guards against a hang: sleeping the whole duration again would take an hour).
+    let out = tokio::time::timeout(Duration::from_secs(60), h.wf().run("nap-1", |_| nap()))
         .await
+        .expect("the restarted run slept the whole duration again")
         .unwrap();
     assert_eq!(out, "woke");
-    let waited = start.elapsed();
-    assert!(waited >= Duration::from_millis(100), "woke too early: {waited:?}");
-    assert!(waited < Duration::from_millis(330), "slept the whole duration again: {waited:?}");
-    let steps = wf.list_steps("nap-1").await.unwrap();
-    assert_eq!((steps[0].step_id.as_str(), steps[0].name.as_str()), ("sleep", "sleep"));
+    assert!(durably::now_ms() >= wake, "woke before the recorded wake time");
+    assert_eq!(
+        wake_of(h.wf().list_steps("nap-1").await.unwrap()),
+        Some(wake),
+        "the wake time is not recorded again"
+    );
 }
 
 async fn signals_outside_a_run_are_an_error(_h: Harness) {
