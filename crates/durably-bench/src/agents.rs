@@ -3,7 +3,8 @@
 //!
 //! - `agent_bare`: the plain rig agent, nothing recorded.
 //! - `agent_durable`: the same agent as a `DurableAgent` (`run_with_id`): every model call and
-//!   every tool call is a step.
+//!   every tool call is a step. On every store the bare agent runs again, round for round with
+//!   the durable one, and `overhead_pct` compares the medians of those same rounds.
 //! - `agent_replay`: a run whose model and tool calls are all recorded but which did not
 //!   complete (its workflow stopped after the agent), executed again: every call comes from the
 //!   store and the mock server must see no request.
@@ -104,62 +105,70 @@ pub(crate) async fn agents(
     .tool_config(TaskConfig::new(0, constant(0.0)));
 
     let label = target.kind.label();
-    let mut best_bare: Option<Duration> = None;
-    let mut best_durable: Option<Duration> = None;
+    let mut bare_runs = Vec::new();
+    let mut durable_runs = Vec::new();
     let mut errors = 0;
-    // Alternate the two, so that both see the same machine.
-    for round in 0..repeat.max(1) {
-        if bare {
-            script(&mock, turns);
-            let agent =
-                AgentBuilder::new(model(&mock)).preamble("You are terse.").tool(Add(calls.clone())).build();
-            let before = mock.requests();
-            let t0 = Instant::now();
-            let out = agent.prompt(PROMPT).max_turns(turns as usize + 5).await;
-            let d = t0.elapsed();
-            match out {
-                Ok(_) if (mock.requests() - before) as u64 == turns => {
-                    best_bare = Some(best_bare.map_or(d, |b| b.min(d)));
+    // The bare agent and the durable one take turns, in alternating order, so that both see the
+    // same machine; the ratio is of their medians, which one slow round does not move.
+    let rounds = agent_rounds(repeat);
+    for round in 0..rounds {
+        for durable_first in [round % 2 == 1, round % 2 == 0] {
+            if durable_first {
+                script(&mock, turns);
+                let before = mock.requests();
+                let t0 = Instant::now();
+                let out = durable.run_with_id(PROMPT, format!("agent-{round}")).await;
+                let d = t0.elapsed();
+                match out {
+                    Ok(r) if r.output == "done" && (mock.requests() - before) as u64 == turns => {
+                        durable_runs.push(d)
+                    }
+                    Ok(r) => {
+                        errors += 1;
+                        eprintln!(
+                            "durably-bench: the durable agent answered {:?} after {} calls",
+                            r.output,
+                            mock.requests() - before
+                        );
+                    }
+                    Err(e) => bail!("the durable agent failed: {e}"),
                 }
-                Ok(_) => bail!("the bare agent made {} model calls, not {turns}", mock.requests() - before),
-                Err(e) => bail!("the bare agent failed: {e}"),
+            } else {
+                script(&mock, turns);
+                let agent = AgentBuilder::new(model(&mock))
+                    .preamble("You are terse.")
+                    .tool(Add(calls.clone()))
+                    .build();
+                let before = mock.requests();
+                let t0 = Instant::now();
+                let out = agent.prompt(PROMPT).max_turns(turns as usize + 5).await;
+                let d = t0.elapsed();
+                match out {
+                    Ok(_) if (mock.requests() - before) as u64 == turns => bare_runs.push(d),
+                    Ok(_) => {
+                        bail!("the bare agent made {} model calls, not {turns}", mock.requests() - before)
+                    }
+                    Err(e) => bail!("the bare agent failed: {e}"),
+                }
             }
-        }
-        script(&mock, turns);
-        let before = mock.requests();
-        let t0 = Instant::now();
-        let out = durable.run_with_id(PROMPT, format!("agent-{round}")).await;
-        let d = t0.elapsed();
-        match out {
-            Ok(r) if r.output == "done" && (mock.requests() - before) as u64 == turns => {
-                best_durable = Some(best_durable.map_or(d, |b| b.min(d)));
-            }
-            Ok(r) => {
-                errors += 1;
-                eprintln!(
-                    "durably-bench: the durable agent answered {:?} after {} calls",
-                    r.output,
-                    mock.requests() - before
-                );
-            }
-            Err(e) => bail!("the durable agent failed: {e}"),
         }
     }
     let mut out = Vec::new();
-    if let Some(b) = best_bare {
+    let median_bare = median(&mut bare_runs);
+    if bare && let Some(b) = median_bare {
         out.push(
             Record::throughput("agent_bare", BARE, turns, b)
                 .with("latency_ms", latency.as_millis() as u64)
-                .with("repeat", repeat),
+                .with("rounds", rounds),
         );
     }
-    if let Some(d) = best_durable {
+    if let Some(d) = median(&mut durable_runs) {
         let mut rec = Record::throughput("agent_durable", label, turns, d)
             .errors(errors)
             .with("latency_ms", latency.as_millis() as u64)
-            .with("repeat", repeat);
-        if let Some(b) = best_bare {
-            rec = rec.with(
+            .with("rounds", rounds);
+        if let Some(b) = median_bare {
+            rec = rec.with("bare_ms", crate::report::round(b.as_secs_f64() * 1e3, 3)).with(
                 "overhead_pct",
                 crate::report::round((d.as_secs_f64() / b.as_secs_f64() - 1.0) * 100.0, 2),
             );
@@ -198,6 +207,18 @@ pub(crate) async fn agents(
             .with("repeat", repeat),
     );
     Ok(out)
+}
+
+/// Rounds of the bare and durable agents: three per `--repeat`, so that the median of a few
+/// hundred milliseconds per run is stable against the machine's noise.
+fn agent_rounds(repeat: u32) -> u32 {
+    repeat.max(1) * 3
+}
+
+/// The median of `samples` (sorting them).
+fn median(samples: &mut [Duration]) -> Option<Duration> {
+    samples.sort();
+    samples.get(samples.len() / 2).copied()
 }
 
 const STOP: &str = "bench: stop after the agent so that the run stays resumable";

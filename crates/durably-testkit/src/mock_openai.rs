@@ -319,7 +319,8 @@ impl MockOpenAi {
         self
     }
 
-    /// Waits this long before answering each request (simulated model latency).
+    /// Waits this long before answering each request (simulated model latency), to within a
+    /// thread's sleep (tens of microseconds), not the millisecond of Tokio's timer.
     pub fn latency(&self, latency: Duration) -> &Self {
         *lock(&self.shared.latency) = latency;
         self
@@ -375,7 +376,12 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, headers: HeaderMap,
     };
     let latency = *lock(&shared.latency);
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        // A thread's sleep, not Tokio's timer: the timer rounds up to the next millisecond,
+        // which would add up to 1 ms of noise to every simulated model call.
+        let slept = tokio::task::spawn_blocking(move || std::thread::sleep(latency)).await;
+        if slept.is_err() {
+            tokio::time::sleep(latency).await;
+        }
     }
     let Some(reply) = reply else {
         return error_response_typed(
