@@ -25,6 +25,8 @@ use durably::{Durability, Error, SqliteStore, StepStatus, Store, Workflow};
 #[path = "common/process.rs"]
 mod process;
 use process::StoreSpec;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+use process::service;
 
 const STEPS: u32 = 40;
 const RUN_ID: &str = "torture";
@@ -284,20 +286,6 @@ async fn sqlite_normal_survives_random_kills() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_once_steps_never_run_twice_under_kills() {
     torture("sqlite-full", "sqlite-full:{dir}/torture.db", "at_most_once").await;
-}
-
-/// The URL of a service for this test, or `None` (skip, printing why) when it does not answer
-/// and `DURABLY_SKIP_SERVICES=1` allows skipping; otherwise a missing server fails the test.
-#[cfg(any(feature = "redis", feature = "postgres"))]
-fn service(var: &str, default: &str, addr: &str) -> Option<String> {
-    let url = std::env::var(var).unwrap_or_else(|_| default.to_owned());
-    let up = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_ok();
-    if !up && std::env::var("DURABLY_SKIP_SERVICES").as_deref() == Ok("1") {
-        eprintln!("skipped: nothing answers at {addr} ({var}) and DURABLY_SKIP_SERVICES=1");
-        return None;
-    }
-    assert!(up, "no server answers at {addr}: start it (see .ci/run) or set DURABLY_SKIP_SERVICES=1");
-    Some(url)
 }
 
 #[cfg(feature = "redis")]

@@ -216,3 +216,18 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The URL of a service for a test, from `var` or `default`, or `None` (skip, printing why)
+/// when nothing answers at `addr` and `DURABLY_SKIP_SERVICES=1` allows skipping; otherwise a
+/// missing server fails the test.
+pub fn service(var: &str, default: &str, addr: &str) -> Option<String> {
+    let url = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
+    let up = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok();
+    if !up && std::env::var("DURABLY_SKIP_SERVICES").as_deref() == Ok("1") {
+        eprintln!("skipped: nothing answers at {addr} ({var}) and DURABLY_SKIP_SERVICES=1");
+        return None;
+    }
+    assert!(up, "no server answers at {addr}: start it (see .ci/run) or set DURABLY_SKIP_SERVICES=1");
+    Some(url)
+}

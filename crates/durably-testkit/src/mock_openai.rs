@@ -2,7 +2,8 @@
 //!
 //! [`MockOpenAi::start`] binds an axum server to `127.0.0.1:0` on the current tokio runtime and
 //! answers `POST /v1/chat/completions` (also `POST /chat/completions`) from a FIFO script of
-//! [`MockReply`]s, counting every request it receives. Point a client at
+//! [`MockReply`]s, or from a [responder](#responders) that computes the reply from the request,
+//! counting every request it receives. Point a client at
 //! [`MockOpenAi::base_url`] (`http://127.0.0.1:PORT/v1`). The server stops when the
 //! `MockOpenAi` is dropped.
 //!
@@ -29,8 +30,33 @@
 //!
 //! Generated responses carry an id `chatcmpl-mock-N`, the request's `model`, and `usage`
 //! counts (about one token per four characters of the request's messages and of the reply).
-//! When the script is empty the server answers HTTP 500 with a message saying the script ran
-//! out; that request is counted too.
+//! When the script is empty and no responder is set the server answers HTTP 500 with a message
+//! saying the script ran out; that request is counted too.
+//!
+//! # Responders
+//!
+//! A FIFO script needs the number and order of requests known in advance. A run that crashes
+//! and resumes does not have that: a request in flight at the crash is sent again, recorded
+//! ones are not. [`MockOpenAi::responder`] (or [`MockOpenAi::respond_with`] on a running
+//! server) answers with a function of the request body instead, so a reply depends only on the
+//! conversation so far, as a real model's would:
+//!
+//! ```ignore
+//! // One tool call per turn until three tool results are in, then the answer.
+//! let mock = MockOpenAi::responder(|req: &serde_json::Value| {
+//!     let messages = req["messages"].as_array().cloned().unwrap_or_default();
+//!     let results = messages.iter().filter(|m| m["role"] == "tool").count();
+//!     if results < 3 {
+//!         MockReply::tool_calls([("work", serde_json::json!({ "n": results + 1 }))])
+//!     } else {
+//!         MockReply::text("all done")
+//!     }
+//! })
+//! .await;
+//! ```
+//!
+//! Scripted replies still come first: the responder answers the requests the script has no
+//! reply for, so a test can push a `429` in front of a responder.
 //!
 //! # Streaming
 //!
@@ -197,12 +223,16 @@ fn resolve_fixture(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
+/// Computes the reply to a request from its JSON body.
+type Responder = Arc<dyn Fn(&Value) -> MockReply + Send + Sync>;
+
 #[derive(Default)]
 struct Shared {
     script: Mutex<VecDeque<MockReply>>,
     bodies: Mutex<Vec<Value>>,
     headers: Mutex<Vec<Vec<(String, String)>>>,
     latency: Mutex<Duration>,
+    responder: Mutex<Option<Responder>>,
     next_call_id: AtomicU64,
     next_completion_id: AtomicU64,
 }
@@ -225,6 +255,7 @@ impl std::fmt::Debug for MockOpenAi {
             .field("addr", &self.addr)
             .field("requests", &self.requests())
             .field("remaining", &self.remaining())
+            .field("responder", &lock(&self.shared.responder).is_some())
             .finish()
     }
 }
@@ -276,6 +307,26 @@ impl MockOpenAi {
         let mock = Self::try_start().await?;
         mock.push_fixture(path)?;
         Ok(mock)
+    }
+
+    /// Starts a server that answers every request with `reply(request body)` (see
+    /// [Responders](self#responders)).
+    ///
+    /// # Panics
+    ///
+    /// As [`MockOpenAi::start`].
+    pub async fn responder(reply: impl Fn(&Value) -> MockReply + Send + Sync + 'static) -> MockOpenAi {
+        let mock = Self::start().await;
+        mock.respond_with(reply);
+        mock
+    }
+
+    /// Answers the requests the script has no reply for with `reply(request body)`, replacing
+    /// any earlier responder (see [Responders](self#responders)). The function runs on the
+    /// server's tasks, once per such request.
+    pub fn respond_with(&self, reply: impl Fn(&Value) -> MockReply + Send + Sync + 'static) -> &Self {
+        *lock(&self.shared.responder) = Some(Arc::new(reply));
+        self
     }
 
     /// Appends the replies of the fixture file at `path` to the script.
@@ -374,6 +425,14 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, headers: HeaderMap,
         lock(&shared.headers).push(headers);
         (bodies.len(), lock(&shared.script).pop_front())
     };
+    // The responder runs outside the locks: it is the caller's code.
+    let reply = match reply {
+        Some(reply) => Some(reply),
+        None => {
+            let responder = lock(&shared.responder).clone();
+            responder.map(|respond| respond(&request))
+        }
+    };
     let latency = *lock(&shared.latency);
     if !latency.is_zero() {
         // A thread's sleep, not Tokio's timer: the timer rounds up to the next millisecond,
@@ -388,7 +447,7 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, headers: HeaderMap,
             500,
             &format!(
                 "mock OpenAI script ran out: request #{number} has no scripted reply \
-                 (push more MockReply values or extend the fixture)"
+                 (push more MockReply values, extend the fixture or set a responder)"
             ),
             "mock_script_exhausted",
         );
@@ -803,6 +862,75 @@ mod tests {
         assert_eq!(status, 200);
         // A lower bound only: the answer cannot come before the simulated latency.
         assert!(started.elapsed() >= Duration::from_millis(150));
+    }
+
+    fn tool_results(req: &Value) -> usize {
+        req["messages"].as_array().map_or(0, |m| m.iter().filter(|m| m["role"] == "tool").count())
+    }
+
+    fn conversation(tool_results: usize) -> Value {
+        let mut messages = vec![json!({ "role": "user", "content": "work" })];
+        for n in 1..=tool_results {
+            messages.push(json!({ "role": "tool", "tool_call_id": format!("c{n}"), "content": "ok" }));
+        }
+        json!({ "model": "gpt-test", "messages": messages })
+    }
+
+    #[tokio::test]
+    async fn a_responder_answers_from_the_request_in_any_order_and_counts() {
+        let mock = MockOpenAi::responder(|req| {
+            let done = tool_results(req);
+            if done < 2 {
+                MockReply::tool_calls([("work", json!({ "n": done + 1 }))])
+            } else {
+                MockReply::text(format!("finished after {done} results"))
+            }
+        })
+        .await;
+        // Out of order and repeated, as after a crash: each answer depends on the request only.
+        for results in [2, 0, 1, 1, 0] {
+            let (status, body) = post(&mock, conversation(results)).await;
+            assert_eq!(status, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let message = &v["choices"][0]["message"];
+            if results < 2 {
+                assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+                assert_eq!(message["tool_calls"][0]["function"]["name"], "work");
+                let args: Value =
+                    serde_json::from_str(message["tool_calls"][0]["function"]["arguments"].as_str().unwrap())
+                        .unwrap();
+                assert_eq!(args, json!({ "n": results + 1 }));
+            } else {
+                assert_eq!(message["content"], "finished after 2 results");
+            }
+        }
+        assert_eq!(mock.requests(), 5);
+        assert_eq!(tool_results(&mock.received()[1]), 0);
+        // Streaming requests get the same computed reply as events.
+        let (status, body) = post(&mock, request(true)).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("\"tool_calls\"") && body.ends_with("data: [DONE]\n\n"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn scripted_replies_come_before_the_responder() {
+        let mock = MockOpenAi::start().await;
+        mock.push(MockReply::status(429, "slow down"));
+        mock.respond_with(|_| MockReply::text("computed"));
+        let (status, _) = post(&mock, request(false)).await;
+        assert_eq!(status, 429);
+        for _ in 0..2 {
+            let (status, body) = post(&mock, request(false)).await;
+            assert_eq!(status, 200);
+            assert!(body.contains("computed"), "{body}");
+        }
+        // A later responder replaces the first; a pushed reply still goes first.
+        mock.respond_with(|_| MockReply::status(503, "down"));
+        mock.push(MockReply::text("scripted"));
+        assert!(post(&mock, request(false)).await.1.contains("scripted"));
+        assert_eq!(post(&mock, request(false)).await.0, 503);
+        assert_eq!(mock.requests(), 5);
+        assert_eq!(mock.remaining(), 0);
     }
 
     #[tokio::test]
