@@ -100,9 +100,13 @@ struct SoakArgs {
     /// Seconds between progress lines [default: 10, shorter for a soak under 30 s].
     #[arg(long)]
     interval_secs: Option<u64>,
-    /// Runs kept open at once.
+    /// Runs open at once, at most.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Runs started per second (a steady arrival rate); without it, a new run starts as soon
+    /// as one ends (saturation).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Seconds between purges of finished runs [default: 5, at most the interval].
     #[arg(long)]
     purge_every_secs: Option<u64>,
@@ -139,6 +143,7 @@ impl SoakArgs {
             secs(self.purge_every_secs),
             secs(self.purge_age_secs),
             self.seed,
+            self.rate,
         )
     }
 }

@@ -56,13 +56,15 @@ use crate::waiting::status_mb;
 
 /// How long one run may take, from its start to its checked end, before it counts as lost.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most runs the last purge deletes; more are left to the store's cleanup.
+const LAST_PURGE_MAX: u64 = 20_000;
 /// Errors printed as they happen; later ones are only counted.
 const PRINTED_ERRORS: u64 = 20;
 /// Errors kept for the JSON line.
 const KEPT_ERRORS: usize = 10;
 
 /// The soak's settings after defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct SoakConfig {
     pub(crate) duration: Duration,
     pub(crate) interval: Duration,
@@ -70,6 +72,8 @@ pub(crate) struct SoakConfig {
     pub(crate) purge_every: Duration,
     pub(crate) purge_age: Duration,
     pub(crate) seed: u64,
+    /// Runs started per second at most; `None`: as fast as `concurrency` allows.
+    pub(crate) rate: Option<f64>,
 }
 
 impl SoakConfig {
@@ -83,6 +87,7 @@ impl SoakConfig {
         purge_every: Option<Duration>,
         purge_age: Option<Duration>,
         seed: u64,
+        rate: Option<f64>,
     ) -> SoakConfig {
         let interval = interval.unwrap_or_else(|| Duration::from_secs(10).min((duration / 3).max(Duration::from_secs(1))));
         let interval = interval.max(Duration::from_millis(100));
@@ -93,6 +98,7 @@ impl SoakConfig {
             purge_every: purge_every.unwrap_or_else(|| Duration::from_secs(5).min(interval)).max(Duration::from_millis(100)),
             purge_age: purge_age.unwrap_or_else(|| Duration::from_secs(5).min(interval * 2)),
             seed,
+            rate: rate.filter(|r| r.is_finite() && *r > 0.0),
         }
     }
 }
@@ -206,7 +212,8 @@ struct Shared {
 #[derive(Debug)]
 enum Event {
     Done { latency: Duration, error: Option<String> },
-    Purged(Result<(usize, usize), String>),
+    /// Runs deleted and runs left in the store, and how long the purge took.
+    Purged(Result<(usize, usize), String>, Duration),
 }
 
 /// Latencies in buckets 2 % wide (from 1 µs to about 80 min), so that the soak's own memory
@@ -270,6 +277,8 @@ pub(crate) struct Interval {
     /// Runs in the store as of the last purge.
     pub(crate) stored: Option<u64>,
     pub(crate) purged: u64,
+    /// The longest purge that ended in the interval.
+    pub(crate) purge_ms: Option<f64>,
     pub(crate) errors: u64,
     pub(crate) load: String,
 }
@@ -279,7 +288,7 @@ impl Interval {
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"));
         format!(
             "durably-bench: soak {store}: t={:>5.0}s runs {:>6} ({:>7.1}/s) steps {:>8.1}/s p50 {} p99 {} \
-             rss {:.1} MB open {} stored {} purged {} errors {} load {}",
+             rss {:.1} MB open {} stored {} purged {} (purge {}) errors {} load {}",
             self.elapsed_s,
             self.runs,
             self.runs_per_s,
@@ -290,6 +299,7 @@ impl Interval {
             self.open,
             self.stored.map_or_else(|| "-".to_owned(), |s| s.to_string()),
             self.purged,
+            ms(self.purge_ms),
             self.errors,
             self.load,
         )
@@ -302,6 +312,7 @@ struct Current {
     runs: u64,
     errors: u64,
     purged: u64,
+    purge_ms: Option<f64>,
     steps_before: u64,
     hist: Histogram,
 }
@@ -374,7 +385,8 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
     let mut purging = false;
     let mut total = Histogram::new();
     let mut cur =
-        Current { since: start, runs: 0, errors: 0, purged: 0, steps_before: 0, hist: Histogram::new() };
+        Current { since: start, runs: 0, errors: 0, purged: 0, purge_ms: None, steps_before: 0, hist: Histogram::new() };
+    let mut purge_ms_max = 0f64;
     let mut intervals: Vec<Interval> = Vec::new();
 
     let mut note_error = |e: String, errors: &mut u64| {
@@ -404,6 +416,7 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
             open: started - ended,
             stored,
             purged: cur.purged,
+            purge_ms: cur.purge_ms,
             errors: cur.errors,
             load: crate::summary::load(),
         };
@@ -411,6 +424,7 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
         cur.runs = 0;
         cur.errors = 0;
         cur.purged = 0;
+        cur.purge_ms = None;
         cur.steps_before = steps;
         cur.hist.reset();
         iv
@@ -424,6 +438,7 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
                     purged: &mut u64,
                     stored: &mut Option<u64>,
                     purging: &mut bool,
+                    purge_ms_max: &mut f64,
                     note: &mut dyn FnMut(String, &mut u64)| match ev {
         Event::Done { latency, error } => {
             *ended += 1;
@@ -435,8 +450,11 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
                 note(e, errors);
             }
         }
-        Event::Purged(result) => {
+        Event::Purged(result, took) => {
             *purging = false;
+            let ms = round(took.as_secs_f64() * 1e3, 1);
+            cur.purge_ms = Some(cur.purge_ms.unwrap_or(0.0).max(ms));
+            *purge_ms_max = purge_ms_max.max(ms);
             match result {
                 Ok((deleted, in_store)) => {
                     *purged += deleted as u64;
@@ -452,20 +470,26 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
     };
 
     eprintln!(
-        "durably-bench: soak {label}: {:.0} s, {} runs open at once, a line every {:.1} s, purge every {:.1} s \
-         of runs finished {:.1} s ago",
+        "durably-bench: soak {label}: {:.0} s, {} runs/s, at most {} open at once, a line every {:.1} s, \
+         purge every {:.1} s of runs finished {:.1} s ago",
         cfg.duration.as_secs_f64(),
+        cfg.rate.map_or_else(|| "as many".to_owned(), |r| format!("{r}")),
         cfg.concurrency,
         cfg.interval.as_secs_f64(),
         cfg.purge_every.as_secs_f64(),
         cfg.purge_age.as_secs_f64()
     );
     loop {
+        // With a rate, run `n` starts at `n / rate` seconds into the soak.
+        let next_at = cfg.rate.map(|r| {
+            tokio::time::Instant::from_std(start + Duration::from_secs_f64(started as f64 / r))
+        });
+        let paced = next_at.is_some_and(|at| at > tokio::time::Instant::now());
         tokio::select! {
             biased;
             Some(ev) = rx.recv() => {
                 on_event(ev, &mut cur, &mut total, &mut ended, &mut errors, &mut purged, &mut stored,
-                    &mut purging, &mut note_error);
+                    &mut purging, &mut purge_ms_max, &mut note_error);
             }
             _ = tokio::time::sleep_until(deadline) => break,
             _ = tick.tick() => {
@@ -478,7 +502,8 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
                 purges += 1;
                 spawn_purge(wf.clone(), cfg.purge_age, tx.clone());
             }
-            permit = permits.clone().acquire_owned() => {
+            _ = tokio::time::sleep_until(next_at.unwrap_or(deadline)), if paced => {}
+            permit = permits.clone().acquire_owned(), if !paced => {
                 let Ok(permit) = permit else { break };
                 let plan = Plan::new(started, &mut rng);
                 started += 1;
@@ -510,6 +535,7 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
                 &mut purged,
                 &mut stored,
                 &mut purging,
+                &mut purge_ms_max,
                 &mut note_error,
             ),
             Ok(None) | Err(_) => break,
@@ -551,15 +577,25 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
             &mut errors,
         );
     }
-    // A last purge of everything finished leaves the store empty.
-    let last = wf.purge(Duration::ZERO, &[]).await.context("the last purge")? as u64;
-    if last != remaining - unfinished.min(remaining) {
-        note_error(format!("the last purge deleted {last} runs of the {remaining} left"), &mut errors);
+    // A last purge of everything finished leaves the store empty (unless it holds so many runs
+    // that deleting them one by one would outlast the soak: the store goes with its
+    // namespace or file anyway).
+    let last_purge = Instant::now();
+    let mut last = None;
+    if remaining <= LAST_PURGE_MAX {
+        let deleted = wf.purge(Duration::ZERO, &[]).await.context("the last purge")? as u64;
+        if deleted != remaining - unfinished.min(remaining) {
+            note_error(format!("the last purge deleted {deleted} runs of the {remaining} left"), &mut errors);
+        }
+        let left = wf.list_runs(&RunFilter::new()).await.context("listing the runs after the last purge")?.len();
+        if left as u64 != unfinished {
+            note_error(format!("{left} runs are left after the last purge"), &mut errors);
+        }
+        last = Some(deleted);
+    } else {
+        eprintln!("durably-bench: soak {label}: {remaining} runs left in the store; no last purge of them");
     }
-    let left = wf.list_runs(&RunFilter::new()).await.context("listing the runs after the last purge")?.len();
-    if left as u64 != unfinished {
-        note_error(format!("{left} runs are left after the last purge"), &mut errors);
-    }
+    let last_purge = last_purge.elapsed();
 
     let first = intervals.first();
     let last_iv = intervals.last();
@@ -574,9 +610,13 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
         .with("steps", steps_in_soak)
         .with("steps_per_s", round(steps_in_soak as f64 / soaked.as_secs_f64().max(1e-9), 1))
         .with("concurrency", cfg.concurrency as u64)
+        .with("rate", cfg.rate)
         .with("mix", Value::Object(mix))
         .with("purges", purges)
         .with("purged", purged)
+        .with("purge_ms_max", purge_ms_max)
+        .with("last_purge_runs", last)
+        .with("last_purge_ms", round(last_purge.as_secs_f64() * 1e3, 1))
         .with("drain_ms", round(drain.as_secs_f64() * 1e3, 1))
         .with("runs_per_s_first", first.map_or(0.0, |iv| iv.runs_per_s))
         .with("runs_per_s_last", last_iv.map_or(0.0, |iv| iv.runs_per_s))
@@ -600,6 +640,7 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
 
 fn spawn_purge(wf: Workflow, age: Duration, tx: mpsc::UnboundedSender<Event>) {
     tokio::spawn(async move {
+        let t0 = Instant::now();
         let result = async {
             let deleted = wf.purge(age, &[]).await.map_err(|e| format!("purge: {e}"))?;
             let in_store =
@@ -607,7 +648,7 @@ fn spawn_purge(wf: Workflow, age: Duration, tx: mpsc::UnboundedSender<Event>) {
             Ok((deleted, in_store.len()))
         }
         .await;
-        let _ = tx.send(Event::Purged(result));
+        let _ = tx.send(Event::Purged(result, t0.elapsed()));
     });
 }
 
@@ -936,6 +977,7 @@ mod tests {
             open: 0,
             stored: None,
             purged: 0,
+            purge_ms: None,
             errors: 0,
             load: String::new(),
         }
@@ -957,15 +999,15 @@ mod tests {
 
     #[test]
     fn defaults_scale_down_for_a_short_soak() {
-        let c = SoakConfig::new(Duration::from_secs(300), None, 64, None, None, 1);
+        let c = SoakConfig::new(Duration::from_secs(300), None, 64, None, None, 1, None);
         assert_eq!(c.interval, Duration::from_secs(10));
         assert_eq!(c.purge_every, Duration::from_secs(5));
         assert_eq!(c.purge_age, Duration::from_secs(5));
-        let c = SoakConfig::new(Duration::from_secs(3), None, 64, None, None, 1);
+        let c = SoakConfig::new(Duration::from_secs(3), None, 64, None, None, 1, None);
         assert_eq!(c.interval, Duration::from_secs(1));
         assert_eq!(c.purge_every, Duration::from_secs(1));
         assert_eq!(c.purge_age, Duration::from_secs(2));
-        let c = SoakConfig::new(Duration::from_secs(3), Some(Duration::from_secs(2)), 0, None, None, 1);
+        let c = SoakConfig::new(Duration::from_secs(3), Some(Duration::from_secs(2)), 0, None, None, 1, None);
         assert_eq!((c.interval, c.concurrency), (Duration::from_secs(2), 1), "explicit values win");
     }
 
@@ -985,7 +1027,7 @@ mod tests {
     async fn a_short_soak_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let target = Target::fresh(StoreKind::Memory, dir.path(), "soak", Duration::from_millis(100)).unwrap();
-        let cfg = SoakConfig::new(Duration::from_millis(1500), None, 16, None, None, 3);
+        let cfg = SoakConfig::new(Duration::from_millis(1500), None, 16, None, None, 3, None);
         let r = soak(&target, &cfg).await.unwrap();
         let rec = &r.record;
         assert_eq!(rec.errors, 0, "{:?}", rec.extra.get("first_errors"));
