@@ -393,7 +393,11 @@ async fn soak_all(args: SoakArgs) -> anyhow::Result<()> {
         tables.extend(table);
     }
     if !args.json_only {
-        println!("\n## durably soak\n\n`{}`\n\nMachine at start: {machine_at_start}; at the end: load average {}.", command_line(), summary::load());
+        println!(
+            "\n## durably soak\n\n`{}`\n\nMachine at start: {machine_at_start}; at the end: load average {}.",
+            command_line(),
+            summary::load()
+        );
         for t in tables {
             println!("{t}");
         }

@@ -3,12 +3,15 @@
 //! of the normal benchmark, because it takes minutes:
 //!
 //! ```text
-//! cargo run --release -p durably-bench --features redis,postgres -- soak --minutes 5 --stores sqlite-full,postgres
+//! cargo run --release -p durably-bench --features redis,postgres -- soak --minutes 5 --rate 200 --stores sqlite-full,postgres
 //! cargo run -p durably-bench --all-features -- soak --seconds 3 --stores sqlite-full,sqlite-normal,memory,redis,postgres
 //! ```
 //!
-//! For the whole duration it keeps `--concurrency` runs open on one engine, starting a new one
-//! as soon as one ends. Out of every 20 runs started:
+//! For the whole duration it keeps runs going on one engine, at most `--concurrency` open at
+//! once: with `--rate N`, N runs start each second (a steady arrival rate, the usual soak);
+//! without it, a new run starts as soon as one ends (saturation, a stress test: on SQLite with
+//! `Durability::Full` runs then end faster than a purge, one commit per deleted run, deletes
+//! them, and the store grows). Out of every 20 runs started:
 //!
 //! - 10 `steps`: three steps, then done;
 //! - 2 `signal`: a step, then a wait on a signal that the same engine delivers 0–50 ms after the
@@ -89,13 +92,16 @@ impl SoakConfig {
         seed: u64,
         rate: Option<f64>,
     ) -> SoakConfig {
-        let interval = interval.unwrap_or_else(|| Duration::from_secs(10).min((duration / 3).max(Duration::from_secs(1))));
+        let interval = interval
+            .unwrap_or_else(|| Duration::from_secs(10).min((duration / 3).max(Duration::from_secs(1))));
         let interval = interval.max(Duration::from_millis(100));
         SoakConfig {
             duration,
             interval,
             concurrency: concurrency.max(1),
-            purge_every: purge_every.unwrap_or_else(|| Duration::from_secs(5).min(interval)).max(Duration::from_millis(100)),
+            purge_every: purge_every
+                .unwrap_or_else(|| Duration::from_secs(5).min(interval))
+                .max(Duration::from_millis(100)),
             purge_age: purge_age.unwrap_or_else(|| Duration::from_secs(5).min(interval * 2)),
             seed,
             rate: rate.filter(|r| r.is_finite() && *r > 0.0),
@@ -184,7 +190,9 @@ struct Plan {
 impl Plan {
     fn new(i: u64, rng: &mut Rng) -> Plan {
         let kind = MIX[(i % MIX.len() as u64) as usize];
-        let ms = |lo: f64, hi: f64, rng: &mut Rng| Duration::from_secs_f64((lo + (hi - lo) * rng.next_f64()) / 1e3);
+        let ms = |lo: f64, hi: f64, rng: &mut Rng| {
+            Duration::from_secs_f64((lo + (hi - lo) * rng.next_f64()) / 1e3)
+        };
         let delay = match kind {
             Kind::Signal | Kind::SignalOther | Kind::Cancel => ms(0.0, 50.0, rng),
             Kind::Sleep => ms(20.0, 200.0, rng),
@@ -211,7 +219,10 @@ struct Shared {
 /// What the run tasks and the purger report to the driver.
 #[derive(Debug)]
 enum Event {
-    Done { latency: Duration, error: Option<String> },
+    Done {
+        latency: Duration,
+        error: Option<String>,
+    },
     /// Runs deleted and runs left in the store, and how long the purge took.
     Purged(Result<(usize, usize), String>, Duration),
 }
@@ -317,6 +328,122 @@ struct Current {
     hist: Histogram,
 }
 
+/// What the driver counts: runs ended, errors, purges, the interval being measured.
+struct Tally {
+    label: &'static str,
+    start: Instant,
+    ended: u64,
+    errors: u64,
+    kept_errors: Vec<String>,
+    purged: u64,
+    /// Runs in the store as of the last purge.
+    stored: Option<u64>,
+    purging: bool,
+    purge_ms_max: f64,
+    total: Histogram,
+    cur: Current,
+    intervals: Vec<Interval>,
+}
+
+impl Tally {
+    fn new(label: &'static str, start: Instant) -> Tally {
+        Tally {
+            label,
+            start,
+            ended: 0,
+            errors: 0,
+            kept_errors: Vec::new(),
+            purged: 0,
+            stored: None,
+            purging: false,
+            purge_ms_max: 0.0,
+            total: Histogram::new(),
+            cur: Current {
+                since: start,
+                runs: 0,
+                errors: 0,
+                purged: 0,
+                purge_ms: None,
+                steps_before: 0,
+                hist: Histogram::new(),
+            },
+            intervals: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, e: String) {
+        self.errors += 1;
+        self.cur.errors += 1;
+        if self.errors <= PRINTED_ERRORS {
+            eprintln!("durably-bench: soak {}: {e}", self.label);
+        }
+        if self.kept_errors.len() < KEPT_ERRORS {
+            self.kept_errors.push(e);
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Done { latency, error } => {
+                self.ended += 1;
+                self.cur.runs += 1;
+                self.cur.hist.record(latency);
+                self.total.record(latency);
+                if let Some(e) = error {
+                    self.note(e);
+                }
+            }
+            Event::Purged(result, took) => {
+                self.purging = false;
+                let ms = round(took.as_secs_f64() * 1e3, 1);
+                self.cur.purge_ms = Some(self.cur.purge_ms.unwrap_or(0.0).max(ms));
+                self.purge_ms_max = self.purge_ms_max.max(ms);
+                match result {
+                    Ok((deleted, in_store)) => {
+                        self.purged += deleted as u64;
+                        self.cur.purged += deleted as u64;
+                        self.stored = Some(in_store as u64);
+                    }
+                    Err(e) => self.note(e),
+                }
+            }
+        }
+    }
+
+    /// Ends the current interval: prints its line and keeps it.
+    fn close(&mut self, started: u64, steps: u64) {
+        let now = Instant::now();
+        let cur = &mut self.cur;
+        let secs = now.duration_since(cur.since).as_secs_f64();
+        let per_s = |v: u64| if secs > 0.0 { round(v as f64 / secs, 1) } else { 0.0 };
+        let iv = Interval {
+            elapsed_s: round(now.duration_since(self.start).as_secs_f64(), 1),
+            secs: round(secs, 2),
+            runs: cur.runs,
+            runs_per_s: per_s(cur.runs),
+            steps_per_s: per_s(steps.saturating_sub(cur.steps_before)),
+            p50_ms: cur.hist.percentile_us(50.0).map(|v| round(v / 1e3, 2)),
+            p99_ms: cur.hist.percentile_us(99.0).map(|v| round(v / 1e3, 2)),
+            rss_mb: round(status_mb("VmRSS:").unwrap_or(0.0), 1),
+            open: started - self.ended,
+            stored: self.stored,
+            purged: cur.purged,
+            purge_ms: cur.purge_ms,
+            errors: cur.errors,
+            load: crate::summary::load(),
+        };
+        cur.since = now;
+        cur.runs = 0;
+        cur.errors = 0;
+        cur.purged = 0;
+        cur.purge_ms = None;
+        cur.steps_before = steps;
+        cur.hist.reset();
+        eprintln!("{}", iv.line(self.label));
+        self.intervals.push(iv);
+    }
+}
+
 /// The least-squares slope of `y` over `x`; `None` without two distinct `x`.
 pub(crate) fn slope(points: &[(f64, f64)]) -> Option<f64> {
     let n = points.len() as f64;
@@ -368,7 +495,8 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
 
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + cfg.duration);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::from_std(start + cfg.interval), cfg.interval);
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::from_std(start + cfg.interval), cfg.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut purge_tick =
         tokio::time::interval_at(tokio::time::Instant::from_std(start + cfg.purge_every), cfg.purge_every);
@@ -376,98 +504,8 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
 
     let mut started = 0u64;
     let mut by_kind = [0u64; KINDS.len()];
-    let mut ended = 0u64;
-    let mut errors = 0u64;
-    let mut kept_errors: Vec<String> = Vec::new();
-    let mut purged = 0u64;
     let mut purges = 0u64;
-    let mut stored: Option<u64> = None;
-    let mut purging = false;
-    let mut total = Histogram::new();
-    let mut cur =
-        Current { since: start, runs: 0, errors: 0, purged: 0, purge_ms: None, steps_before: 0, hist: Histogram::new() };
-    let mut purge_ms_max = 0f64;
-    let mut intervals: Vec<Interval> = Vec::new();
-
-    let mut note_error = |e: String, errors: &mut u64| {
-        *errors += 1;
-        if *errors <= PRINTED_ERRORS {
-            eprintln!("durably-bench: soak {label}: {e}");
-        }
-        if kept_errors.len() < KEPT_ERRORS {
-            kept_errors.push(e);
-        }
-    };
-
-    let close = |cur: &mut Current, started: u64, ended: u64, stored: Option<u64>, steps: u64| {
-        let now = Instant::now();
-        let secs = now.duration_since(cur.since).as_secs_f64();
-        let per_s = |v: u64| if secs > 0.0 { round(v as f64 / secs, 1) } else { 0.0 };
-        let steps_done = steps.saturating_sub(cur.steps_before);
-        let iv = Interval {
-            elapsed_s: round(now.duration_since(start).as_secs_f64(), 1),
-            secs: round(secs, 2),
-            runs: cur.runs,
-            runs_per_s: per_s(cur.runs),
-            steps_per_s: per_s(steps_done),
-            p50_ms: cur.hist.percentile_us(50.0).map(|v| round(v / 1e3, 2)),
-            p99_ms: cur.hist.percentile_us(99.0).map(|v| round(v / 1e3, 2)),
-            rss_mb: round(status_mb("VmRSS:").unwrap_or(0.0), 1),
-            open: started - ended,
-            stored,
-            purged: cur.purged,
-            purge_ms: cur.purge_ms,
-            errors: cur.errors,
-            load: crate::summary::load(),
-        };
-        cur.since = now;
-        cur.runs = 0;
-        cur.errors = 0;
-        cur.purged = 0;
-        cur.purge_ms = None;
-        cur.steps_before = steps;
-        cur.hist.reset();
-        iv
-    };
-
-    let on_event = |ev: Event,
-                    cur: &mut Current,
-                    total: &mut Histogram,
-                    ended: &mut u64,
-                    errors: &mut u64,
-                    purged: &mut u64,
-                    stored: &mut Option<u64>,
-                    purging: &mut bool,
-                    purge_ms_max: &mut f64,
-                    note: &mut dyn FnMut(String, &mut u64)| match ev {
-        Event::Done { latency, error } => {
-            *ended += 1;
-            cur.runs += 1;
-            cur.hist.record(latency);
-            total.record(latency);
-            if let Some(e) = error {
-                cur.errors += 1;
-                note(e, errors);
-            }
-        }
-        Event::Purged(result, took) => {
-            *purging = false;
-            let ms = round(took.as_secs_f64() * 1e3, 1);
-            cur.purge_ms = Some(cur.purge_ms.unwrap_or(0.0).max(ms));
-            *purge_ms_max = purge_ms_max.max(ms);
-            match result {
-                Ok((deleted, in_store)) => {
-                    *purged += deleted as u64;
-                    cur.purged += deleted as u64;
-                    *stored = Some(in_store as u64);
-                }
-                Err(e) => {
-                    cur.errors += 1;
-                    note(e, errors);
-                }
-            }
-        }
-    };
+    let mut t = Tally::new(label, start);
 
     eprintln!(
         "durably-bench: soak {label}: {:.0} s, {} runs/s, at most {} open at once, a line every {:.1} s, \
@@ -481,24 +519,19 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
     );
     loop {
         // With a rate, run `n` starts at `n / rate` seconds into the soak.
-        let next_at = cfg.rate.map(|r| {
-            tokio::time::Instant::from_std(start + Duration::from_secs_f64(started as f64 / r))
-        });
+        let next_at = cfg
+            .rate
+            .map(|r| tokio::time::Instant::from_std(start + Duration::from_secs_f64(started as f64 / r)));
         let paced = next_at.is_some_and(|at| at > tokio::time::Instant::now());
         tokio::select! {
             biased;
-            Some(ev) = rx.recv() => {
-                on_event(ev, &mut cur, &mut total, &mut ended, &mut errors, &mut purged, &mut stored,
-                    &mut purging, &mut purge_ms_max, &mut note_error);
-            }
+            Some(ev) = rx.recv() => t.on_event(ev),
             _ = tokio::time::sleep_until(deadline) => break,
             _ = tick.tick() => {
-                let iv = close(&mut cur, started, ended, stored, shared.steps.load(Ordering::Relaxed));
-                eprintln!("{}", iv.line(label));
-                intervals.push(iv);
+                t.close(started, shared.steps.load(Ordering::Relaxed));
             }
-            _ = purge_tick.tick(), if !purging => {
-                purging = true;
+            _ = purge_tick.tick(), if !t.purging => {
+                t.purging = true;
                 purges += 1;
                 spawn_purge(wf.clone(), cfg.purge_age, tx.clone());
             }
@@ -513,10 +546,8 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
         }
     }
     // The last, partial interval, unless it is too short to say anything.
-    if cur.since.elapsed() >= cfg.interval / 4 || intervals.is_empty() {
-        let iv = close(&mut cur, started, ended, stored, shared.steps.load(Ordering::Relaxed));
-        eprintln!("{}", iv.line(label));
-        intervals.push(iv);
+    if t.cur.since.elapsed() >= cfg.interval / 4 || t.intervals.is_empty() {
+        t.close(started, shared.steps.load(Ordering::Relaxed));
     }
     let soaked = start.elapsed();
     let steps_in_soak = shared.steps.load(Ordering::Relaxed);
@@ -524,27 +555,19 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
     // Drain: every started run reports (its own timeout bounds it), and the purge in flight.
     let drain_start = Instant::now();
     let drain_limit = RUN_TIMEOUT + Duration::from_secs(30);
-    while ended < started || purging {
+    while t.ended < started || t.purging {
         match tokio::time::timeout(drain_limit.saturating_sub(drain_start.elapsed()), rx.recv()).await {
-            Ok(Some(ev)) => on_event(
-                ev,
-                &mut cur,
-                &mut total,
-                &mut ended,
-                &mut errors,
-                &mut purged,
-                &mut stored,
-                &mut purging,
-                &mut purge_ms_max,
-                &mut note_error,
-            ),
+            Ok(Some(ev)) => t.on_event(ev),
             Ok(None) | Err(_) => break,
         }
     }
     let drain = drain_start.elapsed();
-    let mut lost = started - ended;
+    let mut lost = started - t.ended;
     if lost > 0 {
-        note_error(format!("{lost} runs never reported an end within {} s of the soak's end", drain_limit.as_secs()), &mut errors);
+        t.note(format!(
+            "{lost} runs never reported an end within {} s of the soak's end",
+            drain_limit.as_secs()
+        ));
     }
 
     // Audit: the store holds only finished runs that the soak started, and those plus the
@@ -552,30 +575,34 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
     let remaining = wf.list_runs(&RunFilter::new()).await.context("listing the runs left at the end")?;
     let mut unfinished = 0u64;
     for run in &remaining {
-        let known = run.run_id.strip_prefix("soak-").and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n < started);
+        let known =
+            run.run_id.strip_prefix("soak-").and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n < started);
         if !known {
-            note_error(format!("run {} is in the store but the soak never started it", run.run_id), &mut errors);
+            t.note(format!("run {} is in the store but the soak never started it", run.run_id));
         } else if !run.status.is_final() {
             unfinished += 1;
             if unfinished <= 3 {
-                note_error(format!("run {} is still {} at the end", run.run_id, run.status), &mut errors);
+                t.note(format!("run {} is still {} at the end", run.run_id, run.status));
             }
         }
     }
+    if unfinished > 3 {
+        t.note(format!("{} more runs are not finished at the end", unfinished - 3));
+    }
     let remaining = remaining.len() as u64;
-    let accounted = remaining + purged;
+    let accounted = remaining + t.purged;
     if accounted < started {
         let missing = started - accounted;
         lost = lost.max(missing);
-        note_error(
-            format!("{missing} runs are missing: {started} started, {remaining} in the store, {purged} purged"),
-            &mut errors,
-        );
+        let purged = t.purged;
+        t.note(format!(
+            "{missing} runs are missing: {started} started, {remaining} in the store, {purged} purged"
+        ));
     } else if accounted > started {
-        note_error(
-            format!("more runs than started: {started} started, {remaining} in the store, {purged} purged"),
-            &mut errors,
-        );
+        let purged = t.purged;
+        t.note(format!(
+            "more runs than started: {started} started, {remaining} in the store, {purged} purged"
+        ));
     }
     // A last purge of everything finished leaves the store empty (unless it holds so many runs
     // that deleting them one by one would outlast the soak: the store goes with its
@@ -585,11 +612,12 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
     if remaining <= LAST_PURGE_MAX {
         let deleted = wf.purge(Duration::ZERO, &[]).await.context("the last purge")? as u64;
         if deleted != remaining - unfinished.min(remaining) {
-            note_error(format!("the last purge deleted {deleted} runs of the {remaining} left"), &mut errors);
+            t.note(format!("the last purge deleted {deleted} runs of the {remaining} left"));
         }
-        let left = wf.list_runs(&RunFilter::new()).await.context("listing the runs after the last purge")?.len();
+        let left =
+            wf.list_runs(&RunFilter::new()).await.context("listing the runs after the last purge")?.len();
         if left as u64 != unfinished {
-            note_error(format!("{left} runs are left after the last purge"), &mut errors);
+            t.note(format!("{left} runs are left after the last purge"));
         }
         last = Some(deleted);
     } else {
@@ -597,13 +625,14 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
     }
     let last_purge = last_purge.elapsed();
 
+    let intervals = std::mem::take(&mut t.intervals);
     let first = intervals.first();
     let last_iv = intervals.last();
     let (rss_slope, rss_grew) = rss_trend(&intervals);
     let mix: serde_json::Map<String, Value> =
         KINDS.iter().map(|k| (k.name().to_owned(), json!(by_kind[k.index()]))).collect();
-    let mut rec = Record::throughput("soak", label, ended, soaked)
-        .errors(errors)
+    let mut rec = Record::throughput("soak", label, t.ended, soaked)
+        .errors(t.errors)
         .with("duration_s", round(soaked.as_secs_f64(), 1))
         .with("started", started)
         .with("lost", lost)
@@ -613,8 +642,8 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
         .with("rate", cfg.rate)
         .with("mix", Value::Object(mix))
         .with("purges", purges)
-        .with("purged", purged)
-        .with("purge_ms_max", purge_ms_max)
+        .with("purged", t.purged)
+        .with("purge_ms_max", t.purge_ms_max)
         .with("last_purge_runs", last)
         .with("last_purge_ms", round(last_purge.as_secs_f64() * 1e3, 1))
         .with("drain_ms", round(drain.as_secs_f64() * 1e3, 1))
@@ -630,10 +659,10 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
         .with("rss_slope_mb_per_min", rss_slope.map(|s| round(s, 3)))
         .with("rss_grew", rss_grew)
         .with("intervals", serde_json::to_value(&intervals)?);
-    rec.p50_us = total.percentile_us(50.0).map(|v| round(v, 1));
-    rec.p99_us = total.percentile_us(99.0).map(|v| round(v, 1));
-    if !kept_errors.is_empty() {
-        rec = rec.with("first_errors", kept_errors);
+    rec.p50_us = t.total.percentile_us(50.0).map(|v| round(v, 1));
+    rec.p99_us = t.total.percentile_us(99.0).map(|v| round(v, 1));
+    if !t.kept_errors.is_empty() {
+        rec = rec.with("first_errors", t.kept_errors);
     }
     Ok(SoakResult { record: rec, intervals })
 }
@@ -643,8 +672,10 @@ fn spawn_purge(wf: Workflow, age: Duration, tx: mpsc::UnboundedSender<Event>) {
         let t0 = Instant::now();
         let result = async {
             let deleted = wf.purge(age, &[]).await.map_err(|e| format!("purge: {e}"))?;
-            let in_store =
-                wf.list_runs(&RunFilter::new()).await.map_err(|e| format!("listing runs after a purge: {e}"))?;
+            let in_store = wf
+                .list_runs(&RunFilter::new())
+                .await
+                .map_err(|e| format!("listing runs after a purge: {e}"))?;
             Ok((deleted, in_store.len()))
         }
         .await;
@@ -652,7 +683,12 @@ fn spawn_purge(wf: Workflow, age: Duration, tx: mpsc::UnboundedSender<Event>) {
     });
 }
 
-fn spawn_run(shared: Arc<Shared>, plan: Plan, permit: OwnedSemaphorePermit, tx: mpsc::UnboundedSender<Event>) {
+fn spawn_run(
+    shared: Arc<Shared>,
+    plan: Plan,
+    permit: OwnedSemaphorePermit,
+    tx: mpsc::UnboundedSender<Event>,
+) {
     tokio::spawn(async move {
         let t0 = Instant::now();
         let error = match tokio::time::timeout(RUN_TIMEOUT, one(&shared, plan)).await {
@@ -705,12 +741,15 @@ fn check_output(got: durably::Result<u64>, want: u64) -> Result<(), String> {
 }
 
 /// Checks the run's stored record against what it should be.
-async fn check_stored(wf: &Workflow, run_id: &str, status: RunStatus, output: Option<u64>) -> Result<(), String> {
-    let run = wf
-        .get_run(run_id)
-        .await
-        .map_err(|e| format!("reading its record: {e}"))?
-        .ok_or_else(|| "its record is gone before it was checked (purged too early? raise --purge-age-secs)".to_owned())?;
+async fn check_stored(
+    wf: &Workflow,
+    run_id: &str,
+    status: RunStatus,
+    output: Option<u64>,
+) -> Result<(), String> {
+    let run = wf.get_run(run_id).await.map_err(|e| format!("reading its record: {e}"))?.ok_or_else(|| {
+        "its record is gone before it was checked (purged too early? raise --purge-age-secs)".to_owned()
+    })?;
     if run.status != status {
         return Err(format!("stored as {}, expected {status}", run.status));
     }
@@ -809,7 +848,9 @@ async fn one(s: &Shared, p: Plan) -> Result<(), String> {
             let recorded = wf.list_steps(&rid).await.map_err(|e| format!("listing its steps: {e}"))?;
             match recorded.iter().find(|st| st.step_id == "flaky") {
                 Some(st) if st.attempts == 3 => {}
-                Some(st) => return Err(format!("step flaky is recorded with {} attempts, expected 3", st.attempts)),
+                Some(st) => {
+                    return Err(format!("step flaky is recorded with {} attempts, expected 3", st.attempts));
+                }
                 None => return Err("step flaky is not recorded".to_owned()),
             }
         }
@@ -873,8 +914,7 @@ async fn one(s: &Shared, p: Plan) -> Result<(), String> {
                     });
                 }
             }
-            let cancelled =
-                canceller.await.map_err(|e| format!("the cancelling task failed: {e}"))??;
+            let cancelled = canceller.await.map_err(|e| format!("the cancelling task failed: {e}"))??;
             if !cancelled {
                 return Err("cancel() said the run had already ended".to_owned());
             }
@@ -1026,7 +1066,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_short_soak_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let target = Target::fresh(StoreKind::Memory, dir.path(), "soak", Duration::from_millis(100)).unwrap();
+        let target =
+            Target::fresh(StoreKind::Memory, dir.path(), "soak", Duration::from_millis(100)).unwrap();
         let cfg = SoakConfig::new(Duration::from_millis(1500), None, 16, None, None, 3, None);
         let r = soak(&target, &cfg).await.unwrap();
         let rec = &r.record;
