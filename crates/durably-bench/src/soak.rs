@@ -284,6 +284,8 @@ pub(crate) struct Interval {
     pub(crate) p50_ms: Option<f64>,
     pub(crate) p99_ms: Option<f64>,
     pub(crate) rss_mb: f64,
+    /// Of which SQLite's own heap (page caches, statements), process-wide.
+    pub(crate) sqlite_heap_mb: f64,
     pub(crate) open: u64,
     /// Runs in the store as of the last purge.
     pub(crate) stored: Option<u64>,
@@ -299,7 +301,7 @@ impl Interval {
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"));
         format!(
             "durably-bench: soak {store}: t={:>5.0}s runs {:>6} ({:>7.1}/s) steps {:>8.1}/s p50 {} p99 {} \
-             rss {:.1} MB open {} stored {} purged {} (purge {}) errors {} load {}",
+             rss {:.1} MB (sqlite {:.1}) open {} stored {} purged {} (purge {}) errors {} load {}",
             self.elapsed_s,
             self.runs,
             self.runs_per_s,
@@ -307,6 +309,7 @@ impl Interval {
             ms(self.p50_ms),
             ms(self.p99_ms),
             self.rss_mb,
+            self.sqlite_heap_mb,
             self.open,
             self.stored.map_or_else(|| "-".to_owned(), |s| s.to_string()),
             self.purged,
@@ -326,6 +329,15 @@ struct Current {
     purge_ms: Option<f64>,
     steps_before: u64,
     hist: Histogram,
+}
+
+/// The heap SQLite holds in this process (page caches, prepared statements), in MB: the part
+/// of RSS that is SQLite's own.
+fn sqlite_heap_mb() -> f64 {
+    // SAFETY: `sqlite3_memory_used` only reads SQLite's global memory counter; it has no
+    // preconditions and is safe to call from any thread at any time.
+    let bytes = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// What the driver counts: runs ended, errors, purges, the interval being measured.
@@ -425,6 +437,7 @@ impl Tally {
             p50_ms: cur.hist.percentile_us(50.0).map(|v| round(v / 1e3, 2)),
             p99_ms: cur.hist.percentile_us(99.0).map(|v| round(v / 1e3, 2)),
             rss_mb: round(status_mb("VmRSS:").unwrap_or(0.0), 1),
+            sqlite_heap_mb: round(sqlite_heap_mb(), 1),
             open: started - self.ended,
             stored: self.stored,
             purged: cur.purged,
@@ -656,6 +669,8 @@ pub(crate) async fn soak(target: &Target, cfg: &SoakConfig) -> anyhow::Result<So
         .with("rss_first_mb", first.map_or(0.0, |iv| iv.rss_mb))
         .with("rss_last_mb", last_iv.map_or(0.0, |iv| iv.rss_mb))
         .with("rss_max_mb", intervals.iter().map(|iv| iv.rss_mb).fold(0.0, f64::max))
+        .with("sqlite_heap_first_mb", first.map_or(0.0, |iv| iv.sqlite_heap_mb))
+        .with("sqlite_heap_last_mb", last_iv.map_or(0.0, |iv| iv.sqlite_heap_mb))
         .with("rss_slope_mb_per_min", rss_slope.map(|s| round(s, 3)))
         .with("rss_grew", rss_grew)
         .with("intervals", serde_json::to_value(&intervals)?);
@@ -931,8 +946,8 @@ pub(crate) fn markdown(store: &str, result: &SoakResult) -> String {
     let grew = rec.extra.get("rss_grew").and_then(Value::as_bool).unwrap_or(false);
     let mut out = format!(
         "\n### soak on {store}: {:.0} s, {} runs ({} started), {} purged, {} lost, {} errors\n\n\
-         | t (s) | runs | runs/s | steps/s | p50 | p99 | RSS MB | open | stored | purged | errors | load |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+         | t (s) | runs | runs/s | steps/s | p50 | p99 | RSS MB | SQLite heap MB | open | stored | purged | purge | errors | load |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         f("duration_s"),
         rec.n,
         f("started"),
@@ -943,7 +958,7 @@ pub(crate) fn markdown(store: &str, result: &SoakResult) -> String {
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"));
     for iv in &result.intervals {
         out.push_str(&format!(
-            "| {:.0} | {} | {:.1} | {:.1} | {} | {} | {:.1} | {} | {} | {} | {} | {} |\n",
+            "| {:.0} | {} | {:.1} | {:.1} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
             iv.elapsed_s,
             iv.runs,
             iv.runs_per_s,
@@ -951,9 +966,11 @@ pub(crate) fn markdown(store: &str, result: &SoakResult) -> String {
             ms(iv.p50_ms),
             ms(iv.p99_ms),
             iv.rss_mb,
+            iv.sqlite_heap_mb,
             iv.open,
             iv.stored.map_or_else(|| "-".to_owned(), |s| s.to_string()),
             iv.purged,
+            ms(iv.purge_ms),
             iv.errors,
             iv.load
         ));
@@ -961,14 +978,16 @@ pub(crate) fn markdown(store: &str, result: &SoakResult) -> String {
     let slope = rec.extra_f64("rss_slope_mb_per_min").map_or_else(|| "-".to_owned(), |s| format!("{s:+.2}"));
     out.push_str(&format!(
         "\nFirst → last interval: {:.1} → {:.1} runs/s, {:.1} → {:.1} steps/s, RSS {:.1} → {:.1} MB \
-         (slope after the first interval {slope} MB/min{}).\n",
+         (slope after the first interval {slope} MB/min{}; SQLite's heap {:.1} → {:.1} MB).\n",
         f("runs_per_s_first"),
         f("runs_per_s_last"),
         f("steps_per_s_first"),
         f("steps_per_s_last"),
         f("rss_first_mb"),
         f("rss_last_mb"),
-        if grew { ", **grew**" } else { "" }
+        if grew { ", **grew**" } else { "" },
+        f("sqlite_heap_first_mb"),
+        f("sqlite_heap_last_mb")
     ));
     out
 }
@@ -1014,6 +1033,7 @@ mod tests {
             p50_ms: None,
             p99_ms: None,
             rss_mb,
+            sqlite_heap_mb: 0.0,
             open: 0,
             stored: None,
             purged: 0,
@@ -1049,6 +1069,13 @@ mod tests {
         assert_eq!(c.purge_age, Duration::from_secs(2));
         let c = SoakConfig::new(Duration::from_secs(3), Some(Duration::from_secs(2)), 0, None, None, 1, None);
         assert_eq!((c.interval, c.concurrency), (Duration::from_secs(2), 1), "explicit values win");
+    }
+
+    #[test]
+    fn sqlite_heap_counts_an_open_connection() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (zeroblob(100000));").unwrap();
+        assert!(sqlite_heap_mb() > 0.0);
     }
 
     #[test]
