@@ -7,10 +7,11 @@
 //! cargo run --release -p durably-bench -- --help
 //! cargo run --release -p durably-bench -- --compare-python /tmp/pyd-venv/bin/python
 //! cargo run --release -p durably-bench -- --quick          # tiny sizes: a smoke test
+//! cargo run --release -p durably-bench -- soak --minutes 5  # a bounded soak (see `soak.rs`)
 //! ```
 //!
-//! The exit status is non-zero only when a scenario of durably (or a floor) had errors, never
-//! because of a timing.
+//! The exit status is non-zero only when a scenario of durably (or a floor) had errors, or the
+//! soak lost a run, never because of a timing.
 
 #![allow(clippy::print_stdout)] // a benchmark program reports on stdout
 
@@ -22,6 +23,7 @@ mod python;
 mod report;
 mod servers;
 mod signals;
+mod soak;
 mod stores;
 mod summary;
 mod waiting;
@@ -44,14 +46,19 @@ use crate::stores::{StoreKind, Target};
 )]
 struct Cli {
     #[command(subcommand)]
-    child: Option<ChildCommand>,
+    command: Option<Command>,
     #[command(flatten)]
     opts: Options,
 }
 
-/// The program re-executes itself for the scenarios that need another process.
+/// The soak, and the children: the program re-executes itself for the scenarios that need
+/// another process.
 #[derive(Debug, Subcommand)]
-enum ChildCommand {
+enum Command {
+    /// A bounded soak: a steady mix of runs (steps, signals, sleeps, retries, failures,
+    /// cancellations, purges) on one engine per store for minutes, a progress line per
+    /// interval on stderr, then checks that no run was lost. Not part of the normal benchmark.
+    Soak(SoakArgs),
     /// Delivers the signal `go` to each run id read from stdin (signal_latency_poll_process).
     #[command(hide = true)]
     SignalChild {
@@ -76,6 +83,69 @@ enum ChildCommand {
         #[arg(long)]
         namespace: String,
     },
+}
+
+/// The options of `soak`.
+#[derive(Debug, clap::Args)]
+struct SoakArgs {
+    /// Stores to soak, one after another.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite-full")]
+    stores: Vec<StoreKind>,
+    /// How long to soak each store, in minutes [default: 5].
+    #[arg(long, conflicts_with = "seconds")]
+    minutes: Option<u64>,
+    /// How long to soak each store, in seconds (a smoke test: `--seconds 3`).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Seconds between progress lines [default: 10, shorter for a soak under 30 s].
+    #[arg(long)]
+    interval_secs: Option<u64>,
+    /// Runs open at once, at most.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Runs started per second (a steady arrival rate); without it, a new run starts as soon
+    /// as one ends (saturation).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds between purges of finished runs [default: 5, at most the interval].
+    #[arg(long)]
+    purge_every_secs: Option<u64>,
+    /// A purge deletes the runs finished at least this many seconds ago [default: 5, at most
+    /// two intervals].
+    #[arg(long)]
+    purge_age_secs: Option<u64>,
+    /// The SQLite store's signal poll interval, in milliseconds (the library's default: 100).
+    #[arg(long, default_value_t = 100)]
+    poll_ms: u64,
+    /// Seed of the delays (signal delivery, sleeps, cancellations).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print only the JSON lines, no markdown table.
+    #[arg(long)]
+    json_only: bool,
+    /// Where the SQLite files go (default: a temporary directory, removed at the end).
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+}
+
+impl SoakArgs {
+    fn config(&self) -> soak::SoakConfig {
+        let secs = |v: Option<u64>| v.map(Duration::from_secs);
+        let duration = match (self.seconds, self.minutes) {
+            (Some(s), _) => Duration::from_secs(s),
+            (None, Some(m)) => Duration::from_secs(m.saturating_mul(60)),
+            (None, None) => Duration::from_secs(300),
+        };
+        soak::SoakConfig::new(
+            duration,
+            secs(self.interval_secs),
+            self.concurrency,
+            secs(self.purge_every_secs),
+            secs(self.purge_age_secs),
+            self.seed,
+            self.rate,
+        )
+    }
 }
 
 /// Groups of scenarios.
@@ -221,11 +291,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.child {
-        Some(ChildCommand::SignalChild { store, location, namespace }) => {
+    let result = match cli.command {
+        Some(Command::Soak(args)) => runtime.block_on(soak_all(args)),
+        Some(Command::SignalChild { store, location, namespace }) => {
             runtime.block_on(signals::child(store, location, namespace))
         }
-        Some(ChildCommand::WaitingChild { store, location, runs, poll_ms, namespace }) => {
+        Some(Command::WaitingChild { store, location, runs, poll_ms, namespace }) => {
             runtime.block_on(waiting::child(store, location, runs, Duration::from_millis(poll_ms), namespace))
         }
         None => runtime.block_on(bench(cli.opts)),
@@ -277,10 +348,8 @@ fn emit(rep: &mut Reporter, scenario: &str, store: &str, result: anyhow::Result<
     }
 }
 
-async fn bench(o: Options) -> anyhow::Result<()> {
-    let sizes = Sizes::from(&o);
-    let on = |g: Group| o.only.is_empty() || o.only.contains(&g);
-    let machine_at_start = summary::machine();
+/// This invocation as a `cargo run` command line, for the summary.
+fn command_line() -> String {
     let features: Vec<&str> = [
         ("redis", cfg!(feature = "redis")),
         ("postgres", cfg!(feature = "postgres")),
@@ -294,7 +363,58 @@ async fn bench(o: Options) -> anyhow::Result<()> {
     } else {
         format!("cargo run --release -p durably-bench --features {} --", features.join(","))
     };
-    let command = std::iter::once(cargo).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
+    std::iter::once(cargo).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ")
+}
+
+/// `soak`: each store in turn, then the verdict on errors and lost runs.
+async fn soak_all(args: SoakArgs) -> anyhow::Result<()> {
+    let cfg = args.config();
+    let machine_at_start = summary::machine();
+    let tmp = tempfile::Builder::new().prefix("durably-soak-").tempdir()?;
+    let dir = match &args.workdir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => tmp.path().to_owned(),
+    };
+    eprintln!("durably-bench: soak; {machine_at_start}; {cfg:?}; files in {}", dir.display());
+    let mut rep = Reporter::default();
+    let mut tables = Vec::new();
+    for kind in args.stores.iter().copied() {
+        let target = Target::fresh(kind, &dir, "soak", Duration::from_millis(args.poll_ms));
+        let mut table = None;
+        let r = in_target(target, async |t| {
+            let result = soak::soak(t, &cfg).await?;
+            table = Some(soak::markdown(kind.label(), &result));
+            Ok(result.record)
+        });
+        emit(&mut rep, "soak", kind.label(), r.await);
+        tables.extend(table);
+    }
+    if !args.json_only {
+        println!(
+            "\n## durably soak\n\n`{}`\n\nMachine at start: {machine_at_start}; at the end: load average {}.",
+            command_line(),
+            summary::load()
+        );
+        for t in tables {
+            println!("{t}");
+        }
+    }
+    let errors = rep.own_errors();
+    drop(tmp);
+    if errors > 0 {
+        anyhow::bail!("the soak had {errors} errors or lost runs (see \"first_errors\" in the JSON lines)");
+    }
+    Ok(())
+}
+
+async fn bench(o: Options) -> anyhow::Result<()> {
+    let sizes = Sizes::from(&o);
+    let on = |g: Group| o.only.is_empty() || o.only.contains(&g);
+    let machine_at_start = summary::machine();
+    let command = command_line();
     let tmp = tempfile::Builder::new().prefix("durably-bench-").tempdir()?;
     let dir = match &o.workdir {
         Some(d) => {
@@ -546,6 +666,33 @@ mod tests {
             "ns",
         ])
         .unwrap();
-        assert!(matches!(cli.child, Some(ChildCommand::WaitingChild { runs: 3, .. })));
+        assert!(matches!(cli.command, Some(Command::WaitingChild { runs: 3, .. })));
+    }
+
+    #[test]
+    fn soak_is_a_subcommand_with_its_own_stores_and_duration() {
+        let cli = Cli::try_parse_from([
+            "durably-bench",
+            "soak",
+            "--seconds",
+            "3",
+            "--stores",
+            "sqlite-full,memory",
+            "--concurrency",
+            "8",
+        ])
+        .unwrap();
+        let Some(Command::Soak(args)) = cli.command else { panic!("not the soak: {:?}", cli.command) };
+        assert_eq!(args.stores, vec![StoreKind::SqliteFull, StoreKind::Memory]);
+        let cfg = args.config();
+        assert_eq!((cfg.duration, cfg.concurrency), (Duration::from_secs(3), 8));
+        let cli = Cli::try_parse_from(["durably-bench", "soak", "--minutes", "5"]).unwrap();
+        let Some(Command::Soak(args)) = cli.command else { panic!("not the soak") };
+        assert_eq!(args.config().duration, Duration::from_secs(300));
+        assert_eq!(args.stores, vec![StoreKind::SqliteFull]);
+        assert!(Cli::try_parse_from(["durably-bench", "soak", "--minutes", "1", "--seconds", "3"]).is_err());
+        // The normal benchmark never soaks, and its options are not the soak's.
+        assert!(Cli::try_parse_from(["durably-bench"]).unwrap().command.is_none());
+        assert!(Cli::try_parse_from(["durably-bench", "--quick", "soak"]).is_err());
     }
 }

@@ -14,7 +14,7 @@ use crate::report::{Record, round};
 use crate::stores::{StoreKind, Target, engine, open_store};
 
 /// A `kB` field of `/proc/self/status`, in MB.
-fn status_mb(field: &str) -> Option<f64> {
+pub(crate) fn status_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
