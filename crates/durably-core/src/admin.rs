@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
+use futures::{StreamExt as _, stream};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::store::{NewRun, RunFilter, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, now_ms};
 use crate::workflow::Workflow;
+
+/// How many runs [`Workflow::purge`] deletes at once.
+const PURGE_CONCURRENCY: usize = 32;
 
 /// The `format` of the documents [`Workflow::export`] writes.
 pub const EXPORT_FORMAT: &str = "durably-run/1";
@@ -155,11 +159,21 @@ impl Workflow {
         let store = self.store();
         let mut deleted = 0;
         for &status in statuses {
-            for run in store.list_runs(&RunFilter::new().status(status)).await? {
-                if run.updated_at_ms > cutoff {
-                    continue;
-                }
-                if store.delete_run(&run.run_id).await? {
+            let old = store
+                .list_runs(&RunFilter::new().status(status))
+                .await?
+                .into_iter()
+                .filter(|run| run.updated_at_ms <= cutoff);
+            // Several deletes in flight at once, so that a store with group commit (SQLite)
+            // commits them together instead of one commit per run.
+            let mut deletes = stream::iter(old)
+                .map(|run| {
+                    let store = store.clone();
+                    async move { store.delete_run(&run.run_id).await }
+                })
+                .buffer_unordered(PURGE_CONCURRENCY);
+            while let Some(gone) = deletes.next().await {
+                if gone? {
                     deleted += 1;
                 }
             }
