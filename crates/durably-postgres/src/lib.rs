@@ -792,6 +792,57 @@ impl Store for PostgresStore {
         })
     }
 
+    /// One statement for every lease, extending only `owner`'s rows, by the server's clock
+    /// (`now_ms` is ignored, as in `acquire_lease`).
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        _now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = &self.statements.renew_leases;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let rows = on_connection!(self, "renew_leases", None::<&str>, retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &[&run_ids, &owner, &ttl_ms]).await?)
+        })?;
+        rows.iter()
+            .map(|row| {
+                let decode = |e: tokio_postgres::Error| Error::Corrupt {
+                    run_id: row.try_get::<_, String>(0).unwrap_or_default(),
+                    step_id: None,
+                    detail: format!("lease row: {e}"),
+                };
+                Ok((row.try_get(0).map_err(decode)?, row.try_get(1).map_err(decode)?))
+            })
+            .collect()
+    }
+
+    /// One query for every id (`= ANY` of one array parameter).
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = &self.statements.cancelled_runs;
+        let rows = on_connection!(self, "cancelled_runs", None::<&str>, retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &[&run_ids]).await?)
+        })?;
+        rows.iter()
+            .map(|row| {
+                row.try_get(0).map_err(|e| Error::Corrupt {
+                    run_id: "(cancelled run)".to_owned(),
+                    step_id: None,
+                    detail: format!("run id: {e}"),
+                })
+            })
+            .collect()
+    }
+
     async fn recoverable_runs(&self, _now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         let sql = &self.statements.recoverable_runs;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
