@@ -541,7 +541,7 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    /// One script call per [`BATCH`] leases, extending only `owner`'s, by the server's clock
+    /// One script call per 1,000 leases, extending only `owner`'s, by the server's clock
     /// (`now_ms` is ignored, as in `acquire_lease`).
     async fn renew_leases(
         &self,
@@ -575,7 +575,7 @@ impl Store for RedisStore {
         Ok(lost)
     }
 
-    /// One script call per [`BATCH`] ids.
+    /// One script call per 1,000 ids.
     async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
         let mut cancelled = Vec::new();
         for chunk in run_ids.chunks(BATCH) {
