@@ -330,9 +330,9 @@ async fn engines_racing_for_one_run_execute_each_step_once(h: Harness) {
 }
 
 async fn renewing_many_leases_takes_one_store_call_per_period(h: Harness) {
-    // Fifty runs wait on a signal under a 300 ms lease, renewed every 100 ms: the engine renews
+    // Twenty runs wait on a signal under a 300 ms lease, renewed every 100 ms: the engine renews
     // them together, one store call per period, not one per run.
-    const RUNS: u32 = 50;
+    const RUNS: u32 = 20;
     let faulty = Arc::new(FaultStore::new(h.store()));
     let wf = Workflow::builder("test-app")
         .shared_store(faulty.clone())
