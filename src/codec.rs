@@ -285,6 +285,20 @@ impl<S: Store> Store for CodecStore<S> {
         self.inner.release_lease(run_id, owner).await
     }
 
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        self.inner.renew_leases(run_ids, owner, ttl, now_ms).await
+    }
+
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        self.inner.cancelled_runs(run_ids).await
+    }
+
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         self.inner.recoverable_runs(now_ms, limit).await?.into_iter().map(|r| self.decode_run(r)).collect()
     }

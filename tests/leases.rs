@@ -329,7 +329,44 @@ async fn engines_racing_for_one_run_execute_each_step_once(h: Harness) {
     assert_eq!(c.get(), 3, "each of the three step bodies ran once in total");
 }
 
+async fn renewing_many_leases_takes_one_store_call_per_period(h: Harness) {
+    // Twenty runs wait on a signal under a 300 ms lease, renewed every 100 ms: the engine renews
+    // them together, one store call per period, not one per run.
+    const RUNS: u32 = 20;
+    let faulty = Arc::new(FaultStore::new(h.store()));
+    let wf = Workflow::builder("test-app")
+        .shared_store(faulty.clone())
+        .lease_ttl(Duration::from_millis(300))
+        .build();
+    let runners: Vec<_> = (0..RUNS)
+        .map(|i| {
+            let wf = wf.clone();
+            tokio::spawn(
+                async move { wf.run(format!("renewed-{i}"), |_| durably::signal::<u32>("go")).await },
+            )
+        })
+        .collect();
+    let waiting = durably::RunFilter::new().status(RunStatus::Waiting);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.wf().list_runs(&waiting).await.unwrap().len() < RUNS as usize {
+        assert!(tokio::time::Instant::now() < deadline, "the runs never all waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = faulty.calls(Op::AcquireLease);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let renewals = faulty.calls(Op::AcquireLease) - before;
+    assert!(renewals < RUNS, "{renewals} lease calls in about five renewal periods of {RUNS} runs");
+    // The batched renewals kept every lease: each run takes its signal and completes.
+    for i in 0..RUNS {
+        assert!(wf.complete(&format!("renewed-{i}"), "go", &i).await.unwrap());
+    }
+    for (i, runner) in runners.into_iter().enumerate() {
+        assert_eq!(runner.await.unwrap().unwrap(), i as u32);
+    }
+}
+
 on_every_store!(
+    renewing_many_leases_takes_one_store_call_per_period,
     engines_racing_for_one_run_execute_each_step_once,
     a_second_engine_gets_run_in_progress_naming_the_owner,
     with_wait_for_lease_a_second_engine_gets_the_result,

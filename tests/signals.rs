@@ -3,10 +3,12 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Counter, Harness};
 use durably::{Error, RunStatus};
+use durably_testkit::faults::{FaultStore, Op};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,7 +258,50 @@ async fn cancel_stops_a_waiting_run(h: Harness) {
     );
 }
 
+async fn watching_many_runs_for_cancellation_takes_one_store_call_per_poll(h: Harness) {
+    // Fifty runs wait on a signal: the engine asks the store about all of them at once, one
+    // status read per poll interval, not one per run.
+    const RUNS: u32 = 50;
+    let faulty = Arc::new(FaultStore::new(h.store()));
+    let wf = durably::Workflow::builder("test-app").shared_store(faulty.clone()).build();
+    let runners: Vec<_> = (0..RUNS)
+        .map(|i| {
+            let wf = wf.clone();
+            tokio::spawn(
+                async move { wf.run(format!("watched-{i}"), |_| durably::signal::<u32>("go")).await },
+            )
+        })
+        .collect();
+    let waiting = durably::RunFilter::new().status(RunStatus::Waiting);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while h.wf().list_runs(&waiting).await.unwrap().len() < RUNS as usize {
+        assert!(tokio::time::Instant::now() < deadline, "the runs never all waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = faulty.calls(Op::GetRun);
+    // Three cancellation polls (`durably_core::CANCEL_POLL` is 500 ms).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let reads = faulty.calls(Op::GetRun) - before;
+    assert!(reads < RUNS, "{reads} status reads in three poll intervals of {RUNS} waiting runs");
+
+    // Still watched: a cancellation by another engine (another process) stops its run.
+    assert!(h.wf().cancel("watched-7").await.unwrap());
+    for i in (0..RUNS).filter(|i| *i != 7) {
+        assert!(wf.complete(&format!("watched-{i}"), "go", &i).await.unwrap());
+    }
+    for (i, runner) in runners.into_iter().enumerate() {
+        let result =
+            tokio::time::timeout(Duration::from_secs(20), runner).await.expect("the run ended").unwrap();
+        match result {
+            Err(Error::Cancelled { run_id }) if i == 7 => assert_eq!(run_id, "watched-7"),
+            Ok(v) if i != 7 => assert_eq!(v, i as u32),
+            other => panic!("run {i}: {other:?}"),
+        }
+    }
+}
+
 on_every_store!(
+    watching_many_runs_for_cancellation_takes_one_store_call_per_poll,
     wait_then_deliver,
     deliver_then_wait,
     duplicate_delivery_returns_false_and_keeps_the_first,

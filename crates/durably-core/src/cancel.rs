@@ -2,11 +2,15 @@
 //! store; the engine executing the run may live in another process, so it learns of it from
 //! the store.
 //!
-//! The trade-off: no store round trip per step. A watcher task reads the run's status every
-//! [`CANCEL_POLL`] while the run executes and, on `cancelled`, sets the run's in-memory flag
-//! and wakes its waits; the flag is what each step boundary, signal wait and sleep checks. So a
-//! step in flight finishes (its record is saved), and the run stops at its next boundary, wait
-//! or sleep within one poll interval. Each status change the engine makes for an executing run
+//! The trade-off: no store round trip per step, and none per run either. Each engine has one
+//! watcher task that asks the store, every [`CANCEL_POLL`], which of the runs it executes are
+//! `cancelled`, in one call ([`Store::cancelled_runs`](crate::Store::cancelled_runs)), so the
+//! cost of watching does not grow with the number of runs waiting on signals or sleeping. For
+//! each one found it sets the run's in-memory flag and wakes its waits; the flag is what each
+//! step boundary, signal wait and sleep checks. So a step in flight finishes (its record is
+//! saved), and the run stops at its next boundary, wait or sleep within about one poll
+//! interval. The task starts with the engine's first execution and stops when none is left.
+//! Each status change the engine makes for an executing run
 //! (`waiting`, back to `running`, `completed`, `failed`) goes through
 //! [`Store::update_run_unless_cancelled`](crate::Store::update_run_unless_cancelled), so a
 //! cancellation that lands between two polls is never overwritten: the run stops there. The
@@ -14,51 +18,126 @@
 //! waits for one durable commit, not two); the run's next status write awaits it first, and a
 //! cancellation it finds stops the run then, or the watcher's next poll does.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-use tokio::task::JoinHandle;
 
 use crate::context::RunContext;
 use crate::error::{Error, Result};
-use crate::store::{RunStatus, RunUpdate};
+use crate::store::{RunUpdate, Store};
 
-/// How often an executing run reads its status to notice a cancellation from another process:
-/// one `get_run` per executing run per interval.
+/// How often an engine asks the store whether the runs it executes were cancelled by another
+/// process: one [`Store::cancelled_runs`] call per engine per interval, whatever the number of
+/// runs.
 pub const CANCEL_POLL: Duration = Duration::from_millis(500);
 
-/// Stops the watcher when the execution ends, however it ends.
-pub(crate) struct CancelWatch(JoinHandle<()>);
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The runs one engine executes, watched for a cancellation by its watcher task.
+#[derive(Default)]
+pub(crate) struct CancelWatcher {
+    state: Mutex<Watched>,
+}
+
+#[derive(Default)]
+struct Watched {
+    runs: HashMap<String, RunContext>,
+    /// Whether a watcher task runs, and which one: a task that ends marks the slot free only if
+    /// no newer task took it meanwhile.
+    task: Option<u64>,
+    tasks_started: u64,
+}
+
+/// Stops watching a run when its execution ends, however it ends.
+pub(crate) struct CancelWatch {
+    watcher: Arc<CancelWatcher>,
+    ctx: RunContext,
+}
 
 impl Drop for CancelWatch {
     fn drop(&mut self) {
-        self.0.abort();
+        let mut state = lock(&self.watcher.state);
+        if state.runs.get(self.ctx.run_id()).is_some_and(|c| c.same_run(&self.ctx)) {
+            state.runs.remove(self.ctx.run_id());
+        }
     }
 }
 
-/// Starts watching the stored status of `ctx`'s run.
+/// Starts watching the stored status of `ctx`'s run, and the engine's watcher task if it is not
+/// running.
 pub(crate) fn watch(ctx: RunContext) -> CancelWatch {
-    CancelWatch(tokio::spawn(async move {
-        let store = ctx.inner.engine.store.clone();
-        loop {
-            tokio::time::sleep(CANCEL_POLL).await;
-            if ctx.is_cancelled() {
-                return;
-            }
-            match store.get_run(ctx.run_id()).await {
-                Ok(Some(run)) if run.status == RunStatus::Cancelled => {
-                    tracing::info!(target: "durably", run_id = %ctx.run_id(), "run cancelled elsewhere; stopping");
-                    ctx.cancel();
-                    return;
-                }
-                Ok(_) => {}
-                // A read that fails is tried again at the next tick; the status writes are
-                // guarded anyway.
-                Err(e) => {
-                    tracing::debug!(target: "durably", run_id = %ctx.run_id(), error = %e, "could not read the run status");
-                }
+    let engine = &ctx.inner.engine;
+    let watcher = engine.cancel_watcher.clone();
+    let start = {
+        let mut state = lock(&watcher.state);
+        state.runs.insert(ctx.run_id().to_owned(), ctx.clone());
+        match state.task {
+            Some(_) => None,
+            None => {
+                state.tasks_started += 1;
+                state.task = Some(state.tasks_started);
+                state.task
             }
         }
-    }))
+    };
+    if let Some(task) = start {
+        tokio::spawn(poll(watcher.clone(), engine.store.clone(), task));
+    }
+    CancelWatch { watcher, ctx }
+}
+
+/// Marks the watcher task `task` as ended when it is dropped: it returned, or its runtime shut
+/// down (the next execution then starts a new one).
+struct TaskEnd {
+    watcher: Arc<CancelWatcher>,
+    task: u64,
+}
+
+impl Drop for TaskEnd {
+    fn drop(&mut self) {
+        let mut state = lock(&self.watcher.state);
+        if state.task == Some(self.task) {
+            state.task = None;
+        }
+    }
+}
+
+/// The watcher task: one store call per [`CANCEL_POLL`] for every run of the engine, until no
+/// run is left.
+async fn poll(watcher: Arc<CancelWatcher>, store: Arc<dyn Store>, task: u64) {
+    let _end = TaskEnd { watcher: watcher.clone(), task };
+    loop {
+        tokio::time::sleep(CANCEL_POLL).await;
+        let run_ids: Vec<String> = {
+            let mut state = lock(&watcher.state);
+            if state.runs.is_empty() {
+                state.task = None;
+                return;
+            }
+            state.runs.iter().filter(|(_, ctx)| !ctx.is_cancelled()).map(|(id, _)| id.clone()).collect()
+        };
+        if run_ids.is_empty() {
+            continue;
+        }
+        match store.cancelled_runs(&run_ids).await {
+            Ok(cancelled) => {
+                for run_id in cancelled {
+                    let ctx = lock(&watcher.state).runs.get(&run_id).cloned();
+                    if let Some(ctx) = ctx.filter(|c| !c.is_cancelled()) {
+                        tracing::info!(target: "durably", run_id = %run_id, "run cancelled elsewhere; stopping");
+                        ctx.cancel();
+                    }
+                }
+            }
+            // A read that fails is tried again at the next tick; the status writes are guarded
+            // anyway.
+            Err(e) => {
+                tracing::debug!(target: "durably", runs = run_ids.len(), error = %e, "could not read whether runs were cancelled");
+            }
+        }
+    }
 }
 
 /// Changes the status of the executing run unless it was cancelled in the store; a

@@ -168,6 +168,11 @@ impl RunContext {
         }
     }
 
+    /// True when both are the context of one execution.
+    pub(crate) fn same_run(&self, other: &RunContext) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Wakes the run's waits so that they look at their conditions again.
     pub(crate) fn wake(&self) {
         self.inner.wake.notify_waiters();

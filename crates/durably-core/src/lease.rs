@@ -1,17 +1,20 @@
 //! One executor per run across processes (DESIGN rule 9): an execution takes the run's lease in
-//! the store before it opens the run, renews it in the background every third of its TTL while
-//! the run executes (through signal waits and sleeps too), and releases it when the execution
-//! ends. A renewal that finds the lease gone marks it lost; the run then stops at its next step
-//! boundary and records nothing more.
+//! the store before it opens the run, has it renewed in the background every third of its TTL
+//! while the run executes (through signal waits and sleeps too), and releases it when the
+//! execution ends. A renewal that finds the lease gone marks it lost; the run then stops at its
+//! next step boundary and records nothing more.
+//!
+//! Renewals are batched per engine: one [`Renewer`] task renews every lease the engine holds in
+//! one store call ([`Store::renew_leases`]) per third of the TTL, so thousands of runs waiting on
+//! signals cost one round trip per period, not one each. A release first takes its lease out of
+//! the renewer, then waits for a batch in flight: no renewal sent before the release can land
+//! after it and take the lease back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::context::RunContext;
 use crate::error::{Error, Result};
@@ -123,7 +126,7 @@ fn hostname() -> String {
 }
 
 /// What the run knows about its lease: shared by the run context (checked at step boundaries)
-/// and the renewal task.
+/// and the engine's renewer.
 #[derive(Debug)]
 pub(crate) struct LeaseState {
     ttl: Duration,
@@ -168,14 +171,152 @@ impl LeaseState {
     }
 }
 
-/// The lease an execution holds: renewed in the background once the run context exists,
-/// released by [`LeaseHold::release`], or on drop (a cancelled future) by a spawned task.
+/// Renews every lease one engine holds, in one store call every third of the TTL. Its task
+/// starts with the first lease handed to it and stops when it holds none.
+pub(crate) struct Renewer {
+    store: Arc<dyn Store>,
+    owner: String,
+    ttl: Duration,
+    state: Mutex<Renewing>,
+    /// Held by the task from before it picks the leases of a batch until the store answered. A
+    /// release takes it after taking its lease out of [`Renewing::leases`], so a renewal of that
+    /// lease is either in no batch or in one that has landed: none can reach the store after
+    /// the release and take the lease back.
+    batch: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Renewing {
+    leases: HashMap<String, Renewed>,
+    /// Whether the task runs, and which one: a task that ends marks the slot free only if no
+    /// newer task took it meanwhile.
+    task: Option<u64>,
+    tasks_started: u64,
+}
+
+/// A lease being renewed, with the run to wake when it is lost.
+struct Renewed {
+    state: Arc<LeaseState>,
+    ctx: RunContext,
+}
+
+impl Renewer {
+    pub(crate) fn new(store: Arc<dyn Store>, owner: String, ttl: Duration) -> Self {
+        Renewer { store, owner, ttl, state: Mutex::new(Renewing::default()), batch: Default::default() }
+    }
+
+    /// Stops renewing `run_id`'s lease, if `state` is the one renewed (not a later execution's).
+    fn forget(&self, run_id: &str, state: &Arc<LeaseState>) {
+        let mut renewing = lock(&self.state);
+        if renewing.leases.get(run_id).is_some_and(|r| Arc::ptr_eq(&r.state, state)) {
+            renewing.leases.remove(run_id);
+        }
+    }
+
+    /// Waits until no renewal batch is in flight.
+    async fn settle(&self) {
+        drop(self.batch.lock().await);
+    }
+
+    /// The task: one [`Store::renew_leases`] call per period for every lease held, until none
+    /// is left. A lease found taken, released, or unrenewed for a whole TTL is marked lost, its
+    /// run woken, and it is renewed no more.
+    async fn run(self: Arc<Self>, task: u64) {
+        let _end = TaskEnd { renewer: self.clone(), task };
+        let every = (self.ttl / 3).max(Duration::from_millis(1));
+        loop {
+            tokio::time::sleep(every).await;
+            // Never cancelled mid-call (see `batch`): a renewal sent after a release would take
+            // the lease back.
+            let batch = self.batch.lock().await;
+            let leases: Vec<(String, Arc<LeaseState>, RunContext)> = {
+                let mut renewing = lock(&self.state);
+                if renewing.leases.is_empty() {
+                    renewing.task = None;
+                    return;
+                }
+                renewing.leases.iter().map(|(id, r)| (id.clone(), r.state.clone(), r.ctx.clone())).collect()
+            };
+            let run_ids: Vec<String> = leases.iter().map(|(id, _, _)| id.clone()).collect();
+            let sent = Instant::now();
+            let outcome = self.store.renew_leases(&run_ids, &self.owner, self.ttl, now_ms()).await;
+            drop(batch);
+            match outcome {
+                Ok(lost) => {
+                    let lost: HashMap<String, Option<String>> = lost.into_iter().collect();
+                    for (run_id, state, ctx) in leases {
+                        match lost.get(&run_id) {
+                            Some(holder) => {
+                                match holder {
+                                    Some(holder) => tracing::warn!(
+                                        target: "durably", run_id = %run_id, holder = %holder,
+                                        "lease lost to another owner; the run stops at its next step boundary"
+                                    ),
+                                    None => tracing::warn!(
+                                        target: "durably", run_id = %run_id,
+                                        "lease released or lapsed in the store; the run stops at its next step boundary"
+                                    ),
+                                }
+                                state.mark_lost(holder.clone());
+                                self.stop(&run_id, &state, &ctx);
+                            }
+                            None if state.is_lost() => self.stop(&run_id, &state, &ctx),
+                            None => *lock(&state.renewed_at) = sent,
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        target: "durably", owner = %self.owner, leases = run_ids.len(), error = %e,
+                        "could not renew the leases"
+                    );
+                    for (run_id, state, ctx) in leases {
+                        if state.is_lost() {
+                            tracing::warn!(
+                                target: "durably", run_id = %run_id,
+                                "lease unrenewed for a whole TTL; the run stops at its next step boundary"
+                            );
+                            self.stop(&run_id, &state, &ctx);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renews a lost lease no more, and wakes its run's waits so that they stop.
+    fn stop(&self, run_id: &str, state: &Arc<LeaseState>, ctx: &RunContext) {
+        self.forget(run_id, state);
+        ctx.wake();
+    }
+}
+
+/// Marks the renewer task `task` as ended when it is dropped: it returned, or its runtime shut
+/// down (the next lease handed to the renewer then starts a new one).
+struct TaskEnd {
+    renewer: Arc<Renewer>,
+    task: u64,
+}
+
+impl Drop for TaskEnd {
+    fn drop(&mut self) {
+        let mut renewing = lock(&self.renewer.state);
+        if renewing.task == Some(self.task) {
+            renewing.task = None;
+        }
+    }
+}
+
+/// The lease an execution holds: renewed by the engine's [`Renewer`] once the run context
+/// exists, released by [`LeaseHold::release`], or on drop (a cancelled future) by a spawned
+/// task.
 pub(crate) struct LeaseHold {
     store: Arc<dyn Store>,
     run_id: String,
     owner: String,
     pub(crate) state: Arc<LeaseState>,
-    renewal: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// The renewer renewing it, once [`LeaseHold::start_renewal`] handed it over.
+    renewer: Option<Arc<Renewer>>,
     released: bool,
 }
 
@@ -214,7 +355,7 @@ pub(crate) async fn acquire(
                     run_id: run_id.to_owned(),
                     owner: owner.to_owned(),
                     state: Arc::new(LeaseState::new(ttl, sent)),
-                    renewal: None,
+                    renewer: None,
                     released: false,
                 });
             }
@@ -244,63 +385,36 @@ pub(crate) async fn acquire(
 }
 
 impl LeaseHold {
-    /// Starts renewing every third of the TTL. A renewal that finds another owner (or that
-    /// fails for a whole TTL) marks the lease lost and wakes the run's waits.
+    /// Hands the lease to the engine's renewer, which renews it every third of the TTL (and
+    /// starts its task if it was idle). A renewal that finds another owner (or that fails for a
+    /// whole TTL) marks the lease lost and wakes the run's waits.
     pub(crate) fn start_renewal(&mut self, ctx: RunContext) {
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let (store, run_id, owner, state) =
-            (self.store.clone(), self.run_id.clone(), self.owner.clone(), self.state.clone());
-        let ttl = state.ttl;
-        let every = (ttl / 3).max(Duration::from_millis(1));
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stop_rx => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                // Never cancelled mid-call: a renewal sent after the release would take the
-                // lease back.
-                let sent = Instant::now();
-                match store.acquire_lease(&run_id, &owner, ttl, now_ms()).await {
-                    Ok(LeaseOutcome::Acquired) => {
-                        if state.is_lost() {
-                            return;
-                        }
-                        *lock(&state.renewed_at) = sent;
-                    }
-                    Ok(LeaseOutcome::HeldBy(lease)) => {
-                        tracing::warn!(
-                            target: "durably", run_id = %run_id, holder = %lease.owner,
-                            "lease lost to another owner; the run stops at its next step boundary"
-                        );
-                        state.mark_lost(Some(lease.owner));
-                        ctx.wake();
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(target: "durably", run_id = %run_id, error = %e, "could not renew the lease");
-                        if state.is_lost() {
-                            tracing::warn!(
-                                target: "durably", run_id = %run_id,
-                                "lease unrenewed for a whole TTL; the run stops at its next step boundary"
-                            );
-                            ctx.wake();
-                            return;
-                        }
-                    }
+        let renewer = ctx.inner.engine.renewer.clone();
+        let start = {
+            let mut renewing = lock(&renewer.state);
+            renewing.leases.insert(self.run_id.clone(), Renewed { state: self.state.clone(), ctx });
+            match renewing.task {
+                Some(_) => None,
+                None => {
+                    renewing.tasks_started += 1;
+                    renewing.task = Some(renewing.tasks_started);
+                    renewing.task
                 }
             }
-        });
-        self.renewal = Some((stop_tx, task));
+        };
+        if let Some(task) = start {
+            tokio::spawn(renewer.clone().run(task));
+        }
+        self.renewer = Some(renewer);
     }
 
     /// Stops renewing, waits for a renewal in flight, and releases the lease.
     pub(crate) async fn release(mut self) {
         self.released = true;
         self.leave_live();
-        if let Some((stop, task)) = self.renewal.take() {
-            let _ = stop.send(());
-            let _ = task.await;
+        if let Some(renewer) = self.renewer.take() {
+            renewer.forget(&self.run_id, &self.state);
+            renewer.settle().await;
         }
         if let Err(e) = self.store.release_lease(&self.run_id, &self.owner).await {
             // The lease lapses after its TTL anyway.
@@ -325,19 +439,18 @@ impl Drop for LeaseHold {
             return;
         }
         self.leave_live();
-        let renewal = self.renewal.take();
-        let (store, run_id, owner) =
-            (self.store.clone(), std::mem::take(&mut self.run_id), std::mem::take(&mut self.owner));
+        let renewer = self.renewer.take();
+        if let Some(renewer) = &renewer {
+            renewer.forget(&self.run_id, &self.state);
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            if let Some((_, task)) = renewal {
-                task.abort();
-            }
             return;
         };
+        let (store, run_id, owner) =
+            (self.store.clone(), std::mem::take(&mut self.run_id), std::mem::take(&mut self.owner));
         runtime.spawn(async move {
-            if let Some((stop, task)) = renewal {
-                let _ = stop.send(());
-                let _ = task.await;
+            if let Some(renewer) = renewer {
+                renewer.settle().await;
             }
             if let Err(e) = store.release_lease(&run_id, &owner).await {
                 tracing::warn!(target: "durably", run_id = %run_id, error = %e, "could not release the lease");

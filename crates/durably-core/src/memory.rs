@@ -155,6 +155,38 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    /// Extends only leases `owner` still holds (expired or not), under one lock.
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let expires_at_ms = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let mut inner = self.lock();
+        let mut lost = Vec::new();
+        for run_id in run_ids {
+            match inner.leases.get_mut(run_id) {
+                Some(lease) if lease.owner == owner => lease.expires_at_ms = expires_at_ms,
+                Some(lease) if lease.expires_at_ms > now_ms => {
+                    lost.push((run_id.clone(), Some(lease.owner.clone())));
+                }
+                _ => lost.push((run_id.clone(), None)),
+            }
+        }
+        Ok(lost)
+    }
+
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        let inner = self.lock();
+        Ok(run_ids
+            .iter()
+            .filter(|id| inner.runs.get(*id).is_some_and(|run| run.status == RunStatus::Cancelled))
+            .cloned()
+            .collect())
+    }
+
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         let inner = self.lock();
         let mut runs: Vec<RunRecord> = inner

@@ -460,6 +460,49 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Renews `owner`'s leases on `run_ids` until `now_ms + ttl`, all in one call: the engine
+    /// renews every lease it holds this way, every third of the TTL. Returns the ids whose lease
+    /// `owner` no longer holds, each with the owner that holds it now when known (`None`: it was
+    /// released, or lapsed and nobody took it); those leases are left as they are. Never takes
+    /// a live lease of another owner. `run_ids` holds no id twice.
+    ///
+    /// The default calls [`acquire_lease`](Store::acquire_lease) for each id, so a lease that
+    /// was released, or lapsed without being taken, is taken again rather than reported. Stores
+    /// shared between processes override it with one statement that only extends `owner`'s
+    /// rows.
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let mut lost = Vec::new();
+        for run_id in run_ids {
+            if let LeaseOutcome::HeldBy(lease) = self.acquire_lease(run_id, owner, ttl, now_ms).await? {
+                lost.push((run_id.clone(), Some(lease.owner)));
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Which of `run_ids` are `cancelled`, in one call: the engine asks this every
+    /// [`CANCEL_POLL`](crate::CANCEL_POLL) about every run it executes, to notice a
+    /// cancellation written by another process. Ids of runs that do not exist are not
+    /// cancelled. `run_ids` holds no id twice; the order of the answer does not matter.
+    ///
+    /// The default calls [`get_run`](Store::get_run) for each id. Stores override it with one
+    /// query.
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        let mut cancelled = Vec::new();
+        for run_id in run_ids {
+            if self.get_run(run_id).await?.is_some_and(|run| run.status == RunStatus::Cancelled) {
+                cancelled.push(run_id.clone());
+            }
+        }
+        Ok(cancelled)
+    }
+
     /// Unfinished runs (status `running` or `waiting`) that no live lease covers at `now_ms`,
     /// oldest first, at most `limit`: the runs [`recover`](crate::Workflow) may resume.
     ///
@@ -556,6 +599,18 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
         (**self).release_lease(run_id, owner).await
+    }
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        (**self).renew_leases(run_ids, owner, ttl, now_ms).await
+    }
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        (**self).cancelled_runs(run_ids).await
     }
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         (**self).recoverable_runs(now_ms, limit).await

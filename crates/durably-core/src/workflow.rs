@@ -38,6 +38,10 @@ pub(crate) struct Engine {
     pub(crate) registry: Registry,
     /// Runs executing in this process: a second execution of the same id waits for the first.
     active: Mutex<HashMap<String, Arc<ActiveRun>>>,
+    /// Renews the leases of every run this engine executes, in one store call per period.
+    pub(crate) renewer: Arc<lease::Renewer>,
+    /// Asks the store whether the runs this engine executes were cancelled elsewhere.
+    pub(crate) cancel_watcher: Arc<crate::cancel::CancelWatcher>,
 }
 
 struct ActiveRun {
@@ -156,9 +160,12 @@ impl WorkflowBuilder {
         let store = self.store.unwrap_or_else(|| Arc::new(crate::MemoryStore::new()));
         let owner = self.owner.unwrap_or_else(lease::new_owner_id);
         lease::register_owner(&owner);
+        let renewer = Arc::new(lease::Renewer::new(store.clone(), owner.clone(), self.lease_ttl));
         Workflow {
             engine: Arc::new(Engine {
                 app: self.app,
+                renewer,
+                cancel_watcher: Default::default(),
                 store,
                 default_retries: self.default_retries,
                 default_backoff: self.default_backoff,

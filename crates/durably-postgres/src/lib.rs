@@ -21,10 +21,12 @@
 //! already operate PostgreSQL and want runs backed up, replicated and queryable with the rest
 //! of your data. On one machine, the SQLite store is faster (no network round trip per
 //! checkpoint) and needs no server. What this store adds:
-//! - **Leases** in a `leases` table, taken and renewed atomically by one
+//! - **Leases** in a `leases` table, taken atomically by one
 //!   `INSERT … ON CONFLICT DO UPDATE … WHERE expired OR same owner` statement and timed by the
 //!   **server's clock** (`now()`; the caller's `now_ms` is ignored), so workers whose clocks
-//!   disagree still agree on when a lease lapsed.
+//!   disagree still agree on when a lease lapsed. An engine renews all its leases in one
+//!   `UPDATE`, on a connection of their own (`<application_name> background`, also used for
+//!   the engine's cancellation checks), so renewals never queue behind busy runs.
 //! - **Wake-ups without polling**: `deliver_signal` sends `pg_notify` in the statement that
 //!   records the signal, and each store keeps one dedicated `LISTEN` connection that wakes the
 //!   waiting runs of its process (and reconnects on its own if that connection drops).
@@ -122,6 +124,10 @@ const POLL_WHILE_DISCONNECTED: Duration = Duration::from_millis(500);
 /// listener connection; pooled connections close as they are released.
 pub struct PostgresStore {
     pool: Pool,
+    /// One connection for the engines' periodic work (lease renewals, cancellation checks), so
+    /// that it never queues behind the runs' own statements: a renewal stuck behind them would
+    /// let the leases of busy runs lapse.
+    background: Pool,
     statements: Statements,
     schema: String,
     channel: String,
@@ -189,7 +195,8 @@ impl PostgresStoreBuilder {
     }
 
     /// The most connections the pool opens (default [`DEFAULT_POOL_SIZE`]); the listener uses
-    /// one more.
+    /// one more, and the engines' lease renewals and cancellation checks one more (named
+    /// `<application_name> background`).
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
         self
@@ -254,6 +261,22 @@ impl PostgresStoreBuilder {
             .create_timeout(config.get_connect_timeout().copied())
             .build()
             .map_err(|e| Error::store("connect", None, format!("cannot build the connection pool: {e}")))?;
+        let mut background_config = config.clone();
+        background_config.application_name(format!(
+            "{} background",
+            config.get_application_name().unwrap_or(DEFAULT_APPLICATION_NAME)
+        ));
+        // Opened at its first use: a store whose engines hold no lease never opens it.
+        let background = Pool::builder(Manager::from_config(
+            background_config,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ))
+        .max_size(1)
+        .runtime(Runtime::Tokio1)
+        .create_timeout(config.get_connect_timeout().copied())
+        .build()
+        .map_err(|e| Error::store("connect", None, format!("cannot build the connection pool: {e}")))?;
 
         let mut client = pool.get().await.map_err(|e| connect_error(&target, e))?;
         migrate(&mut client, &self.schema).await?;
@@ -273,6 +296,7 @@ impl PostgresStoreBuilder {
 
         Ok(PostgresStore {
             pool,
+            background,
             statements: Statements::new(&self.schema),
             schema: self.schema,
             channel,
@@ -519,10 +543,13 @@ impl Fail {
 /// taken out of the pool (so it is not handed out again before the pool notices), and when
 /// `$retry` is true the body runs once more on a fresh connection.
 macro_rules! on_connection {
-    ($self:ident, $op:literal, $run_id:expr, retry = $retry:expr, |$c:ident| $body:expr) => {{
+    ($self:ident, $op:literal, $run_id:expr, retry = $retry:expr, |$c:ident| $body:expr) => {
+        on_connection!(pool = $self.pool, $op, $run_id, retry = $retry, |$c| $body)
+    };
+    (pool = $pool:expr, $op:literal, $run_id:expr, retry = $retry:expr, |$c:ident| $body:expr) => {{
         let mut tries = 0u32;
         loop {
-            let client = match $self.pool.get().await {
+            let client = match $pool.get().await {
                 Ok(client) => client,
                 Err(e) => break Err(Fail::Pool(e).into_error($op, $run_id)),
             };
@@ -790,6 +817,70 @@ impl Store for PostgresStore {
             client.execute(&stmt, &[&run_id, &owner]).await?;
             Ok(())
         })
+    }
+
+    /// One statement for every lease, extending only `owner`'s rows, by the server's clock
+    /// (`now_ms` is ignored, as in `acquire_lease`), on the store's background connection: it
+    /// never waits behind the runs' statements for a pooled one.
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        _now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = &self.statements.renew_leases;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let rows = on_connection!(
+            pool = self.background,
+            "renew_leases",
+            None::<&str>,
+            retry = true,
+            |client| async {
+                let stmt = client.prepare_cached(sql).await?;
+                Ok(client.query(&stmt, &[&run_ids, &owner, &ttl_ms]).await?)
+            }
+        )?;
+        rows.iter()
+            .map(|row| {
+                let decode = |e: tokio_postgres::Error| Error::Corrupt {
+                    run_id: row.try_get::<_, String>(0).unwrap_or_default(),
+                    step_id: None,
+                    detail: format!("lease row: {e}"),
+                };
+                Ok((row.try_get(0).map_err(decode)?, row.try_get(1).map_err(decode)?))
+            })
+            .collect()
+    }
+
+    /// One query for every id (`= ANY` of one array parameter), on the background connection.
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = &self.statements.cancelled_runs;
+        let rows = on_connection!(
+            pool = self.background,
+            "cancelled_runs",
+            None::<&str>,
+            retry = true,
+            |client| async {
+                let stmt = client.prepare_cached(sql).await?;
+                Ok(client.query(&stmt, &[&run_ids]).await?)
+            }
+        )?;
+        rows.iter()
+            .map(|row| {
+                row.try_get(0).map_err(|e| Error::Corrupt {
+                    run_id: "(cancelled run)".to_owned(),
+                    step_id: None,
+                    detail: format!("run id: {e}"),
+                })
+            })
+            .collect()
     }
 
     async fn recoverable_runs(&self, _now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {

@@ -103,6 +103,8 @@ pub(crate) struct Statements {
     pub(crate) list_steps: String,
     pub(crate) acquire_lease: String,
     pub(crate) release_lease: String,
+    pub(crate) renew_leases: String,
+    pub(crate) cancelled_runs: String,
     pub(crate) recoverable_runs: String,
     pub(crate) list_signals: String,
     pub(crate) delete_run: String,
@@ -210,6 +212,29 @@ impl Statements {
                  WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM got)"
             ),
             release_lease: format!("DELETE FROM {s}.leases WHERE run_id = $1 AND owner = $2"),
+            // Extends only the caller's rows (expired or not): a renewal never takes a lease.
+            // Returns each other id with the owner of a live lease on it, if any, as the
+            // statement's snapshot shows it (a concurrent takeover may show the caller: then
+            // nobody is named).
+            renew_leases: format!(
+                "WITH clock AS (SELECT {SERVER_NOW_MS} AS now_ms),
+                 renewed AS (
+                    UPDATE {s}.leases AS l
+                    SET expires_at_ms =
+                        LEAST((SELECT now_ms FROM clock)::numeric + $3::bigint, 9223372036854775807)::bigint
+                    WHERE l.run_id = ANY($1::text[]) AND l.owner = $2
+                    RETURNING l.run_id
+                 )
+                 SELECT ids.run_id::text,
+                        CASE WHEN l.owner <> $2 AND l.expires_at_ms > (SELECT now_ms FROM clock)
+                             THEN l.owner::text END
+                 FROM unnest($1::text[]) AS ids(run_id)
+                 LEFT JOIN {s}.leases AS l ON l.run_id = ids.run_id
+                 WHERE NOT EXISTS (SELECT 1 FROM renewed WHERE renewed.run_id = ids.run_id)"
+            ),
+            cancelled_runs: format!(
+                "SELECT run_id::text FROM {s}.runs WHERE run_id = ANY($1::text[]) AND status = 'cancelled'"
+            ),
             recoverable_runs: format!(
                 "SELECT {RUN_COLUMNS} FROM {s}.runs r
                  WHERE r.status IN ('running', 'waiting')

@@ -118,6 +118,10 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// checks the store again).
 const POLL_FALLBACK: Duration = Duration::from_secs(1);
 
+/// The most run ids one script call of `renew_leases` or `cancelled_runs` takes: a script
+/// blocks the server while it runs, so a long list goes in several calls.
+const BATCH: usize = 1_000;
+
 /// A [`Store`] in Redis. See the [crate docs](crate) for how it works.
 ///
 /// Cheap to share through `Arc` (the engine does); every call goes through one multiplexed
@@ -535,6 +539,53 @@ impl Store for RedisStore {
         let _: i64 =
             call.invoke_async(&mut self.conn.clone()).await.map_err(fail("release_lease", run_id))?;
         Ok(())
+    }
+
+    /// One script call per 1,000 leases, extending only `owner`'s, by the server's clock
+    /// (`now_ms` is ignored, as in `acquire_lease`).
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        _now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let ttl_ms = ttl.min(MAX_TTL).as_millis().max(1).to_string();
+        let mut lost = Vec::new();
+        for chunk in run_ids.chunks(BATCH) {
+            let mut call = self.invoke(&self.scripts.renew_leases);
+            call.arg(owner).arg(&ttl_ms).arg(chunk);
+            let reply: Vec<String> =
+                call.invoke_async(&mut self.conn.clone()).await.map_err(fail("renew_leases", None))?;
+            for found in reply.chunks(3) {
+                match found {
+                    [run_id, held, holder] => {
+                        lost.push((run_id.clone(), (held == "1").then(|| holder.clone())));
+                    }
+                    other => {
+                        return Err(Error::Corrupt {
+                            run_id: other.first().cloned().unwrap_or_default(),
+                            step_id: None,
+                            detail: format!("unexpected reply from the lease renewal script: {other:?}"),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(lost)
+    }
+
+    /// One script call per 1,000 ids.
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        let mut cancelled = Vec::new();
+        for chunk in run_ids.chunks(BATCH) {
+            let mut call = self.invoke(&self.scripts.cancelled_runs);
+            call.arg(chunk);
+            let found: Vec<String> =
+                call.invoke_async(&mut self.conn.clone()).await.map_err(fail("cancelled_runs", None))?;
+            cancelled.extend(found);
+        }
+        Ok(cancelled)
     }
 
     async fn recoverable_runs(&self, _now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {

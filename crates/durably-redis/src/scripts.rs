@@ -280,6 +280,44 @@ end
 return 0
 "#;
 
+/// ARGV[3..]: owner, TTL in milliseconds, then run ids. Extends each lease the owner holds (by
+/// the server's clock); never takes one. Returns `{id, '1', holder}` for each id whose lease
+/// another owner holds, `{id, '0', ''}` for each one nobody holds.
+const RENEW_LEASES: &str = r#"
+local owner = ARGV[3]
+local t = redis.call('TIME')
+local expires = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[4]))
+local lost = {}
+for i = 5, #ARGV do
+  local lk = key('lease', ARGV[i])
+  local cur = redis.call('GET', lk)
+  local holder = nil
+  if cur then
+    local sep = string.find(cur, ':', 1, true)
+    holder = string.sub(cur, sep + 1)
+  end
+  if holder == owner then
+    redis.call('SET', lk, expires .. ':' .. owner, 'PXAT', expires)
+  elseif holder then
+    lost[#lost + 1] = ARGV[i]; lost[#lost + 1] = '1'; lost[#lost + 1] = holder
+  else
+    lost[#lost + 1] = ARGV[i]; lost[#lost + 1] = '0'; lost[#lost + 1] = ''
+  end
+end
+return lost
+"#;
+
+/// ARGV[3..]: run ids. Returns those whose run is `cancelled`.
+const CANCELLED_RUNS: &str = r#"
+local out = {}
+for i = 3, #ARGV do
+  if redis.call('HGET', key('run', ARGV[i]), 'status') == 'cancelled' then
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out
+"#;
+
 /// The compiled scripts of a store (each knows its SHA-1, so calls are `EVALSHA`, with the
 /// script loaded again on `NOSCRIPT`, for instance after the server restarted).
 #[derive(Debug)]
@@ -292,6 +330,8 @@ pub(crate) struct Scripts {
     pub(crate) recoverable_runs: Script,
     pub(crate) acquire_lease: Script,
     pub(crate) release_lease: Script,
+    pub(crate) renew_leases: Script,
+    pub(crate) cancelled_runs: Script,
     pub(crate) delete_run: Script,
 }
 
@@ -307,6 +347,8 @@ impl Scripts {
             recoverable_runs: s(RECOVERABLE_RUNS),
             acquire_lease: s(ACQUIRE_LEASE),
             release_lease: s(RELEASE_LEASE),
+            renew_leases: s(RENEW_LEASES),
+            cancelled_runs: s(CANCELLED_RUNS),
             delete_run: s(DELETE_RUN),
         }
     }

@@ -160,6 +160,22 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Opens a read-only connection to the database file at `path` (the writer created and set it
+/// up), waiting up to `busy_timeout` for another connection's lock.
+pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection, Fail> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
+/// The busy timeout of read connections: the writer's.
+pub(crate) fn reader_busy_timeout(options: &SqliteOptions) -> Duration {
+    busy_timeout(options.busy_timeout)
+}
+
 /// Read connections to a database file, opened on demand and kept for reuse. WAL lets them read
 /// while the writer thread writes.
 pub(crate) struct ReadPool {
@@ -171,7 +187,7 @@ pub(crate) struct ReadPool {
 impl ReadPool {
     /// A pool for the file at `path`, opened with the same busy timeout as the writer.
     pub(crate) fn new(path: PathBuf, options: &SqliteOptions) -> Self {
-        ReadPool { path, busy_timeout: busy_timeout(options.busy_timeout), idle: Mutex::new(Vec::new()) }
+        ReadPool { path, busy_timeout: reader_busy_timeout(options), idle: Mutex::new(Vec::new()) }
     }
 
     fn idle(&self) -> MutexGuard<'_, Vec<Connection>> {
@@ -180,12 +196,7 @@ impl ReadPool {
     }
 
     fn connect(&self) -> Result<Connection, Fail> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(self.busy_timeout)?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        conn.pragma_update(None, "query_only", true)?;
-        Ok(conn)
+        open_reader(&self.path, self.busy_timeout)
     }
 
     /// Runs `work` on a pooled connection (blocking), retrying while the file is busy.

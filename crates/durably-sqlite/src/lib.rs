@@ -22,7 +22,8 @@
 //! - **Several processes** may share the file: each attempt waits up to `busy_timeout` for
 //!   another process's lock, and a locked database is retried with a short backoff, so
 //!   SQLite's "database is locked" never reaches you. Signals delivered by another process are
-//!   noticed within [`SqliteOptions::poll_interval`]. A run being executed holds a lease (a row
+//!   noticed within [`SqliteOptions::poll_interval`], by one poller per store that looks for
+//!   all waiting runs at once (and only when the file changed). A run being executed holds a lease (a row
 //!   of the `leases` table, taken in a write transaction), so two processes never execute one
 //!   run at once, and a run whose process died can be recovered once its lease expires.
 //! - **Durability** is [`Durability::Full`] by default (`synchronous = FULL`: a returned write
@@ -36,6 +37,7 @@
 
 mod connection;
 mod options;
+mod poller;
 mod sql;
 mod writer;
 
@@ -52,6 +54,7 @@ use durably_core::{
 use rusqlite::Connection;
 
 use crate::connection::ReadPool;
+use crate::poller::Poller;
 use crate::sql::Fail;
 use crate::writer::{Counters, Request, Writer};
 
@@ -69,6 +72,8 @@ pub struct SqliteStore {
     // Declared first: dropping it finishes the queued writes before the readers close.
     writer: Writer,
     reads: Reads,
+    /// Signal waits, and the one task that looks for deliveries by other processes.
+    poller: Poller,
     counters: Arc<Counters>,
     path: Option<PathBuf>,
     options: SqliteOptions,
@@ -135,8 +140,8 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// Sets how often a waiting run looks for signals delivered by other processes
-    /// (default 100 ms).
+    /// Sets how often the store looks for signals delivered by other processes to its waiting
+    /// runs (default 100 ms).
     pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
         self.options = self.options.poll_interval(poll_interval);
         self
@@ -162,8 +167,13 @@ impl SqliteStoreBuilder {
             Some(path) => Reads::Pool(Arc::new(ReadPool::new(path.clone(), &self.options))),
             None => Reads::Writer,
         };
+        let poller = Poller::new(
+            path.clone(),
+            self.options.poll_interval,
+            connection::reader_busy_timeout(&self.options),
+        );
         tracing::debug!(path = ?path, durability = ?self.options.durability, "durably-sqlite: store opened");
-        Ok(SqliteStore { writer, reads, counters, path, options: self.options })
+        Ok(SqliteStore { writer, reads, poller, counters, path, options: self.options })
     }
 }
 
@@ -198,6 +208,11 @@ impl SqliteStore {
     /// What the writer thread has committed so far.
     pub fn stats(&self) -> WriterStats {
         WriterStats { commits: self.counters.commits(), writes: self.counters.writes() }
+    }
+
+    /// How many signals `wait_for_signal` callers wait on right now.
+    pub fn runs_waited_on(&self) -> usize {
+        self.poller.waited_on()
     }
 
     /// The value of `PRAGMA <name>` on the writing connection (per-connection settings such as
@@ -287,8 +302,14 @@ impl Store for SqliteStore {
     }
 
     async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
-        let (owned, signal) = (run_id.to_owned(), signal.clone());
-        self.write("deliver_signal", run_id, move |conn| sql::deliver_signal(conn, &owned, &signal)).await
+        let (owned, record) = (run_id.to_owned(), signal.clone());
+        let delivered = self
+            .write("deliver_signal", run_id, move |conn| sql::deliver_signal(conn, &owned, &record))
+            .await?;
+        if delivered {
+            self.poller.wake(run_id, &signal.name);
+        }
+        Ok(delivered)
     }
 
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
@@ -311,10 +332,21 @@ impl Store for SqliteStore {
         self.read("list_steps", Some(run_id), move |conn| sql::list_steps(conn, &owned)).await
     }
 
-    /// Sleeps for the poll interval (or `max_wait`, if shorter): another process may have
-    /// delivered the signal meanwhile.
-    async fn wait_for_signal(&self, _run_id: &str, _name: &str, max_wait: Duration) {
-        tokio::time::sleep(max_wait.min(self.options.poll_interval)).await;
+    /// Returns when the signal was delivered through this store, or the store's poller found it
+    /// delivered by another process (it looks every poll interval for all waits at once), or
+    /// after `max_wait`.
+    async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
+        // Register before looking, so that a delivery after the look wakes this wait.
+        let registration = self.poller.register(run_id, name);
+        let notified = registration.notify().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match self.get_signal(run_id, name).await {
+            // Delivered already, or the store failed: the engine's own look will tell.
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) => {}
+        }
+        let _ = tokio::time::timeout(max_wait, notified).await;
     }
 
     /// Takes or renews the lease in one write transaction on the writer thread, so that it is
@@ -338,6 +370,34 @@ impl Store for SqliteStore {
     async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
         let (owned, owner) = (run_id.to_owned(), owner.to_owned());
         self.write("release_lease", run_id, move |conn| sql::release_lease(conn, &owned, &owner)).await
+    }
+
+    /// One write transaction on the writer thread for every lease, extending only `owner`'s.
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (run_ids, owner) = (run_ids.to_vec(), owner.to_owned());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.submit(true, "renew_leases", None, move |conn| {
+            sql::renew_leases(conn, &run_ids, &owner, ttl_ms, now_ms)
+        })
+        .await
+    }
+
+    /// One query for every id (they travel as one JSON array, so no list is too long).
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = serde_json::to_string(run_ids).map_err(|e| Error::store("cancelled_runs", None, e))?;
+        self.read("cancelled_runs", None, move |conn| sql::cancelled_runs(conn, &json)).await
     }
 
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {

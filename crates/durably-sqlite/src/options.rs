@@ -51,8 +51,9 @@ pub struct SqliteOptions {
     /// How long one attempt waits for a lock held by another connection (another store on the
     /// same file, another process) before backing off and trying again. Default: 5 s.
     pub busy_timeout: Duration,
-    /// How often a run waiting on a signal looks for a delivery made by another process.
-    /// Deliveries within the process wake waiters at once. Default: 100 ms.
+    /// How often the store looks for signals delivered by another process to the runs waiting
+    /// on it: one look for all of them, a single pragma while the file is unchanged.
+    /// Deliveries through the store wake waiters at once. Default: 100 ms.
     pub poll_interval: Duration,
 }
 
@@ -84,7 +85,7 @@ impl SqliteOptions {
         self
     }
 
-    /// Sets how often a waiting run looks for signals delivered by other processes.
+    /// Sets how often the store looks for signals delivered by other processes.
     pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
         self.poll_interval = poll_interval;
         self

@@ -142,6 +142,20 @@ const GET_LEASE: &str = "SELECT owner, expires_at_ms FROM leases WHERE run_id = 
 
 const RELEASE_LEASE: &str = "DELETE FROM leases WHERE run_id = ?1 AND owner = ?2";
 
+/// Extends a lease only while `owner` holds it (expired or not): a renewal never takes one.
+const RENEW_LEASE: &str = "UPDATE leases SET expires_at_ms = ?3 WHERE run_id = ?1 AND owner = ?2";
+
+/// The cancelled runs among the ids of the JSON array `?1` (through `runs_by_status`). One
+/// parameter, so no list is too long for SQLite's limit on parameters.
+const CANCELLED_RUNS: &str =
+    "SELECT run_id FROM runs WHERE status = 'cancelled' AND run_id IN (SELECT value FROM json_each(?1))";
+
+/// Which of the `[run_id, name]` pairs of the JSON array `?1` were delivered: one primary-key
+/// lookup per pair.
+const DELIVERED_AMONG: &str = "
+SELECT s.run_id, s.name FROM json_each(?1) AS w
+JOIN signals AS s ON s.run_id = json_extract(w.value, '$[0]') AND s.name = json_extract(w.value, '$[1]')";
+
 /// Unfinished runs without a live lease, oldest first (through `runs_by_status`).
 const RECOVERABLE_RUNS: &str = concat!(
     "SELECT ",
@@ -293,8 +307,58 @@ pub(crate) fn release_lease(conn: &Connection, run_id: &str, owner: &str) -> Res
     Ok(())
 }
 
+/// Extends `owner`'s leases on `run_ids` until `now_ms + ttl_ms`; returns the ids it does not
+/// hold, each with the owner of a live lease on it, if any. Runs in the writer's transaction.
+pub(crate) fn renew_leases(
+    conn: &Connection,
+    run_ids: &[String],
+    owner: &str,
+    ttl_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<(String, Option<String>)>, Fail> {
+    let expires_at_ms = now_ms.saturating_add(ttl_ms);
+    let mut renew = conn.prepare_cached(RENEW_LEASE)?;
+    let mut lost = Vec::new();
+    for run_id in run_ids {
+        if renew.execute(params![run_id, owner, expires_at_ms])? == 1 {
+            continue;
+        }
+        let mut stmt = conn.prepare_cached(GET_LEASE)?;
+        let mut rows = stmt.query([run_id])?;
+        // Only to name the holder: a malformed row is a lease lost to nobody known, not a
+        // failure of every renewal in the batch.
+        let holder = match rows.next()? {
+            Some(row) => match (text(row, 0, "owner"), int(row, 1, "expires_at_ms")) {
+                (Ok(holder), Ok(expires)) if expires > now_ms => Some(holder),
+                _ => None,
+            },
+            None => None,
+        };
+        lost.push((run_id.clone(), holder));
+    }
+    Ok(lost)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reads
+
+/// The cancelled runs among `run_ids_json`, a JSON array of run ids.
+pub(crate) fn cancelled_runs(conn: &Connection, run_ids_json: &str) -> Result<Vec<String>, Fail> {
+    let mut stmt = conn.prepare_cached(CANCELLED_RUNS)?;
+    let rows = stmt.query([run_ids_json])?;
+    collect(rows, |row| text(row, 0, "run_id").map_err(|d| corrupt(&lossy(row, 0), None, d)))
+}
+
+/// The delivered signals among `pairs_json`, a JSON array of `[run_id, name]` pairs.
+pub(crate) fn delivered_among(conn: &Connection, pairs_json: &str) -> Result<Vec<(String, String)>, Fail> {
+    let mut stmt = conn.prepare_cached(DELIVERED_AMONG)?;
+    let rows = stmt.query([pairs_json])?;
+    collect(rows, |row| {
+        let run_id = text(row, 0, "run_id").map_err(|d| corrupt(&lossy(row, 0), None, d))?;
+        let name = text(row, 1, "name").map_err(|d| corrupt(&run_id, None, format!("a signal: {d}")))?;
+        Ok((run_id, name))
+    })
+}
 
 /// Unfinished runs that no live lease covers at `now_ms`, oldest first, at most `limit`.
 pub(crate) fn recoverable_runs(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>, Fail> {

@@ -1311,6 +1311,115 @@ pub async fn recoverable_runs_respects_the_limit<S: Store>(store: Arc<S>) {
     assert_eq!(ids(&recoverable(&*store, 10).await), ["e", "b", "c", "d", "a"]);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Batched questions about the runs an engine executes: cancellations and lease renewals
+
+/// `cancelled_runs` names exactly the cancelled runs among the ids asked about: not runs in
+/// another status, not ids of no run, not cancelled runs it was not asked about, whatever
+/// characters the ids hold.
+pub async fn cancelled_runs_names_exactly_the_cancelled_ones<S: Store>(store: Arc<S>) {
+    let others = [RunStatus::Running, RunStatus::Waiting, RunStatus::Completed, RunStatus::Failed];
+    let mut asked = Vec::new();
+    let mut expected = BTreeSet::new();
+    for (i, run_id) in awkward_ids().into_iter().enumerate() {
+        open(&*store, new_run(&run_id, None, 1_000 + i as i64)).await;
+        let status = if i % 2 == 0 { RunStatus::Cancelled } else { others[i / 2 % others.len()] };
+        update(&*store, &run_id, RunUpdate::new(status, 2_000)).await;
+        if status == RunStatus::Cancelled {
+            expected.insert(run_id.clone());
+        }
+        asked.push(run_id);
+    }
+    open(&*store, new_run("cancelled but not asked about", None, 1_000)).await;
+    update(&*store, "cancelled but not asked about", RunUpdate::new(RunStatus::Cancelled, 2_000)).await;
+    asked.push("no such run".to_owned());
+    asked.push("no such run 🦀'%".to_owned());
+
+    let cancelled = |asked: Vec<String>| {
+        let store = Arc::clone(&store);
+        async move {
+            let found =
+                store.cancelled_runs(&asked).await.unwrap_or_else(|e| panic!("cancelled_runs failed: {e}"));
+            let set: BTreeSet<String> = found.iter().cloned().collect();
+            assert_eq!(set.len(), found.len(), "cancelled_runs named a run twice");
+            set
+        }
+    };
+    let found = cancelled(asked.clone()).await;
+    let missing: Vec<String> = expected.difference(&found).map(|id| show(id)).collect();
+    let extra: Vec<String> = found.difference(&expected).map(|id| show(id)).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "cancelled_runs missed {missing:?} and named {extra:?}");
+
+    // A run cancelled since is named by the next call.
+    update(&*store, &asked[1], RunUpdate::new(RunStatus::Cancelled, 3_000)).await;
+    expected.insert(asked[1].clone());
+    assert!(cancelled(asked).await == expected, "a run cancelled since the last call must be named");
+    assert!(cancelled(Vec::new()).await.is_empty(), "no ids, no cancelled runs");
+}
+
+async fn renew<S: Store + ?Sized>(
+    store: &S,
+    run_ids: &[&str],
+    owner: &str,
+    ttl: Duration,
+) -> Vec<(String, Option<String>)> {
+    let run_ids: Vec<String> = run_ids.iter().map(|id| (*id).to_owned()).collect();
+    let mut lost = store
+        .renew_leases(&run_ids, owner, ttl, durably_core::now_ms())
+        .await
+        .unwrap_or_else(|e| panic!("renew_leases({run_ids:?}, `{owner}`) failed: {e}"));
+    lost.sort();
+    lost
+}
+
+/// `renew_leases` extends every lease the owner holds, and names each lease another owner
+/// holds with its holder, leaving that lease as it is.
+pub async fn renew_leases_extends_the_owners_leases_and_names_other_holders<S: Store>(store: Arc<S>) {
+    let mine = ["mine", "mine:2", "🦀 '%_mine"];
+    for run_id in mine {
+        assert_eq!(acquire(&*store, run_id, "owner-a", SHORT_TTL).await, LeaseOutcome::Acquired);
+    }
+    assert_eq!(acquire(&*store, "theirs", "owner-b", LONG_TTL).await, LeaseOutcome::Acquired);
+    let theirs = held_by(acquire(&*store, "theirs", "owner-c", LONG_TTL).await, "before the renewal");
+
+    let before = durably_core::now_ms();
+    let lost = renew(&*store, &["mine", "theirs", "mine:2", "🦀 '%_mine"], "owner-a", LONG_TTL).await;
+    assert_eq!(lost, [("theirs".to_owned(), Some("owner-b".to_owned()))]);
+
+    // Past the short TTL the renewed leases are still owner-a's, until about now + LONG_TTL.
+    tokio::time::sleep(PAST_SHORT_TTL).await;
+    for run_id in mine {
+        let lease = held_by(acquire(&*store, run_id, "owner-c", LONG_TTL).await, run_id);
+        assert_eq!(lease.owner, "owner-a", "run {run_id:?}: the renewal must keep the lease");
+        assert!(
+            lease.expires_at_ms >= before + ms(LONG_TTL) - CLOCK_SLACK_MS,
+            "run {run_id:?}: renewed for {LONG_TTL:?} from {before}, but it expires at {}",
+            lease.expires_at_ms
+        );
+    }
+    let after = held_by(acquire(&*store, "theirs", "owner-c", LONG_TTL).await, "after the renewal");
+    assert_eq!(after, theirs, "a renewal by another owner must not change the lease");
+    assert!(renew(&*store, &[], "owner-a", LONG_TTL).await.is_empty(), "no ids, nothing lost");
+}
+
+/// `renew_leases` never takes a lease nobody holds (released, or never taken): it names it
+/// with no holder, and anyone may take it afterwards. The default implementation, which can
+/// only call `acquire_lease`, takes such a lease again: a store that keeps it lists this test
+/// in `expected_failures`.
+pub async fn renew_leases_names_free_leases_without_taking_them<S: Store>(store: Arc<S>) {
+    assert_eq!(acquire(&*store, "released", "owner-a", LONG_TTL).await, LeaseOutcome::Acquired);
+    release(&*store, "released", "owner-a").await;
+    let lost = renew(&*store, &["released", "never leased"], "owner-a", LONG_TTL).await;
+    assert_eq!(lost, [("never leased".to_owned(), None), ("released".to_owned(), None)]);
+    for run_id in ["released", "never leased"] {
+        assert_eq!(
+            acquire(&*store, run_id, "owner-b", LONG_TTL).await,
+            LeaseOutcome::Acquired,
+            "run {run_id:?}: a renewal must not take a free lease"
+        );
+    }
+}
+
 // The operating methods (list_signals, delete_run, update_run_unless_cancelled) live in their own
 // module; the macro finds every behaviour here.
 pub use crate::conformance_admin::*;

@@ -34,13 +34,13 @@ pub enum Op {
     DeliverSignal,
     /// [`Store::get_signal`]
     GetSignal,
-    /// [`Store::get_run`]
+    /// [`Store::get_run`], and [`Store::cancelled_runs`]
     GetRun,
     /// [`Store::list_runs`]
     ListRuns,
     /// [`Store::list_steps`]
     ListSteps,
-    /// [`Store::acquire_lease`]
+    /// [`Store::acquire_lease`], and [`Store::renew_leases`]
     AcquireLease,
     /// [`Store::release_lease`]
     ReleaseLease,
@@ -226,6 +226,21 @@ impl<S: Store> Store for FaultStore<S> {
     }
     async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
         self.call(Op::ReleaseLease, Some(run_id), self.inner.release_lease(run_id, owner)).await
+    }
+    /// Counted and faulted as [`Op::AcquireLease`]: a renewal is the holder acquiring again,
+    /// and a store cut off from its leases fails both.
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        self.call(Op::AcquireLease, None, self.inner.renew_leases(run_ids, owner, ttl, now_ms)).await
+    }
+    /// Counted and faulted as [`Op::GetRun`]: to a caller both read runs' status.
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        self.call(Op::GetRun, None, self.inner.cancelled_runs(run_ids)).await
     }
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         self.call(Op::RecoverableRuns, None, self.inner.recoverable_runs(now_ms, limit)).await

@@ -168,6 +168,9 @@ macro_rules! store_conformance_tests {
             recoverable_runs_lists_unfinished_runs_without_a_live_lease
             recoverable_runs_include_expired_and_released_leases
             recoverable_runs_respects_the_limit
+            cancelled_runs_names_exactly_the_cancelled_ones
+            renew_leases_extends_the_owners_leases_and_names_other_holders
+            renew_leases_names_free_leases_without_taking_them
             list_signals_returns_every_signal_oldest_first
             list_signals_of_a_run_without_signals_is_empty_and_changes_nothing
             list_signals_includes_signals_delivered_before_the_run
