@@ -469,7 +469,8 @@ pub trait Store: Send + Sync + 'static {
     /// The default calls [`acquire_lease`](Store::acquire_lease) for each id, so a lease that
     /// was released, or lapsed without being taken, is taken again rather than reported. Stores
     /// shared between processes override it with one statement that only extends `owner`'s
-    /// rows.
+    /// rows; the conformance suite's `renew_leases_names_free_leases_without_taking_them` holds
+    /// a store to that (list it in `expected_failures` for a store that keeps the default).
     async fn renew_leases(
         &self,
         run_ids: &[String],
