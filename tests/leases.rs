@@ -338,20 +338,7 @@ async fn renewing_many_leases_takes_one_store_call_per_period(h: Harness) {
         .shared_store(faulty.clone())
         .lease_ttl(Duration::from_millis(300))
         .build();
-    let runners: Vec<_> = (0..RUNS)
-        .map(|i| {
-            let wf = wf.clone();
-            tokio::spawn(
-                async move { wf.run(format!("renewed-{i}"), |_| durably::signal::<u32>("go")).await },
-            )
-        })
-        .collect();
-    let waiting = durably::RunFilter::new().status(RunStatus::Waiting);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while h.wf().list_runs(&waiting).await.unwrap().len() < RUNS as usize {
-        assert!(tokio::time::Instant::now() < deadline, "the runs never all waited");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let runners = common::start_waiting_runs(&h, &wf, "renewed", RUNS).await;
     let before = faulty.calls(Op::AcquireLease);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let renewals = faulty.calls(Op::AcquireLease) - before;

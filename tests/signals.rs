@@ -264,20 +264,7 @@ async fn watching_many_runs_for_cancellation_takes_one_store_call_per_poll(h: Ha
     const RUNS: u32 = 50;
     let faulty = Arc::new(FaultStore::new(h.store()));
     let wf = durably::Workflow::builder("test-app").shared_store(faulty.clone()).build();
-    let runners: Vec<_> = (0..RUNS)
-        .map(|i| {
-            let wf = wf.clone();
-            tokio::spawn(
-                async move { wf.run(format!("watched-{i}"), |_| durably::signal::<u32>("go")).await },
-            )
-        })
-        .collect();
-    let waiting = durably::RunFilter::new().status(RunStatus::Waiting);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while h.wf().list_runs(&waiting).await.unwrap().len() < RUNS as usize {
-        assert!(tokio::time::Instant::now() < deadline, "the runs never all waited");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let runners = common::start_waiting_runs(&h, &wf, "watched", RUNS).await;
     let before = faulty.calls(Op::GetRun);
     // Three cancellation polls (`durably_core::CANCEL_POLL` is 500 ms).
     tokio::time::sleep(Duration::from_millis(1_500)).await;

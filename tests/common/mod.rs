@@ -111,3 +111,27 @@ pub fn boom(msg: &str) -> Boom {
 pub fn crash<T>(msg: &str) -> Result<T, durably::Error> {
     Err(durably::Error::permanent(boom(msg)))
 }
+
+/// Starts `n` runs `<prefix>-<i>` on `wf`, each waiting on signal `go` (and returning its
+/// payload), and returns once the harness's store records all of them as waiting.
+pub async fn start_waiting_runs(
+    h: &Harness,
+    wf: &Workflow,
+    prefix: &str,
+    n: u32,
+) -> Vec<tokio::task::JoinHandle<durably::Result<u32>>> {
+    let runners: Vec<_> = (0..n)
+        .map(|i| {
+            let wf = wf.clone();
+            let run_id = format!("{prefix}-{i}");
+            tokio::spawn(async move { wf.run(run_id, |_| durably::signal::<u32>("go")).await })
+        })
+        .collect();
+    let waiting = durably::RunFilter::new().status(durably::RunStatus::Waiting);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while h.wf().list_runs(&waiting).await.unwrap().len() < n as usize {
+        assert!(tokio::time::Instant::now() < deadline, "the runs never all waited");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    runners
+}
