@@ -89,6 +89,41 @@ pub(crate) fn commits(dir: &Path, synchronous: &str, rows: u64, per_txn: u64) ->
     Ok(rec)
 }
 
+/// One-row commits, each after `idle` of doing nothing (the thread sleeps): what a write costs
+/// when it comes after a gap, as an agent's does after each model call, rather than in a steady
+/// stream. Scenario `floor_wal_<full|normal>_1_after_idle`, with `idle_ms`.
+pub(crate) fn commits_after_idle(
+    dir: &Path,
+    synchronous: &str,
+    rows: u64,
+    idle: std::time::Duration,
+) -> anyhow::Result<Record> {
+    let name = format!("floor_wal_{}_1_after_idle", synchronous.to_ascii_lowercase());
+    let path = dir.join(format!("{name}.db"));
+    let conn = open_wal(&path, synchronous)?;
+    let mut lat = Vec::with_capacity(rows as usize);
+    let mut busy = std::time::Duration::ZERO;
+    for i in 0..rows {
+        std::thread::sleep(idle);
+        let t0 = Instant::now();
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        conn.prepare_cached(INSERT)?.execute(params!["run-1", format!("i-{i}"), PAYLOAD, 1])?;
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        let d = t0.elapsed();
+        busy += d;
+        lat.push(d);
+    }
+    let count: i64 = conn.query_row("SELECT count(*) FROM steps", [], |r| r.get(0))?;
+    let rec = Record::throughput(&name, FLOOR, rows, busy)
+        .errors(u64::from(u64::try_from(count).ok() != Some(rows)))
+        .percentiles(&lat)
+        .with("idle_ms", idle.as_millis() as u64)
+        .with("synchronous", synchronous);
+    drop(conn);
+    remove_db(&path)?;
+    Ok(rec)
+}
+
 /// Point `SELECT`s by primary key on one open connection: what replaying a step would cost if
 /// it were one query. Scenario `floor_select`.
 pub(crate) fn select(dir: &Path, rows: u64) -> anyhow::Result<Record> {

@@ -254,9 +254,7 @@ struct Sizes {
     floor_rows: u64,
     floor_batch_rows: u64,
     repeat: u32,
-    #[cfg_attr(not(feature = "agent"), allow(dead_code))]
     agent_turns: u64,
-    #[cfg_attr(not(feature = "agent"), allow(dead_code))]
     agent_latency_ms: u64,
 }
 
@@ -432,6 +430,10 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         let s = sizes;
         let floors = tokio::task::spawn_blocking(move || {
             let one = s.floor_rows;
+            // As many commits after a pause as the agent scenario makes writes in one run, after
+            // a pause of its model latency.
+            let idle = Duration::from_millis(s.agent_latency_ms.max(1));
+            let idle_rows = (2 * s.agent_turns).max(10);
             vec![
                 ("floor_fdatasync", floor::best_of(s.repeat, |_| floor::fdatasync(&d, one.min(1000)))),
                 ("floor_wal_full_1", floor::best_of(s.repeat, |_| floor::commits(&d, "FULL", one, 1))),
@@ -439,6 +441,14 @@ async fn bench(o: Options) -> anyhow::Result<()> {
                 ("floor_wal_full_100", floor::commits(&d, "FULL", s.floor_batch_rows, 100)),
                 ("floor_wal_normal_100", floor::commits(&d, "NORMAL", s.floor_batch_rows, 100)),
                 ("floor_select", floor::select(&d, s.steps.max(one))),
+                (
+                    "floor_wal_full_1_after_idle",
+                    floor::commits_after_idle(&d, "FULL", idle_rows, idle),
+                ),
+                (
+                    "floor_wal_normal_1_after_idle",
+                    floor::commits_after_idle(&d, "NORMAL", idle_rows, idle),
+                ),
             ]
         })
         .await?;
