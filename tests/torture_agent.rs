@@ -569,17 +569,15 @@ async fn sqlite_rig_agent_survives_random_kills() {
 }
 
 #[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_openai_agent_survives_random_kills() {
+async fn on_redis(kind: Kind, label: &str) {
     let Some(url) = service("DURABLY_REDIS_URL", "redis://127.0.0.1:6379", "127.0.0.1:6379") else { return };
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("torture-agent-{:016x}", fastrand::u64(..));
-    torture(Kind::OpenAi, "redis", StoreSpec::Redis { url, prefix }, dir.path()).await;
+    torture(kind, label, StoreSpec::Redis { url, prefix }, dir.path()).await;
 }
 
 #[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_openai_agent_survives_random_kills() {
+async fn on_postgres(kind: Kind, label: &str) {
     let Some(url) =
         service("DURABLY_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test", "127.0.0.1:5432")
     else {
@@ -587,15 +585,33 @@ async fn postgres_openai_agent_survives_random_kills() {
     };
     let dir = tempfile::tempdir().unwrap();
     let schema = format!("torture_agent_{:016x}", fastrand::u64(..));
-    torture(
-        Kind::OpenAi,
-        "postgres",
-        StoreSpec::Postgres { url: url.clone(), schema: schema.clone() },
-        dir.path(),
-    )
-    .await;
+    torture(kind, label, StoreSpec::Postgres { url: url.clone(), schema: schema.clone() }, dir.path()).await;
     // Leave nothing behind in the shared database.
     let _ = std::process::Command::new("psql")
         .args([url.as_str(), "-qc", &format!("DROP SCHEMA {schema} CASCADE")])
         .output();
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_openai_agent_survives_random_kills() {
+    on_redis(Kind::OpenAi, "redis").await;
+}
+
+#[cfg(all(feature = "redis", feature = "rig"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_rig_agent_survives_random_kills() {
+    on_redis(Kind::Rig, "redis").await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_openai_agent_survives_random_kills() {
+    on_postgres(Kind::OpenAi, "postgres").await;
+}
+
+#[cfg(all(feature = "postgres", feature = "rig"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rig_agent_survives_random_kills() {
+    on_postgres(Kind::Rig, "postgres").await;
 }

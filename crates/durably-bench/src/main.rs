@@ -441,14 +441,8 @@ async fn bench(o: Options) -> anyhow::Result<()> {
                 ("floor_wal_full_100", floor::commits(&d, "FULL", s.floor_batch_rows, 100)),
                 ("floor_wal_normal_100", floor::commits(&d, "NORMAL", s.floor_batch_rows, 100)),
                 ("floor_select", floor::select(&d, s.steps.max(one))),
-                (
-                    "floor_wal_full_1_after_idle",
-                    floor::commits_after_idle(&d, "FULL", idle_rows, idle),
-                ),
-                (
-                    "floor_wal_normal_1_after_idle",
-                    floor::commits_after_idle(&d, "NORMAL", idle_rows, idle),
-                ),
+                ("floor_wal_full_1_after_idle", floor::commits_after_idle(&d, "FULL", idle_rows, idle)),
+                ("floor_wal_normal_1_after_idle", floor::commits_after_idle(&d, "NORMAL", idle_rows, idle)),
             ]
         })
         .await?;
