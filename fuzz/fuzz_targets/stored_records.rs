@@ -57,7 +57,8 @@ fn fresh_db() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     static N: AtomicU64 = AtomicU64::new(0);
     let dir = DIR.get_or_init(|| {
-        let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        let base =
+            if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
         let dir = base.join(format!("durably-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("fuzz dir");
         dir
@@ -125,7 +126,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = result;
             if flags & 1 == 1 && !(table == "runs" && column == "status") {
                 // Unfinished again, so that executing the run replays its records.
-                let _ = conn.execute("UPDATE runs SET status = 'running', output = NULL WHERE run_id = ?1", [RUN]);
+                let _ = conn
+                    .execute("UPDATE runs SET status = 'running', output = NULL WHERE run_id = ?1", [RUN]);
             }
         }
 
