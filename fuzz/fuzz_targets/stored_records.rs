@@ -59,11 +59,11 @@ fn fresh_db() -> PathBuf {
     let dir = DIR.get_or_init(|| {
         let base =
             if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-        let dir = base.join(format!("durably-fuzz-{}", std::process::id()));
+        let dir = base.join("durably-fuzz");
         std::fs::create_dir_all(&dir).expect("fuzz dir");
         dir
     });
-    dir.join(format!("f{}.db", N.fetch_add(1, Ordering::Relaxed)))
+    dir.join(format!("{}-{}.db", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
 }
 
 async fn engine(db: &Path) -> Workflow {
