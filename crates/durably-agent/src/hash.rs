@@ -102,4 +102,17 @@ mod tests {
         let escaped = json!({"k\"ey\u{1}é": ["tab\t", 1.5, -2, true, null]});
         assert_eq!(canonical_json(&escaped), r#"{"k\"ey\u0001é":["tab\t",1.5,-2,true,null]}"#);
     }
+
+    /// Found by the `canonical_json` fuzz target: the canonical text of a float parses back to
+    /// the same float, so a request rebuilt from stored JSON hashes the same.
+    #[test]
+    fn canonical_floats_are_stable() {
+        for text in ["444444444441200007867", "0.30000000000000004", "-1e-320"] {
+            let value: Value = serde_json::from_str(text).unwrap_or_default();
+            let canonical = canonical_json(&value);
+            let reparsed: Value = serde_json::from_str(&canonical).unwrap_or_default();
+            assert_eq!(canonical_json(&reparsed), canonical, "{text}");
+            assert_eq!(request_hash(&reparsed).ok(), request_hash(&value).ok(), "{text}");
+        }
+    }
 }
