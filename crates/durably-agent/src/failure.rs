@@ -1,6 +1,8 @@
 //! How a failed model call becomes a step error, for both agents: the stored error text is the
 //! JSON of a [`ModelError`] (`{kind, message, retryable}`), with anything that looks like a
 //! credential blanked out.
+// Without an agent (neither `rig` nor `openai`), only `model_error_of` is used.
+#![cfg_attr(not(any(feature = "rig", feature = "openai")), allow(dead_code))]
 
 use std::fmt;
 
