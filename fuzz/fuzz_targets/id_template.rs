@@ -10,19 +10,7 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../crates/durably-macros/src/template.rs"]
 mod template;
 
-use template::{Piece, format_string, parse};
-
-fn unparse(pieces: &[Piece]) -> String {
-    let mut out = String::new();
-    for piece in pieces {
-        match piece {
-            Piece::Text(t) => out.push_str(&t.replace('{', "{{").replace('}', "}}")),
-            Piece::Param { name, spec } if spec.is_empty() => out.push_str(&format!("{{{name}}}")),
-            Piece::Param { name, spec } => out.push_str(&format!("{{{name}:{spec}}}")),
-        }
-    }
-    out
-}
+use template::{format_string, parse, unparse};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -103,6 +103,22 @@ pub(crate) fn format_string(pieces: &[Piece]) -> String {
     out
 }
 
+/// The template text that parses to `pieces` (braces in text doubled): what the property test
+/// and the `id_template` fuzz target compare a parse against.
+#[cfg(any(test, fuzzing))]
+#[cfg_attr(fuzzing, allow(dead_code))] // the macros crate itself, built for the fuzz targets
+pub(crate) fn unparse(pieces: &[Piece]) -> String {
+    let mut out = String::new();
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => out.push_str(&t.replace('{', "{{").replace('}', "}}")),
+            Piece::Param { name, spec } if spec.is_empty() => out.push_str(&format!("{{{name}}}")),
+            Piece::Param { name, spec } => out.push_str(&format!("{{{name}:{spec}}}")),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -152,18 +168,6 @@ mod tests {
         );
         assert!(parse("{a.b}").is_err());
         assert!(parse("{_}").is_err());
-    }
-
-    fn unparse(pieces: &[Piece]) -> String {
-        let mut out = String::new();
-        for piece in pieces {
-            match piece {
-                Piece::Text(t) => out.push_str(&t.replace('{', "{{").replace('}', "}}")),
-                Piece::Param { name, spec } if spec.is_empty() => out.push_str(&format!("{{{name}}}")),
-                Piece::Param { name, spec } => out.push_str(&format!("{{{name}:{spec}}}")),
-            }
-        }
-        out
     }
 
     proptest::proptest! {
