@@ -19,21 +19,18 @@
 //! cancellation it finds stops the run then, or the watcher's next poll does.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::context::RunContext;
 use crate::error::{Error, Result};
 use crate::store::{RunUpdate, Store};
+use crate::sync::{TaskSlot, lock};
 
 /// How often an engine asks the store whether the runs it executes were cancelled by another
 /// process: one [`Store::cancelled_runs`] call per engine per interval, whatever the number of
 /// runs.
 pub const CANCEL_POLL: Duration = Duration::from_millis(500);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The runs one engine executes, watched for a cancellation by its watcher task.
 #[derive(Default)]
@@ -44,10 +41,8 @@ pub(crate) struct CancelWatcher {
 #[derive(Default)]
 struct Watched {
     runs: HashMap<String, RunContext>,
-    /// Whether a watcher task runs, and which one: a task that ends marks the slot free only if
-    /// no newer task took it meanwhile.
-    task: Option<u64>,
-    tasks_started: u64,
+    /// The watcher task, if one runs.
+    task: TaskSlot,
 }
 
 /// Stops watching a run when its execution ends, however it ends.
@@ -73,14 +68,7 @@ pub(crate) fn watch(ctx: RunContext) -> CancelWatch {
     let start = {
         let mut state = lock(&watcher.state);
         state.runs.insert(ctx.run_id().to_owned(), ctx.clone());
-        match state.task {
-            Some(_) => None,
-            None => {
-                state.tasks_started += 1;
-                state.task = Some(state.tasks_started);
-                state.task
-            }
-        }
+        state.task.claim()
     };
     if let Some(task) = start {
         tokio::spawn(poll(watcher.clone(), engine.store.clone(), task));
@@ -97,10 +85,7 @@ struct TaskEnd {
 
 impl Drop for TaskEnd {
     fn drop(&mut self) {
-        let mut state = lock(&self.watcher.state);
-        if state.task == Some(self.task) {
-            state.task = None;
-        }
+        lock(&self.watcher.state).task.free(self.task);
     }
 }
 
@@ -113,7 +98,7 @@ async fn poll(watcher: Arc<CancelWatcher>, store: Arc<dyn Store>, task: u64) {
         let run_ids: Vec<String> = {
             let mut state = lock(&watcher.state);
             if state.runs.is_empty() {
-                state.task = None;
+                state.task.free(task);
                 return;
             }
             state.runs.iter().filter(|(_, ctx)| !ctx.is_cancelled()).map(|(id, _)| id.clone()).collect()

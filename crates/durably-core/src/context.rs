@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::lease::LeaseState;
 use crate::store::{RunHistory, StepRecord};
+use crate::sync::lock;
 use crate::workflow::Engine;
 
 tokio::task_local! {
@@ -47,11 +48,6 @@ pub(crate) struct RunState {
     /// A status write started without waiting for it (the run going back to `running` after a
     /// signal): the next status write awaits it first, so status writes stay in order.
     pub(crate) pending_status: Mutex<Option<tokio::task::JoinHandle<Result<bool>>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here leaves the maps consistent; a poisoned lock is usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl RunContext {

@@ -13,12 +13,13 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::context::RunContext;
 use crate::error::{Error, Result};
 use crate::store::{LeaseOutcome, Store, now_ms};
+use crate::sync::{TaskSlot, lock};
 
 /// The lease TTL when the builder does not set one.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
@@ -27,10 +28,6 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 const MAX_LEASE_POLL: Duration = Duration::from_millis(250);
 /// The shortest such pause.
 const MIN_LEASE_POLL: Duration = Duration::from_millis(10);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The owner ids of every engine built in this process.
 static OWNERS_HERE: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
@@ -188,10 +185,8 @@ pub(crate) struct Renewer {
 #[derive(Default)]
 struct Renewing {
     leases: HashMap<String, Renewed>,
-    /// Whether the task runs, and which one: a task that ends marks the slot free only if no
-    /// newer task took it meanwhile.
-    task: Option<u64>,
-    tasks_started: u64,
+    /// The renewal task, if one runs.
+    task: TaskSlot,
 }
 
 /// A lease being renewed, with the run to wake when it is lost.
@@ -232,7 +227,7 @@ impl Renewer {
             let leases: Vec<(String, Arc<LeaseState>, RunContext)> = {
                 let mut renewing = lock(&self.state);
                 if renewing.leases.is_empty() {
-                    renewing.task = None;
+                    renewing.task.free(task);
                     return;
                 }
                 renewing.leases.iter().map(|(id, r)| (id.clone(), r.state.clone(), r.ctx.clone())).collect()
@@ -300,10 +295,7 @@ struct TaskEnd {
 
 impl Drop for TaskEnd {
     fn drop(&mut self) {
-        let mut renewing = lock(&self.renewer.state);
-        if renewing.task == Some(self.task) {
-            renewing.task = None;
-        }
+        lock(&self.renewer.state).task.free(self.task);
     }
 }
 
@@ -393,14 +385,7 @@ impl LeaseHold {
         let start = {
             let mut renewing = lock(&renewer.state);
             renewing.leases.insert(self.run_id.clone(), Renewed { state: self.state.clone(), ctx });
-            match renewing.task {
-                Some(_) => None,
-                None => {
-                    renewing.tasks_started += 1;
-                    renewing.task = Some(renewing.tasks_started);
-                    renewing.task
-                }
-            }
+            renewing.task.claim()
         };
         if let Some(task) = start {
             tokio::spawn(renewer.clone().run(task));

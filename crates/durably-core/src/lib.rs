@@ -24,6 +24,7 @@ pub mod private;
 mod recovery;
 mod signal;
 mod store;
+mod sync;
 mod task;
 mod workflow;
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,6 +20,7 @@ use crate::signal::encode_payload;
 use crate::store::{
     NewRun, RunFilter, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, Store, now_ms,
 };
+use crate::sync::lock;
 use crate::task::decode;
 
 /// Task retries when neither the task nor the builder sets them (python-durable's default).
@@ -54,10 +55,6 @@ enum Outcome {
     Completed(String),
     Failed(String),
     Cancelled,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A durable workflow engine: an app name, a store and task defaults. Cheap to clone; clones
