@@ -108,10 +108,10 @@
 
 pub use durably_core::{
     Backoff, BoxError, DEFAULT_LEASE_TTL, DEFAULT_RETRIES, DurableWorkflow, Error, Lease, LeaseOutcome,
-    MemoryStore, NewRun, RecoveryReport, Result, Retryable, RunContext, RunFilter, RunHistory, RunRecord,
-    RunStatus, RunUpdate, SignalRecord, StepInfo, StepRecord, StepStatus, Store, TaskCall, WorkerHandle,
-    Workflow, WorkflowBuilder, backoff, current_step, idempotency_key, now_ms, signal, signal_timeout, sleep,
-    step,
+    MemoryStore, NewRun, RecoveryReport, Result, RetryPolicy, Retryable, RunContext, RunFilter, RunHistory,
+    RunRecord, RunStatus, RunUpdate, SignalRecord, State, StepInfo, StepRecord, StepStatus, Store, TaskCall,
+    WorkerHandle, Workflow, WorkflowBuilder, backoff, current_step, idempotency_key, journal, now_ms, signal,
+    signal_timeout, sleep, spawn, state, step,
 };
 /// `#[durably::durable_pipeline]` is [`workflow`] under its python-durable name, for multi-agent
 /// pipelines: agent runs (`durably::agent::openai::OpenAiAgent::run`, the rig `DurableAgent`)
@@ -176,7 +176,9 @@ pub mod prelude {
     #[cfg(feature = "sqlite")]
     pub use crate::OpenSqlite as _;
     pub use crate::backoff::{constant, exponential, linear};
-    pub use crate::{Error, Workflow, signal, signal_timeout, sleep, step, task, workflow};
+    pub use crate::{
+        Error, RunContext, State, Workflow, signal, signal_timeout, sleep, spawn, step, task, workflow,
+    };
 }
 
 #[cfg(feature = "encryption")]

@@ -1,4 +1,4 @@
-//! Cancellation across processes (DESIGN rule 13). `Workflow::cancel` writes `cancelled` to the
+//! Cancellation across processes (rule 13 of docs/design.md). `Workflow::cancel` writes `cancelled` to the
 //! store; the engine executing the run may live in another process, so it learns of it from
 //! the store.
 //!
@@ -33,8 +33,8 @@ use crate::sync::{TaskSlot, lock};
 pub const CANCEL_POLL: Duration = Duration::from_millis(500);
 
 /// The runs one engine executes, watched for a cancellation by its watcher task.
-#[derive(Default)]
 pub(crate) struct CancelWatcher {
+    store: Arc<dyn Store>,
     state: Mutex<Watched>,
 }
 
@@ -60,20 +60,24 @@ impl Drop for CancelWatch {
     }
 }
 
-/// Starts watching the stored status of `ctx`'s run, and the engine's watcher task if it is not
-/// running.
-pub(crate) fn watch(ctx: RunContext) -> CancelWatch {
-    let engine = &ctx.inner.engine;
-    let watcher = engine.cancel_watcher.clone();
-    let start = {
-        let mut state = lock(&watcher.state);
-        state.runs.insert(ctx.run_id().to_owned(), ctx.clone());
-        state.task.claim()
-    };
-    if let Some(task) = start {
-        tokio::spawn(poll(watcher.clone(), engine.store.clone(), task));
+impl CancelWatcher {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        CancelWatcher { store, state: Mutex::default() }
     }
-    CancelWatch { watcher, ctx }
+
+    /// Starts watching the stored status of `ctx`'s run, and the watcher task if it is not
+    /// running.
+    pub(crate) fn watch(self: &Arc<Self>, ctx: RunContext) -> CancelWatch {
+        let start = {
+            let mut state = lock(&self.state);
+            state.runs.insert(ctx.run_id().to_owned(), ctx.clone());
+            state.task.claim()
+        };
+        if let Some(task) = start {
+            tokio::spawn(poll(self.clone(), self.store.clone(), task));
+        }
+        CancelWatch { watcher: self.clone(), ctx }
+    }
 }
 
 /// Marks the watcher task `task` as ended when it is dropped: it returned, or its runtime shut
@@ -130,8 +134,7 @@ async fn poll(watcher: Arc<CancelWatcher>, store: Arc<dyn Store>, task: u64) {
 /// [`Error::Cancelled`].
 pub(crate) async fn update_unless_cancelled(ctx: &RunContext, update: &RunUpdate) -> Result<()> {
     settle_pending(ctx).await?;
-    let store = &ctx.inner.engine.store;
-    let applied = store.update_run_unless_cancelled(ctx.run_id(), update).await?;
+    let applied = ctx.store().update_run_unless_cancelled(ctx.run_id(), update).await?;
     applied_or_cancelled(ctx, applied)
 }
 
@@ -142,7 +145,7 @@ pub(crate) async fn update_unless_cancelled(ctx: &RunContext, update: &RunUpdate
 /// dies before it lands, the run stays `waiting`, which recovery resumes like `running`.
 pub(crate) async fn update_unless_cancelled_later(ctx: &RunContext, update: RunUpdate) -> Result<()> {
     settle_pending(ctx).await?;
-    let store = ctx.inner.engine.store.clone();
+    let store = ctx.store().clone();
     let run_id = ctx.run_id().to_owned();
     let write = tokio::spawn(async move { store.update_run_unless_cancelled(&run_id, &update).await });
     *ctx.inner.pending_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(write);

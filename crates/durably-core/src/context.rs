@@ -1,71 +1,148 @@
-//! The run context: which run the current task belongs to, its recorded history, and the step
-//! ids handed out so far. It travels in a tokio task-local, so tasks find their run without
-//! being passed anything.
+//! The run context: which run is executing, its recorded history, and the step ids handed out
+//! so far. A [`RunContext`] is handed to `wf.run(id, |ctx| …)` closures and is the documented
+//! way in: [`RunContext::step`], [`RunContext::signal`], [`RunContext::sleep`],
+//! [`RunContext::scope`], [`RunContext::state`]. It also travels in a tokio task-local, so that
+//! `#[task]` functions, `durably::signal` and `durably::sleep` find their run without being
+//! passed anything; [`spawn`] carries it into a new tokio task.
+//!
+//! This module sits above the store and the lease, and below the steps (tasks, signals,
+//! sleeps) and the engine: it knows the store and the run's lease, never the engine.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::lease::LeaseState;
-use crate::store::{RunHistory, StepRecord};
+use crate::store::{RunHistory, StepRecord, Store};
 use crate::sync::lock;
-use crate::workflow::Engine;
 
 tokio::task_local! {
     static CURRENT_RUN: RunContext;
     static CURRENT_STEP: StepInfo;
 }
 
-/// A handle on the run being executed. Cheap to clone.
+/// The counter namespace of scopes. Agents took their invocation prefixes from it before scopes
+/// existed (`agent:<name>`), so a scope and an agent of one name share one numbering and never
+/// hand out the same prefix; recorded runs keep their ids.
+const SCOPE_COUNTER: &str = "agent:";
+
+/// How many run contexts exist in this process: a task called outside any run while this is
+/// not zero was probably meant to belong to one (see [`spawn`]).
+static LIVE_CONTEXTS: AtomicUsize = AtomicUsize::new(0);
+
+/// A handle on the run being executed, or on a [scope](Self::scope) of it. Cheap to clone.
 ///
-/// Inside a workflow, [`RunContext::current`] returns it; `wf.run(id, |ctx| …)` passes it in.
+/// `wf.run(id, |ctx| …)` passes it in; inside a run, [`RunContext::current`] returns it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> durably_core::Result<()> {
+/// let wf = durably_core::Workflow::builder("shop").build();
+/// let total: u32 = wf
+///     .run("order-42", |ctx| async move {
+///         let price = ctx.step("price", || async { Ok::<_, std::io::Error>(40u32) }).await?;
+///         let tax = ctx.step("tax", move || async move { Ok::<_, std::io::Error>(price / 10) }).await?;
+///         Ok::<_, durably_core::Error>(price + tax)
+///     })
+///     .await?;
+/// assert_eq!(total, 44);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RunContext {
     pub(crate) inner: Arc<RunState>,
+    /// The prefix of this scope's step ids (`planner`, `planner#1.critic`), `None` at the top.
+    scope: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for RunContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunContext").field("run_id", &self.inner.run_id).finish_non_exhaustive()
+        f.debug_struct("RunContext")
+            .field("run_id", &self.inner.run_id)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }
 
 pub(crate) struct RunState {
     pub(crate) run_id: String,
-    pub(crate) engine: Arc<Engine>,
+    pub(crate) env: Arc<Env>,
     steps: Mutex<HashMap<String, StepRecord>>,
     signals: Mutex<HashMap<String, String>>,
-    counters: Mutex<HashMap<String, u32>>,
+    ids: Mutex<StepIds>,
     cancelled: AtomicBool,
     /// The lease this execution holds, when the engine took one.
     lease: Option<Arc<LeaseState>>,
     /// Wakes signal waits and sleeps of this run (a delivered signal, a cancellation, a lost
     /// lease).
-    pub(crate) wake: Notify,
+    pub(crate) wake: Arc<Notify>,
     /// A status write started without waiting for it (the run going back to `running` after a
     /// signal): the next status write awaits it first, so status writes stay in order.
     pub(crate) pending_status: Mutex<Option<tokio::task::JoinHandle<Result<bool>>>>,
 }
 
+impl Drop for RunState {
+    fn drop(&mut self) {
+        LIVE_CONTEXTS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The step ids of one execution: the next number of each name, and every id claimed so far
+/// with the call that claimed it.
+#[derive(Default)]
+struct StepIds {
+    counters: HashMap<String, u32>,
+    claims: HashMap<String, Claim>,
+}
+
+/// Who holds a step id in this execution.
+struct Claim {
+    /// The task name of the call.
+    task: String,
+    /// Named with `.step_id(…)`, rather than generated from the task name.
+    explicit: bool,
+}
+
+impl StepIds {
+    /// `base`, then `base#1`, `base#2`…, skipping any id another call of this execution
+    /// already holds: a generated id never lands on an explicit one (or on a generated id of a
+    /// task whose name looks like `base#n`).
+    fn generate(&mut self, base: &str, task: &str) -> String {
+        let n = self.counters.entry(base.to_owned()).or_insert(0);
+        loop {
+            let id = if *n == 0 { base.to_owned() } else { format!("{base}#{n}") };
+            *n += 1;
+            if !self.claims.contains_key(&id) {
+                self.claims.insert(id.clone(), Claim { task: task.to_owned(), explicit: false });
+                return id;
+            }
+        }
+    }
+}
+
 impl RunContext {
-    pub(crate) fn new(engine: Arc<Engine>, history: RunHistory, lease: Option<Arc<LeaseState>>) -> Self {
+    pub(crate) fn new(env: Arc<Env>, history: RunHistory, lease: Option<Arc<LeaseState>>) -> Self {
         let steps = history.steps.into_iter().map(|s| (s.step_id.clone(), s)).collect();
         let signals = history.signals.into_iter().map(|s| (s.name, s.payload)).collect();
+        LIVE_CONTEXTS.fetch_add(1, Ordering::Relaxed);
         RunContext {
             inner: Arc::new(RunState {
                 run_id: history.run.run_id,
-                engine,
+                env,
                 steps: Mutex::new(steps),
                 signals: Mutex::new(signals),
-                counters: Mutex::new(HashMap::new()),
+                ids: Mutex::new(StepIds::default()),
                 cancelled: AtomicBool::new(false),
                 lease,
-                wake: Notify::new(),
+                wake: Arc::new(Notify::new()),
                 pending_status: Mutex::new(None),
             }),
+            scope: None,
         }
     }
 
@@ -81,17 +158,95 @@ impl RunContext {
 
     /// The app name of the workflow engine executing the run.
     pub fn app(&self) -> &str {
-        &self.inner.engine.app
+        &self.inner.env.app
     }
 
-    /// Hands out the next step id for `name`: `name`, then `name#1`, `name#2`… Called when a
-    /// task call is created, so ids follow the order of calls, not of completion.
+    /// The store the run is recorded in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.env.store
+    }
+
+    /// The application state of type `S` registered on the [`Workflow`](crate::Workflow) with
+    /// [`WorkflowBuilder::state`](crate::WorkflowBuilder::state): a database pool, an HTTP or
+    /// model client. Recovered runs see the same state as runs started by a caller. Fails with
+    /// [`Error::Invalid`] naming the type when none is registered.
+    pub fn state<S: Send + Sync + 'static>(&self) -> Result<Arc<S>> {
+        self.inner.env.states.get::<S>()
+    }
+
+    /// A scope of this run named `name`: its steps are named `<prefix>.<name>` and counted on
+    /// their own, so that a component (an agent, a sub-pipeline) can number its steps without
+    /// knowing what else the run calls. The prefix is `name` for the first scope of that name
+    /// in the run, then `name#1`, `name#2`… in the order the scopes are opened, as step ids are.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> durably_core::Result<()> {
+    /// let wf = durably_core::Workflow::builder("app").build();
+    /// wf.run("run-1", |ctx| async move {
+    ///     let planner = ctx.scope("planner");
+    ///     assert_eq!(planner.next_step_id("model"), "planner.model");
+    ///     assert_eq!(planner.next_step_id("model"), "planner.model#1");
+    ///     assert_eq!(ctx.scope("planner").next_step_id("model"), "planner#1.model");
+    ///     Ok::<_, durably_core::Error>(())
+    /// })
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn scope(&self, name: &str) -> RunContext {
+        let key = format!("{SCOPE_COUNTER}{}", self.scoped(name));
+        let id = lock(&self.inner.ids).generate(&key, &key);
+        let prefix = id.strip_prefix(SCOPE_COUNTER).unwrap_or(&id);
+        RunContext { inner: self.inner.clone(), scope: Some(Arc::from(prefix)) }
+    }
+
+    /// The prefix of this scope's step ids, `None` for the run itself.
+    pub fn scope_prefix(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// `name` as this scope names it: `<prefix>.<name>`, or `name` for the run itself.
+    pub fn scoped(&self, name: &str) -> String {
+        match &self.scope {
+            Some(prefix) => format!("{prefix}.{name}"),
+            None => name.to_owned(),
+        }
+    }
+
+    /// Hands out the next step id for `name` in this scope: `name`, then `name#1`, `name#2`…
+    /// Called when a step is created, so ids follow the order of calls, not of completion. An
+    /// id that another call of this execution holds (an explicit `.step_id(…)`) is skipped, so
+    /// two calls never share a checkpoint by accident.
     pub fn next_step_id(&self, name: &str) -> String {
-        let mut counters = lock(&self.inner.counters);
-        let n = counters.entry(name.to_owned()).or_insert(0);
-        let id = if *n == 0 { name.to_owned() } else { format!("{name}#{n}") };
-        *n += 1;
-        id
+        let base = self.scoped(name);
+        lock(&self.inner.ids).generate(&base, &base)
+    }
+
+    /// The id for a call of task `task` (already scoped).
+    pub(crate) fn generate_step_id(&self, task: &str) -> String {
+        lock(&self.inner.ids).generate(task, task)
+    }
+
+    /// Claims `id`, named explicitly by a call of `task` that had been handed `generated`.
+    /// Fails with [`Error::DuplicateStepId`] when a call of this execution holds `id` as its
+    /// generated id: the two would share one checkpoint. Two calls naming one id explicitly
+    /// share it on purpose.
+    pub(crate) fn claim_explicit(&self, id: &str, task: &str, generated: &str) -> Result<()> {
+        let mut ids = lock(&self.inner.ids);
+        if id != generated && ids.claims.get(generated).is_some_and(|c| !c.explicit) {
+            ids.claims.remove(generated);
+        }
+        match ids.claims.get(id) {
+            Some(claim) if !claim.explicit && id != generated => Err(Error::DuplicateStepId {
+                run_id: self.inner.run_id.clone(),
+                step_id: id.to_owned(),
+                first: format!("task `{}` (generated id)", claim.task),
+                second: format!("task `{task}` (explicit `.step_id(\"{id}\")`)"),
+            }),
+            _ => {
+                ids.claims.insert(id.to_owned(), Claim { task: task.to_owned(), explicit: true });
+                Ok(())
+            }
+        }
     }
 
     /// The record of `step_id`, from the history loaded at start or written since.
@@ -117,7 +272,7 @@ impl RunContext {
     /// [`Error::LeaseLost`], saving nothing, once this execution has lost the run's lease.
     pub async fn save_step(&self, record: StepRecord) -> Result<()> {
         self.check_lease()?;
-        self.inner.engine.store.save_step(&self.inner.run_id, &record).await?;
+        self.inner.env.store.save_step(&self.inner.run_id, &record).await?;
         lock(&self.inner.steps).insert(record.step_id.clone(), record);
         Ok(())
     }
@@ -169,9 +324,20 @@ impl RunContext {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Wakes the run's waits so that they look at their conditions again.
-    pub(crate) fn wake(&self) {
-        self.inner.wake.notify_waiters();
+    /// Sleeps, waking early with [`Error::Cancelled`] (or [`Error::LeaseLost`]) if the run is
+    /// cancelled or loses its lease meanwhile.
+    pub(crate) async fn sleep_or_cancel(&self, duration: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + duration;
+        loop {
+            let notified = self.inner.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.check_cancelled()?;
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Ok(()),
+                _ = &mut notified => {}
+            }
+        }
     }
 
     /// Calls `f` with this context as the current run (task calls created in it belong to it).
@@ -179,9 +345,78 @@ impl RunContext {
         CURRENT_RUN.sync_scope(self.clone(), f)
     }
 
-    /// Runs `fut` with this context as the current run.
-    pub(crate) async fn scope<F: std::future::Future>(self, fut: F) -> F::Output {
-        CURRENT_RUN.scope(self, fut).await
+    /// Runs `fut` with this context as the current run: `#[task]` calls, `durably::signal` and
+    /// `durably::sleep` inside it belong to this run (and to this scope). [`spawn`] uses it.
+    pub async fn within<F: Future>(&self, fut: F) -> F::Output {
+        CURRENT_RUN.scope(self.clone(), fut).await
+    }
+}
+
+/// Spawns `fut` on the tokio runtime carrying the current run, so that the tasks it calls are
+/// steps of that run, as if awaited in place. A plain `tokio::spawn` inside a run loses the
+/// run: tasks called there run as plain functions, with no checkpoint (the engine logs a
+/// warning when it sees one). Outside a run this is `tokio::spawn`.
+///
+/// Step ids are handed out when a call is created, so spawn in a deterministic order (or name
+/// the steps with `.step_id(…)`) for replays to find them.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> durably_core::Result<()> {
+/// let wf = durably_core::Workflow::builder("app").build();
+/// let n: u32 = wf
+///     .run("run-1", |_ctx| async move {
+///         let handle = durably_core::spawn(async {
+///             durably_core::step("fetch", || async { Ok::<_, std::io::Error>(7u32) }).await
+///         });
+///         let n = handle.await.map_err(durably_core::Error::permanent)??;
+///         Ok::<_, durably_core::Error>(n)
+///     })
+///     .await?;
+/// assert_eq!(wf.list_steps("run-1").await?.len(), 1, "the spawned task was checkpointed");
+/// # assert_eq!(n, 7);
+/// # Ok(()) }
+/// ```
+pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match RunContext::current() {
+        Some(ctx) => tokio::spawn(async move { ctx.within(fut).await }),
+        None => tokio::spawn(fut),
+    }
+}
+
+/// The application state of type `S` of the current run's engine: see [`RunContext::state`].
+/// Fails with [`Error::Invalid`] outside a run, or when no state of that type is registered.
+pub fn state<S: Send + Sync + 'static>() -> Result<Arc<S>> {
+    match RunContext::current() {
+        Some(ctx) => ctx.state::<S>(),
+        None => Err(Error::Invalid {
+            what: "workflow state",
+            detail: format!(
+                "`durably::state::<{}>()` was called outside a workflow run; outside a run, use                  `Workflow::state`",
+                std::any::type_name::<S>()
+            ),
+        }),
+    }
+}
+
+/// Logs, once per task name, a task called outside any run while runs execute in this process:
+/// most likely a `tokio::spawn` inside a run, which loses the run.
+pub(crate) fn warn_if_lost(task: &str) {
+    static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    if LIVE_CONTEXTS.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    if lock(&WARNED).get_or_insert_with(HashSet::new).insert(task.to_owned()) {
+        tracing::warn!(
+            target: "durably",
+            task,
+            "task called outside any run while runs execute in this process: it runs without a \
+             checkpoint. If it belongs to a run, spawn it with `durably::spawn` (a plain \
+             `tokio::spawn` does not carry the run) or call it through `ctx.step`"
+        );
     }
 }
 

@@ -129,6 +129,20 @@ pub enum Error {
         step_id: String,
     },
 
+    /// Two calls of one execution would share a step id, and so one checkpoint: an explicit
+    /// `.step_id(…)` names an id that another call holds as its generated id. Neither runs.
+    #[error("step id `{step_id}` of run `{run_id}` is claimed twice: by {first} and by {second}")]
+    DuplicateStepId {
+        /// The run.
+        run_id: String,
+        /// The contested step id.
+        step_id: String,
+        /// The call that holds the id.
+        first: String,
+        /// The call that asked for it again.
+        second: String,
+    },
+
     /// The run was cancelled.
     #[error("workflow run `{run_id}` was cancelled")]
     Cancelled {
@@ -256,6 +270,7 @@ impl Error {
             | Error::Serialize { run_id, .. }
             | Error::Deserialize { run_id, .. }
             | Error::AmbiguousEffect { run_id, .. }
+            | Error::DuplicateStepId { run_id, .. }
             | Error::Cancelled { run_id }
             | Error::RunInProgress { run_id, .. }
             | Error::LeaseLost { run_id, .. }

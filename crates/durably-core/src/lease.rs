@@ -1,4 +1,4 @@
-//! One executor per run across processes (DESIGN rule 9): an execution takes the run's lease in
+//! One executor per run across processes (rule 9 of docs/design.md): an execution takes the run's lease in
 //! the store before it opens the run, has it renewed in the background every third of its TTL
 //! while the run executes (through signal waits and sleeps too), and releases it when the
 //! execution ends. A renewal that finds the lease gone marks it lost; the run then stops at its
@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::context::RunContext;
+use tokio::sync::Notify;
+
 use crate::error::{Error, Result};
 use crate::store::{LeaseOutcome, Store, now_ms};
 use crate::sync::{TaskSlot, lock};
@@ -189,10 +190,10 @@ struct Renewing {
     task: TaskSlot,
 }
 
-/// A lease being renewed, with the run to wake when it is lost.
+/// A lease being renewed, with the run's waits to wake when it is lost.
 struct Renewed {
     state: Arc<LeaseState>,
-    ctx: RunContext,
+    wake: Arc<Notify>,
 }
 
 impl Renewer {
@@ -224,13 +225,13 @@ impl Renewer {
             // Never cancelled mid-call (see `batch`): a renewal sent after a release would take
             // the lease back.
             let batch = self.batch.lock().await;
-            let leases: Vec<(String, Arc<LeaseState>, RunContext)> = {
+            let leases: Vec<(String, Arc<LeaseState>, Arc<Notify>)> = {
                 let mut renewing = lock(&self.state);
                 if renewing.leases.is_empty() {
                     renewing.task.free(task);
                     return;
                 }
-                renewing.leases.iter().map(|(id, r)| (id.clone(), r.state.clone(), r.ctx.clone())).collect()
+                renewing.leases.iter().map(|(id, r)| (id.clone(), r.state.clone(), r.wake.clone())).collect()
             };
             let run_ids: Vec<String> = leases.iter().map(|(id, _, _)| id.clone()).collect();
             let sent = Instant::now();
@@ -239,7 +240,7 @@ impl Renewer {
             match outcome {
                 Ok(lost) => {
                     let lost: HashMap<String, Option<String>> = lost.into_iter().collect();
-                    for (run_id, state, ctx) in leases {
+                    for (run_id, state, wake) in leases {
                         match lost.get(&run_id) {
                             Some(holder) => {
                                 match holder {
@@ -253,9 +254,9 @@ impl Renewer {
                                     ),
                                 }
                                 state.mark_lost(holder.clone());
-                                self.stop(&run_id, &state, &ctx);
+                                self.stop(&run_id, &state, &wake);
                             }
-                            None if state.is_lost() => self.stop(&run_id, &state, &ctx),
+                            None if state.is_lost() => self.stop(&run_id, &state, &wake),
                             None => *lock(&state.renewed_at) = sent,
                         }
                     }
@@ -265,13 +266,13 @@ impl Renewer {
                         target: "durably", owner = %self.owner, leases = run_ids.len(), error = %e,
                         "could not renew the leases"
                     );
-                    for (run_id, state, ctx) in leases {
+                    for (run_id, state, wake) in leases {
                         if state.is_lost() {
                             tracing::warn!(
                                 target: "durably", run_id = %run_id,
                                 "lease unrenewed for a whole TTL; the run stops at its next step boundary"
                             );
-                            self.stop(&run_id, &state, &ctx);
+                            self.stop(&run_id, &state, &wake);
                         }
                     }
                 }
@@ -280,9 +281,9 @@ impl Renewer {
     }
 
     /// Renews a lost lease no more, and wakes its run's waits so that they stop.
-    fn stop(&self, run_id: &str, state: &Arc<LeaseState>, ctx: &RunContext) {
+    fn stop(&self, run_id: &str, state: &Arc<LeaseState>, wake: &Notify) {
         self.forget(run_id, state);
-        ctx.wake();
+        wake.notify_waiters();
     }
 }
 
@@ -380,11 +381,11 @@ impl LeaseHold {
     /// Hands the lease to the engine's renewer, which renews it every third of the TTL (and
     /// starts its task if it was idle). A renewal that finds another owner (or that fails for a
     /// whole TTL) marks the lease lost and wakes the run's waits.
-    pub(crate) fn start_renewal(&mut self, ctx: RunContext) {
-        let renewer = ctx.inner.engine.renewer.clone();
+    pub(crate) fn start_renewal(&mut self, renewer: &Arc<Renewer>, wake: Arc<Notify>) {
+        let renewer = renewer.clone();
         let start = {
             let mut renewing = lock(&renewer.state);
-            renewing.leases.insert(self.run_id.clone(), Renewed { state: self.state.clone(), ctx });
+            renewing.leases.insert(self.run_id.clone(), Renewed { state: self.state.clone(), wake });
             renewing.task.claim()
         };
         if let Some(task) = start {

@@ -16,7 +16,10 @@ mod admin;
 pub mod backoff;
 mod cancel;
 mod context;
+mod env;
 mod error;
+pub mod journal;
+mod json;
 mod lease;
 mod memory;
 #[doc(hidden)]
@@ -29,9 +32,10 @@ mod task;
 mod workflow;
 
 pub use admin::{EXPORT_FORMAT, RunExport};
-pub use backoff::Backoff;
+pub use backoff::{Backoff, RetryPolicy};
 pub use cancel::CANCEL_POLL;
-pub use context::{RunContext, StepInfo, current_step, idempotency_key};
+pub use context::{RunContext, StepInfo, current_step, idempotency_key, spawn, state};
+pub use env::State;
 pub use error::{BoxError, Error, Result, Retryable};
 pub use lease::DEFAULT_LEASE_TTL;
 pub use memory::MemoryStore;

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -177,8 +176,42 @@ where
     })
 }
 
+/// A `#[workflow]` parameter taken from the engine rather than from the caller.
+pub trait FromWorkflow: Sized + Send + 'static {
+    /// The value for a run executed by `wf`.
+    fn from_workflow(wf: &Workflow) -> Result<Self>;
+}
+
+impl<T: Send + Sync + 'static> FromWorkflow for crate::State<T> {
+    fn from_workflow(wf: &Workflow) -> Result<Self> {
+        crate::State::from_workflow(wf)
+    }
+}
+
+/// A call of a `#[workflow]` function with `State` parameters: `states` were taken from the
+/// engine (or failed to be, which fails the call before the run is opened).
+pub fn run_workflow_with_state<S, F, Fut, R>(
+    wf: &Workflow,
+    workflow: &'static str,
+    run_id: RunId,
+    input: WorkflowInput,
+    states: Result<S>,
+    body: F,
+) -> impl Future<Output = Result<R::Ok>>
+where
+    S: Send + 'static,
+    F: FnOnce(S) -> Fut + Send + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: TaskOutput,
+    R::Ok: Serialize + DeserializeOwned + Send + 'static,
+    R::Err: Into<BoxError>,
+{
+    let run = states.map(|states| run_workflow(wf, workflow, run_id, input, move || body(states)));
+    async move { run?.await }
+}
+
 /// The future `DurableWorkflow::execute_stored` returns.
-pub type StoredRun = Pin<Box<dyn Future<Output = Result<String>> + Send + 'static>>;
+pub use crate::recovery::StoredRun;
 
 /// A run's stored input (the JSON object of its arguments), taken apart argument by argument
 /// when a registered workflow is resumed.

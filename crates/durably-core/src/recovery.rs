@@ -1,56 +1,27 @@
-//! Recovery (DESIGN rule 12): workflows registered with an engine can be resumed by name from
+//! Recovery (rule 12 of docs/design.md): workflows registered with an engine can be resumed by name from
 //! their stored input, with no caller involved. `recover` lists the unfinished runs that no live
 //! lease covers (their executor died, or never renewed) and executes each one of a registered
 //! workflow in a task of its own; `run_worker` keeps doing so until shut down.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 use crate::context::RunContext;
 use crate::error::{BoxError, Error, Result};
+use crate::json::decode;
 use crate::store::now_ms;
-use crate::task::decode;
-use crate::workflow::Workflow;
+use crate::workflow::{Runner, Workflow};
 
 /// How many recoverable runs one `recover` call asks the store for.
 const RECOVER_BATCH: usize = 256;
 
-/// Executes one run of a registered workflow from its stored input; returns the output JSON.
-type Runner =
-    Arc<dyn Fn(Workflow, String, Option<String>) -> BoxFuture<'static, Result<String>> + Send + Sync>;
-
-/// The registered workflows of an engine, by name.
-#[derive(Default)]
-pub(crate) struct Registry {
-    runners: Mutex<HashMap<String, Runner>>,
-}
-
-impl Registry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Runner>> {
-        self.runners.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get(&self, name: &str) -> Option<Runner> {
-        self.lock().get(name).cloned()
-    }
-
-    fn insert(&self, name: String, runner: Runner) {
-        self.lock().insert(name, runner);
-    }
-
-    pub(crate) fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.lock().keys().cloned().collect();
-        names.sort();
-        names
-    }
-}
+/// The future [`DurableWorkflow::execute_stored`] returns: the run's output as JSON.
+pub type StoredRun = std::pin::Pin<Box<dyn Future<Output = Result<String>> + Send + 'static>>;
 
 /// A workflow an engine can execute by name from its stored input, so that
 /// [`Workflow::recover`] can resume its runs. `#[durably::workflow]` implements it for the
@@ -62,7 +33,7 @@ pub trait DurableWorkflow: 'static {
 
     /// Executes run `run_id` with `input`, the JSON object of the workflow's arguments as the
     /// run stored it, and returns the run's output as JSON.
-    fn execute_stored(wf: Workflow, run_id: String, input: Option<String>) -> crate::private::StoredRun;
+    fn execute_stored(wf: Workflow, run_id: String, input: Option<String>) -> StoredRun;
 }
 
 /// What one [`Workflow::recover`] call did.
@@ -229,7 +200,7 @@ impl Workflow {
     ///
     /// Needs a Tokio runtime (it spawns the runs).
     pub async fn recover(&self) -> Result<RecoveryReport> {
-        let runs = self.engine.store.recoverable_runs(now_ms(), RECOVER_BATCH).await?;
+        let runs = self.engine.env.store.recoverable_runs(now_ms(), RECOVER_BATCH).await?;
         let mut report = RecoveryReport {
             resumed: Vec::new(),
             unregistered: Vec::new(),

@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 
 use crate::context::RunContext;
 use crate::error::{Error, Result};
+use crate::json::{decode, encode};
 use crate::store::{RunStatus, RunUpdate, StepRecord, StepStatus, now_ms};
-use crate::task::decode;
 
 /// How long one wait on the store lasts before the engine looks again (also bounds how late a
 /// cancellation from another process could be noticed, once stores report it).
@@ -28,10 +28,7 @@ fn outside(what: &str) -> Error {
 /// another one (noticed by the store's wake-up mechanism).
 pub async fn signal<T: DeserializeOwned>(name: &str) -> Result<T> {
     let ctx = RunContext::current().ok_or_else(|| outside("durably::signal"))?;
-    match wait_signal(&ctx, name, None).await? {
-        Some(payload) => decode(ctx.run_id(), &signal_step(name), "signal payload", Some(&payload)),
-        None => Err(Error::Invalid { what: "signal", detail: "wait ended without a payload".into() }),
-    }
+    ctx.signal(name).await
 }
 
 /// Like [`signal`], but gives up after `timeout` and returns `None`.
@@ -41,8 +38,53 @@ pub async fn signal<T: DeserializeOwned>(name: &str) -> Result<T> {
 /// even if the signal arrives later.
 pub async fn signal_timeout<T: DeserializeOwned>(name: &str, timeout: Duration) -> Result<Option<T>> {
     let ctx = RunContext::current().ok_or_else(|| outside("durably::signal_timeout"))?;
-    let step_name = signal_step(name);
-    let step_id = ctx.next_step_id(&step_name);
+    ctx.signal_timeout(name, timeout).await
+}
+
+/// Sleeps for `duration`, durably: the wake time is recorded the first time, so a run restarted
+/// after a crash waits only for what is left.
+pub async fn sleep(duration: Duration) -> Result<()> {
+    let ctx = RunContext::current().ok_or_else(|| outside("durably::sleep"))?;
+    ctx.sleep(duration).await
+}
+
+impl RunContext {
+    /// Waits for the signal `name` delivered to this run and returns its payload: see
+    /// [`signal`](crate::signal).
+    pub async fn signal<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        signal_in(self, name).await
+    }
+
+    /// Like [`signal`](Self::signal), but gives up after `timeout` and returns `None`: see
+    /// [`signal_timeout`](crate::signal_timeout).
+    pub async fn signal_timeout<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Option<T>> {
+        signal_timeout_in(self, name, timeout).await
+    }
+
+    /// Sleeps for `duration`, durably: see [`sleep`](crate::sleep).
+    pub async fn sleep(&self, duration: Duration) -> Result<()> {
+        sleep_in(self, duration).await
+    }
+}
+
+async fn signal_in<T: DeserializeOwned>(ctx: &RunContext, name: &str) -> Result<T> {
+    match wait_signal(ctx, name, None).await? {
+        Some(payload) => decode(ctx.run_id(), &signal_step(name), "signal payload", Some(&payload)),
+        None => Err(Error::Invalid { what: "signal", detail: "wait ended without a payload".into() }),
+    }
+}
+
+async fn signal_timeout_in<T: DeserializeOwned>(
+    ctx: &RunContext,
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<T>> {
+    let step_name = ctx.scoped(&signal_step(name));
+    let step_id = ctx.generate_step_id(&step_name);
     let deadline_ms = match ctx.replay_step(&step_id, &step_name)? {
         Some(rec) if rec.status == StepStatus::Completed => return Ok(None),
         Some(rec) => decode::<i64>(ctx.run_id(), &step_id, "signal deadline", rec.value.as_deref())?,
@@ -54,7 +96,7 @@ pub async fn signal_timeout<T: DeserializeOwned>(name: &str, timeout: Duration) 
             deadline
         }
     };
-    match wait_signal(&ctx, name, Some(deadline_ms)).await? {
+    match wait_signal(ctx, name, Some(deadline_ms)).await? {
         Some(payload) => decode(ctx.run_id(), &step_id, "signal payload", Some(&payload)).map(Some),
         None => {
             let mut rec = StepRecord::new(&step_id, &step_name, StepStatus::Completed, now_ms());
@@ -76,7 +118,7 @@ fn until(deadline_ms: i64) -> Duration {
 /// Waits for a delivered payload, or `None` at the deadline.
 async fn wait_signal(ctx: &RunContext, name: &str, deadline_ms: Option<i64>) -> Result<Option<String>> {
     let run_id = ctx.run_id().to_owned();
-    let store = ctx.inner.engine.store.clone();
+    let store = ctx.store().clone();
     let mut marked_waiting = false;
     let result = loop {
         // Register for wake-ups before looking, so a delivery in between is not missed.
@@ -132,47 +174,24 @@ async fn wait_signal(ctx: &RunContext, name: &str, deadline_ms: Option<i64>) -> 
     result
 }
 
-/// Sleeps for `duration`, durably: the wake time is recorded the first time, so a run restarted
-/// after a crash waits only for what is left.
-pub async fn sleep(duration: Duration) -> Result<()> {
-    let ctx = RunContext::current().ok_or_else(|| outside("durably::sleep"))?;
+async fn sleep_in(ctx: &RunContext, duration: Duration) -> Result<()> {
     ctx.check_cancelled()?;
-    let step_id = ctx.next_step_id("sleep");
-    let wake_ms = match ctx.replay_step(&step_id, "sleep")? {
+    let step_name = ctx.scoped("sleep");
+    let step_id = ctx.generate_step_id(&step_name);
+    let wake_ms = match ctx.replay_step(&step_id, &step_name)? {
         Some(rec) => decode::<i64>(ctx.run_id(), &step_id, "sleep wake time", rec.value.as_deref())?,
         None => {
             let wake = now_ms().saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
-            let mut rec = StepRecord::new(&step_id, "sleep", StepStatus::Completed, now_ms());
+            let mut rec = StepRecord::new(&step_id, &step_name, StepStatus::Completed, now_ms());
             rec.value = Some(wake.to_string());
             ctx.save_step(rec).await?;
             wake
         }
     };
-    sleep_or_cancel(&ctx, until(wake_ms)).await
-}
-
-/// Sleeps, waking early with [`Error::Cancelled`] if the run is cancelled.
-pub(crate) async fn sleep_or_cancel(ctx: &RunContext, duration: Duration) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + duration;
-    loop {
-        let notified = ctx.inner.wake.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        ctx.check_cancelled()?;
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return Ok(()),
-            _ = &mut notified => {}
-        }
-    }
+    ctx.sleep_or_cancel(until(wake_ms)).await
 }
 
 /// Serializes a signal payload, naming the run and signal on failure.
 pub(crate) fn encode_payload<T: Serialize + ?Sized>(run_id: &str, name: &str, payload: &T) -> Result<String> {
-    serde_json::to_string(payload).map_err(|source| Error::Serialize {
-        run_id: run_id.to_owned(),
-        step_id: signal_step(name),
-        what: "signal payload",
-        type_name: std::any::type_name::<T>(),
-        source,
-    })
+    encode(run_id, &signal_step(name), "signal payload", payload)
 }

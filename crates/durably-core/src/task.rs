@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::backoff::Backoff;
-use crate::context::{RunContext, StepInfo, with_step};
+use crate::context::{RunContext, StepInfo, warn_if_lost, with_step};
 use crate::error::{BoxError, Chain, Error, Result, chain_is_permanent};
+use crate::json::{decode, encode};
 use crate::store::{StepRecord, StepStatus, now_ms};
 
 /// The outcome of one attempt of a task body, as the engine sees it.
@@ -98,6 +99,10 @@ enum CallState<T> {
 struct Pending<T> {
     ctx: Option<RunContext>,
     step_id: String,
+    /// The id handed out when the call was created, before any `.step_id(…)`.
+    generated: String,
+    /// Why this call must not run (its explicit id is another call's), reported when awaited.
+    refused: Option<Error>,
     spec: TaskSpec,
     make: MakeAttempt<T>,
 }
@@ -121,12 +126,25 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
 {
     pub(crate) fn new(spec: TaskSpec, make: MakeAttempt<T>) -> Self {
-        let ctx = RunContext::current();
+        Self::new_in(RunContext::current(), spec, make)
+    }
+
+    /// A call belonging to `ctx`'s run and scope (a plain function call when `None`).
+    pub(crate) fn new_in(ctx: Option<RunContext>, mut spec: TaskSpec, make: MakeAttempt<T>) -> Self {
         let step_id = match &ctx {
-            Some(ctx) => ctx.next_step_id(&spec.name),
-            None => spec.name.clone(),
+            Some(ctx) => {
+                spec.name = ctx.scoped(&spec.name);
+                ctx.generate_step_id(&spec.name)
+            }
+            None => {
+                warn_if_lost(&spec.name);
+                spec.name.clone()
+            }
         };
-        TaskCall { state: CallState::Ready(Box::new(Pending { ctx, step_id, spec, make })) }
+        let generated = step_id.clone();
+        TaskCall {
+            state: CallState::Ready(Box::new(Pending { ctx, step_id, generated, refused: None, spec, make })),
+        }
     }
 
     fn pending(&mut self) -> Option<&mut Pending<T>> {
@@ -138,9 +156,19 @@ where
 
     /// Names this call's step explicitly, e.g. `format!("item-{i}")` in a loop, so that each
     /// iteration is checkpointed on its own and keeps its id whatever else changes.
+    ///
+    /// An explicit id that another call of this execution holds as its generated id fails the
+    /// call with [`Error::DuplicateStepId`] (the two would share one checkpoint); a generated
+    /// id skips ids named explicitly before it.
     pub fn step_id(mut self, id: impl Into<String>) -> Self {
         if let Some(p) = self.pending() {
-            p.step_id = id.into();
+            let id = id.into();
+            if let Some(ctx) = &p.ctx
+                && let Err(e) = ctx.claim_explicit(&id, &p.spec.name, &p.generated)
+            {
+                p.refused = Some(e);
+            }
+            p.step_id = id;
         }
         self
     }
@@ -202,7 +230,10 @@ where
         if matches!(this.state, CallState::Ready(_))
             && let CallState::Ready(p) = std::mem::replace(&mut this.state, CallState::Done)
         {
-            let Pending { ctx, step_id, spec, make } = *p;
+            let Pending { ctx, step_id, spec, make, refused, .. } = *p;
+            if let Some(e) = refused {
+                return Poll::Ready(Err(e));
+            }
             this.state = CallState::Running(match ctx {
                 Some(ctx) => Box::pin(run_step(ctx, step_id, spec, make)),
                 None => Box::pin(run_plain(step_id, spec, make)),
@@ -239,24 +270,47 @@ where
 ///
 /// The closure is called once per attempt. Errors are retried unless they are (or wrap)
 /// [`Error::Permanent`].
-pub fn step<F, Fut, T, E>(name: impl Into<String>, mut f: F) -> TaskCall<T>
+pub fn step<F, Fut, T, E>(name: impl Into<String>, f: F) -> TaskCall<T>
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Serialize + DeserializeOwned + Send + 'static,
     E: Into<BoxError> + 'static,
 {
-    TaskCall::new(
+    step_in(RunContext::current(), name.into(), f)
+}
+
+impl RunContext {
+    /// A step of this run (and scope) from a closure: [`step`](crate::step) without the
+    /// task-local, so it belongs to this context wherever it is created. The closure is called
+    /// once per attempt; set retries, backoff or an explicit id on the returned call.
+    pub fn step<F, Fut, T, E>(&self, name: impl Into<String>, f: F) -> TaskCall<T>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        step_in(Some(self.clone()), name.into(), f)
+    }
+}
+
+/// [`step`] in `ctx`'s run and scope: what [`RunContext::step`] calls.
+pub(crate) fn step_in<F, Fut, T, E>(ctx: Option<RunContext>, name: String, mut f: F) -> TaskCall<T>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
+    E: Into<BoxError> + 'static,
+{
+    TaskCall::new_in(
+        ctx,
         TaskSpec::new(name),
         Box::new(move || {
             let fut = f();
             Box::pin(async move { fut.await.map_err(|e| TaskFailure::new(e, true)) })
         }),
     )
-}
-
-fn type_name<T>() -> &'static str {
-    std::any::type_name::<T>()
 }
 
 /// Outside a run a task is a plain async function: one attempt, no store.
@@ -267,21 +321,6 @@ async fn run_plain<T>(step_id: String, spec: TaskSpec, mut make: MakeAttempt<T>)
         name: spec.name,
         attempts: 1,
         source: f.error,
-    })
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(
-    run_id: &str,
-    step_id: &str,
-    what: &'static str,
-    json: Option<&str>,
-) -> Result<T> {
-    serde_json::from_str(json.unwrap_or("null")).map_err(|source| Error::Deserialize {
-        run_id: run_id.to_owned(),
-        step_id: step_id.to_owned(),
-        what,
-        type_name: type_name::<T>(),
-        source,
     })
 }
 
@@ -342,9 +381,9 @@ where
     }
     tracing::Span::current().record("durably.replayed", false);
 
-    let engine = &ctx.inner.engine;
-    let retries = spec.retries.unwrap_or(engine.default_retries);
-    let backoff = spec.backoff.unwrap_or(engine.default_backoff);
+    let defaults = ctx.inner.env.retry;
+    let retries = spec.retries.unwrap_or(defaults.retries);
+    let backoff = spec.backoff.unwrap_or(defaults.backoff);
     let started = now_ms();
     if spec.at_most_once {
         let mut intent = StepRecord::new(&step_id, &spec.name, StepStatus::Started, started);
@@ -360,13 +399,7 @@ where
         let info = StepInfo { run_id: run_id.clone(), step_id: step_id.clone(), attempt };
         match with_step(info, make()).await {
             Ok(value) => {
-                let json = serde_json::to_string(&value).map_err(|source| Error::Serialize {
-                    run_id: run_id.clone(),
-                    step_id: step_id.clone(),
-                    what: "step value",
-                    type_name: type_name::<T>(),
-                    source,
-                })?;
+                let json = encode(&run_id, &step_id, "step value", &value)?;
                 let mut rec = StepRecord::new(&step_id, &spec.name, StepStatus::Completed, now_ms());
                 rec.value = Some(json);
                 rec.attempts = attempt;
@@ -407,7 +440,7 @@ where
                     error = %Chain(failure.error.as_ref()),
                     "step attempt failed; retrying"
                 );
-                crate::signal::sleep_or_cancel(&ctx, wait).await?;
+                ctx.sleep_or_cancel(wait).await?;
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -11,26 +11,27 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::backoff::Backoff;
+use futures::future::BoxFuture;
+
+use crate::backoff::{Backoff, RetryPolicy};
+use crate::cancel::CancelWatcher;
 use crate::context::RunContext;
+use crate::env::{Env, States};
 use crate::error::{BoxError, Chain, Error, Result};
+use crate::json::decode;
 use crate::lease::{self, DEFAULT_LEASE_TTL};
-use crate::recovery::Registry;
 use crate::signal::encode_payload;
 use crate::store::{
     NewRun, RunFilter, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, Store, now_ms,
 };
 use crate::sync::lock;
-use crate::task::decode;
 
 /// Task retries when neither the task nor the builder sets them (python-durable's default).
 pub const DEFAULT_RETRIES: u32 = 3;
 
 pub(crate) struct Engine {
-    pub(crate) app: String,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) default_retries: u32,
-    pub(crate) default_backoff: Backoff,
+    /// What its runs share: app name, store, retry defaults, application state.
+    pub(crate) env: Arc<Env>,
     /// This engine's lease owner id: unique per engine.
     pub(crate) owner: String,
     /// How long a lease lasts unless renewed.
@@ -42,7 +43,37 @@ pub(crate) struct Engine {
     /// Renews the leases of every run this engine executes, in one store call per period.
     pub(crate) renewer: Arc<lease::Renewer>,
     /// Asks the store whether the runs this engine executes were cancelled elsewhere.
-    pub(crate) cancel_watcher: Arc<crate::cancel::CancelWatcher>,
+    pub(crate) cancel_watcher: Arc<CancelWatcher>,
+}
+
+/// Executes one run of a registered workflow from its stored input; returns the output JSON.
+pub(crate) type Runner =
+    Arc<dyn Fn(Workflow, String, Option<String>) -> BoxFuture<'static, Result<String>> + Send + Sync>;
+
+/// The registered workflows of an engine, by name.
+#[derive(Default)]
+pub(crate) struct Registry {
+    runners: Mutex<HashMap<String, Runner>>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Runner>> {
+        self.runners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Runner> {
+        self.lock().get(name).cloned()
+    }
+
+    pub(crate) fn insert(&self, name: String, runner: Runner) {
+        self.lock().insert(name, runner);
+    }
+
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.lock().keys().cloned().collect();
+        names.sort();
+        names
+    }
 }
 
 struct ActiveRun {
@@ -72,9 +103,10 @@ pub struct Workflow {
 impl std::fmt::Debug for Workflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Workflow")
-            .field("app", &self.engine.app)
-            .field("default_retries", &self.engine.default_retries)
-            .field("default_backoff", &self.engine.default_backoff)
+            .field("app", &self.engine.env.app)
+            .field("default_retries", &self.engine.env.retry.retries)
+            .field("default_backoff", &self.engine.env.retry.backoff)
+            .field("states", &self.engine.env.states.len())
             .field("owner", &self.engine.owner)
             .field("lease_ttl", &self.engine.lease_ttl)
             .field("wait_for_lease", &self.wait_for_lease)
@@ -87,8 +119,8 @@ impl std::fmt::Debug for Workflow {
 pub struct WorkflowBuilder {
     app: String,
     store: Option<Arc<dyn Store>>,
-    default_retries: u32,
-    default_backoff: Backoff,
+    retry: RetryPolicy,
+    states: States,
     lease_ttl: Duration,
     wait_for_lease: bool,
     owner: Option<String>,
@@ -115,13 +147,49 @@ impl WorkflowBuilder {
 
     /// Retries for tasks that do not set their own (default [`DEFAULT_RETRIES`]).
     pub fn default_retries(mut self, retries: u32) -> Self {
-        self.default_retries = retries;
+        self.retry.retries = retries;
         self
     }
 
     /// Backoff for tasks that do not set their own (default `exponential(2.0, 60.0)`).
     pub fn default_backoff(mut self, backoff: Backoff) -> Self {
-        self.default_backoff = backoff;
+        self.retry.backoff = backoff;
+        self
+    }
+
+    /// Retries and backoff for tasks that set none, as one policy.
+    pub fn default_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Registers application state that every run of this engine can read, by type, with
+    /// [`RunContext::state`] or `durably::state::<S>()`: a database pool, an HTTP or model
+    /// client, configuration. Workflows need no `static` for it, and runs resumed by
+    /// [`Workflow::recover`] see the same state. A second value of one type replaces the first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> durably_core::Result<()> {
+    /// struct Prices { tax_percent: u32 }
+    ///
+    /// let wf = durably_core::Workflow::builder("shop").state(Prices { tax_percent: 10 }).build();
+    /// let tax: u32 = wf
+    ///     .run("order-1", |ctx| async move {
+    ///         let prices = ctx.state::<Prices>()?;
+    ///         Ok::<_, durably_core::Error>(200 * prices.tax_percent / 100)
+    ///     })
+    ///     .await?;
+    /// assert_eq!(tax, 20);
+    /// # Ok(()) }
+    /// ```
+    pub fn state<S: Send + Sync + 'static>(mut self, value: S) -> Self {
+        self.states.insert(Arc::new(value));
+        self
+    }
+
+    /// Like [`state`](Self::state), for a value already shared elsewhere.
+    pub fn shared_state<S: Send + Sync + 'static>(mut self, value: Arc<S>) -> Self {
+        self.states.insert(value);
         self
     }
 
@@ -158,14 +226,12 @@ impl WorkflowBuilder {
         let owner = self.owner.unwrap_or_else(lease::new_owner_id);
         lease::register_owner(&owner);
         let renewer = Arc::new(lease::Renewer::new(store.clone(), owner.clone(), self.lease_ttl));
+        let cancel_watcher = Arc::new(CancelWatcher::new(store.clone()));
         Workflow {
             engine: Arc::new(Engine {
-                app: self.app,
+                env: Arc::new(Env { app: self.app, store, retry: self.retry, states: self.states }),
                 renewer,
-                cancel_watcher: Default::default(),
-                store,
-                default_retries: self.default_retries,
-                default_backoff: self.default_backoff,
+                cancel_watcher,
                 owner,
                 lease_ttl: self.lease_ttl,
                 registry: Registry::default(),
@@ -204,12 +270,17 @@ impl Workflow {
         WorkflowBuilder {
             app: app.into(),
             store: None,
-            default_retries: DEFAULT_RETRIES,
-            default_backoff: Backoff::default(),
+            retry: RetryPolicy::new(DEFAULT_RETRIES, Backoff::default()),
+            states: States::default(),
             lease_ttl: DEFAULT_LEASE_TTL,
             wait_for_lease: false,
             owner: None,
         }
+    }
+
+    /// The application state of type `S` registered with [`WorkflowBuilder::state`].
+    pub fn state<S: Send + Sync + 'static>(&self) -> Result<Arc<S>> {
+        self.engine.env.states.get::<S>()
     }
 
     /// This engine's lease owner id (`<hostname>-<pid>-<random>` unless the builder set one):
@@ -232,12 +303,12 @@ impl Workflow {
 
     /// The app name.
     pub fn app(&self) -> &str {
-        &self.engine.app
+        &self.engine.env.app
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.engine.store
+        &self.engine.env.store
     }
 
     /// Executes `body` as run `run_id` (the closure form of `#[workflow]`).
@@ -264,7 +335,7 @@ impl Workflow {
         T: Serialize + DeserializeOwned + Send + 'static,
         E: Into<BoxError>,
     {
-        let workflow = self.engine.app.clone();
+        let workflow = self.engine.env.app.clone();
         self.execute(workflow, run_id.into(), Ok(None), |ctx| {
             let fut = body(ctx);
             async move { fut.await.map_err(Into::into) }
@@ -332,7 +403,7 @@ impl Workflow {
         let engine = &self.engine;
         // The lease comes before `open_run`, which changes the run's status.
         let mut lease =
-            lease::acquire(&engine.store, &run_id, &engine.owner, engine.lease_ttl, self.wait_for_lease)
+            lease::acquire(&engine.env.store, &run_id, &engine.owner, engine.lease_ttl, self.wait_for_lease)
                 .await?;
         let result = self.execute_leased(&guard, &mut lease, workflow, input, body).await;
         lease.release().await;
@@ -353,7 +424,7 @@ impl Workflow {
         T: Serialize + DeserializeOwned + Send + 'static,
     {
         let run_id = guard.run_id.clone();
-        let store = &self.engine.store;
+        let store = &self.engine.env.store;
         let history = store.open_run(NewRun::new(&run_id, &workflow, input, now_ms())).await?;
         if history.run.workflow != workflow {
             return Err(Error::RunConflict { run_id, recorded: history.run.workflow, called: workflow });
@@ -372,16 +443,16 @@ impl Workflow {
             _ => {}
         }
         let replayable = history.steps.len();
-        let ctx = RunContext::new(self.engine.clone(), history, Some(lease.state.clone()));
-        lease.start_renewal(ctx.clone());
-        let _cancel_watch = crate::cancel::watch(ctx.clone());
+        let ctx = RunContext::new(self.engine.env.clone(), history, Some(lease.state.clone()));
+        lease.start_renewal(&self.engine.renewer, ctx.inner.wake.clone());
+        let _cancel_watch = self.engine.cancel_watcher.watch(ctx.clone());
         *lock(&guard.slot.ctx) = Some(ctx.clone());
         tracing::info!(target: "durably", recorded_steps = replayable, "run started");
 
         // The body is created inside the run's scope too: a closure that returns a task call
         // directly creates it (and takes its step id) right there.
         let fut = ctx.enter(|| body(ctx.clone()));
-        let result = ctx.clone().scope(fut).await;
+        let result = ctx.within(fut).await;
         if ctx.lease_lost() {
             // Another executor owns the run now: record nothing, and let callers waiting in this
             // process try again (they will find its lease).
@@ -458,6 +529,7 @@ impl Workflow {
         let json = encode_payload(run_id, name, payload)?;
         let delivered = self
             .engine
+            .env
             .store
             .deliver_signal(run_id, &SignalRecord::new(name, json.clone(), now_ms()))
             .await?;
@@ -479,7 +551,7 @@ impl Workflow {
         if run.status.is_final() {
             return Ok(false);
         }
-        self.engine.store.update_run(run_id, &RunUpdate::new(RunStatus::Cancelled, now_ms())).await?;
+        self.engine.env.store.update_run(run_id, &RunUpdate::new(RunStatus::Cancelled, now_ms())).await?;
         if let Some(ctx) = self.active_context(run_id) {
             ctx.cancel();
         }
@@ -499,17 +571,17 @@ impl Workflow {
 
     /// One run, if it exists.
     pub async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        self.engine.store.get_run(run_id).await
+        self.engine.env.store.get_run(run_id).await
     }
 
     /// Runs matching `filter`, newest first.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        self.engine.store.list_runs(filter).await
+        self.engine.env.store.list_runs(filter).await
     }
 
     /// A run's steps with their status, attempts, timestamps and values.
     pub async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
-        self.engine.store.list_steps(run_id).await
+        self.engine.env.store.list_steps(run_id).await
     }
 
     /// The stored output of a completed run, deserialized.

@@ -2,7 +2,7 @@
 //! (plain `name: Type` bindings only) and its return type, plus the sorting of the user's
 //! attributes between the items a macro generates.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -23,6 +23,7 @@ pub(crate) struct Macro {
 }
 
 /// A parameter of the annotated fn.
+#[derive(Clone)]
 pub(crate) struct Param {
     /// Its attributes, kept on the body fn only.
     pub(crate) attrs: Vec<Attribute>,
@@ -32,9 +33,27 @@ pub(crate) struct Param {
     pub(crate) ident: Ident,
     /// The declared type.
     pub(crate) ty: Type,
+    /// The user's destructuring pattern (`State(db)`), when the binding is not a plain name:
+    /// kept on the body fn, while `ident` is a generated name.
+    pub(crate) pattern: Option<Pat>,
+}
+
+/// `State<T>` (any path ending in `State` with generic arguments): application state.
+fn is_state_type(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    path.qself.is_none()
+        && path.path.segments.last().is_some_and(|last| {
+            last.ident == "State" && matches!(last.arguments, syn::PathArguments::AngleBracketed(_))
+        })
 }
 
 impl Param {
+    /// Whether the parameter is application state (`State<T>`, `durably::State<T>`): taken from
+    /// the engine when the run executes, not from the caller, and not recorded.
+    pub(crate) fn is_state(&self) -> bool {
+        is_state_type(&self.ty)
+    }
+
     /// The name as users write it, without `r#`.
     pub(crate) fn name(&self) -> String {
         self.ident.unraw().to_string()
@@ -48,8 +67,11 @@ impl Param {
 
     /// The declaration as the user wrote it, for the body fn.
     pub(crate) fn original(&self) -> TokenStream {
-        let Param { attrs, mutability, ident, ty } = self;
-        quote!(#(#attrs)* #mutability #ident: #ty)
+        let Param { attrs, mutability, ident, ty, pattern } = self;
+        match pattern {
+            Some(pattern) => quote!(#(#attrs)* #pattern: #ty),
+            None => quote!(#(#attrs)* #mutability #ident: #ty),
+        }
     }
 }
 
@@ -89,6 +111,16 @@ pub(crate) fn check(sig: &Signature, m: &Macro) -> syn::Result<(Vec<Param>, Type
                     mutability: pat.mutability,
                     ident: pat.ident.clone(),
                     ty: (*typed.ty).clone(),
+                    pattern: None,
+                }),
+                // `State(db): State<Db>`, as with axum's extractor: the body keeps the pattern,
+                // the generated code passes the value under a name of its own.
+                Pat::TupleStruct(pat) if is_state_type(&typed.ty) => params.push(Param {
+                    attrs: typed.attrs.clone(),
+                    mutability: None,
+                    ident: Ident::new(&format!("__durably_state_{}", params.len()), Span::mixed_site()),
+                    ty: (*typed.ty).clone(),
+                    pattern: Some(Pat::TupleStruct(pat.clone())),
                 }),
                 other => errors.push(syn::Error::new_spanned(
                     other,

@@ -69,7 +69,8 @@ pub(crate) fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<To
     }
     let run_id = match (&args, &checked) {
         (Some(args), Some((params, _))) => {
-            errors.take(run_id_expr(args.id.as_ref(), &func.sig.ident, params))
+            let recorded: Vec<Param> = params.iter().filter(|p| !p.is_state()).cloned().collect();
+            errors.take(run_id_expr(args.id.as_ref(), &func.sig.ident, &recorded))
         }
         _ => None,
     };
@@ -93,7 +94,24 @@ pub(crate) fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<To
     let lints = sig::select(attrs, &[Place::Lint]);
     let body_attrs = sig::select(attrs, &[Place::Lint, Place::Expect, Place::Body]);
 
-    let original_params: Vec<_> = params.iter().map(Param::original).collect();
+    // A parameter may be used only to build the run id: it is used, so `unused_variables` must
+    // not fire on the body fn, where the id template is out of sight.
+    let in_template = template_params(args.id.as_ref());
+    let original_params: Vec<_> = params
+        .iter()
+        .map(|p| {
+            let param = p.original();
+            if in_template.iter().any(|name| *name == p.name()) {
+                quote!(#[allow(unused_variables)] #param)
+            } else {
+                param
+            }
+        })
+        .collect();
+    // `State<T>` parameters come from the engine, not from the caller: they are no argument of
+    // the entry points, no part of the recorded input, and taken when the run starts.
+    let all_idents: Vec<Ident> = params.iter().map(|p| p.ident.clone()).collect();
+    let (state_params, params): (Vec<Param>, Vec<Param>) = params.into_iter().partition(Param::is_state);
     let plain_params: Vec<_> = params.iter().map(Param::plain).collect();
     let output = &sig.output;
 
@@ -121,10 +139,26 @@ pub(crate) fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<To
             Output = ::durably::Result<<#ret as ::durably::__private::TaskOutput>::Ok>
         > + 'wf
     };
-    let body = if params.is_empty() { quote!(#body_fn) } else { quote!(move || #body_fn(#(#idents),*)) };
+    let state_idents: Vec<_> = state_params.iter().map(|p| &p.ident).collect();
+    let state_types: Vec<_> = state_params.iter().map(|p| &p.ty).collect();
     // Spanned on the return type: an output that is not a serde-able `Result` is reported there.
-    let run = quote_spanned! {rs=>
-        ::durably::__private::run_workflow(#wf, #name, #run_id_var, #input_var, #body)
+    let run = if state_params.is_empty() {
+        let body = if params.is_empty() { quote!(#body_fn) } else { quote!(move || #body_fn(#(#idents),*)) };
+        quote_spanned! {rs=>
+            ::durably::__private::run_workflow(#wf, #name, #run_id_var, #input_var, #body)
+        }
+    } else {
+        let states = quote! {
+            (|| ::durably::Result::Ok((
+                #( <#state_types as ::durably::__private::FromWorkflow>::from_workflow(#wf)?, )*
+            )))()
+        };
+        quote_spanned! {rs=>
+            ::durably::__private::run_workflow_with_state(
+                #wf, #name, #run_id_var, #input_var, #states,
+                move |(#(#state_idents,)*)| #body_fn(#(#all_idents),*),
+            )
+        }
     };
 
     // Rebuilds each argument from the run's stored input, for `DurableWorkflow` (recovery).
@@ -260,6 +294,19 @@ fn run_id_expr(id: Option<&LitStr>, fn_ident: &Ident, params: &[Param]) -> syn::
     Ok(quote!(::durably::__private::RunId::Template(::std::format!(#format, #(#values),*))))
 }
 
+/// The parameter names the `id` template formats (none without a template, or when it does not
+/// parse: that error is reported elsewhere).
+fn template_params(id: Option<&LitStr>) -> Vec<String> {
+    let Some(Ok(pieces)) = id.map(|id| template::parse(&id.value())) else { return Vec::new() };
+    pieces
+        .iter()
+        .filter_map(|piece| match piece {
+            Piece::Param { name, .. } => Some(name.strip_prefix("r#").unwrap_or(name).to_owned()),
+            Piece::Text(_) => None,
+        })
+        .collect()
+}
+
 fn unknown_placeholder(name: &str, fn_ident: &Ident, params: &[Param]) -> String {
     let fn_name = fn_ident.unraw();
     if params.is_empty() {
@@ -329,7 +376,8 @@ mod tests {
             ),
             "{out}"
         );
-        assert!(out.contains(&quote!(async fn __durably_workflow_process_order(order_id: u64, amount: f64) -> anyhow::Result<u64>).to_string()), "{out}");
+        // `order_id` names the run only: using it there is using it.
+        assert!(out.contains(&quote!(async fn __durably_workflow_process_order(#[allow(unused_variables)] order_id: u64, amount: f64) -> anyhow::Result<u64>).to_string()), "{out}");
     }
 
     #[test]

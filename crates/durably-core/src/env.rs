@@ -1,0 +1,90 @@
+//! What every run of one engine shares: the app name, the store, the retry defaults and the
+//! application state registered on the [`Workflow`](crate::Workflow). It sits below the run
+//! context, so that a context reaches the store and the state without knowing the engine.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::backoff::RetryPolicy;
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Application state by type: one value of each type, shared by every run of the engine.
+#[derive(Clone, Default)]
+pub(crate) struct States {
+    values: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl States {
+    /// Registers `value` as the state of type `S`, replacing an earlier one of that type.
+    pub(crate) fn insert<S: Send + Sync + 'static>(&mut self, value: Arc<S>) {
+        self.values.insert(TypeId::of::<S>(), value);
+    }
+
+    /// The state of type `S`, or an error naming the type and how to register it.
+    pub(crate) fn get<S: Send + Sync + 'static>(&self) -> Result<Arc<S>> {
+        self.values.get(&TypeId::of::<S>()).cloned().and_then(|value| value.downcast::<S>().ok()).ok_or_else(
+            || Error::Invalid {
+                what: "workflow state",
+                detail: format!(
+                    "no state of type `{}` is registered on this Workflow; register it with \
+                     `Workflow::builder(..).state(value)`",
+                    std::any::type_name::<S>()
+                ),
+            },
+        )
+    }
+
+    /// How many values are registered.
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
+    }
+}
+
+/// Application state of type `T`, registered on the engine with
+/// [`WorkflowBuilder::state`](crate::WorkflowBuilder::state): as a `#[workflow]` parameter it is
+/// taken from the engine that executes the run (recovered runs included), the way axum's
+/// `State` extractor takes it from the router. It is no argument of the generated entry points
+/// and no part of the run's recorded input or id.
+///
+/// ```ignore
+/// #[durably::workflow(id = "report-{topic}")]
+/// async fn report(State(llm): State<LlmClient>, topic: String) -> anyhow::Result<String> {
+///     summarize(llm.clone(), topic).await
+/// }
+/// let wf = Workflow::builder("app").state(LlmClient::new()).build();
+/// report(&wf, "rust".into()).await?;
+/// ```
+#[derive(Debug)]
+pub struct State<T>(pub Arc<T>);
+
+impl<T> Clone for State<T> {
+    fn clone(&self) -> Self {
+        State(self.0.clone())
+    }
+}
+
+impl<T> std::ops::Deref for State<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Send + Sync + 'static> State<T> {
+    /// The state of type `T` registered on `wf`, or an error naming the type.
+    pub fn from_workflow(wf: &crate::Workflow) -> Result<Self> {
+        wf.state::<T>().map(State)
+    }
+}
+
+/// The parts of an engine a run needs while it executes.
+pub(crate) struct Env {
+    /// The app name: the workflow name of `Workflow::run` runs.
+    pub(crate) app: String,
+    pub(crate) store: Arc<dyn Store>,
+    /// Retries and backoff of tasks that set none.
+    pub(crate) retry: RetryPolicy,
+    pub(crate) states: States,
+}
