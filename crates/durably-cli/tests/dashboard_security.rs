@@ -11,29 +11,9 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use common::{engine, prepare, sqlite};
+use common::{dashboard, engine, prepare, sqlite};
 use durably_core::{RunStatus, Workflow};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Server {
-    addr: String,
-    wf: Workflow,
-    _dir: tempfile::TempDir,
-}
-
-async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("durably.db");
-    prepare(&db).await;
-    let wf = engine(sqlite(&db).await);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(durably_cli::ui::serve(
-        listener,
-        durably_cli::open_workflow(&format!("sqlite:{}", db.display()), false).await.unwrap(),
-    ));
-    Server { addr, wf, _dir: dir }
-}
 
 struct Reply {
     status: u16,
@@ -94,51 +74,40 @@ const ENDPOINTS: [&str; 4] = [
     "/api/runs/approval-1/signal/manager-approval",
 ];
 
+/// POSTs `body` with `headers` to every endpoint that changes a run; each must refuse it.
+async fn refused_everywhere(addr: &str, headers: &[(&str, &str)], body: &str, what: &str) {
+    for path in ENDPOINTS {
+        let r = send(addr, "POST", path, headers, body).await;
+        refused(&r, &format!("{what}: POST {path}"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cross_origin_text_plain_post_with_an_empty_body_is_refused() {
-    let s = server().await;
+    let s = dashboard().await;
     // What `<form method=post enctype=text/plain action=http://127.0.0.1:8080/...>` on another
     // site sends: no preflight, the browser's own Origin and Sec-Fetch-Site.
-    for path in ENDPOINTS {
-        let r = send(
-            &s.addr,
-            "POST",
-            path,
-            &[
-                ("Origin", "https://evil.example"),
-                ("Sec-Fetch-Site", "cross-site"),
-                ("Content-Type", "text/plain"),
-            ],
-            "",
-        )
-        .await;
-        refused(&r, path);
-        // An older browser that sends only Origin.
-        let r = send(
-            &s.addr,
-            "POST",
-            path,
-            &[("Origin", "https://evil.example"), ("Content-Type", "text/plain")],
-            "",
-        )
-        .await;
-        refused(&r, path);
-    }
+    let cross_site = [
+        ("Origin", "https://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Content-Type", "text/plain"),
+    ];
+    refused_everywhere(&s.addr, &cross_site, "", "a cross-site form").await;
+    // An older browser that sends only Origin.
+    let origin_only = [("Origin", "https://evil.example"), ("Content-Type", "text/plain")];
+    refused_everywhere(&s.addr, &origin_only, "", "Origin only").await;
     unchanged(&s.wf).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_marked_cross_site_or_same_site_is_refused_even_as_json() {
-    let s = server().await;
+    let s = dashboard().await;
     let own = format!("http://{}", s.addr);
     for site in ["cross-site", "same-site", "none"] {
-        for path in ENDPOINTS {
-            for origin in [None, Some(own.as_str())] {
-                let mut headers = vec![("Sec-Fetch-Site", site), ("Content-Type", "application/json")];
-                headers.extend(origin.map(|o| ("Origin", o)));
-                let r = send(&s.addr, "POST", path, &headers, "{}").await;
-                refused(&r, &format!("{site} {path} {origin:?}"));
-            }
+        for origin in [None, Some(own.as_str())] {
+            let mut headers = vec![("Sec-Fetch-Site", site), ("Content-Type", "application/json")];
+            headers.extend(origin.map(|o| ("Origin", o)));
+            refused_everywhere(&s.addr, &headers, "{}", &format!("{site} {origin:?}")).await;
         }
     }
     unchanged(&s.wf).await;
@@ -146,29 +115,20 @@ async fn a_request_marked_cross_site_or_same_site_is_refused_even_as_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_or_foreign_origin_is_refused() {
-    let s = server().await;
+    let s = dashboard().await;
     let port = s.addr.rsplit(':').next().unwrap();
     let other_port = format!("http://127.0.0.1:{}", port.parse::<u16>().unwrap().wrapping_add(1));
     let https = format!("https://{}", s.addr);
     for origin in ["null", "https://evil.example", other_port.as_str(), https.as_str(), "http://localhost"] {
-        for path in ENDPOINTS {
-            let r = send(
-                &s.addr,
-                "POST",
-                path,
-                &[("Origin", origin), ("Content-Type", "application/json")],
-                "{}",
-            )
-            .await;
-            refused(&r, &format!("{origin} {path}"));
-        }
+        let headers = [("Origin", origin), ("Content-Type", "application/json")];
+        refused_everywhere(&s.addr, &headers, "{}", origin).await;
     }
     unchanged(&s.wf).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_host_is_refused_on_get_and_post() {
-    let s = server().await;
+    let s = dashboard().await;
     let port = s.addr.rsplit(':').next().unwrap();
     let rebound = format!("evil.example:{port}");
     for host in [rebound.as_str(), "evil.example", "127.0.0.1", "localhost.evil.example"] {
@@ -179,23 +139,20 @@ async fn a_foreign_host_is_refused_on_get_and_post() {
         }
         // After DNS rebinding the attacker's page is same-origin with its own name.
         let origin = format!("http://{host}");
-        for path in ENDPOINTS {
-            let headers = [
-                ("Host", host),
-                ("Origin", origin.as_str()),
-                ("Sec-Fetch-Site", "same-origin"),
-                ("Content-Type", "application/json"),
-            ];
-            let r = send(&s.addr, "POST", path, &headers, "{}").await;
-            refused(&r, &format!("POST {path} Host {host}"));
-        }
+        let headers = [
+            ("Host", host),
+            ("Origin", origin.as_str()),
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Content-Type", "application/json"),
+        ];
+        refused_everywhere(&s.addr, &headers, "{}", &format!("Host {host}")).await;
     }
     unchanged(&s.wf).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_without_origin_must_send_json() {
-    let s = server().await;
+    let s = dashboard().await;
     // curl and scripts send neither Origin nor Sec-Fetch-Site: they must say JSON.
     for content_type in [
         None,
@@ -204,11 +161,8 @@ async fn a_request_without_origin_must_send_json() {
         Some("multipart/form-data; boundary=x"),
         Some("application/jsonx"),
     ] {
-        for path in ENDPOINTS {
-            let headers: Vec<_> = content_type.map(|c| ("Content-Type", c)).into_iter().collect();
-            let r = send(&s.addr, "POST", path, &headers, "").await;
-            refused(&r, &format!("{content_type:?} {path}"));
-        }
+        let headers: Vec<_> = content_type.map(|c| ("Content-Type", c)).into_iter().collect();
+        refused_everywhere(&s.addr, &headers, "", &format!("{content_type:?}")).await;
     }
     // Other methods are refused in the same way, before routing.
     for method in ["PUT", "PATCH", "DELETE", "OPTIONS"] {
@@ -222,7 +176,7 @@ async fn a_request_without_origin_must_send_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboards_own_requests_and_json_scripts_still_work() {
-    let s = server().await;
+    let s = dashboard().await;
     let own = format!("http://{}", s.addr);
     // What the run page's script sends from the dashboard's own origin.
     let page =
@@ -251,7 +205,7 @@ async fn the_dashboards_own_requests_and_json_scripts_still_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_carries_the_security_headers() {
-    let s = server().await;
+    let s = dashboard().await;
     let cases = [
         ("GET", "/", vec![]),
         ("GET", "/runs/order-1", vec![]),
