@@ -7,7 +7,7 @@
 //! cargo run --release -p durably-bench -- --help
 //! cargo run --release -p durably-bench -- --compare-python /tmp/pyd-venv/bin/python
 //! cargo run --release -p durably-bench -- --quick          # tiny sizes: a smoke test
-//! cargo run --release -p durably-bench -- soak --minutes 5  # a bounded soak (see `soak.rs`)
+//! cargo run --release -p durably-bench -- soak --minutes 5  # a bounded soak (see `soak/mod.rs`)
 //! ```
 //!
 //! The exit status is non-zero only when a scenario of durably (or a floor) had errors, or the

@@ -121,6 +121,11 @@ pub enum Command {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
+        /// Also answer requests addressed to NAME (`host` or `host:port`), as when the
+        /// dashboard is reached by a DNS name or through a proxy; repeatable. Without it only
+        /// the bound address (and `localhost` on loopback) is answered.
+        #[arg(long = "allowed-host", value_name = "NAME")]
+        allowed_hosts: Vec<String>,
     },
 }
 
@@ -273,13 +278,17 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 doc.signals.len()
             )?;
         }
-        Command::Ui { addr } => {
+        Command::Ui { addr, allowed_hosts } => {
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await
                 .with_context(|| format!("could not listen on {addr}"))?;
+            let mut hosts = ui::AllowedHosts::new(listener.local_addr()?);
+            for name in &allowed_hosts {
+                hosts = hosts.allow(name)?;
+            }
             writeln!(out, "durably dashboard on http://{}/", listener.local_addr()?)?;
             out.flush()?;
-            ui::serve(listener, wf).await?;
+            ui::serve_with(listener, wf, hosts).await?;
         }
     }
     Ok(())

@@ -205,6 +205,12 @@ async fn approve_in_chromium_resumes_the_run_to_completion() {
     let bars = driver.script("return document.querySelectorAll('#timeline g.bar').length").await;
     assert_eq!(bars, json!(4), "three steps and the wait");
     assert_eq!(driver.script("return document.getElementById('status').textContent").await, json!("waiting"));
+    // The stylesheet is a served file, allowed by the Content-Security-Policy (the script is
+    // too: the click below works only if it ran).
+    assert_eq!(
+        driver.script("return getComputedStyle(document.querySelector('header')).backgroundColor").await,
+        json!("rgb(29, 35, 48)")
+    );
     let png = driver.screenshot().await;
     assert_eq!(&png[1..4], b"PNG");
     let shot = std::env::var("DURABLY_SCREENSHOT")

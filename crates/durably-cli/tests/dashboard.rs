@@ -6,29 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Counter, approval_flow, engine, prepare, sqlite, wait_for_status};
-use durably_core::{RunStatus, Workflow};
+use common::{Counter, approval_flow, dashboard, wait_for_status};
+use durably_core::RunStatus;
 use reqwest::StatusCode;
-
-struct Server {
-    base: String,
-    wf: Workflow,
-    _dir: tempfile::TempDir,
-}
-
-async fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("durably.db");
-    prepare(&db).await;
-    let wf = engine(sqlite(&db).await);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(durably_cli::ui::serve(
-        listener,
-        durably_cli::open_workflow(&format!("sqlite:{}", db.display()), false).await.unwrap(),
-    ));
-    Server { base, wf, _dir: dir }
-}
 
 async fn get(url: String) -> (StatusCode, String) {
     let res = reqwest::get(url).await.unwrap();
@@ -48,7 +28,7 @@ async fn post(url: String, body: &str) -> (StatusCode, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runs_page_lists_runs_and_filters_by_status() {
-    let s = server().await;
+    let s = dashboard().await;
     let (code, html) = get(format!("{}/", s.base)).await;
     assert_eq!(code, StatusCode::OK);
     for id in ["order-1", "order-2", "approval-1"] {
@@ -71,7 +51,7 @@ async fn the_runs_page_lists_runs_and_filters_by_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_page_shows_a_timeline_and_each_step_value() {
-    let s = server().await;
+    let s = dashboard().await;
     let (code, html) = get(format!("{}/runs/order-1", s.base)).await;
     assert_eq!(code, StatusCode::OK);
     assert!(html.contains("<svg id=\"timeline\""), "{html}");
@@ -96,7 +76,7 @@ async fn the_run_page_shows_a_timeline_and_each_step_value() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_delivers_the_signal_and_the_run_completes() {
-    let s = server().await;
+    let s = dashboard().await;
     let published = Counter::default();
     let runner = {
         let (wf, c) = (s.wf.clone(), published.clone());
@@ -126,7 +106,7 @@ async fn approve_delivers_the_signal_and_the_run_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reject_sends_the_note_as_the_reason() {
-    let s = server().await;
+    let s = dashboard().await;
     let published = Counter::default();
     let runner = {
         let (wf, c) = (s.wf.clone(), published.clone());
@@ -145,7 +125,7 @@ async fn reject_sends_the_note_as_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signal_and_cancel_endpoints_check_their_input() {
-    let s = server().await;
+    let s = dashboard().await;
     let (code, body) = post(format!("{}/api/runs/approval-1/signal/other", s.base), "{oops").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["error"].as_str().unwrap().contains("not JSON"));

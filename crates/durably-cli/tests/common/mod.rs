@@ -120,3 +120,28 @@ pub async fn prepare(path: &Path) {
     waiting.abort();
     let _ = waiting.await;
 }
+
+/// A store made by [`prepare`] and the dashboard serving it on a free loopback port.
+pub struct Dashboard {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// An engine of its own on the same file, to execute runs and read the store.
+    pub wf: Workflow,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn dashboard() -> Dashboard {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("durably.db");
+    prepare(&db).await;
+    let wf = engine(sqlite(&db).await);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(durably_cli::ui::serve(
+        listener,
+        durably_cli::open_workflow(&format!("sqlite:{}", db.display()), false).await.unwrap(),
+    ));
+    Dashboard { base: format!("http://{addr}"), addr, wf, _dir: dir }
+}

@@ -1,0 +1,97 @@
+//! `durably ui`: a small dashboard served from the binary. Server-rendered HTML with one small
+//! script file (no build step): a runs page with status filters, a run page with a timeline of
+//! its steps, their values, and Approve / Reject buttons for a run waiting on a signal, and a
+//! JSON API under `/api` that the buttons (and scripts) use. Every request passes the guard
+//! (`guard.rs`) first: the dashboard can approve payouts, so it answers only requests addressed
+//! to it and changes runs only for its own pages and for scripts that send JSON.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use durably_core::{Error, RunFilter, RunStatus, Workflow};
+use serde::Deserialize;
+use serde_json::json;
+
+mod api;
+mod assets;
+mod guard;
+mod pages;
+mod timeline;
+
+pub use guard::AllowedHosts;
+
+/// Serves the dashboard on `listener` until the process ends, answering requests whose `Host`
+/// names the listener's own address (and `localhost` when it is a loopback one).
+pub async fn serve(listener: tokio::net::TcpListener, wf: Workflow) -> anyhow::Result<()> {
+    let hosts = AllowedHosts::new(listener.local_addr()?);
+    serve_with(listener, wf, hosts).await
+}
+
+/// [`serve`] admitting the `Host` names of `hosts` (see [`AllowedHosts::allow`]).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    wf: Workflow,
+    hosts: AllowedHosts,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(wf, hosts)).await?;
+    Ok(())
+}
+
+/// The dashboard's routes behind its guard, for embedding or testing; `hosts` are the names
+/// its requests may be addressed to ([`AllowedHosts::new`] with the address it is served on).
+pub fn router(wf: Workflow, hosts: AllowedHosts) -> Router {
+    Router::new()
+        .route("/", get(pages::runs_page))
+        .route("/runs/{run_id}", get(pages::run_page))
+        .route("/assets/dashboard.css", get(assets::stylesheet))
+        .route("/assets/run.js", get(assets::run_script))
+        .route("/api/runs", get(api::runs))
+        .route("/api/runs/{run_id}", get(api::run))
+        .route("/api/runs/{run_id}/approve", post(api::approve))
+        .route("/api/runs/{run_id}/reject", post(api::reject))
+        .route("/api/runs/{run_id}/signal/{name}", post(api::signal))
+        .route("/api/runs/{run_id}/cancel", post(api::cancel))
+        .with_state(wf)
+        .layer(axum::middleware::from_fn_with_state(Arc::new(hosts), guard::guard))
+}
+
+/// An error page or JSON error with the right status code.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let code = match e {
+            Error::RunNotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Invalid { .. } | Error::Serialize { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure(code, e.to_string())
+    }
+}
+
+/// The filters of the runs page and of `/api/runs`.
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    status: Option<String>,
+    workflow: Option<String>,
+}
+
+fn filter_of(q: &RunsQuery) -> Result<RunFilter, Failure> {
+    let mut filter = RunFilter::new().limit(500);
+    if let Some(s) = q.status.as_deref().filter(|s| !s.is_empty()) {
+        filter = filter.status(s.parse::<RunStatus>()?);
+    }
+    if let Some(w) = q.workflow.as_deref().filter(|w| !w.is_empty()) {
+        filter = filter.workflow(w);
+    }
+    Ok(filter)
+}
