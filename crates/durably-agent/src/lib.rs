@@ -12,6 +12,7 @@
 
 mod approval;
 mod config;
+mod core;
 mod error;
 mod failure;
 mod hash;

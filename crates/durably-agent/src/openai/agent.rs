@@ -20,8 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::client;
 use super::failure::model_error;
-use super::stream::{Accumulator, Sink, StreamEvent, drive};
+use super::stream::{Accumulator, Sink, StreamEvent};
 use super::tools::{Tool, ToolError};
+use crate::core::completed::check_completed_run;
+use crate::core::ids::{Step, ToolCall, approval_signal, step_id};
+use crate::core::redact::Secrets;
+use crate::core::stream::run_stream;
 use crate::failure::{RecordedModelError, attempt_error};
 use crate::{Approval, ModelError, TaskConfig, request_hash};
 
@@ -92,7 +96,7 @@ impl std::error::Error for ToolAttemptError {}
 pub struct OpenAiAgent {
     wf: Workflow,
     client: Client<OpenAIConfig>,
-    secret: Option<String>,
+    secrets: Secrets,
     name: String,
     model: String,
     system_prompt: Option<String>,
@@ -201,8 +205,23 @@ impl OpenAiAgentBuilder {
     /// is also blanked out of any provider error message before that is recorded.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         let key = key.into();
-        self.agent.secret = Some(key.clone());
+        self.agent.secrets = self.agent.secrets.with([key.clone()]);
         self.api_key = Some(key);
+        self
+    }
+
+    /// A secret to blank out of provider error messages before they are stored or returned.
+    /// The key the client sends (given here, read from `OPENAI_API_KEY`, or set on a
+    /// [`client`](Self::client)) and the keys in the common providers' environment variables
+    /// are blanked without being told; this is for any other.
+    pub fn redact_secret(mut self, secret: impl Into<String>) -> Self {
+        self.agent.secrets = self.agent.secrets.with([secret.into()]);
+        self
+    }
+
+    /// Secrets to blank out; see [`redact_secret`](Self::redact_secret).
+    pub fn secrets<S: Into<String>>(mut self, secrets: impl IntoIterator<Item = S>) -> Self {
+        self.agent.secrets = self.agent.secrets.with(secrets.into_iter().map(Into::into));
         self
     }
 
@@ -228,6 +247,7 @@ impl OpenAiAgentBuilder {
             }
             agent.client = client(config);
         }
+        agent.secrets = agent.secrets.with(super::client_secrets(agent.client.config()));
         agent
     }
 }
@@ -239,7 +259,7 @@ impl OpenAiAgent {
             agent: OpenAiAgent {
                 wf: wf.clone(),
                 client: client(OpenAIConfig::new()),
-                secret: None,
+                secrets: Secrets::default(),
                 name: "agent".into(),
                 model: "gpt-4o-mini".into(),
                 system_prompt: None,
@@ -283,37 +303,35 @@ impl OpenAiAgent {
     }
 
     /// Runs the agent on `prompt` as the run `run_id` of the agent's workflow engine: the same
-    /// run id again returns the recorded result, or resumes from the last recorded call.
+    /// run id again returns the recorded result, or resumes from the last recorded call. A
+    /// completed run asked another question (another prompt, system prompt, model or tool set)
+    /// fails with `Error::NonDeterminism` at its first model step.
     pub async fn run_with_id(
         &self,
         prompt: impl Into<String>,
         run_id: impl Into<String>,
     ) -> Result<AgentRun> {
-        let prompt = prompt.into();
-        self.wf.run(run_id, |_ctx| async move { self.run_here(&prompt, None).await }).await
+        self.own_run(prompt.into(), run_id.into(), None).await
     }
 
     /// Like [`run`](Self::run), as a stream: the text of each model call as the provider sends
     /// it when the call is live ([`StreamEvent::Text`] with `replayed: false`), the recorded
-    /// text at once when it replays (`replayed: true`), then [`StreamEvent::Done`] with the
-    /// result. The steps recorded are the same as [`run`](Self::run)'s (the whole response of
-    /// each model call, assembled from its chunks), so a run may be streamed on one execution
-    /// and run plainly on the next. A live attempt that fails after some text was sent and is
-    /// retried sends its text again from the start.
+    /// text at once when it replays (`replayed: true`; a completed run yields its output so),
+    /// then [`StreamEvent::Done`] with the result. The steps recorded are the same as
+    /// [`run`](Self::run)'s (the whole response of each model call, assembled from its chunks),
+    /// so a run may be streamed on one execution and run plainly on the next. A live attempt
+    /// that fails after some text was sent and is retried sends its text again from the start.
     pub fn stream(&self, prompt: impl Into<String>) -> impl Stream<Item = Result<StreamEvent>> + '_ {
         let prompt = prompt.into();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        drive(
-            async move {
-                if RunContext::current().is_some() {
-                    self.run_here(&prompt, Some(&tx)).await
-                } else {
-                    let run_id = self.default_run_id(&prompt);
-                    self.wf.run(run_id, |_ctx| async { self.run_here(&prompt, Some(&tx)).await }).await
-                }
-            },
-            rx,
-        )
+        let in_run = RunContext::current().is_some();
+        run_stream(move |sink: Sink| async move {
+            if in_run {
+                self.run_here(&prompt, Some(&sink)).await
+            } else {
+                let run_id = self.default_run_id(&prompt);
+                self.own_run(prompt, run_id, Some(sink)).await
+            }
+        })
     }
 
     /// Like [`run_with_id`](Self::run_with_id), as a stream: see [`stream`](Self::stream).
@@ -322,13 +340,25 @@ impl OpenAiAgent {
         prompt: impl Into<String>,
         run_id: impl Into<String>,
     ) -> impl Stream<Item = Result<StreamEvent>> + '_ {
-        let prompt = prompt.into();
-        let run_id = run_id.into();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        drive(
-            async move { self.wf.run(run_id, |_ctx| async { self.run_here(&prompt, Some(&tx)).await }).await },
-            rx,
-        )
+        let (prompt, run_id) = (prompt.into(), run_id.into());
+        run_stream(move |sink: Sink| self.own_run(prompt, run_id, Some(sink)))
+    }
+
+    /// The run `run_id` of the agent's engine, on `prompt`.
+    async fn own_run(&self, prompt: String, run_id: String, sink: Option<Sink>) -> Result<AgentRun> {
+        // The first model step's request covers the prompt, system prompt, model and tools.
+        let first = step_id(&self.name, &self.name, Step::Model(1)).id;
+        check_completed_run(&self.wf, &run_id, &first, || {
+            request_hash(&self.request(&self.messages_for(&prompt))).map_err(|source| Error::Serialize {
+                run_id: run_id.clone(),
+                step_id: first.clone(),
+                what: "model request",
+                type_name: "async_openai::types::chat::CreateChatCompletionRequest",
+                source,
+            })
+        })
+        .await?;
+        self.wf.run(run_id, |_ctx| async { self.run_here(&prompt, sink.as_ref()).await }).await
     }
 
     fn messages_for(&self, prompt: &str) -> Vec<ChatCompletionRequestMessage> {
@@ -361,14 +391,16 @@ impl OpenAiAgent {
     }
 
     async fn run_here(&self, prompt: &str, sink: Option<&Sink>) -> Result<AgentRun> {
+        if let Some(sink) = sink {
+            sink.body_runs();
+        }
         let ctx = RunContext::current().ok_or_else(|| Error::Invalid {
             what: "agent run",
             detail: format!("agent `{}` must run inside a workflow run", self.name),
         })?;
         // The n-th invocation of this agent in the run prefixes its steps `<name>#n`, fixed in
         // call order, so several agent runs in one workflow replay onto their own steps.
-        let counter = ctx.next_step_id(&format!("agent:{}", self.name));
-        let prefix = counter.strip_prefix("agent:").unwrap_or(&counter).to_owned();
+        let prefix = step_id(&self.name, "", Step::Invocation(&ctx)).id;
 
         let mut messages = self.messages_for(prompt);
         let mut usage = Usage::default();
@@ -442,52 +474,50 @@ impl OpenAiAgent {
             detail: format!("agent `{prefix}` turn {turn}: the request does not serialize: {e}"),
         })?;
         let client = self.client.clone();
-        let secret = self.secret.clone();
+        let secrets = self.secrets.clone();
         let live = Arc::new(AtomicBool::new(false));
         let attempt_live = live.clone();
         let attempt_sink = sink.cloned();
-        let response: CreateChatCompletionResponse =
-            durably_core::step(format!("{prefix}.model"), move || {
-                let client = client.clone();
-                let request = request.clone();
-                let secret = secret.clone();
-                let sink = attempt_sink.clone();
-                attempt_live.store(true, Ordering::SeqCst);
-                async move {
-                    let fail = |e: async_openai::error::OpenAIError| {
-                        attempt_error(model_error(&e, secret.as_deref()))
-                    };
-                    let Some(sink) = sink else {
-                        return client.chat().create(request).await.map_err(fail);
-                    };
-                    let mut request = request;
-                    request.stream = Some(true);
-                    request.stream_options = Some(ChatCompletionStreamOptions {
-                        include_usage: Some(true),
-                        include_obfuscation: None,
-                    });
-                    let mut chunks = client.chat().create_stream(request).await.map_err(fail)?;
-                    let mut whole = Accumulator::default();
-                    while let Some(chunk) = chunks.next().await {
-                        if let Some(text) = whole.add(chunk.map_err(fail)?) {
-                            // A consumer that went away only stops hearing about the run.
-                            let _ = sink.send(StreamEvent::Text { text, replayed: false });
-                        }
+        let step = step_id(prefix, prefix, Step::Model(turn));
+        let response: CreateChatCompletionResponse = durably_core::step(step.task, move || {
+            let client = client.clone();
+            let request = request.clone();
+            let secrets = secrets.clone();
+            let sink = attempt_sink.clone();
+            attempt_live.store(true, Ordering::SeqCst);
+            async move {
+                let fail = |e: async_openai::error::OpenAIError| attempt_error(model_error(&e, &secrets));
+                let Some(sink) = sink else {
+                    return client.chat().create(request).await.map_err(fail);
+                };
+                let mut request = request;
+                request.stream = Some(true);
+                request.stream_options = Some(ChatCompletionStreamOptions {
+                    include_usage: Some(true),
+                    include_obfuscation: None,
+                });
+                let mut chunks = client.chat().create_stream(request).await.map_err(fail)?;
+                let mut whole = Accumulator::default();
+                while let Some(chunk) = chunks.next().await {
+                    if let Some(text) = whole.add(chunk.map_err(fail)?) {
+                        // A consumer that went away only stops hearing about the run.
+                        sink.send(StreamEvent::Text { text, replayed: false });
                     }
-                    Ok(whole.finish())
                 }
-            })
-            .step_id(format!("{prefix}.model#{turn}"))
-            .retries(self.model_config.retries)
-            .backoff(self.model_config.backoff)
-            .request_hash(hash)
-            .await?;
+                Ok(whole.finish())
+            }
+        })
+        .step_id(step.id)
+        .retries(self.model_config.retries)
+        .backoff(self.model_config.backoff)
+        .request_hash(hash)
+        .await?;
         if let Some(sink) = sink
             && !live.load(Ordering::SeqCst)
             && let Some(text) =
                 response.choices.first().and_then(|c| c.message.content.clone()).filter(|t| !t.is_empty())
         {
-            let _ = sink.send(StreamEvent::Text { text, replayed: true });
+            sink.send(StreamEvent::Text { text, replayed: true });
         }
         Ok(response)
     }
@@ -507,15 +537,27 @@ impl OpenAiAgent {
             Ok(args) => args,
             Err(e) => return Ok(ToolOutcome::Error(format!("the arguments are not JSON: {e}"))),
         };
-        let step_name = format!("{prefix}.tool.{tool_name}");
-        let step_id = format!("{step_name}#{turn}.{}", call.id);
+        // The provider's call id as it is, even empty: recorded runs replay by these ids.
+        let call_id = ToolCall::Id(&call.id);
+        let step =
+            step_id(prefix, prefix, Step::Tool { tool: tool_name, turn: turn as usize, call: call_id });
+        let (step_name, step_id) = (step.task, step.id);
         let recorded = ctx.recorded_step(&step_id).is_some_and(|r| r.status == StepStatus::Completed);
         let rejection = if tool.needs_approval() && !recorded {
-            let approval: Approval = durably_core::signal(&format!("approve:{step_id}")).await?;
+            let approval: Approval = durably_core::signal(&approval_signal(&step_id)).await?;
             (!approval.approved).then(|| approval.reason.unwrap_or_else(|| "no reason given".into()))
         } else {
             None
         };
+        // The same hash as the rig agent's tool steps: the tool and its arguments' text.
+        let hash = request_hash(&serde_json::json!({ "tool": tool_name, "args": call.function.arguments }))
+            .map_err(|source| Error::Serialize {
+            run_id: ctx.run_id().to_owned(),
+            step_id: step_id.clone(),
+            what: "tool call",
+            type_name: "async_openai::types::chat::FunctionCall",
+            source,
+        })?;
         let tool = tool.clone();
         let retries = self.tool_config.retries;
         durably_core::step(step_name, move || {
@@ -544,6 +586,7 @@ impl OpenAiAgent {
             }
         })
         .step_id(step_id)
+        .request_hash(hash)
         .retries(retries)
         .backoff(self.tool_config.backoff)
         .await

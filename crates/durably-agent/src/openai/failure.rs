@@ -4,13 +4,13 @@
 use async_openai::error::OpenAIError;
 
 use crate::ModelError;
-use crate::failure::redact;
+use crate::core::redact::Secrets;
 
 /// The [`ModelError`] for an async-openai error. An HTTP status decides retryability (408,
 /// 409, 429 and 5xx retry; other 4xx do not); transport errors retry; a response that does not
 /// parse, or a request the client refuses, does not.
-pub(crate) fn model_error(error: &OpenAIError, secret: Option<&str>) -> ModelError {
-    let clean = |text: String| redact(&text, secret);
+pub(crate) fn model_error(error: &OpenAIError, secrets: &Secrets) -> ModelError {
+    let clean = |text: String| secrets.redact(&text);
     match error {
         OpenAIError::ApiError(resp) => {
             ModelError::from_status(resp.status_code.as_u16(), clean(resp.api_error.to_string()))

@@ -101,3 +101,17 @@ pub fn client<C: Config>(config: C) -> Client<C> {
     // hand out a pooled connection whose runtime is gone.
     Client::with_config(config).with_http_service(ReqwestService::new(reqwest::Client::new()))
 }
+
+/// The credentials a client sends (its `Authorization` bearer token or `api-key` header), to
+/// be blanked out of what is recorded: whether the key was given, read from `OPENAI_API_KEY`
+/// or set on a client built elsewhere, this is the key in use.
+pub(crate) fn client_secrets<C: Config>(config: &C) -> Vec<String> {
+    let headers = config.headers();
+    ["authorization", "api-key", "x-api-key"]
+        .iter()
+        .flat_map(|name| headers.get_all(*name))
+        .filter_map(|value| value.to_str().ok())
+        .map(|value| value.strip_prefix("Bearer ").unwrap_or(value).trim().to_owned())
+        .filter(|value| !value.is_empty())
+        .collect()
+}

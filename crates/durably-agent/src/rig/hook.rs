@@ -12,15 +12,11 @@ use rig_core::tool::{ToolContext, ToolExecutionError, ToolResult};
 use serde_json::json;
 
 use super::invocation::Invocation;
+use crate::core::ids::approval_signal;
 use crate::{Approval, request_hash};
 
 pub(crate) struct DurableHook {
     pub(crate) inv: Arc<Invocation>,
-}
-
-/// The signal an approval-gated tool call waits on.
-pub(crate) fn approval_signal(step_id: &str) -> String {
-    format!("approve:{step_id}")
 }
 
 /// A tool attempt that failed and may be tried again.

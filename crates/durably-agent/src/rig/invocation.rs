@@ -11,6 +11,8 @@ use rig_agent::tool::server::ToolServerHandle;
 use rig_core::effect::{EffectId, Outcome};
 
 use crate::TaskConfig;
+use crate::core::ids::{Step, ToolCall, step_id};
+use crate::core::redact::Secrets;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the data consistent; a poisoned lock is usable.
@@ -28,6 +30,8 @@ pub(crate) struct Invocation {
     pub(crate) model_config: TaskConfig,
     pub(crate) tool_config: TaskConfig,
     pub(crate) approvals: BTreeSet<String>,
+    /// What is blanked out of provider error messages.
+    pub(crate) secrets: Secrets,
     model_calls: AtomicU32,
     tools: OnceLock<ToolServerHandle>,
     answers: Mutex<HashMap<EffectId, Outcome>>,
@@ -43,6 +47,7 @@ impl Invocation {
         model_config: TaskConfig,
         tool_config: TaskConfig,
         approvals: BTreeSet<String>,
+        secrets: Secrets,
     ) -> Self {
         Invocation {
             agent,
@@ -51,6 +56,7 @@ impl Invocation {
             model_config,
             tool_config,
             approvals,
+            secrets,
             model_calls: AtomicU32::new(0),
             tools: OnceLock::new(),
             answers: Mutex::new(HashMap::new()),
@@ -62,22 +68,24 @@ impl Invocation {
     /// The step id and task name of the next model call: `<prefix>.model#<n>`, n from 1.
     pub(crate) fn next_model_step(&self) -> (String, String) {
         let n = self.model_calls.fetch_add(1, Ordering::SeqCst) + 1;
-        (format!("{}.model#{n}", self.prefix), format!("{}.model", self.agent))
+        let name = step_id(&self.agent, &self.prefix, Step::Model(n));
+        (name.id, name.task)
     }
 
     /// The step id and task name of a tool call: `<prefix>.tool.<tool>#<turn>.<call id>`.
     /// A call the provider sent without an id is numbered within its turn.
     pub(crate) fn tool_step(&self, tool: &str, turn: usize, call_id: Option<&str>) -> (String, String) {
         let call = match call_id {
-            Some(id) if !id.is_empty() => id.to_owned(),
+            Some(id) if !id.is_empty() => ToolCall::Id(id),
             _ => {
                 let mut per_turn = lock(&self.tool_calls_per_turn);
                 let n = per_turn.entry(turn).or_insert(0);
                 *n += 1;
-                format!("n{n}")
+                ToolCall::Numbered(*n)
             }
         };
-        (format!("{}.tool.{tool}#{turn}.{call}", self.prefix), format!("{}.tool.{tool}", self.agent))
+        let name = step_id(&self.agent, &self.prefix, Step::Tool { tool, turn, call });
+        (name.id, name.task)
     }
 
     /// The run context, checked to be this invocation's run: rig polls the model handler and

@@ -91,7 +91,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use durably_core::{Error, Result, RunContext, RunStatus, Workflow};
+use durably_core::{Error, Result, RunContext, Workflow};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use rig_agent::agent::{MultiTurnStreamItem, NoToolConfig, WithBuilderTools, WithToolServerHandle};
@@ -109,6 +109,9 @@ pub use rig_agent;
 pub use rig_core;
 pub use stream::{AgentEvent, AgentStream};
 
+use crate::core::completed::check_completed_run;
+use crate::core::ids::{Step, step_id};
+use crate::core::redact::{RedactedError, Secrets};
 use crate::{TaskConfig, request_hash};
 use hook::DurableHook;
 use invocation::Invocation;
@@ -178,6 +181,7 @@ pub struct DurableAgent {
     tool_config: TaskConfig,
     max_turns: usize,
     approvals: BTreeSet<String>,
+    secrets: Secrets,
 }
 
 impl std::fmt::Debug for DurableAgent {
@@ -223,7 +227,23 @@ impl DurableAgent {
             tool_config: TaskConfig::default(),
             max_turns: DEFAULT_MAX_TURNS,
             approvals: BTreeSet::new(),
+            secrets: Secrets::default(),
         }
+    }
+
+    /// A secret to blank out of provider error messages before they are stored or returned:
+    /// the API key of the model's client, which the agent cannot read from it. Keys in the
+    /// common providers' environment variables (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`,
+    /// `GROQ_API_KEY`…), bearer tokens and `sk-…` keys are blanked without being told.
+    pub fn redact_secret(mut self, secret: impl Into<String>) -> Self {
+        self.secrets = self.secrets.with([secret.into()]);
+        self
+    }
+
+    /// Secrets to blank out; see [`redact_secret`](Self::redact_secret).
+    pub fn secrets<S: Into<String>>(mut self, secrets: impl IntoIterator<Item = S>) -> Self {
+        self.secrets = self.secrets.with(secrets.into_iter().map(Into::into));
+        self
     }
 
     /// Names the agent: the base of its step ids and of its default run id.
@@ -271,7 +291,7 @@ impl DurableAgent {
 
     /// The signal a call of an approval-gated tool waits on, given its step id.
     pub fn approval_signal(step_id: &str) -> String {
-        hook::approval_signal(step_id)
+        crate::core::ids::approval_signal(step_id)
     }
 
     /// Runs the agent on `prompt`. Inside a workflow the run is part of that run (its steps are
@@ -325,12 +345,7 @@ impl DurableAgent {
 
     fn plan(&self, prompt: &str) -> Plan {
         match RunContext::current() {
-            Some(ctx) => {
-                // Counted when the call is made, so concurrent invocations keep their ids.
-                let id = ctx.next_step_id(&format!("agent:{}", self.name));
-                let prefix = id.strip_prefix("agent:").unwrap_or(&id).to_owned();
-                Plan::InRun { prefix }
-            }
+            Some(ctx) => Plan::InRun { prefix: step_id(&self.name, "", Step::Invocation(&ctx)).id },
             None => Plan::Own { run_id: self.default_run_id(prompt) },
         }
     }
@@ -372,6 +387,7 @@ impl DurableAgent {
             self.model_config,
             self.tool_config,
             self.approvals.clone(),
+            self.secrets.clone(),
         ))
     }
 
@@ -396,28 +412,13 @@ impl DurableAgent {
     /// A completed run returns its stored output without running its body, so the prompt and
     /// tool set are checked against its input step here.
     async fn check_completed_run(&self, run_id: &str, prompt: &str) -> Result<()> {
-        let Some(run) = self.wf.get_run(run_id).await? else { return Ok(()) };
-        if run.status != RunStatus::Completed {
-            return Ok(());
-        }
-        let step_id = format!("{}.input", self.name);
-        let steps = self.wf.list_steps(run_id).await?;
-        let Some(recorded) = steps.iter().find(|s| s.step_id == step_id).and_then(|s| s.request_hash.clone())
-        else {
-            return Ok(());
-        };
-        let inv = self.invocation(self.name.clone(), run_id.to_owned());
-        let agent = self.build(&inv);
-        let called = self.input_hash(&agent, prompt, run_id, &step_id)?;
-        if recorded != called {
-            return Err(Error::NonDeterminism {
-                run_id: run_id.to_owned(),
-                step_id,
-                recorded: format!("{}.input with request {recorded}", self.name),
-                called: format!("{}.input with request {called}", self.name),
-            });
-        }
-        Ok(())
+        let step_id = step_id(&self.name, &self.name, Step::Input).id;
+        check_completed_run(&self.wf, run_id, &step_id, || {
+            let inv = self.invocation(self.name.clone(), run_id.to_owned());
+            let agent = self.build(&inv);
+            self.input_hash(&agent, prompt, run_id, &step_id)
+        })
+        .await
     }
 
     /// One invocation of the agent inside the current run.
@@ -437,10 +438,11 @@ impl DurableAgent {
         let inv = self.invocation(prefix.clone(), run_id.clone());
         let agent = self.build(&inv);
 
-        let input_step = format!("{prefix}.input");
+        let input = step_id(&self.name, &prefix, Step::Input);
+        let input_step = input.id;
         let hash = self.input_hash(&agent, &prompt, &run_id, &input_step)?;
         let recorded_prompt = prompt.clone();
-        let _: String = durably_core::step(format!("{}.input", self.name), move || {
+        let _: String = durably_core::step(input.task, move || {
             let p = recorded_prompt.clone();
             async move { Ok::<_, std::convert::Infallible>(p) }
         })
@@ -451,8 +453,10 @@ impl DurableAgent {
 
         let runner = agent.prompt(prompt).using_model(ROUTE).max_turns(self.max_turns);
         let fail = |error: rig_agent::completion::PromptError| {
-            inv.take_failure()
-                .unwrap_or_else(|| Error::Workflow { run_id: run_id.clone(), source: Box::new(error) })
+            inv.take_failure().unwrap_or_else(|| Error::Workflow {
+                run_id: run_id.clone(),
+                source: Box::new(RedactedError::new(&error, &self.secrets)),
+            })
         };
         let Some(sink) = sink else {
             let response = Box::pin(runner.run()).await.map_err(fail)?;

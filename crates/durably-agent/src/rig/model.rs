@@ -61,7 +61,9 @@ impl DurableModel {
         let id = dispatch.id();
         let context = dispatch.adapter_context();
         let config = self.inv.model_config;
+        let secrets = self.inv.secrets.clone();
         durably_core::step(task, move || {
+            let secrets = secrets.clone();
             let inner = inner.clone();
             let kind = kind.clone();
             let context = context.clone();
@@ -73,7 +75,7 @@ impl DurableModel {
                 }
                 let reply = inner.serve(kind, dispatch).await;
                 let Some(live) = live else {
-                    return reply.into_outcome().await.map_err(|r| attempt_error(model_error(&r)));
+                    return reply.into_outcome().await.map_err(|r| attempt_error(model_error(&r, &secrets)));
                 };
                 // Streaming: hand every event to the consumer as it comes; the response the
                 // stream ends with is the step's value (the consumer gets it once recorded).
@@ -81,13 +83,13 @@ impl DurableModel {
                 let mut tap = StreamTap::new();
                 while let Some(item) = events.next().await {
                     if let Some(outcome) = tap.observe(&item) {
-                        return outcome.map_err(|r| attempt_error(model_error(&r)));
+                        return outcome.map_err(|r| attempt_error(model_error(&r, &secrets)));
                     }
                     if let Ok(event) = item {
                         let _ = live.unbounded_send(event);
                     }
                 }
-                Err::<Outcome, BoxError>(attempt_error(model_error(&stream_truncated())))
+                Err::<Outcome, BoxError>(attempt_error(model_error(&stream_truncated(), &secrets)))
             }
         })
         .step_id(step_id)
