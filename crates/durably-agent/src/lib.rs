@@ -6,6 +6,10 @@
 //! - [`durable_tool`]: one tool function made a checkpointed task, for any workflow.
 //! - [`pipeline`]: several agents in one run (`#[durably::durable_pipeline]`).
 //!
+//! Both agents are thin adapters over one agent core (the crate's `core` module: step ids,
+//! the invocation plan, model and tool steps, approvals, streaming, redaction), and return one
+//! [`AgentResponse`] type.
+//!
 //! Shared by both: [`TaskConfig`] (retries and backoff for model calls and tool calls),
 //! [`ModelError`] (how a failed model call is recorded) and [`request_hash`] (the canonical hash
 //! stored with each model step so that a replay with a different request fails loudly).
@@ -21,6 +25,7 @@ mod tool;
 
 pub use approval::Approval;
 pub use config::TaskConfig;
+pub use crate::core::response::AgentResponse;
 pub use error::ModelError;
 pub use failure::model_error_of;
 pub use hash::{canonical_json, request_hash};

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::ModelError;
+
 /// The environment variables the common providers' clients read their key from. A key read
 /// from one of them is never seen by the agent, so their values are blanked too.
 pub(crate) const PROVIDER_KEY_VARS: &[&str] = &[
@@ -53,6 +55,12 @@ impl Secrets {
         all.sort();
         all.dedup();
         Secrets(Arc::new(all))
+    }
+
+    /// `error` with its message redacted.
+    pub(crate) fn redact_model_error(&self, mut error: ModelError) -> ModelError {
+        error.message = self.redact(&error.message);
+        error
     }
 
     /// `text` with every secret blanked out: the configured ones, the provider keys in the

@@ -31,6 +31,12 @@ pub(crate) trait HasOutput {
     fn output(&self) -> &str;
 }
 
+impl<M, U> HasOutput for super::response::AgentResponse<M, U> {
+    fn output(&self) -> &str {
+        &self.output
+    }
+}
+
 /// Where an invocation sends its stream's events. Cheap to clone.
 pub(crate) struct Sink<E> {
     events: mpsc::UnboundedSender<E>,

@@ -1,7 +1,7 @@
 //! Streaming runs of the OpenAI agent: its events, and a whole completion built from chunks.
 
 use super::AgentRun;
-use crate::core::stream::{HasOutput, RunEvent};
+use crate::core::stream::RunEvent;
 use async_openai::types::chat::{
     ChatChoice, ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionResponseMessage,
     CompletionUsage, CreateChatCompletionResponse, CreateChatCompletionStreamResponse, FinishReason,
@@ -40,12 +40,6 @@ impl RunEvent for StreamEvent {
 
     fn done(response: AgentRun) -> Self {
         StreamEvent::Done(Box::new(response))
-    }
-}
-
-impl HasOutput for AgentRun {
-    fn output(&self) -> &str {
-        &self.output
     }
 }
 
