@@ -23,9 +23,9 @@ mod hash;
 pub mod pipeline;
 mod tool;
 
+pub use crate::core::response::AgentResponse;
 pub use approval::Approval;
 pub use config::TaskConfig;
-pub use crate::core::response::AgentResponse;
 pub use error::ModelError;
 pub use failure::model_error_of;
 pub use hash::{canonical_json, request_hash};

@@ -12,7 +12,7 @@ use durably_core::{Error, RunContext, StepStatus};
 use super::ids::{Step, StepName, ToolCall, step_id};
 use super::settings::Settings;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the data consistent; a poisoned lock is usable.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -96,7 +96,11 @@ impl Invocation {
             Some(ctx) if ctx.run_id() == self.run_id => Ok(ctx),
             Some(ctx) => Err(Error::Invalid {
                 what: "agent call",
-                detail: format!("agent `{agent}` of run `{}` was polled inside run `{}`", self.run_id, ctx.run_id()),
+                detail: format!(
+                    "agent `{agent}` of run `{}` was polled inside run `{}`",
+                    self.run_id,
+                    ctx.run_id()
+                ),
             }),
             None => Err(Error::Invalid {
                 what: "agent call",

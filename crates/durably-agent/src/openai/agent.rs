@@ -431,8 +431,10 @@ impl OpenAiAgent {
                 };
                 let mut request = request;
                 request.stream = Some(true);
-                request.stream_options =
-                    Some(ChatCompletionStreamOptions { include_usage: Some(true), include_obfuscation: None });
+                request.stream_options = Some(ChatCompletionStreamOptions {
+                    include_usage: Some(true),
+                    include_obfuscation: None,
+                });
                 let mut chunks = client.chat().create_stream(request).await.map_err(|e| model_error(&e))?;
                 let mut whole = Accumulator::default();
                 while let Some(chunk) = chunks.next().await {
@@ -456,7 +458,12 @@ impl OpenAiAgent {
 
     /// One tool call: a core tool step, unless there is no such tool or the arguments are not
     /// JSON (the model is told so, and nothing is recorded).
-    async fn call_tool(&self, inv: &Invocation, turn: u32, call: &ChatCompletionMessageToolCall) -> Result<ToolOutcome> {
+    async fn call_tool(
+        &self,
+        inv: &Invocation,
+        turn: u32,
+        call: &ChatCompletionMessageToolCall,
+    ) -> Result<ToolOutcome> {
         let tool_name = &call.function.name;
         let Some(tool) = self.tools.iter().find(|t| t.name() == tool_name.as_str()) else {
             return Ok(ToolOutcome::Error(format!("there is no tool named `{tool_name}`")));
@@ -473,7 +480,8 @@ impl OpenAiAgent {
             args: &call.function.arguments,
             needs_approval: tool.needs_approval(),
         };
-        let rejected = |reason| ToolOutcome::Error(format!("the call was rejected by a human reviewer: {reason}"));
+        let rejected =
+            |reason| ToolOutcome::Error(format!("the call was rejected by a human reviewer: {reason}"));
         let tool = tool.clone();
         let run = move || {
             let (tool, args) = (tool.clone(), args.clone());

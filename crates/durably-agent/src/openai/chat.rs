@@ -93,7 +93,11 @@ impl<C: Config + Clone + 'static> DurableChat<C> {
             let request = request.clone();
             let secrets = secrets.clone();
             async move {
-                client.chat().create(request).await.map_err(|e| attempt_error(secrets.redact_model_error(model_error(&e))))
+                client
+                    .chat()
+                    .create(request)
+                    .await
+                    .map_err(|e| attempt_error(secrets.redact_model_error(model_error(&e))))
             }
         });
         if let Some(hash) = hash {

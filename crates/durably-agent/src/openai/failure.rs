@@ -14,9 +14,7 @@ pub(crate) fn model_error(error: &OpenAIError) -> ModelError {
             ModelError::from_status(resp.status_code.as_u16(), resp.api_error.to_string())
         }
         OpenAIError::Reqwest(e) if e.is_timeout() => ModelError::new("timeout", e.to_string(), true),
-        OpenAIError::Reqwest(e) if e.is_connect() => {
-            ModelError::new("connection", e.to_string(), true)
-        }
+        OpenAIError::Reqwest(e) if e.is_connect() => ModelError::new("connection", e.to_string(), true),
         OpenAIError::Reqwest(e) => match e.status() {
             Some(status) => ModelError::from_status(status.as_u16(), e.to_string()),
             None => ModelError::new("http", e.to_string(), true),

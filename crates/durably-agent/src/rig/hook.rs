@@ -47,7 +47,8 @@ impl DurableHook {
                 let result = tools.execute(&name, &args, &mut context).await;
                 // A failure that will not be tried again is the tool's answer, shown to the
                 // model, as rig does.
-                let retry = result.error().filter(|e| e.retryable().unwrap_or(true)).map(|e| e.message().to_owned());
+                let retry =
+                    result.error().filter(|e| e.retryable().unwrap_or(true)).map(|e| e.message().to_owned());
                 let answer = Outcome::ToolResult { result };
                 match retry {
                     Some(message) => Attempt::Retryable { answer, message },

@@ -3,17 +3,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Deref;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use rig_agent::tool::server::ToolServerHandle;
 use rig_core::effect::{EffectId, Outcome};
 
-use crate::core::invocation::Invocation;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves the data consistent; a poisoned lock is usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::core::invocation::{Invocation, lock};
 
 pub(crate) struct RigInvocation {
     core: Invocation,

@@ -315,10 +315,18 @@ impl DurableAgent {
         Box::pin(async move {
             let (wf, settings) = (&this.wf, &this.settings);
             let hash = |run_id: &str, step_id: &str| {
-                let inv = this.invocation(Invocation::new(settings.clone(), settings.name.clone(), settings.name.clone(), run_id.to_owned()));
+                let inv = this.invocation(Invocation::new(
+                    settings.clone(),
+                    settings.name.clone(),
+                    settings.name.clone(),
+                    run_id.to_owned(),
+                ));
                 input_hash(&prompt, tool_defs(&this.build(&inv)), run_id, step_id)
             };
-            execute(wf, settings, plan, Step::Input, hash, |prefix| Box::pin(this.invoke(prefix, &prompt, sink))).await
+            execute(wf, settings, plan, Step::Input, hash, |prefix| {
+                Box::pin(this.invoke(prefix, &prompt, sink))
+            })
+            .await
         })
     }
 
@@ -338,7 +346,12 @@ impl DurableAgent {
     }
 
     /// One invocation of the agent inside the current run.
-    async fn invoke(&self, prefix: String, prompt: &str, sink: Option<Sink<AgentEvent>>) -> Result<AgentResponse> {
+    async fn invoke(
+        &self,
+        prefix: String,
+        prompt: &str,
+        sink: Option<Sink<AgentEvent>>,
+    ) -> Result<AgentResponse> {
         if let Some(sink) = &sink {
             sink.body_runs();
         }
@@ -389,5 +402,10 @@ impl DurableAgent {
 
 /// The tool definitions of a built agent, as the input hash takes them.
 fn tool_defs(agent: &Agent) -> Vec<serde_json::Value> {
-    agent.tool_server_handle().static_tool_defs().iter().map(|d| serde_json::to_value(d).unwrap_or_default()).collect()
+    agent
+        .tool_server_handle()
+        .static_tool_defs()
+        .iter()
+        .map(|d| serde_json::to_value(d).unwrap_or_default())
+        .collect()
 }
