@@ -52,40 +52,32 @@ async fn assert_blanked(wf: &Workflow, run_id: &str, returned: &durably_core::Er
     assert!(!format!("{returned:?}").contains(key), "{run_id}: the key is in the error: {returned:?}");
 }
 
-#[tokio::test]
-async fn the_openai_agent_blanks_the_key_given_to_its_builder() {
-    for (i, key) in KEYS.iter().enumerate() {
-        let mock = MockOpenAi::start().await;
-        echo_key(&mock, key);
-        let wf = engine();
-        let agent = OpenAiAgent::builder(&wf)
-            .name("oa")
-            .api_base(mock.base_url())
-            .api_key(*key)
-            .model_config(no_retries())
-            .build();
-        for status in ["401", "429"] {
-            let run_id = format!("oa-{i}-{status}");
-            let err = agent.run_with_id("hi", run_id.clone()).await.unwrap_err();
-            assert_blanked(&wf, &run_id, &err, key).await;
-        }
-        assert_eq!(mock.requests(), 2);
-    }
+/// The two ways an OpenAI agent gets its key: from its builder, or inside a client it is given.
+fn openai_agent(wf: &Workflow, mock: &MockOpenAi, key: &str, with_client: bool) -> OpenAiAgent {
+    let builder = OpenAiAgent::builder(wf).name("oa").model_config(no_retries());
+    let builder = if with_client {
+        let config = AsyncOpenAiConfig::new().with_api_base(mock.base_url()).with_api_key(key);
+        builder.client(client(config))
+    } else {
+        builder.api_base(mock.base_url()).api_key(key)
+    };
+    builder.build()
 }
 
 #[tokio::test]
-async fn the_openai_agent_blanks_the_key_of_a_client_it_is_given() {
-    for (i, key) in KEYS.iter().enumerate() {
-        let mock = MockOpenAi::start().await;
-        echo_key(&mock, key);
-        let wf = engine();
-        let config = AsyncOpenAiConfig::new().with_api_base(mock.base_url()).with_api_key(*key);
-        let agent =
-            OpenAiAgent::builder(&wf).name("oc").client(client(config)).model_config(no_retries()).build();
-        for status in ["401", "429"] {
-            let run_id = format!("oc-{i}-{status}");
-            let err = agent.run_with_id("hi", run_id.clone()).await.unwrap_err();
-            assert_blanked(&wf, &run_id, &err, key).await;
+async fn the_openai_agent_blanks_the_key_of_its_builder_or_of_its_client() {
+    for with_client in [false, true] {
+        for (i, key) in KEYS.iter().enumerate() {
+            let mock = MockOpenAi::start().await;
+            echo_key(&mock, key);
+            let wf = engine();
+            let agent = openai_agent(&wf, &mock, key, with_client);
+            for status in ["401", "429"] {
+                let run_id = format!("oa-{with_client}-{i}-{status}");
+                let err = agent.run_with_id("hi", run_id.clone()).await.unwrap_err();
+                assert_blanked(&wf, &run_id, &err, key).await;
+            }
+            assert_eq!(mock.requests(), 2);
         }
     }
 }
