@@ -43,14 +43,14 @@ async fn collect(stream: impl Stream<Item = Result<StreamEvent>>) -> Result<Vec<
     Ok(events)
 }
 
-fn texts(events: &[StreamEvent]) -> Vec<(String, bool)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::Text { text, replayed } => Some((text.clone(), *replayed)),
-            _ => None,
-        })
-        .collect()
+/// Checks that `events` are exactly the replayed `text`, then the end with that output.
+fn assert_replayed(events: &[StreamEvent], text: &str) {
+    match events {
+        [StreamEvent::Text { text: replayed_text, replayed: true }, StreamEvent::Done(run)] => {
+            assert_eq!((replayed_text.as_str(), run.output.as_str()), (text, text));
+        }
+        other => panic!("expected the replayed text then Done, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -63,13 +63,12 @@ async fn streaming_a_completed_openai_run_yields_its_recorded_text() {
 
     agent.run_with_id("Weather?", "done-1").await.unwrap();
     let events = collect(agent.stream_with_id("Weather?", "done-1")).await.unwrap();
-    assert_eq!(texts(&events), [("It rains.".to_owned(), true)], "{events:?}");
-    assert!(matches!(events.last(), Some(StreamEvent::Done(run)) if run.output == "It rains."));
+    assert_replayed(&events, "It rains.");
 
     // Outside a workflow, `stream` resumes the prompt's own run: completed, it replays too.
     agent.run("Forecast?").await.unwrap();
     let events = collect(agent.stream("Forecast?")).await.unwrap();
-    assert_eq!(texts(&events), [("It snows.".to_owned(), true)], "{events:?}");
+    assert_replayed(&events, "It snows.");
     assert_eq!(mock.requests(), 2, "streaming a completed run sent a request");
 }
 
