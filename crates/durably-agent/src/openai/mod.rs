@@ -64,8 +64,10 @@
 //! [`ModelError`](crate::ModelError) `{kind, message, retryable}` ([`model_error_of`] gets it
 //! back from the returned error). A tool's error is retried per the tool `TaskConfig`; the
 //! last one is recorded and shown to the model. Nothing stored contains the API key: requests
-//! are stored as a hash, responses do not carry it, and keys and bearer tokens in provider
-//! error messages are blanked out.
+//! are stored as a hash, responses do not carry it, and provider error messages are redacted:
+//! the key the client sends (given to the builder, read from `OPENAI_API_KEY`, or set on a
+//! client), the keys in the common providers' environment variables, the secrets given with
+//! [`OpenAiAgentBuilder::redact_secret`], bearer tokens and `sk-…` keys are blanked out.
 //!
 //! # Approval
 //!
