@@ -1,6 +1,6 @@
 //! How a failed model call becomes a step error, for both agents: the stored error text is the
-//! JSON of a [`ModelError`] (`{kind, message, retryable}`), with anything that looks like a
-//! credential blanked out.
+//! JSON of a [`ModelError`] (`{kind, message, retryable}`), its message redacted by the agent
+//! core before it gets here.
 // Without an agent (neither `rig` nor `openai`), only `model_error_of` is used.
 #![cfg_attr(not(any(feature = "rig", feature = "openai")), allow(dead_code))]
 
@@ -48,71 +48,9 @@ pub fn model_error_of(error: &Error) -> Option<ModelError> {
     error.downcast_source_ref::<RecordedModelError>().map(|e| e.0.clone())
 }
 
-/// Blanks out `secret` (the API key in use, when known), bearer tokens and `sk-…` keys that a
-/// provider may echo in an error message, so that no credential reaches the store.
-pub(crate) fn redact(text: &str, secret: Option<&str>) -> String {
-    let text = match secret {
-        Some(s) if !s.is_empty() => text.replace(s, "[redacted]"),
-        _ => text.to_owned(),
-    };
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    loop {
-        let bearer = find_ci(rest, "bearer ");
-        let key = find_key(rest);
-        let (at, skip) = match (bearer, key) {
-            (Some(b), Some(k)) if b <= k => (b, "bearer ".len()),
-            (Some(b), None) => (b, "bearer ".len()),
-            (_, Some(k)) => (k, 0),
-            (None, None) => break,
-        };
-        out.push_str(&rest[..at + skip]);
-        let secret = &rest[at + skip..];
-        let end = secret
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';' | ')'))
-            .unwrap_or(secret.len());
-        // "Bearer " followed by nothing keeps nothing; a token already blanked stays as it is.
-        if end > 0 {
-            out.push_str(if secret.starts_with("[redacted]") { &secret[..end] } else { "[redacted]" });
-        }
-        rest = &secret[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn find_ci(haystack: &str, needle: &str) -> Option<usize> {
-    haystack.to_ascii_lowercase().find(needle)
-}
-
-/// The first `sk-` that starts a word (not the one in "risk-free").
-fn find_key(text: &str) -> Option<usize> {
-    text.match_indices("sk-")
-        .map(|(i, _)| i)
-        .find(|&i| text[..i].chars().next_back().is_none_or(|c| !c.is_alphanumeric()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_and_bearer_tokens_are_blanked() {
-        assert_eq!(
-            redact("Incorrect API key provided: sk-test-SECRET123. See docs.", None),
-            "Incorrect API key provided: [redacted] See docs."
-        );
-        assert_eq!(
-            redact("header Authorization: Bearer abc.def, next", None),
-            "header Authorization: Bearer [redacted], next"
-        );
-        assert_eq!(redact("header Bearer xyz.1 rejected", None), "header Bearer [redacted] rejected");
-        assert_eq!(redact("bad key sk-abc123, try again", None), "bad key [redacted], try again");
-        assert_eq!(redact("key mysecret here", Some("mysecret")), "key [redacted] here");
-        assert_eq!(redact("Bearer mysecret", Some("mysecret")), "Bearer [redacted]");
-        assert_eq!(redact("nothing to hide", None), "nothing to hide");
-        assert_eq!(redact("a risk-free call", None), "a risk-free call");
-    }
 
     #[test]
     fn recorded_text_is_the_json_form() {

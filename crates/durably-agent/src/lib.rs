@@ -6,18 +6,24 @@
 //! - [`durable_tool`]: one tool function made a checkpointed task, for any workflow.
 //! - [`pipeline`]: several agents in one run (`#[durably::durable_pipeline]`).
 //!
+//! Both agents are thin adapters over one agent core (the crate's `core` module: step ids,
+//! the invocation plan, model and tool steps, approvals, streaming, redaction), and return one
+//! [`AgentResponse`] type.
+//!
 //! Shared by both: [`TaskConfig`] (retries and backoff for model calls and tool calls),
 //! [`ModelError`] (how a failed model call is recorded) and [`request_hash`] (the canonical hash
 //! stored with each model step so that a replay with a different request fails loudly).
 
 mod approval;
 mod config;
+mod core;
 mod error;
 mod failure;
 mod hash;
 pub mod pipeline;
 mod tool;
 
+pub use crate::core::response::AgentResponse;
 pub use approval::Approval;
 pub use config::TaskConfig;
 pub use error::ModelError;

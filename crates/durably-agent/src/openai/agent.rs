@@ -1,5 +1,5 @@
-//! The durable chat-completions agent: its own tool loop, each model call and each tool call a
-//! step of the current run.
+//! The durable chat-completions agent: its own tool loop over the core's model and tool steps,
+//! translating between async-openai's types and the core's.
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
@@ -11,22 +11,27 @@ use async_openai::types::chat::{
     ChatCompletionRequestUserMessage, ChatCompletionRequestUserMessageContent, ChatCompletionStreamOptions,
     CreateChatCompletionRequest, CreateChatCompletionResponse,
 };
-use durably_core::{Error, Result, RunContext, StepStatus, Workflow};
+use durably_core::{Error, Result, Workflow};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::client;
 use super::failure::model_error;
-use super::stream::{Accumulator, Sink, StreamEvent, drive};
+use super::stream::{Accumulator, Sink, StreamEvent};
 use super::tools::{Tool, ToolError};
-use crate::failure::{RecordedModelError, attempt_error};
-use crate::{Approval, ModelError, TaskConfig, request_hash};
+use crate::TaskConfig;
+use crate::core::ids::Step;
+use crate::core::invocation::Invocation;
+use crate::core::plan::{Plan, default_run_id, execute};
+use crate::core::settings::{self, Settings};
+use crate::core::stream::run_stream;
+use crate::core::tool::{Attempt, ToolCallRef};
+use crate::failure::RecordedModelError;
+use crate::{ModelError, request_hash};
 
 /// The default number of model calls an agent run may make.
-pub const DEFAULT_MAX_TURNS: u32 = 10;
+pub const DEFAULT_MAX_TURNS: u32 = settings::DEFAULT_MAX_TURNS;
 
 /// Token counts of a run, summed over its model calls (recorded calls included: this is what
 /// the run cost, not what this execution sent).
@@ -41,20 +46,10 @@ pub struct Usage {
     pub total_tokens: u64,
 }
 
-/// The result of an agent run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct AgentRun {
-    /// The model's final answer.
-    pub output: String,
-    /// The whole conversation: system prompt, user prompt, assistant messages (with their tool
-    /// calls) and tool results, in order.
-    pub messages: Vec<ChatCompletionRequestMessage>,
-    /// Token usage over the run's model calls.
-    pub usage: Usage,
-    /// How many model calls the run made.
-    pub turns: u32,
-}
+/// The result of an agent run: the agent response of the crate with the chat-completions
+/// messages (system prompt, user prompt, assistant messages with their tool calls, and tool
+/// results, in order) and [`Usage`].
+pub type AgentRun = crate::AgentResponse<ChatCompletionRequestMessage, Usage>;
 
 /// What a tool step records: the tool's value, or the error the model was shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,44 +69,25 @@ impl ToolOutcome {
     }
 }
 
-/// A tool error on an attempt that will be retried.
-#[derive(Debug)]
-struct ToolAttemptError(String);
-
-impl std::fmt::Display for ToolAttemptError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ToolAttemptError {}
-
 /// A durable OpenAI chat-completions agent. See the [module docs](super) for the steps it
 /// records and how runs and run ids work.
 #[derive(Clone)]
 pub struct OpenAiAgent {
     wf: Workflow,
     client: Client<OpenAIConfig>,
-    secret: Option<String>,
-    name: String,
+    settings: Settings,
     model: String,
     system_prompt: Option<String>,
     tools: Vec<Tool>,
-    max_turns: u32,
     temperature: Option<f32>,
-    model_config: TaskConfig,
-    tool_config: TaskConfig,
 }
 
 impl std::fmt::Debug for OpenAiAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiAgent")
-            .field("name", &self.name)
+            .field("settings", &self.settings)
             .field("model", &self.model)
             .field("tools", &self.tools)
-            .field("max_turns", &self.max_turns)
-            .field("model_config", &self.model_config)
-            .field("tool_config", &self.tool_config)
             .finish_non_exhaustive()
     }
 }
@@ -135,7 +111,7 @@ impl OpenAiAgentBuilder {
     /// The agent's name: the prefix of its step ids and of its default run ids. Default
     /// `"agent"`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.agent.name = name.into();
+        self.agent.settings.name = name.into();
         self
     }
 
@@ -166,7 +142,7 @@ impl OpenAiAgentBuilder {
     /// The most model calls one run may make before it fails with a `max_turns` model error.
     /// Default [`DEFAULT_MAX_TURNS`].
     pub fn max_turns(mut self, n: u32) -> Self {
-        self.agent.max_turns = n;
+        self.agent.settings.max_turns = n;
         self
     }
 
@@ -179,13 +155,13 @@ impl OpenAiAgentBuilder {
     /// Retries and backoff of model calls (HTTP 429, 5xx, timeouts and connection errors are
     /// retried; a 400 is not).
     pub fn model_config(mut self, config: TaskConfig) -> Self {
-        self.agent.model_config = config;
+        self.agent.settings.model_config = config;
         self
     }
 
     /// Retries and backoff of tool calls.
     pub fn tool_config(mut self, config: TaskConfig) -> Self {
-        self.agent.tool_config = config;
+        self.agent.settings.tool_config = config;
         self
     }
 
@@ -201,8 +177,23 @@ impl OpenAiAgentBuilder {
     /// is also blanked out of any provider error message before that is recorded.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         let key = key.into();
-        self.agent.secret = Some(key.clone());
+        self.agent.settings.secrets = self.agent.settings.secrets.with([key.clone()]);
         self.api_key = Some(key);
+        self
+    }
+
+    /// A secret to blank out of provider error messages before they are stored or returned.
+    /// The key the client sends (given here, read from `OPENAI_API_KEY`, or set on a
+    /// [`client`](Self::client)) and the keys in the common providers' environment variables
+    /// are blanked without being told; this is for any other.
+    pub fn redact_secret(mut self, secret: impl Into<String>) -> Self {
+        self.agent.settings.secrets = self.agent.settings.secrets.with([secret.into()]);
+        self
+    }
+
+    /// Secrets to blank out; see [`redact_secret`](Self::redact_secret).
+    pub fn secrets<S: Into<String>>(mut self, secrets: impl IntoIterator<Item = S>) -> Self {
+        self.agent.settings.secrets = self.agent.settings.secrets.with(secrets.into_iter().map(Into::into));
         self
     }
 
@@ -228,6 +219,7 @@ impl OpenAiAgentBuilder {
             }
             agent.client = client(config);
         }
+        agent.settings.secrets = agent.settings.secrets.with(super::client_secrets(agent.client.config()));
         agent
     }
 }
@@ -239,15 +231,11 @@ impl OpenAiAgent {
             agent: OpenAiAgent {
                 wf: wf.clone(),
                 client: client(OpenAIConfig::new()),
-                secret: None,
-                name: "agent".into(),
+                settings: Settings::default(),
                 model: "gpt-4o-mini".into(),
                 system_prompt: None,
                 tools: Vec::new(),
-                max_turns: DEFAULT_MAX_TURNS,
                 temperature: None,
-                model_config: TaskConfig::default(),
-                tool_config: TaskConfig::default(),
             },
             api_base: None,
             api_key: None,
@@ -257,13 +245,12 @@ impl OpenAiAgent {
 
     /// The agent's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.settings.name
     }
 
     /// The run id [`run`](Self::run) uses outside a workflow: `<name>-<hash of the prompt>`.
     pub fn default_run_id(&self, prompt: &str) -> String {
-        let hash = request_hash(&(&self.name, prompt)).unwrap_or_default();
-        format!("{}-{}", self.name, &hash[..hash.len().min(16)])
+        default_run_id(&self.settings.name, &(&self.settings.name, prompt))
     }
 
     /// Runs the agent on `prompt`.
@@ -274,46 +261,32 @@ impl OpenAiAgent {
     /// same prompt resumes the same run; prefer [`run_with_id`](Self::run_with_id) in a server.
     pub async fn run(&self, prompt: impl Into<String>) -> Result<AgentRun> {
         let prompt = prompt.into();
-        if RunContext::current().is_some() {
-            self.run_here(&prompt, None).await
-        } else {
-            let run_id = self.default_run_id(&prompt);
-            self.run_with_id(prompt, run_id).await
-        }
+        self.run_plan(self.plan(&prompt), prompt, None).await
     }
 
     /// Runs the agent on `prompt` as the run `run_id` of the agent's workflow engine: the same
-    /// run id again returns the recorded result, or resumes from the last recorded call.
+    /// run id again returns the recorded result, or resumes from the last recorded call. A
+    /// completed run asked another question (another prompt, system prompt, model or tool set)
+    /// fails with `Error::NonDeterminism` at its first model step.
     pub async fn run_with_id(
         &self,
         prompt: impl Into<String>,
         run_id: impl Into<String>,
     ) -> Result<AgentRun> {
-        let prompt = prompt.into();
-        self.wf.run(run_id, |_ctx| async move { self.run_here(&prompt, None).await }).await
+        self.run_plan(Plan::Own { run_id: run_id.into() }, prompt.into(), None).await
     }
 
     /// Like [`run`](Self::run), as a stream: the text of each model call as the provider sends
     /// it when the call is live ([`StreamEvent::Text`] with `replayed: false`), the recorded
-    /// text at once when it replays (`replayed: true`), then [`StreamEvent::Done`] with the
-    /// result. The steps recorded are the same as [`run`](Self::run)'s (the whole response of
-    /// each model call, assembled from its chunks), so a run may be streamed on one execution
-    /// and run plainly on the next. A live attempt that fails after some text was sent and is
-    /// retried sends its text again from the start.
+    /// text at once when it replays (`replayed: true`; a completed run yields its output so),
+    /// then [`StreamEvent::Done`] with the result. The steps recorded are the same as
+    /// [`run`](Self::run)'s (the whole response of each model call, assembled from its chunks),
+    /// so a run may be streamed on one execution and run plainly on the next. A live attempt
+    /// that fails after some text was sent and is retried sends its text again from the start.
     pub fn stream(&self, prompt: impl Into<String>) -> impl Stream<Item = Result<StreamEvent>> + '_ {
         let prompt = prompt.into();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        drive(
-            async move {
-                if RunContext::current().is_some() {
-                    self.run_here(&prompt, Some(&tx)).await
-                } else {
-                    let run_id = self.default_run_id(&prompt);
-                    self.wf.run(run_id, |_ctx| async { self.run_here(&prompt, Some(&tx)).await }).await
-                }
-            },
-            rx,
-        )
+        let plan = self.plan(&prompt);
+        run_stream(move |sink| self.run_plan(plan, prompt, Some(sink)))
     }
 
     /// Like [`run_with_id`](Self::run_with_id), as a stream: see [`stream`](Self::stream).
@@ -322,13 +295,29 @@ impl OpenAiAgent {
         prompt: impl Into<String>,
         run_id: impl Into<String>,
     ) -> impl Stream<Item = Result<StreamEvent>> + '_ {
-        let prompt = prompt.into();
-        let run_id = run_id.into();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        drive(
-            async move { self.wf.run(run_id, |_ctx| async { self.run_here(&prompt, Some(&tx)).await }).await },
-            rx,
-        )
+        let plan = Plan::Own { run_id: run_id.into() };
+        run_stream(move |sink| self.run_plan(plan, prompt.into(), Some(sink)))
+    }
+
+    fn plan(&self, prompt: &str) -> Plan {
+        Plan::now(&self.settings, || self.default_run_id(prompt))
+    }
+
+    async fn run_plan(&self, plan: Plan, prompt: String, sink: Option<Sink>) -> Result<AgentRun> {
+        // The first model step's request covers the prompt, system prompt, model and tools.
+        let hash = |run_id: &str, step_id: &str| {
+            request_hash(&self.request(&self.messages_for(&prompt))).map_err(|source| Error::Serialize {
+                run_id: run_id.to_owned(),
+                step_id: step_id.to_owned(),
+                what: "model request",
+                type_name: REQUEST,
+                source,
+            })
+        };
+        execute(&self.wf, &self.settings, plan, Step::Model(1), hash, |prefix| {
+            self.invoke(prefix, &prompt, sink.as_ref())
+        })
+        .await
     }
 
     fn messages_for(&self, prompt: &str) -> Vec<ChatCompletionRequestMessage> {
@@ -360,20 +349,19 @@ impl OpenAiAgent {
         }
     }
 
-    async fn run_here(&self, prompt: &str, sink: Option<&Sink>) -> Result<AgentRun> {
-        let ctx = RunContext::current().ok_or_else(|| Error::Invalid {
-            what: "agent run",
-            detail: format!("agent `{}` must run inside a workflow run", self.name),
-        })?;
-        // The n-th invocation of this agent in the run prefixes its steps `<name>#n`, fixed in
-        // call order, so several agent runs in one workflow replay onto their own steps.
-        let counter = ctx.next_step_id(&format!("agent:{}", self.name));
-        let prefix = counter.strip_prefix("agent:").unwrap_or(&counter).to_owned();
+    async fn invoke(&self, prefix: String, prompt: &str, sink: Option<&Sink>) -> Result<AgentRun> {
+        if let Some(sink) = sink {
+            sink.body_runs();
+        }
+        let mut inv = Invocation::here(&self.settings, prefix)?;
+        // This agent has always recorded its task names under the invocation's prefix.
+        inv.task_base = inv.prefix.clone();
 
         let mut messages = self.messages_for(prompt);
         let mut usage = Usage::default();
-        for turn in 1..=self.max_turns {
-            let response = self.call_model(&prefix, turn, &messages, sink).await?;
+        for _ in 0..self.settings.max_turns {
+            let (step_id, response) = self.call_model(&inv, &messages, sink).await?;
+            let turn = inv.model_calls();
             if let Some(u) = &response.usage {
                 usage.prompt_tokens += u64::from(u.prompt_tokens);
                 usage.completion_tokens += u64::from(u.completion_tokens);
@@ -382,7 +370,7 @@ impl OpenAiAgent {
             let Some(choice) = response.choices.into_iter().next() else {
                 return Err(Error::permanent(RecordedModelError(ModelError::new(
                     "empty_response",
-                    format!("model step {prefix}.model#{turn} of run `{}` has no choices", ctx.run_id()),
+                    format!("model step {step_id} of run `{}` has no choices", inv.run_id),
                     false,
                 ))));
             };
@@ -394,17 +382,12 @@ impl OpenAiAgent {
                 ..Default::default()
             }));
             if calls.is_empty() {
-                return Ok(AgentRun {
-                    output: message.content.unwrap_or_default(),
-                    messages,
-                    usage,
-                    turns: turn,
-                });
+                return Ok(AgentRun::new(message.content.unwrap_or_default(), messages, usage, turn));
             }
             for call in calls {
                 let (id, outcome) = match call {
                     ChatCompletionMessageToolCalls::Function(call) => {
-                        let outcome = self.call_tool(&ctx, &prefix, turn, &call).await?;
+                        let outcome = self.call_tool(&inv, turn, &call).await?;
                         (call.id, outcome)
                     }
                     ChatCompletionMessageToolCalls::Custom(call) => {
@@ -420,82 +403,64 @@ impl OpenAiAgent {
         Err(Error::permanent(RecordedModelError(ModelError::new(
             "max_turns",
             format!(
-                "agent `{prefix}` in run `{}` made {} model calls without a final answer (max_turns)",
-                ctx.run_id(),
-                self.max_turns
+                "agent `{}` in run `{}` made {} model calls without a final answer (max_turns)",
+                inv.prefix, inv.run_id, self.settings.max_turns
             ),
             false,
         ))))
     }
 
+    /// One model call, streamed to `sink` when there is one.
     async fn call_model(
         &self,
-        prefix: &str,
-        turn: u32,
+        inv: &Invocation,
         messages: &[ChatCompletionRequestMessage],
         sink: Option<&Sink>,
-    ) -> Result<CreateChatCompletionResponse> {
-        // The hash is of the plain request: streaming or not, it is the same question.
+    ) -> Result<(String, CreateChatCompletionResponse)> {
         let request = self.request(messages);
-        let hash = request_hash(&request).map_err(|e| Error::Invalid {
-            what: "model request",
-            detail: format!("agent `{prefix}` turn {turn}: the request does not serialize: {e}"),
-        })?;
         let client = self.client.clone();
-        let secret = self.secret.clone();
-        let live = Arc::new(AtomicBool::new(false));
-        let attempt_live = live.clone();
+        let attempt_request = request.clone();
         let attempt_sink = sink.cloned();
-        let response: CreateChatCompletionResponse =
-            durably_core::step(format!("{prefix}.model"), move || {
-                let client = client.clone();
-                let request = request.clone();
-                let secret = secret.clone();
-                let sink = attempt_sink.clone();
-                attempt_live.store(true, Ordering::SeqCst);
-                async move {
-                    let fail = |e: async_openai::error::OpenAIError| {
-                        attempt_error(model_error(&e, secret.as_deref()))
-                    };
-                    let Some(sink) = sink else {
-                        return client.chat().create(request).await.map_err(fail);
-                    };
-                    let mut request = request;
-                    request.stream = Some(true);
-                    request.stream_options = Some(ChatCompletionStreamOptions {
-                        include_usage: Some(true),
-                        include_obfuscation: None,
-                    });
-                    let mut chunks = client.chat().create_stream(request).await.map_err(fail)?;
-                    let mut whole = Accumulator::default();
-                    while let Some(chunk) = chunks.next().await {
-                        if let Some(text) = whole.add(chunk.map_err(fail)?) {
-                            // A consumer that went away only stops hearing about the run.
-                            let _ = sink.send(StreamEvent::Text { text, replayed: false });
-                        }
+        let model = inv.model_call(&request, REQUEST, move || {
+            let client = client.clone();
+            let request = attempt_request.clone();
+            let sink = attempt_sink.clone();
+            async move {
+                let Some(sink) = sink else {
+                    return client.chat().create(request).await.map_err(|e| model_error(&e));
+                };
+                let mut request = request;
+                request.stream = Some(true);
+                request.stream_options = Some(ChatCompletionStreamOptions {
+                    include_usage: Some(true),
+                    include_obfuscation: None,
+                });
+                let mut chunks = client.chat().create_stream(request).await.map_err(|e| model_error(&e))?;
+                let mut whole = Accumulator::default();
+                while let Some(chunk) = chunks.next().await {
+                    if let Some(text) = whole.add(chunk.map_err(|e| model_error(&e))?) {
+                        sink.send(StreamEvent::Text { text, replayed: false });
                     }
-                    Ok(whole.finish())
                 }
-            })
-            .step_id(format!("{prefix}.model#{turn}"))
-            .retries(self.model_config.retries)
-            .backoff(self.model_config.backoff)
-            .request_hash(hash)
-            .await?;
+                Ok(whole.finish())
+            }
+        })?;
+        let response = model.call.await?;
         if let Some(sink) = sink
-            && !live.load(Ordering::SeqCst)
+            && model.recorded
             && let Some(text) =
                 response.choices.first().and_then(|c| c.message.content.clone()).filter(|t| !t.is_empty())
         {
-            let _ = sink.send(StreamEvent::Text { text, replayed: true });
+            sink.send(StreamEvent::Text { text, replayed: true });
         }
-        Ok(response)
+        Ok((model.step_id, response))
     }
 
+    /// One tool call: a core tool step, unless there is no such tool or the arguments are not
+    /// JSON (the model is told so, and nothing is recorded).
     async fn call_tool(
         &self,
-        ctx: &RunContext,
-        prefix: &str,
+        inv: &Invocation,
         turn: u32,
         call: &ChatCompletionMessageToolCall,
     ) -> Result<ToolOutcome> {
@@ -507,45 +472,32 @@ impl OpenAiAgent {
             Ok(args) => args,
             Err(e) => return Ok(ToolOutcome::Error(format!("the arguments are not JSON: {e}"))),
         };
-        let step_name = format!("{prefix}.tool.{tool_name}");
-        let step_id = format!("{step_name}#{turn}.{}", call.id);
-        let recorded = ctx.recorded_step(&step_id).is_some_and(|r| r.status == StepStatus::Completed);
-        let rejection = if tool.needs_approval() && !recorded {
-            let approval: Approval = durably_core::signal(&format!("approve:{step_id}")).await?;
-            (!approval.approved).then(|| approval.reason.unwrap_or_else(|| "no reason given".into()))
-        } else {
-            None
+        let step = ToolCallRef {
+            tool: tool_name,
+            turn: turn as usize,
+            // The provider's call id as it is, even empty: recorded runs replay by these ids.
+            call_id: Some(&call.id),
+            args: &call.function.arguments,
+            needs_approval: tool.needs_approval(),
         };
+        let rejected =
+            |reason| ToolOutcome::Error(format!("the call was rejected by a human reviewer: {reason}"));
         let tool = tool.clone();
-        let retries = self.tool_config.retries;
-        durably_core::step(step_name, move || {
-            let tool = tool.clone();
-            let args = args.clone();
-            let rejection = rejection.clone();
+        let run = move || {
+            let (tool, args) = (tool.clone(), args.clone());
             async move {
-                if let Some(reason) = rejection {
-                    return Ok(ToolOutcome::Error(format!(
-                        "the call was rejected by a human reviewer: {reason}"
-                    )));
-                }
                 match tool.invoke(args).await {
-                    Ok(value) => Ok(ToolOutcome::Ok(value)),
-                    Err(ToolError::Arguments(message)) => Ok(ToolOutcome::Error(message)),
+                    Ok(value) => Attempt::Answer(ToolOutcome::Ok(value)),
+                    Err(ToolError::Arguments(message)) => Attempt::Answer(ToolOutcome::Error(message)),
                     Err(ToolError::Failed(message)) => {
-                        let attempt = durably_core::current_step().map_or(1, |s| s.attempt);
-                        // The last attempt's error is the tool's answer, recorded like a value.
-                        if attempt > retries {
-                            Ok(ToolOutcome::Error(message))
-                        } else {
-                            Err(ToolAttemptError(message))
-                        }
+                        Attempt::Retryable { answer: ToolOutcome::Error(message.clone()), message }
                     }
                 }
             }
-        })
-        .step_id(step_id)
-        .retries(retries)
-        .backoff(self.tool_config.backoff)
-        .await
+        };
+        inv.tool_call(step, "async_openai::types::chat::FunctionCall", rejected, run).await
     }
 }
+
+/// The type name of the requests, for errors.
+const REQUEST: &str = "async_openai::types::chat::CreateChatCompletionRequest";

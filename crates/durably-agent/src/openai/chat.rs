@@ -6,6 +6,7 @@ use async_openai::types::chat::{CreateChatCompletionRequest, CreateChatCompletio
 use durably_core::TaskCall;
 
 use super::failure::model_error;
+use crate::core::redact::Secrets;
 use crate::failure::attempt_error;
 use crate::{TaskConfig, request_hash};
 
@@ -26,7 +27,12 @@ use crate::{TaskConfig, request_hash};
 /// # Ok(()) }
 /// ```
 pub fn durable_chat<C: Config + Clone + 'static>(client: &Client<C>) -> DurableChat<C> {
-    DurableChat { client: client.clone(), name: "openai.chat".into(), config: None, secret: None }
+    DurableChat {
+        client: client.clone(),
+        name: "openai.chat".into(),
+        config: None,
+        secrets: Secrets::default(),
+    }
 }
 
 /// Durable single chat-completions calls; from [`durable_chat`].
@@ -35,7 +41,7 @@ pub struct DurableChat<C: Config> {
     client: Client<C>,
     name: String,
     config: Option<TaskConfig>,
-    secret: Option<String>,
+    secrets: Secrets,
 }
 
 impl<C: Config> std::fmt::Debug for DurableChat<C> {
@@ -61,9 +67,10 @@ impl<C: Config + Clone + 'static> DurableChat<C> {
         self
     }
 
-    /// A secret (the API key) to blank out of provider error messages before they are recorded.
+    /// A secret (the API key) to blank out of provider error messages before they are recorded
+    /// (the key of `client` and the provider keys in the environment are blanked anyway).
     pub fn redact(mut self, secret: impl Into<String>) -> Self {
-        self.secret = Some(secret.into());
+        self.secrets = self.secrets.with([secret.into()]);
         self
     }
 
@@ -80,17 +87,17 @@ impl<C: Config + Clone + 'static> DurableChat<C> {
     {
         let hash = request_hash(&request).ok();
         let client = self.client.clone();
-        let secret = self.secret.clone();
+        let secrets = self.secrets.with(super::client_secrets(self.client.config()));
         let mut call = durably_core::step(self.name.clone(), move || {
             let client = client.clone();
             let request = request.clone();
-            let secret = secret.clone();
+            let secrets = secrets.clone();
             async move {
                 client
                     .chat()
                     .create(request)
                     .await
-                    .map_err(|e| attempt_error(model_error(&e, secret.as_deref())))
+                    .map_err(|e| attempt_error(secrets.redact_model_error(model_error(&e))))
             }
         });
         if let Some(hash) = hash {

@@ -64,8 +64,10 @@
 //! [`ModelError`](crate::ModelError) `{kind, message, retryable}` ([`model_error_of`] gets it
 //! back from the returned error). A tool's error is retried per the tool `TaskConfig`; the
 //! last one is recorded and shown to the model. Nothing stored contains the API key: requests
-//! are stored as a hash, responses do not carry it, and keys and bearer tokens in provider
-//! error messages are blanked out.
+//! are stored as a hash, responses do not carry it, and provider error messages are redacted:
+//! the key the client sends (given to the builder, read from `OPENAI_API_KEY`, or set on a
+//! client), the keys in the common providers' environment variables, the secrets given with
+//! [`OpenAiAgentBuilder::redact_secret`], bearer tokens and `sk-…` keys are blanked out.
 //!
 //! # Approval
 //!
@@ -100,4 +102,18 @@ pub fn client<C: Config>(config: C) -> Client<C> {
     // One reqwest client per async-openai client: a client shared across tokio runtimes could
     // hand out a pooled connection whose runtime is gone.
     Client::with_config(config).with_http_service(ReqwestService::new(reqwest::Client::new()))
+}
+
+/// The credentials a client sends (its `Authorization` bearer token or `api-key` header), to
+/// be blanked out of what is recorded: whether the key was given, read from `OPENAI_API_KEY`
+/// or set on a client built elsewhere, this is the key in use.
+pub(crate) fn client_secrets<C: Config>(config: &C) -> Vec<String> {
+    let headers = config.headers();
+    ["authorization", "api-key", "x-api-key"]
+        .iter()
+        .flat_map(|name| headers.get_all(*name))
+        .filter_map(|value| value.to_str().ok())
+        .map(|value| value.strip_prefix("Bearer ").unwrap_or(value).trim().to_owned())
+        .filter(|value| !value.is_empty())
+        .collect()
 }

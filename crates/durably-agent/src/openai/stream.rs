@@ -1,18 +1,12 @@
-//! Streaming runs: live text deltas while a model call runs, the recorded text when it replays.
+//! Streaming runs of the OpenAI agent: its events, and a whole completion built from chunks.
 
-use std::future::Future;
-use std::pin::Pin;
-
+use super::AgentRun;
+use crate::core::stream::RunEvent;
 use async_openai::types::chat::{
     ChatChoice, ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls, ChatCompletionResponseMessage,
     CompletionUsage, CreateChatCompletionResponse, CreateChatCompletionStreamResponse, FinishReason,
     FunctionCall, Role,
 };
-use durably_core::Result;
-use futures::Stream;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-
-use super::AgentRun;
 
 /// What a streaming agent run yields.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +25,23 @@ pub enum StreamEvent {
     Done(Box<AgentRun>),
 }
 
-pub(crate) type Sink = UnboundedSender<StreamEvent>;
+pub(crate) type Sink = crate::core::stream::Sink<StreamEvent>;
+
+impl RunEvent for StreamEvent {
+    type Response = AgentRun;
+
+    fn replayed_text(text: String) -> Self {
+        StreamEvent::Text { text, replayed: true }
+    }
+
+    fn is_text(&self) -> bool {
+        matches!(self, StreamEvent::Text { .. })
+    }
+
+    fn done(response: AgentRun) -> Self {
+        StreamEvent::Done(Box::new(response))
+    }
+}
 
 /// Builds a whole chat completion from its stream chunks.
 #[derive(Default)]
@@ -124,46 +134,5 @@ impl Accumulator {
             usage: self.usage,
             ..Default::default()
         }
-    }
-}
-
-enum State<F> {
-    Running(Pin<Box<F>>, UnboundedReceiver<StreamEvent>),
-    Draining(UnboundedReceiver<StreamEvent>, Option<Result<AgentRun>>),
-    Finished,
-}
-
-/// Polls the run future `fut` and yields the events its model calls send, then its outcome.
-/// The run is polled by whoever polls the stream, so inside a workflow it stays part of the
-/// current run.
-pub(crate) fn drive<F>(fut: F, rx: UnboundedReceiver<StreamEvent>) -> impl Stream<Item = Result<StreamEvent>>
-where
-    F: Future<Output = Result<AgentRun>>,
-{
-    futures::stream::unfold(State::Running(Box::pin(fut), rx), |state| async move {
-        match state {
-            State::Running(mut fut, mut rx) => {
-                tokio::select! {
-                    biased;
-                    Some(event) = rx.recv() => Some((Ok(event), State::Running(fut, rx))),
-                    outcome = &mut fut => next_drained(rx, Some(outcome)),
-                }
-            }
-            State::Draining(rx, outcome) => next_drained(rx, outcome),
-            State::Finished => None,
-        }
-    })
-}
-
-fn next_drained<F>(
-    mut rx: UnboundedReceiver<StreamEvent>,
-    outcome: Option<Result<AgentRun>>,
-) -> Option<(Result<StreamEvent>, State<F>)> {
-    if let Ok(event) = rx.try_recv() {
-        return Some((Ok(event), State::Draining(rx, outcome)));
-    }
-    match outcome? {
-        Ok(run) => Some((Ok(StreamEvent::Done(Box::new(run))), State::Finished)),
-        Err(e) => Some((Err(e), State::Finished)),
     }
 }

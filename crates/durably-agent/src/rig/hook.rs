@@ -1,96 +1,62 @@
-//! The hook: every tool call is a step. `on_dispatch` answers the call itself (from the record,
-//! or by running the tool inside the step, after an approval when the tool needs one) and denies
-//! rig's own dispatch; `on_outcome` then hands rig that answer in place of the denial.
+//! The hook: every tool call is a core tool step. `on_dispatch` answers the call itself (from
+//! the record, or by running the tool inside the step) and denies rig's own dispatch;
+//! `on_outcome` then hands rig that answer in place of the denial.
 
 use std::sync::Arc;
 
-use durably_core::{Error, StepStatus};
+use durably_core::Error;
 use rig_agent::agent::{AgentHook, DispatchAction, DispatchEvent, HookContext, OutcomeAction, OutcomeEvent};
 use rig_core::effect::{EffectKind, Outcome};
 use rig_core::error::{ErrorKind, ErrorReport};
 use rig_core::tool::{ToolContext, ToolExecutionError, ToolResult};
-use serde_json::json;
 
-use super::invocation::Invocation;
-use crate::{Approval, request_hash};
+use super::invocation::RigInvocation;
+use crate::core::tool::{Attempt, ToolCallRef};
 
 pub(crate) struct DurableHook {
-    pub(crate) inv: Arc<Invocation>,
-}
-
-/// The signal an approval-gated tool call waits on.
-pub(crate) fn approval_signal(step_id: &str) -> String {
-    format!("approve:{step_id}")
-}
-
-/// A tool attempt that failed and may be tried again.
-#[derive(Debug, thiserror::Error)]
-#[error("tool `{tool}` failed: {message}")]
-struct ToolAttemptError {
-    tool: String,
-    message: String,
+    pub(crate) inv: Arc<RigInvocation>,
 }
 
 impl DurableHook {
     async fn answer(&self, event: &DispatchEvent<'_>, name: &str, args: &str) -> Result<Outcome, Error> {
-        let ctx = self.inv.context()?;
         let call_id = event.call_id.map(|c| c.wire().into_owned());
-        let (step_id, task) = self.inv.tool_step(name, event.turn, call_id.as_deref());
-        let recorded = ctx.recorded_step(&step_id).is_some_and(|r| r.status == StepStatus::Completed);
-
-        let mut rejection = None;
-        if !recorded && self.inv.approvals.contains(name) {
-            let approval: Approval = durably_core::signal(&approval_signal(&step_id)).await?;
-            if !approval.approved {
-                let reason = approval.reason.unwrap_or_else(|| "no reason given".into());
-                rejection = Some(ToolResult::failed(ToolExecutionError::refused(format!(
-                    "the call of `{name}` was not approved: {reason}"
-                ))));
-            }
-        }
-
-        let hash =
-            request_hash(&json!({ "tool": name, "args": args })).map_err(|source| Error::Serialize {
-                run_id: self.inv.run_id.clone(),
-                step_id: step_id.clone(),
-                what: "tool call",
-                type_name: "rig_core::effect::EffectKind",
-                source,
-            })?;
         let tools = self.inv.tools().ok_or_else(|| Error::Invalid {
             what: "agent",
-            detail: format!("agent `{}` has no tool registry", self.inv.agent),
+            detail: format!("agent `{}` has no tool registry", self.inv.settings.name),
         })?;
-        let config = self.inv.tool_config;
         let context: ToolContext = event.context.cloned().unwrap_or_default();
+        let call = ToolCallRef {
+            tool: name,
+            turn: event.turn,
+            // rig may hand an empty id: such calls are numbered within their turn.
+            call_id: call_id.as_deref().filter(|id| !id.is_empty()),
+            args,
+            needs_approval: self.inv.approvals.contains(name),
+        };
+        let refused = |reason: String| Outcome::ToolResult {
+            result: ToolResult::failed(ToolExecutionError::refused(format!(
+                "the call of `{name}` was not approved: {reason}"
+            ))),
+        };
         let (name, args) = (name.to_owned(), args.to_owned());
-        durably_core::step(task, move || {
+        let run = move || {
             let tools = tools.clone();
             let mut context = context.clone();
-            let rejection = rejection.clone();
             let (name, args) = (name.clone(), args.clone());
             async move {
-                if let Some(result) = rejection {
-                    return Ok(Outcome::ToolResult { result });
-                }
                 let result = tools.execute(&name, &args, &mut context).await;
-                if let Some(error) = result.error() {
-                    let attempt = durably_core::current_step().map_or(u32::MAX, |s| s.attempt);
-                    let retryable = error.retryable().unwrap_or(true);
-                    // A failure that will not be tried again is the tool's answer: recorded,
-                    // and shown to the model, like rig does.
-                    if retryable && attempt <= config.retries {
-                        return Err(ToolAttemptError { tool: name, message: error.message().to_owned() });
-                    }
+                // A failure that will not be tried again is the tool's answer, shown to the
+                // model, as rig does.
+                let retry =
+                    result.error().filter(|e| e.retryable().unwrap_or(true)).map(|e| e.message().to_owned());
+                let answer = Outcome::ToolResult { result };
+                match retry {
+                    Some(message) => Attempt::Retryable { answer, message },
+                    None => Attempt::Answer(answer),
                 }
-                Ok(Outcome::ToolResult { result })
             }
-        })
-        .step_id(step_id)
-        .request_hash(hash)
-        .retries(config.retries)
-        .backoff(config.backoff)
-        .await
+        };
+        self.inv.tool_call(call, "rig_core::effect::EffectKind", refused, run).await
     }
 }
 

@@ -1,108 +1,33 @@
-//! The state one agent invocation shares between its model handler and its hook: where its
-//! steps go, how many model calls it made, the tool answers waiting to be handed to rig, and
-//! the first durably error that ended it.
+//! What one rig invocation adds to the core's invocation state: the tools rig built, which of
+//! them need approval, and the tool answers waiting to be handed to rig (`on_outcome`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::ops::Deref;
+use std::sync::{Mutex, OnceLock};
 
-use durably_core::{Error, RunContext};
 use rig_agent::tool::server::ToolServerHandle;
 use rig_core::effect::{EffectId, Outcome};
 
-use crate::TaskConfig;
+use crate::core::invocation::{Invocation, lock};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves the data consistent; a poisoned lock is usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) struct Invocation {
-    /// The agent name: the base of the step (task) names.
-    pub(crate) agent: String,
-    /// The base of this invocation's step ids: the agent name, or `name#k` for the k-th
-    /// further invocation of the same agent inside one run.
-    pub(crate) prefix: String,
-    /// The run the steps belong to.
-    pub(crate) run_id: String,
-    pub(crate) model_config: TaskConfig,
-    pub(crate) tool_config: TaskConfig,
+pub(crate) struct RigInvocation {
+    core: Invocation,
     pub(crate) approvals: BTreeSet<String>,
-    model_calls: AtomicU32,
     tools: OnceLock<ToolServerHandle>,
     answers: Mutex<HashMap<EffectId, Outcome>>,
-    tool_calls_per_turn: Mutex<HashMap<usize, u32>>,
-    failure: Mutex<Option<Error>>,
 }
 
-impl Invocation {
-    pub(crate) fn new(
-        agent: String,
-        prefix: String,
-        run_id: String,
-        model_config: TaskConfig,
-        tool_config: TaskConfig,
-        approvals: BTreeSet<String>,
-    ) -> Self {
-        Invocation {
-            agent,
-            prefix,
-            run_id,
-            model_config,
-            tool_config,
-            approvals,
-            model_calls: AtomicU32::new(0),
-            tools: OnceLock::new(),
-            answers: Mutex::new(HashMap::new()),
-            tool_calls_per_turn: Mutex::new(HashMap::new()),
-            failure: Mutex::new(None),
-        }
-    }
+impl Deref for RigInvocation {
+    type Target = Invocation;
 
-    /// The step id and task name of the next model call: `<prefix>.model#<n>`, n from 1.
-    pub(crate) fn next_model_step(&self) -> (String, String) {
-        let n = self.model_calls.fetch_add(1, Ordering::SeqCst) + 1;
-        (format!("{}.model#{n}", self.prefix), format!("{}.model", self.agent))
+    fn deref(&self) -> &Invocation {
+        &self.core
     }
+}
 
-    /// The step id and task name of a tool call: `<prefix>.tool.<tool>#<turn>.<call id>`.
-    /// A call the provider sent without an id is numbered within its turn.
-    pub(crate) fn tool_step(&self, tool: &str, turn: usize, call_id: Option<&str>) -> (String, String) {
-        let call = match call_id {
-            Some(id) if !id.is_empty() => id.to_owned(),
-            _ => {
-                let mut per_turn = lock(&self.tool_calls_per_turn);
-                let n = per_turn.entry(turn).or_insert(0);
-                *n += 1;
-                format!("n{n}")
-            }
-        };
-        (format!("{}.tool.{tool}#{turn}.{call}", self.prefix), format!("{}.tool.{tool}", self.agent))
-    }
-
-    /// The run context, checked to be this invocation's run: rig polls the model handler and
-    /// the hook inside the future that `DurableAgent::run` returned.
-    pub(crate) fn context(&self) -> Result<RunContext, Error> {
-        match RunContext::current() {
-            Some(ctx) if ctx.run_id() == self.run_id => Ok(ctx),
-            Some(ctx) => Err(Error::Invalid {
-                what: "agent call",
-                detail: format!(
-                    "agent `{}` of run `{}` was polled inside run `{}`",
-                    self.agent,
-                    self.run_id,
-                    ctx.run_id()
-                ),
-            }),
-            None => Err(Error::Invalid {
-                what: "agent call",
-                detail: format!(
-                    "agent `{}` of run `{}` was polled outside its run; await the future that \
-                     `DurableAgent::run` returned, or consume its stream, inside the run",
-                    self.agent, self.run_id
-                ),
-            }),
-        }
+impl RigInvocation {
+    pub(crate) fn new(core: Invocation, approvals: BTreeSet<String>) -> Self {
+        RigInvocation { core, approvals, tools: OnceLock::new(), answers: Mutex::new(HashMap::new()) }
     }
 
     pub(crate) fn set_tools(&self, tools: ToolServerHandle) {
@@ -120,18 +45,5 @@ impl Invocation {
 
     pub(crate) fn take_answer(&self, id: EffectId) -> Option<Outcome> {
         lock(&self.answers).remove(&id)
-    }
-
-    /// Remembers the first durably error (a failed step, a divergence, a cancellation), which
-    /// the run returns instead of rig's report of it.
-    pub(crate) fn fail(&self, error: Error) {
-        let mut slot = lock(&self.failure);
-        if slot.is_none() {
-            *slot = Some(error);
-        }
-    }
-
-    pub(crate) fn take_failure(&self) -> Option<Error> {
-        lock(&self.failure).take()
     }
 }

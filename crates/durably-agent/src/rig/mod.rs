@@ -64,8 +64,10 @@
 //! the JSON of a [`ModelError`](crate::ModelError) `{kind, message, retryable}` (see
 //! [`model_error_of`]); a tool whose error is retryable is attempted again per the tool
 //! `TaskConfig`, and its last error is recorded and shown to the model, as rig does. Nothing
-//! stored contains the API key: requests are stored as a hash, and `sk-…` keys and bearer
-//! tokens in provider error messages are blanked out.
+//! stored contains the API key: requests are stored as a hash, and provider error messages are
+//! redacted: the secrets given with [`DurableAgent::redact_secret`] (the agent cannot read the
+//! key inside a rig client), the keys in the common providers' environment variables, bearer
+//! tokens and `sk-…` keys are blanked out.
 //!
 //! # Approval
 //!
@@ -77,7 +79,8 @@
 //! # Streaming
 //!
 //! [`DurableAgent::stream`] yields the text of a model call as the provider sends it when the
-//! call is live, and the recorded response as a stream when it is replayed. A streaming attempt
+//! call is live, and the recorded response as a stream when it is replayed (a completed run
+//! yields its output as one chunk). A streaming attempt
 //! that fails after some text was sent and is retried sends its text again from the start.
 
 mod failure;
@@ -89,11 +92,9 @@ mod stream;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use durably_core::{Error, Result, RunContext, RunStatus, Workflow};
+use durably_core::{Error, Result, Workflow};
 use futures::StreamExt;
-use futures::channel::mpsc;
 use rig_agent::agent::{MultiTurnStreamItem, NoToolConfig, WithBuilderTools, WithToolServerHandle};
 use rig_agent::{Agent, AgentBuilder};
 use rig_core::DynModel;
@@ -101,36 +102,32 @@ use rig_core::completion::{Message, Usage};
 use rig_core::operation::Completion;
 use rig_core::serve::adapters::ModelAdapter;
 use rig_core::streaming::{Item, StreamEvent};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 pub use crate::failure::model_error_of;
 pub use rig_agent;
 pub use rig_core;
 pub use stream::{AgentEvent, AgentStream};
 
-use crate::{TaskConfig, request_hash};
+use crate::TaskConfig;
+use crate::core::ids::Step;
+use crate::core::input::input_hash;
+use crate::core::invocation::Invocation;
+use crate::core::plan::{Plan, default_run_id, execute};
+use crate::core::redact::RedactedError;
+use crate::core::settings::{self, Settings};
+use crate::core::stream::{Sink, run_stream};
 use hook::DurableHook;
-use invocation::Invocation;
+use invocation::RigInvocation;
 use model::{DurableModel, ROUTE};
+use stream::RunFuture;
 
 /// The turns a run may take when [`DurableAgent::max_turns`] is not set (rig's own default is
 /// one model call, which leaves no room for a tool loop).
-pub const DEFAULT_MAX_TURNS: usize = 10;
+pub const DEFAULT_MAX_TURNS: usize = settings::DEFAULT_MAX_TURNS as usize;
 
-/// What an agent run returns. It is the run's output too, so a completed run returns it from
-/// the store.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct AgentResponse {
-    /// The final text of the model.
-    pub output: String,
-    /// The run's messages: the prompt, every assistant turn and every tool result.
-    pub messages: Vec<Message>,
-    /// Token usage summed over every model call of the run (replayed calls included, so the
-    /// figure is the same on every execution).
-    pub usage: Usage,
-}
+/// What an agent run returns: the agent response of the crate with rig's messages and usage.
+/// It is the run's output too, so a completed run returns it from the store.
+pub type AgentResponse = crate::AgentResponse<Message, Usage>;
 
 /// A rig `AgentBuilder` in any of its tool states, ready to build (implemented for the
 /// builder's three typestates; not meant to be implemented elsewhere).
@@ -173,30 +170,18 @@ pub struct DurableAgent {
     wf: Workflow,
     model: DynModel<Completion>,
     assemble: Arc<Assemble>,
-    name: String,
-    model_config: TaskConfig,
-    tool_config: TaskConfig,
-    max_turns: usize,
+    settings: Settings,
     approvals: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for DurableAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DurableAgent")
-            .field("name", &self.name)
             .field("app", &self.wf.app())
-            .field("model_config", &self.model_config)
-            .field("tool_config", &self.tool_config)
-            .field("max_turns", &self.max_turns)
+            .field("settings", &self.settings)
             .field("approvals", &self.approvals)
             .finish_non_exhaustive()
     }
-}
-
-/// Where an invocation's steps go: into the enclosing run, or into a run of its own.
-enum Plan {
-    InRun { prefix: String },
-    Own { run_id: String },
 }
 
 impl DurableAgent {
@@ -218,35 +203,32 @@ impl DurableAgent {
             wf: wf.clone(),
             model: model.into(),
             assemble: Arc::new(assemble),
-            name: "agent".into(),
-            model_config: TaskConfig::default(),
-            tool_config: TaskConfig::default(),
-            max_turns: DEFAULT_MAX_TURNS,
+            settings: Settings::default(),
             approvals: BTreeSet::new(),
         }
     }
 
     /// Names the agent: the base of its step ids and of its default run id.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.settings.name = name.into();
         self
     }
 
     /// Retries and backoff of model calls (default: 3 retries, 2 s, 4 s, 8 s).
     pub fn model_config(mut self, config: TaskConfig) -> Self {
-        self.model_config = config;
+        self.settings.model_config = config;
         self
     }
 
     /// Retries and backoff of tool calls (default: 3 retries, 2 s, 4 s, 8 s).
     pub fn tool_config(mut self, config: TaskConfig) -> Self {
-        self.tool_config = config;
+        self.settings.tool_config = config;
         self
     }
 
     /// The most model calls one run may make (default [`DEFAULT_MAX_TURNS`]).
     pub fn max_turns(mut self, turns: usize) -> Self {
-        self.max_turns = turns;
+        self.settings.max_turns = u32::try_from(turns).unwrap_or(u32::MAX);
         self
     }
 
@@ -257,21 +239,35 @@ impl DurableAgent {
         self
     }
 
+    /// A secret to blank out of provider error messages before they are stored or returned:
+    /// the API key of the model's client, which the agent cannot read from it. Keys in the
+    /// common providers' environment variables (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`,
+    /// `GROQ_API_KEY`…), bearer tokens and `sk-…` keys are blanked without being told.
+    pub fn redact_secret(mut self, secret: impl Into<String>) -> Self {
+        self.settings.secrets = self.settings.secrets.with([secret.into()]);
+        self
+    }
+
+    /// Secrets to blank out; see [`redact_secret`](Self::redact_secret).
+    pub fn secrets<S: Into<String>>(mut self, secrets: impl IntoIterator<Item = S>) -> Self {
+        self.settings.secrets = self.settings.secrets.with(secrets.into_iter().map(Into::into));
+        self
+    }
+
     /// The agent's name.
     pub fn agent_name(&self) -> &str {
-        &self.name
+        &self.settings.name
     }
 
     /// The run id [`run`](Self::run) uses outside a workflow: `<agent>-<first 16 hex digits of
     /// the prompt's hash>`.
     pub fn default_run_id(&self, prompt: &str) -> String {
-        let hash = request_hash(prompt).unwrap_or_default();
-        format!("{}-{}", self.name, hash.get(..16).unwrap_or(&hash))
+        default_run_id(&self.settings.name, prompt)
     }
 
     /// The signal a call of an approval-gated tool waits on, given its step id.
     pub fn approval_signal(step_id: &str) -> String {
-        hook::approval_signal(step_id)
+        crate::core::ids::approval_signal(step_id)
     }
 
     /// Runs the agent on `prompt`. Inside a workflow the run is part of that run (its steps are
@@ -282,10 +278,7 @@ impl DurableAgent {
         prompt: impl Into<String>,
     ) -> impl Future<Output = Result<AgentResponse>> + Send + 'static {
         let prompt = prompt.into();
-        let plan = self.plan(&prompt);
-        let this = self.clone();
-        // Boxed: rig's run futures are large, and debug builds keep them on the stack.
-        Box::pin(async move { this.execute(plan, prompt, None, Arc::new(AtomicBool::new(false))).await })
+        self.run_plan(self.plan(&prompt), prompt, None)
     }
 
     /// Runs the agent on `prompt` as the run `run_id` (a run of its own, also inside a
@@ -295,10 +288,7 @@ impl DurableAgent {
         prompt: impl Into<String>,
         run_id: impl Into<String>,
     ) -> impl Future<Output = Result<AgentResponse>> + Send + 'static {
-        let prompt = prompt.into();
-        let plan = Plan::Own { run_id: run_id.into() };
-        let this = self.clone();
-        Box::pin(async move { this.execute(plan, prompt, None, Arc::new(AtomicBool::new(false))).await })
+        self.run_plan(Plan::Own { run_id: run_id.into() }, prompt.into(), None)
     }
 
     /// Like [`run`](Self::run), streaming: live chunks when the model is called, the recorded
@@ -306,171 +296,91 @@ impl DurableAgent {
     pub fn stream(&self, prompt: impl Into<String>) -> AgentStream {
         let prompt = prompt.into();
         let plan = self.plan(&prompt);
-        self.stream_plan(plan, prompt)
+        AgentStream::new(run_stream(|sink| self.run_plan(plan, prompt, Some(sink))))
     }
 
     /// Like [`run_with_id`](Self::run_with_id), streaming.
     pub fn stream_with_id(&self, prompt: impl Into<String>, run_id: impl Into<String>) -> AgentStream {
-        self.stream_plan(Plan::Own { run_id: run_id.into() }, prompt.into())
-    }
-
-    fn stream_plan(&self, plan: Plan, prompt: String) -> AgentStream {
-        let (tx, rx) = mpsc::unbounded();
-        let body_ran = Arc::new(AtomicBool::new(false));
-        let this = self.clone();
-        let ran = body_ran.clone();
-        let run = Box::pin(async move { this.execute(plan, prompt, Some(tx), ran).await });
-        AgentStream::new(run, rx, body_ran)
+        let plan = Plan::Own { run_id: run_id.into() };
+        AgentStream::new(run_stream(|sink| self.run_plan(plan, prompt.into(), Some(sink))))
     }
 
     fn plan(&self, prompt: &str) -> Plan {
-        match RunContext::current() {
-            Some(ctx) => {
-                // Counted when the call is made, so concurrent invocations keep their ids.
-                let id = ctx.next_step_id(&format!("agent:{}", self.name));
-                let prefix = id.strip_prefix("agent:").unwrap_or(&id).to_owned();
-                Plan::InRun { prefix }
-            }
-            None => Plan::Own { run_id: self.default_run_id(prompt) },
-        }
+        Plan::now(&self.settings, || self.default_run_id(prompt))
     }
 
-    async fn execute(
-        self,
-        plan: Plan,
-        prompt: String,
-        sink: Option<mpsc::UnboundedSender<AgentEvent>>,
-        body_ran: Arc<AtomicBool>,
-    ) -> Result<AgentResponse> {
-        match plan {
-            Plan::InRun { prefix } => Box::pin(self.invoke(prefix, prompt, sink, body_ran)).await,
-            Plan::Own { run_id } => {
-                self.check_completed_run(&run_id, &prompt).await?;
-                let wf = self.wf.clone();
-                let prefix = self.name.clone();
-                wf.run(run_id, move |_ctx| Box::pin(self.invoke(prefix, prompt, sink, body_ran))).await
-            }
-        }
+    fn run_plan(&self, plan: Plan, prompt: String, sink: Option<Sink<AgentEvent>>) -> RunFuture {
+        let this = self.clone();
+        // Boxed: rig's run futures are large, and debug builds keep them on the stack.
+        Box::pin(async move {
+            let (wf, settings) = (&this.wf, &this.settings);
+            let hash = |run_id: &str, step_id: &str| {
+                let inv = this.invocation(Invocation::new(
+                    settings.clone(),
+                    settings.name.clone(),
+                    settings.name.clone(),
+                    run_id.to_owned(),
+                ));
+                input_hash(&prompt, tool_defs(&this.build(&inv)), run_id, step_id)
+            };
+            execute(wf, settings, plan, Step::Input, hash, |prefix| {
+                Box::pin(this.invoke(prefix, &prompt, sink))
+            })
+            .await
+        })
+    }
+
+    fn invocation(&self, core: Invocation) -> Arc<RigInvocation> {
+        Arc::new(RigInvocation::new(core, self.approvals.clone()))
     }
 
     /// Builds the rig agent of one invocation, with the durable handler and hook.
-    fn build(&self, inv: &Arc<Invocation>) -> Agent {
+    fn build(&self, inv: &Arc<RigInvocation>) -> Agent {
         let handler =
             DurableModel { inner: Arc::new(ModelAdapter::new(ROUTE, self.model.clone())), inv: inv.clone() };
         let hook = DurableHook { inv: inv.clone() };
-        let builder = AgentBuilder::new(self.model.clone()).name(self.name.clone());
+        let builder = AgentBuilder::new(self.model.clone()).name(self.settings.name.clone());
         let agent = (self.assemble)(builder, handler, hook);
         inv.set_tools(agent.tool_server_handle().clone());
         agent
     }
 
-    fn invocation(&self, prefix: String, run_id: String) -> Arc<Invocation> {
-        Arc::new(Invocation::new(
-            self.name.clone(),
-            prefix,
-            run_id,
-            self.model_config,
-            self.tool_config,
-            self.approvals.clone(),
-        ))
-    }
-
-    /// The hash recorded with the input step: the prompt and the tool definitions.
-    fn input_hash(&self, agent: &Agent, prompt: &str, run_id: &str, step_id: &str) -> Result<String> {
-        let mut tools: Vec<serde_json::Value> = agent
-            .tool_server_handle()
-            .static_tool_defs()
-            .iter()
-            .map(|d| serde_json::to_value(d).unwrap_or_default())
-            .collect();
-        tools.sort_by_key(|d| d.to_string());
-        request_hash(&json!({ "prompt": prompt, "tools": tools })).map_err(|source| Error::Serialize {
-            run_id: run_id.to_owned(),
-            step_id: step_id.to_owned(),
-            what: "agent input",
-            type_name: "serde_json::Value",
-            source,
-        })
-    }
-
-    /// A completed run returns its stored output without running its body, so the prompt and
-    /// tool set are checked against its input step here.
-    async fn check_completed_run(&self, run_id: &str, prompt: &str) -> Result<()> {
-        let Some(run) = self.wf.get_run(run_id).await? else { return Ok(()) };
-        if run.status != RunStatus::Completed {
-            return Ok(());
-        }
-        let step_id = format!("{}.input", self.name);
-        let steps = self.wf.list_steps(run_id).await?;
-        let Some(recorded) = steps.iter().find(|s| s.step_id == step_id).and_then(|s| s.request_hash.clone())
-        else {
-            return Ok(());
-        };
-        let inv = self.invocation(self.name.clone(), run_id.to_owned());
-        let agent = self.build(&inv);
-        let called = self.input_hash(&agent, prompt, run_id, &step_id)?;
-        if recorded != called {
-            return Err(Error::NonDeterminism {
-                run_id: run_id.to_owned(),
-                step_id,
-                recorded: format!("{}.input with request {recorded}", self.name),
-                called: format!("{}.input with request {called}", self.name),
-            });
-        }
-        Ok(())
-    }
-
     /// One invocation of the agent inside the current run.
     async fn invoke(
-        self,
+        &self,
         prefix: String,
-        prompt: String,
-        sink: Option<mpsc::UnboundedSender<AgentEvent>>,
-        body_ran: Arc<AtomicBool>,
+        prompt: &str,
+        sink: Option<Sink<AgentEvent>>,
     ) -> Result<AgentResponse> {
-        body_ran.store(true, Ordering::SeqCst);
-        let ctx = RunContext::current().ok_or_else(|| Error::Invalid {
-            what: "agent run",
-            detail: format!("agent `{}` was invoked outside a run", self.name),
-        })?;
-        let run_id = ctx.run_id().to_owned();
-        let inv = self.invocation(prefix.clone(), run_id.clone());
+        if let Some(sink) = &sink {
+            sink.body_runs();
+        }
+        let inv = self.invocation(Invocation::here(&self.settings, prefix)?);
         let agent = self.build(&inv);
+        inv.record_input(prompt, tool_defs(&agent)).await?;
 
-        let input_step = format!("{prefix}.input");
-        let hash = self.input_hash(&agent, &prompt, &run_id, &input_step)?;
-        let recorded_prompt = prompt.clone();
-        let _: String = durably_core::step(format!("{}.input", self.name), move || {
-            let p = recorded_prompt.clone();
-            async move { Ok::<_, std::convert::Infallible>(p) }
-        })
-        .step_id(input_step)
-        .request_hash(hash)
-        .retries(0)
-        .await?;
-
-        let runner = agent.prompt(prompt).using_model(ROUTE).max_turns(self.max_turns);
+        let max_turns = usize::try_from(self.settings.max_turns).unwrap_or(usize::MAX);
+        let runner = agent.prompt(prompt.to_owned()).using_model(ROUTE).max_turns(max_turns);
         let fail = |error: rig_agent::completion::PromptError| {
-            inv.take_failure()
-                .unwrap_or_else(|| Error::Workflow { run_id: run_id.clone(), source: Box::new(error) })
+            inv.take_failure().unwrap_or_else(|| Error::Workflow {
+                run_id: inv.run_id.clone(),
+                source: Box::new(RedactedError::new(&error, &self.settings.secrets)),
+            })
         };
         let Some(sink) = sink else {
             let response = Box::pin(runner.run()).await.map_err(fail)?;
-            return Ok(AgentResponse {
-                output: response.output(),
-                messages: response.messages().to_vec(),
-                usage: response.usage(),
-            });
+            let (output, messages) = (response.output(), response.messages().to_vec());
+            return Ok(AgentResponse::new(output, messages, response.usage(), inv.model_calls()));
         };
         let mut events = runner.stream();
         let mut last = None;
         while let Some(item) = events.next().await {
             match item.map_err(fail)? {
                 MultiTurnStreamItem::StreamAssistantItem(Item::Event(StreamEvent::Text { text, .. })) => {
-                    let _ = sink.unbounded_send(AgentEvent::Text(text));
+                    sink.send(AgentEvent::Text(text));
                 }
                 MultiTurnStreamItem::ToolCall { tool_call } => {
-                    let _ = sink.unbounded_send(AgentEvent::ToolCall {
+                    sink.send(AgentEvent::ToolCall {
                         name: tool_call.function.name.to_string(),
                         arguments: serde_json::Value::Object(tool_call.function.arguments).to_string(),
                     });
@@ -482,13 +392,20 @@ impl DurableAgent {
         let response = last.ok_or_else(|| {
             inv.take_failure().unwrap_or_else(|| Error::Invalid {
                 what: "agent stream",
-                detail: format!("run `{run_id}`: the rig stream ended without a final response"),
+                detail: format!("run `{}`: the rig stream ended without a final response", inv.run_id),
             })
         })?;
-        Ok(AgentResponse {
-            output: response.output(),
-            messages: response.messages().to_vec(),
-            usage: response.usage(),
-        })
+        let (output, messages) = (response.output(), response.messages().to_vec());
+        Ok(AgentResponse::new(output, messages, response.usage(), inv.model_calls()))
     }
+}
+
+/// The tool definitions of a built agent, as the input hash takes them.
+fn tool_defs(agent: &Agent) -> Vec<serde_json::Value> {
+    agent
+        .tool_server_handle()
+        .static_tool_defs()
+        .iter()
+        .map(|d| serde_json::to_value(d).unwrap_or_default())
+        .collect()
 }

@@ -1,14 +1,16 @@
-//! The model handler: every completion request of an invocation is a step. A recorded step is
-//! answered from the store (no HTTP request); an unrecorded one calls the wrapped model inside
-//! the step, with the model TaskConfig's retries, and records the whole `Outcome`.
+//! The model handler: every completion request of an invocation is the core's model step,
+//! recording the whole `Outcome`. A recorded step is answered from the store (no HTTP
+//! request); an unrecorded one calls the wrapped model inside the step, streaming its events
+//! to rig as they arrive when rig streams.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use durably_core::{BoxError, Error, StepStatus, TaskCall};
+use durably_core::{Error, TaskCall};
 use futures::StreamExt;
 use futures::channel::mpsc;
+use rig_core::completion::CompletionRequest;
 use rig_core::effect::{EffectKind, HandlerDescriptor, Outcome, family};
 use rig_core::error::{ErrorKind, ErrorReport};
 use rig_core::operation::Completion;
@@ -17,16 +19,15 @@ use rig_core::serve::{Dispatch, Reply, Serve, StreamTap, stream_truncated};
 use rig_core::streaming::Relayed;
 
 use super::failure::model_error;
-use super::invocation::Invocation;
-use crate::failure::attempt_error;
-use crate::request_hash;
+use super::invocation::RigInvocation;
+use crate::core::model::ModelCall;
 
 /// The route label the durable handler is registered under (`using_model`).
 pub(crate) const ROUTE: &str = "durably";
 
 pub(crate) struct DurableModel {
     pub(crate) inner: Arc<ModelAdapter<Completion>>,
-    pub(crate) inv: Arc<Invocation>,
+    pub(crate) inv: Arc<RigInvocation>,
 }
 
 /// A durably error as rig sees it: a report that fails the turn without retries in rig.
@@ -46,22 +47,19 @@ impl DurableModel {
         Reply::Outcome(Err(report))
     }
 
-    /// The step for one attempt series of this completion, not yet awaited.
-    fn step(
+    /// The core's model step for this completion; `live` receives the provider's events.
+    fn call(
         &self,
         kind: &EffectKind,
+        request: &CompletionRequest,
         dispatch: &Dispatch,
-        step_id: String,
-        task: String,
-        hash: String,
         live: Option<mpsc::UnboundedSender<Relayed>>,
-    ) -> TaskCall<Outcome> {
+    ) -> Result<ModelCall<Outcome>, Error> {
         let inner = self.inner.clone();
         let kind = kind.clone();
         let id = dispatch.id();
         let context = dispatch.adapter_context();
-        let config = self.inv.model_config;
-        durably_core::step(task, move || {
+        self.inv.model_call(request, "rig_core::completion::CompletionRequest", move || {
             let inner = inner.clone();
             let kind = kind.clone();
             let context = context.clone();
@@ -73,7 +71,7 @@ impl DurableModel {
                 }
                 let reply = inner.serve(kind, dispatch).await;
                 let Some(live) = live else {
-                    return reply.into_outcome().await.map_err(|r| attempt_error(model_error(&r)));
+                    return reply.into_outcome().await.map_err(|r| model_error(&r));
                 };
                 // Streaming: hand every event to the consumer as it comes; the response the
                 // stream ends with is the step's value (the consumer gets it once recorded).
@@ -81,19 +79,15 @@ impl DurableModel {
                 let mut tap = StreamTap::new();
                 while let Some(item) = events.next().await {
                     if let Some(outcome) = tap.observe(&item) {
-                        return outcome.map_err(|r| attempt_error(model_error(&r)));
+                        return outcome.map_err(|r| model_error(&r));
                     }
                     if let Ok(event) = item {
                         let _ = live.unbounded_send(event);
                     }
                 }
-                Err::<Outcome, BoxError>(attempt_error(model_error(&stream_truncated())))
+                Err(model_error(&stream_truncated()))
             }
         })
-        .step_id(step_id)
-        .request_hash(hash)
-        .retries(config.retries)
-        .backoff(config.backoff)
     }
 
     /// A live streaming call: the provider's events flow to rig as they arrive, and the
@@ -153,32 +147,18 @@ impl Serve for DurableModel {
         let EffectKind::Completion { request, .. } = &kind else {
             return self.inner.serve(kind, dispatch).await;
         };
-        let ctx = match self.inv.context() {
-            Ok(ctx) => ctx,
+        let (tx, rx) = mpsc::unbounded();
+        let live = dispatch.is_stream().then_some(tx);
+        let model = match self.call(&kind, request, &dispatch, live) {
+            Ok(model) => model,
             Err(e) => return self.failed(e),
         };
-        let (step_id, task) = self.inv.next_model_step();
-        let hash = match request_hash(request) {
-            Ok(hash) => hash,
-            Err(source) => {
-                return self.failed(Error::Serialize {
-                    run_id: self.inv.run_id.clone(),
-                    step_id,
-                    what: "model request",
-                    type_name: "rig_core::completion::CompletionRequest",
-                    source,
-                });
-            }
-        };
-        let recorded = ctx.recorded_step(&step_id).is_some_and(|r| r.status == StepStatus::Completed);
-        if dispatch.is_stream() && !recorded {
-            let (tx, rx) = mpsc::unbounded();
-            let call = self.step(&kind, &dispatch, step_id, task, hash, Some(tx));
-            return self.live_stream(call, rx);
+        if dispatch.is_stream() && !model.recorded {
+            return self.live_stream(model.call, rx);
         }
         // Unary, or a recorded response: the driver turns an outcome into stream events when
         // the consumer streams.
-        match self.step(&kind, &dispatch, step_id, task, hash, None).await {
+        match model.call.await {
             Ok(outcome) => Reply::Outcome(Ok(outcome)),
             Err(e) => self.failed(e),
         }

@@ -1,0 +1,113 @@
+//! The tool-call step: each tool call is the step `<prefix>.tool.<tool>#<turn>.<call id>`, with
+//! the hash of the tool's name and arguments. A recorded call answers from its record and the
+//! tool does not run. An unrecorded call of a tool that needs approval first waits for the
+//! signal `approve:<step id>`; a rejection is the tool's answer. A failure another attempt may
+//! fix is retried per the tool `TaskConfig`; the last one is the tool's answer, recorded and
+//! shown to the model.
+
+use std::future::Future;
+
+use durably_core::{Error, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::ids::approval_signal;
+use super::invocation::Invocation;
+use crate::{Approval, request_hash};
+
+/// What one attempt of a tool gives.
+pub(crate) enum Attempt<O> {
+    /// The tool's answer, recorded (a value, or an error not worth another attempt).
+    Answer(O),
+    /// A failure another attempt may fix; `answer` is the tool's answer if none is left.
+    Retryable { answer: O, message: String },
+}
+
+/// A tool attempt that failed and will be tried again.
+#[derive(Debug, thiserror::Error)]
+#[error("tool `{tool}` failed: {message}")]
+struct ToolAttemptError {
+    tool: String,
+    message: String,
+}
+
+/// One tool call of a model turn.
+pub(crate) struct ToolCallRef<'a> {
+    pub(crate) tool: &'a str,
+    pub(crate) turn: usize,
+    /// The provider's call id; `None` numbers the call within its turn.
+    pub(crate) call_id: Option<&'a str>,
+    /// The arguments, as the model sent them.
+    pub(crate) args: &'a str,
+    pub(crate) needs_approval: bool,
+}
+
+impl Invocation {
+    /// Runs the tool call `call` as a step: `run()` is one attempt; `rejected(reason)` is the
+    /// answer when a human rejects the call.
+    pub(crate) async fn tool_call<O, F, Fut>(
+        &self,
+        call: ToolCallRef<'_>,
+        type_name: &'static str,
+        rejected: impl FnOnce(String) -> O,
+        run: F,
+    ) -> Result<O>
+    where
+        O: Clone + Serialize + DeserializeOwned + Send + 'static,
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Attempt<O>> + Send + 'static,
+    {
+        let ctx = self.context()?;
+        let step = self.tool_step(call.tool, call.turn, call.call_id);
+        let mut rejection = None;
+        if call.needs_approval && !self.completed(&ctx, &step.id) {
+            let approval: Approval = durably_core::signal(&approval_signal(&step.id)).await?;
+            if !approval.approved {
+                rejection = Some(rejected(approval.reason.unwrap_or_else(|| "no reason given".into())));
+            }
+        }
+        let hash = request_hash(&json!({ "tool": call.tool, "args": call.args })).map_err(|source| {
+            Error::Serialize {
+                run_id: self.run_id.clone(),
+                step_id: step.id.clone(),
+                what: "tool call",
+                type_name,
+                source,
+            }
+        })?;
+        let config = self.settings.tool_config;
+        let secrets = self.settings.secrets.clone();
+        let tool = call.tool.to_owned();
+        durably_core::step(step.task, move || {
+            // A rejected call does not run the tool: the rejection is its answer.
+            let pending = match rejection.clone() {
+                Some(answer) => Err(answer),
+                None => Ok(run()),
+            };
+            let (tool, secrets) = (tool.clone(), secrets.clone());
+            async move {
+                let attempt = match pending {
+                    Err(answer) => return Ok(answer),
+                    Ok(attempt) => attempt.await,
+                };
+                match attempt {
+                    Attempt::Answer(answer) => Ok(answer),
+                    Attempt::Retryable { answer, message } => {
+                        let attempt = durably_core::current_step().map_or(u32::MAX, |s| s.attempt);
+                        if attempt <= config.retries {
+                            Err(ToolAttemptError { tool, message: secrets.redact(&message) })
+                        } else {
+                            Ok(answer)
+                        }
+                    }
+                }
+            }
+        })
+        .step_id(step.id)
+        .request_hash(hash)
+        .retries(config.retries)
+        .backoff(config.backoff)
+        .await
+    }
+}
