@@ -46,9 +46,10 @@ pub(crate) struct StepName {
 pub(crate) fn step_id(agent: &str, prefix: &str, step: Step<'_>) -> StepName {
     match step {
         Step::Invocation(ctx) => {
-            // Counted when the call is made, so concurrent invocations keep their ids.
-            let id = ctx.next_step_id(&format!("agent:{agent}"));
-            let prefix = id.strip_prefix("agent:").unwrap_or(&id).to_owned();
+            // A scope of the run, opened when the call is made, so concurrent invocations keep
+            // their ids; the core numbers agents and other scopes of one name together.
+            let scope = ctx.scope(agent);
+            let prefix = scope.scope_prefix().unwrap_or(agent).to_owned();
             StepName { id: prefix, task: format!("agent:{agent}") }
         }
         Step::Input => StepName { id: format!("{prefix}.input"), task: format!("{agent}.input") },
