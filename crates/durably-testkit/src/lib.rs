@@ -1,4 +1,5 @@
-//! Test tools for [durably](https://docs.rs/durably): the store conformance suite.
+//! Test tools for [durably](https://docs.rs/durably): the store conformance suite, and (feature
+//! `engine`) the engine suite that every store runs too.
 //!
 //! Every [`Store`] implementation, ours and third-party ones, must pass the same suite. One
 //! macro call in a test file expands to one `#[tokio::test]` per behaviour of the trait, so a
@@ -36,6 +37,8 @@ use std::sync::Arc;
 pub use durably_core::Store;
 
 pub mod conformance;
+#[cfg(feature = "engine")]
+pub mod engine;
 pub mod faults;
 #[cfg(feature = "mock-openai")]
 pub mod mock_openai;
@@ -124,6 +127,58 @@ macro_rules! __conformance_tests {
                     ::core::stringify!($name),
                     ::core::stringify!($xfail),
                     ::durably_testkit::conformance::NAMES,
+                    outcome,
+                );
+            }
+        )*
+    };
+}
+
+/// Expands to one `#[tokio::test]` per engine behaviour (feature `engine`), each run against
+/// a fresh store made by the given expression, as [`store_conformance_tests!`] does for the
+/// store's own behaviours: the same engine suite runs on every store.
+///
+/// ```ignore
+/// // tests/engine.rs of a store crate
+/// durably_testkit::engine_suite!(MyStore::open_fresh().await.unwrap());
+/// ```
+///
+/// A store that knowingly breaks an engine behaviour lists it after the expression:
+/// `engine_suite!(make(); expected_failures = [signal_timeout_returns_none_at_the_deadline_and_replays_it])`;
+/// such a test passes only while it fails.
+#[cfg(feature = "engine")]
+#[macro_export]
+macro_rules! engine_suite {
+    ($make:expr $(;)?) => {
+        $crate::engine_suite!($make; expected_failures = []);
+    };
+    ($make:expr; expected_failures = [$($xfail:ident),* $(,)?] $(;)?) => {
+        $crate::__engine_table!([$crate::__engine_tests] { ($make) [$($xfail)*] });
+    };
+}
+
+/// Generates the tests listed by [`engine_suite!`]. Not public API.
+#[cfg(feature = "engine")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __engine_tests {
+    (($make:expr) $xfail:tt $($name:ident)*) => {
+        $(
+            #[::durably_testkit::__private::tokio::test(
+                crate = "::durably_testkit::__private::tokio",
+                flavor = "multi_thread",
+                worker_threads = 2
+            )]
+            async fn $name() {
+                let outcome = ::durably_testkit::__private::tokio::spawn(async move {
+                    let harness = ::durably_testkit::engine::Harness::new($make, ::core::stringify!($name));
+                    ::durably_testkit::engine::$name(harness).await;
+                })
+                .await;
+                ::durably_testkit::__private::conclude(
+                    ::core::stringify!($name),
+                    ::core::stringify!($xfail),
+                    ::durably_testkit::engine::NAMES,
                     outcome,
                 );
             }
