@@ -102,15 +102,17 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!($make; expected_failures = []);
     };
     ($make:expr; expected_failures = [$($xfail:ident),* $(,)?] $(;)?) => {
-        $crate::__conformance_table!([$crate::__conformance_tests] { ($make) [$($xfail)*] });
+        $crate::__conformance_table!([$crate::__suite_tests] { (conformance, conformance_input) ($make) [$($xfail)*] });
     };
 }
 
-/// Generates the tests listed by [`store_conformance_tests!`]. Not public API.
+/// Generates the tests of a suite's table: `$suite` is the module of its behaviours (and of its
+/// `NAMES`), `$prepare` a function of [`__private`] turning the store expression and the
+/// test's name into the behaviour's argument and what must outlive it. Not public API.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __conformance_tests {
-    (($make:expr) $xfail:tt $($name:ident)*) => {
+macro_rules! __suite_tests {
+    (($suite:ident, $prepare:ident) ($make:expr) $xfail:tt $($name:ident)*) => {
         $(
             #[::durably_testkit::__private::tokio::test(
                 crate = "::durably_testkit::__private::tokio",
@@ -119,14 +121,14 @@ macro_rules! __conformance_tests {
             )]
             async fn $name() {
                 let outcome = ::durably_testkit::__private::tokio::spawn(async move {
-                    let fixture = ::durably_testkit::IntoFixture::into_fixture($make);
-                    ::durably_testkit::conformance::$name(fixture.store()).await;
+                    let (input, _keep) = ::durably_testkit::__private::$prepare($make, ::core::stringify!($name));
+                    ::durably_testkit::$suite::$name(input).await;
                 })
                 .await;
                 ::durably_testkit::__private::conclude(
                     ::core::stringify!($name),
                     ::core::stringify!($xfail),
-                    ::durably_testkit::conformance::NAMES,
+                    ::durably_testkit::$suite::NAMES,
                     outcome,
                 );
             }
@@ -153,43 +155,30 @@ macro_rules! engine_suite {
         $crate::engine_suite!($make; expected_failures = []);
     };
     ($make:expr; expected_failures = [$($xfail:ident),* $(,)?] $(;)?) => {
-        $crate::__engine_table!([$crate::__engine_tests] { ($make) [$($xfail)*] });
-    };
-}
-
-/// Generates the tests listed by [`engine_suite!`]. Not public API.
-#[cfg(feature = "engine")]
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __engine_tests {
-    (($make:expr) $xfail:tt $($name:ident)*) => {
-        $(
-            #[::durably_testkit::__private::tokio::test(
-                crate = "::durably_testkit::__private::tokio",
-                flavor = "multi_thread",
-                worker_threads = 2
-            )]
-            async fn $name() {
-                let outcome = ::durably_testkit::__private::tokio::spawn(async move {
-                    let harness = ::durably_testkit::engine::Harness::new($make, ::core::stringify!($name));
-                    ::durably_testkit::engine::$name(harness).await;
-                })
-                .await;
-                ::durably_testkit::__private::conclude(
-                    ::core::stringify!($name),
-                    ::core::stringify!($xfail),
-                    ::durably_testkit::engine::NAMES,
-                    outcome,
-                );
-            }
-        )*
+        $crate::__engine_table!([$crate::__suite_tests] { (engine, engine_input) ($make) [$($xfail)*] });
     };
 }
 
 /// Support for the macros. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    use std::sync::Arc;
+
+    use crate::{Fixture, IntoFixture};
+
     pub use tokio;
+
+    /// A conformance behaviour's argument: the store, with its fixture kept alive beside it.
+    pub fn conformance_input<F: IntoFixture>(make: F, _name: &str) -> (Arc<F::Store>, Fixture<F::Store>) {
+        let fixture = make.into_fixture();
+        (fixture.store(), fixture)
+    }
+
+    /// An engine behaviour's argument: a harness on the store, tagged with the test's name.
+    #[cfg(feature = "engine")]
+    pub fn engine_input<F: IntoFixture>(make: F, name: &str) -> (crate::engine::Harness, ()) {
+        (crate::engine::Harness::new(make, name), ())
+    }
 
     /// Turns the outcome of a spawned conformance test into the test's verdict.
     /// `expected_failures` is the stringified `[name name …]` list given to the macro, `known`
