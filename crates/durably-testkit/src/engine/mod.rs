@@ -1,6 +1,7 @@
 //! The engine behaviours that must hold on every store, one public async function each:
 //! checkpoint and replay, step ids, non-determinism, retries, signals and durable sleep, one
-//! executor per run across engines, recovery, at-most-once tasks.
+//! executor per run across engines, recovery, at-most-once tasks, store faults and bad stored
+//! data.
 //!
 //! Each function takes a [`Harness`]: a fresh store that outlives the engines a test opens on
 //! it, so that a new engine on the same store stands for a restarted (or another) process.
@@ -25,14 +26,18 @@ use durably::{Store, Workflow};
 
 use crate::IntoFixture;
 
+mod bad_input;
 mod executors;
+mod faults;
 mod leases;
 mod recover;
 mod replay;
 mod retries;
 mod signals;
 
+pub use bad_input::*;
 pub use executors::*;
+pub use faults::*;
 pub use leases::*;
 pub use recover::*;
 pub use replay::*;
@@ -76,6 +81,19 @@ macro_rules! __engine_table {
             the_idempotency_key_is_stable_across_attempts_and_distinct_per_step
             at_most_once_refuses_to_run_an_ambiguous_step_again
             at_most_once_records_its_intent_before_the_body
+            // faults
+            a_failed_checkpoint_write_fails_the_run_and_a_rerun_resumes
+            a_lost_reply_after_the_write_replays_the_step
+            a_failed_open_run_creates_nothing
+            a_failed_completion_write_leaves_a_resumable_run
+            a_connection_down_mid_run_then_back
+            slow_store_calls_delay_but_do_not_break_a_run
+            // bad_input
+            a_stored_value_of_the_wrong_type_is_an_error_not_a_panic
+            a_corrupted_stored_value_is_an_error_naming_the_step
+            an_unserializable_value_is_an_error_before_anything_is_recorded
+            an_unserializable_output_fails_the_run_with_a_clear_error
+            a_signal_payload_of_the_wrong_type_names_the_signal
             // signals
             watching_many_runs_for_cancellation_takes_one_store_call_per_poll
             wait_then_deliver
