@@ -69,7 +69,7 @@ async fn many_concurrent_runs_with_steps_and_signals_all_complete(h: Harness) {
         assert_eq!(steps.iter().filter(|s| s.name == "work" && s.status == StepStatus::Completed).count(), 3);
     }
     eprintln!(
-        "{n} concurrent runs on {:?}: VmRSS {:?} KiB, VmHWM {:?} KiB",
+        "{n} concurrent runs on {}: VmRSS {:?} KiB, VmHWM {:?} KiB",
         h.kind,
         rss_kib("VmRSS:"),
         rss_kib("VmHWM:")

@@ -1,4 +1,5 @@
-//! Test tools for [durably](https://docs.rs/durably): the store conformance suite.
+//! Test tools for [durably](https://docs.rs/durably): the store conformance suite, and (feature
+//! `engine`) the engine suite that every store runs too.
 //!
 //! Every [`Store`] implementation, ours and third-party ones, must pass the same suite. One
 //! macro call in a test file expands to one `#[tokio::test]` per behaviour of the trait, so a
@@ -26,8 +27,9 @@
 //! Such a test still runs and passes only while it *fails*, so the list cannot go stale
 //! silently.
 //!
-//! The behaviours are also public async functions in [`conformance`], for stores that need a
-//! harness of their own.
+//! The behaviours are also public async functions in [`conformance`], listed once in its table
+//! ([`conformance::all`] gives them with their names), for stores that need a harness of their
+//! own.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -35,7 +37,8 @@ use std::sync::Arc;
 pub use durably_core::Store;
 
 pub mod conformance;
-pub mod conformance_admin;
+#[cfg(feature = "engine")]
+pub mod engine;
 pub mod faults;
 #[cfg(feature = "mock-openai")]
 pub mod mock_openai;
@@ -99,95 +102,17 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!($make; expected_failures = []);
     };
     ($make:expr; expected_failures = [$($xfail:ident),* $(,)?] $(;)?) => {
-        $crate::__conformance_tests! {
-            ($make) [$($xfail)*]
-            open_run_creates_a_running_run_with_its_input
-            open_run_creates_a_run_without_input
-            reopening_a_running_run_keeps_input_and_created_at
-            reopening_a_waiting_run_sets_running_and_clears_waiting_on
-            reopening_a_failed_run_sets_running_and_clears_error
-            reopening_a_completed_run_returns_it_unchanged
-            reopening_a_cancelled_run_returns_it_unchanged
-            reopening_with_another_workflow_leaves_the_run_unchanged
-            open_run_returns_every_step_and_signal_of_the_run
-            open_run_returns_signals_delivered_before_the_run_existed
-            concurrent_open_run_creates_the_run_once
-            save_step_round_trips_every_field
-            save_step_round_trips_absent_fields
-            save_step_round_trips_each_status
-            save_step_round_trips_extreme_numbers
-            save_step_replaces_the_record_with_the_same_id
-            save_step_keeps_equal_step_ids_of_different_runs_apart
-            step_texts_round_trip_verbatim
-            one_megabyte_step_value_round_trips
-            run_texts_round_trip_verbatim
-            update_run_sets_completed_with_output
-            update_run_sets_failed_with_error
-            update_run_sets_waiting_with_waiting_on
-            update_run_sets_cancelled
-            update_run_with_none_clears_output_error_and_waiting_on
-            update_run_keeps_workflow_input_and_created_at
-            update_run_of_an_unknown_run_is_run_not_found
-            update_run_changes_only_its_own_run
-            deliver_signal_first_write_wins
-            deliver_signal_works_before_the_run_exists
-            get_signal_of_an_undelivered_signal_is_none
-            signals_of_the_same_name_in_different_runs_are_separate
-            signal_payloads_round_trip_verbatim
-            concurrent_deliveries_of_one_signal_have_one_winner
-            get_run_of_an_unknown_run_is_none
-            list_runs_of_an_empty_store_is_empty
-            list_runs_returns_newest_first
-            list_runs_breaks_ties_by_run_id_descending
-            list_runs_returns_full_records
-            list_runs_filters_by_status
-            list_runs_filters_by_workflow
-            list_runs_combines_filters
-            list_runs_applies_the_limit_after_ordering
-            list_steps_orders_by_start_time
-            list_steps_breaks_ties_by_step_id
-            list_steps_of_an_unknown_run_is_empty
-            awkward_run_ids_are_stored_verbatim_and_kept_apart
-            key_separators_in_ids_do_not_collide
-            awkward_step_ids_and_names_are_stored_verbatim
-            awkward_signal_names_are_stored_verbatim
-            awkward_workflow_names_filter_exactly
-            concurrent_writes_of_many_runs_all_land
-            concurrent_saves_to_one_run_all_land
-            wait_for_signal_returns_within_max_wait
-            store_works_as_arc_dyn_store
-            acquire_lease_of_a_free_run_succeeds
-            a_second_owner_gets_held_by_with_owner_and_expiry
-            the_same_owner_renews_and_extends_the_expiry
-            renewing_a_short_lease_keeps_it
-            an_expired_lease_can_be_taken_by_another_owner
-            release_by_a_non_owner_does_nothing
-            release_by_the_owner_frees_the_lease
-            leases_of_different_runs_are_independent
-            racing_acquires_have_exactly_one_winner
-            recoverable_runs_lists_unfinished_runs_without_a_live_lease
-            recoverable_runs_include_expired_and_released_leases
-            recoverable_runs_respects_the_limit
-            cancelled_runs_names_exactly_the_cancelled_ones
-            renew_leases_extends_the_owners_leases_and_names_other_holders
-            renew_leases_names_free_leases_without_taking_them
-            list_signals_returns_every_signal_oldest_first
-            list_signals_of_a_run_without_signals_is_empty_and_changes_nothing
-            list_signals_includes_signals_delivered_before_the_run
-            delete_run_removes_the_run_steps_signals_and_lease
-            delete_run_of_an_unknown_run_is_false_and_leaves_others
-            update_run_unless_cancelled_updates_an_active_run
-            update_run_unless_cancelled_keeps_a_cancelled_run
-            update_run_unless_cancelled_of_an_unknown_run_is_run_not_found
-        }
+        $crate::__conformance_table!([$crate::__suite_tests] { (conformance, conformance_input) ($make) [$($xfail)*] });
     };
 }
 
-/// Generates the tests listed by [`store_conformance_tests!`]. Not public API.
+/// Generates the tests of a suite's table: `$suite` is the module of its behaviours (and of its
+/// `NAMES`), `$prepare` a function of [`__private`] turning the store expression and the
+/// test's name into the behaviour's argument and what must outlive it. Not public API.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __conformance_tests {
-    (($make:expr) $xfail:tt $($name:ident)*) => {
+macro_rules! __suite_tests {
+    (($suite:ident, $prepare:ident) ($make:expr) $xfail:tt $($name:ident)*) => {
         $(
             #[::durably_testkit::__private::tokio::test(
                 crate = "::durably_testkit::__private::tokio",
@@ -196,13 +121,14 @@ macro_rules! __conformance_tests {
             )]
             async fn $name() {
                 let outcome = ::durably_testkit::__private::tokio::spawn(async move {
-                    let fixture = ::durably_testkit::IntoFixture::into_fixture($make);
-                    ::durably_testkit::conformance::$name(fixture.store()).await;
+                    let (input, _keep) = ::durably_testkit::__private::$prepare($make, ::core::stringify!($name));
+                    ::durably_testkit::$suite::$name(input).await;
                 })
                 .await;
                 ::durably_testkit::__private::conclude(
                     ::core::stringify!($name),
                     ::core::stringify!($xfail),
+                    ::durably_testkit::$suite::NAMES,
                     outcome,
                 );
             }
@@ -210,18 +136,69 @@ macro_rules! __conformance_tests {
     };
 }
 
+/// Expands to one `#[tokio::test]` per engine behaviour (feature `engine`), each run against
+/// a fresh store made by the given expression, as [`store_conformance_tests!`] does for the
+/// store's own behaviours: the same engine suite runs on every store.
+///
+/// ```ignore
+/// // tests/engine.rs of a store crate
+/// durably_testkit::engine_suite!(MyStore::open_fresh().await.unwrap());
+/// ```
+///
+/// A store that knowingly breaks an engine behaviour lists it after the expression:
+/// `engine_suite!(make(); expected_failures = [signal_timeout_returns_none_at_the_deadline_and_replays_it])`;
+/// such a test passes only while it fails.
+#[cfg(feature = "engine")]
+#[macro_export]
+macro_rules! engine_suite {
+    ($make:expr $(;)?) => {
+        $crate::engine_suite!($make; expected_failures = []);
+    };
+    ($make:expr; expected_failures = [$($xfail:ident),* $(,)?] $(;)?) => {
+        $crate::__engine_table!([$crate::__suite_tests] { (engine, engine_input) ($make) [$($xfail)*] });
+    };
+}
+
 /// Support for the macros. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    use std::sync::Arc;
+
+    use crate::{Fixture, IntoFixture};
+
     pub use tokio;
 
+    /// A conformance behaviour's argument: the store, with its fixture kept alive beside it.
+    pub fn conformance_input<F: IntoFixture>(make: F, _name: &str) -> (Arc<F::Store>, Fixture<F::Store>) {
+        let fixture = make.into_fixture();
+        (fixture.store(), fixture)
+    }
+
+    /// An engine behaviour's argument: a harness on the store, tagged with the test's name.
+    #[cfg(feature = "engine")]
+    pub fn engine_input<F: IntoFixture>(make: F, name: &str) -> (crate::engine::Harness, ()) {
+        (crate::engine::Harness::new(make, name), ())
+    }
+
     /// Turns the outcome of a spawned conformance test into the test's verdict.
-    /// `expected_failures` is the stringified `[name name …]` list given to the macro.
+    /// `expected_failures` is the stringified `[name name …]` list given to the macro, `known`
+    /// the names of the suite's table: a listed name that is not in it fails every test, so a
+    /// typo cannot leave a failure unlisted.
     #[allow(clippy::panic)] // a test reports failure by panicking
-    pub fn conclude(name: &str, expected_failures: &str, outcome: Result<(), tokio::task::JoinError>) {
-        let expected_to_fail = expected_failures
+    pub fn conclude(
+        name: &str,
+        expected_failures: &str,
+        known: &[&str],
+        outcome: Result<(), tokio::task::JoinError>,
+    ) {
+        let listed: Vec<&str> = expected_failures
             .split(|c: char| c.is_whitespace() || matches!(c, '[' | ']' | ','))
-            .any(|listed| listed == name);
+            .filter(|listed| !listed.is_empty())
+            .collect();
+        if let Some(unknown) = listed.iter().find(|listed| !known.contains(listed)) {
+            panic!("`{unknown}` is listed in expected_failures but is no test of the suite")
+        }
+        let expected_to_fail = listed.contains(&name);
         match outcome {
             Ok(()) if expected_to_fail => {
                 panic!("`{name}` is listed in expected_failures but passed: remove it from the list")

@@ -65,3 +65,12 @@ impl WriteLock {
         self.0.execute_batch("ROLLBACK").expect("release the write lock");
     }
 }
+
+/// A store on a fresh database file with `durability`, the file's directory kept until the
+/// store is dropped.
+pub async fn file_store(durability: durably_sqlite::Durability) -> durably_testkit::Fixture<SqliteStore> {
+    let TempDb { dir, path } = temp_db();
+    let store =
+        SqliteStore::builder(path).durability(durability).open().await.expect("open the SQLite store");
+    durably_testkit::Fixture::new(store).guard(dir)
+}

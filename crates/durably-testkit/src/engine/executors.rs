@@ -1,23 +1,22 @@
-//! One executor per run inside a process (DESIGN rule 9) and idempotency keys with
+//! One executor per run inside a process (rule 9 of docs/design.md) and idempotency keys with
 //! at-most-once tasks (rule 14).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+// A test suite reports failure by panicking, and each test's name is its documentation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::time::Duration;
 
-use common::{Counter, Harness, boom};
+use super::{Counter, Harness, boom};
 use durably::{Error, StepRecord, StepStatus};
 
 #[durably::task(retries = 0)]
-async fn slow_step(c: Counter) -> Result<u32, common::Boom> {
+async fn slow_step(c: Counter) -> Result<u32, super::Boom> {
     let n = c.hit();
     tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(n)
 }
 
 #[durably::task(retries = 2, backoff = constant(0.0))]
-async fn keyed(keys: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> Result<String, common::Boom> {
+async fn keyed(keys: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> Result<String, super::Boom> {
     let key = durably::idempotency_key().expect("inside a step");
     let mut seen = keys.lock().unwrap();
     seen.push(key.clone());
@@ -25,12 +24,12 @@ async fn keyed(keys: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> Result<St
 }
 
 #[durably::task(at_most_once, retries = 0)]
-async fn charge(c: Counter) -> Result<String, common::Boom> {
+async fn charge(c: Counter) -> Result<String, super::Boom> {
     c.hit();
     Ok("charged".into())
 }
 
-async fn concurrent_executions_of_one_run_execute_each_step_once(h: Harness) {
+pub async fn concurrent_executions_of_one_run_execute_each_step_once(h: Harness) {
     let wf = h.wf();
     let c = Counter::new();
     let run = |wf: durably::Workflow, c: Counter| async move {
@@ -47,13 +46,13 @@ async fn concurrent_executions_of_one_run_execute_each_step_once(h: Harness) {
     assert_eq!((x.unwrap(), y.unwrap(), z.unwrap()), (12, 12, 12), "every caller gets the same result");
 }
 
-async fn a_concurrent_caller_gets_the_same_failure(h: Harness) {
+pub async fn a_concurrent_caller_gets_the_same_failure(h: Harness) {
     let wf = h.wf();
     let c = Counter::new();
     let run = |wf: durably::Workflow, c: Counter| async move {
         wf.run("fails", |_| async move {
             slow_step(c.clone()).await?;
-            common::crash::<u32>("workflow gave up")
+            super::crash::<u32>("workflow gave up")
         })
         .await
     };
@@ -64,7 +63,7 @@ async fn a_concurrent_caller_gets_the_same_failure(h: Harness) {
     assert!(y.to_string().contains("workflow gave up"), "{y}");
 }
 
-async fn the_idempotency_key_is_stable_across_attempts_and_distinct_per_step(h: Harness) {
+pub async fn the_idempotency_key_is_stable_across_attempts_and_distinct_per_step(h: Harness) {
     let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let out = h.wf().run("pay-1", |_| keyed(keys.clone())).await.unwrap();
     let seen = keys.lock().unwrap().clone();
@@ -76,11 +75,11 @@ async fn the_idempotency_key_is_stable_across_attempts_and_distinct_per_step(h: 
     assert_eq!(durably::idempotency_key(), None, "no key outside a step");
 }
 
-async fn at_most_once_refuses_to_run_an_ambiguous_step_again(h: Harness) {
+pub async fn at_most_once_refuses_to_run_an_ambiguous_step_again(h: Harness) {
     let c = Counter::new();
     // Leave behind what a crash in the middle of the body leaves: the intent, no result.
     let run = "pay-4";
-    h.wf().run(run, |_| async { common::crash::<()>("crash before the step") }).await.unwrap_err();
+    h.wf().run(run, |_| async { super::crash::<()>("crash before the step") }).await.unwrap_err();
     let intent = StepRecord::new("charge", "charge", StepStatus::Started, durably::now_ms());
     h.store().save_step(run, &intent).await.unwrap();
 
@@ -92,7 +91,7 @@ async fn at_most_once_refuses_to_run_an_ambiguous_step_again(h: Harness) {
     assert_eq!(c.get(), 0, "the at-most-once body must not run a second time");
 }
 
-async fn at_most_once_records_its_intent_before_the_body(h: Harness) {
+pub async fn at_most_once_records_its_intent_before_the_body(h: Harness) {
     let store = h.store();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
     let out = h
@@ -121,11 +120,3 @@ async fn at_most_once_records_its_intent_before_the_body(h: Harness) {
     let steps = h.wf().list_steps("pay-5").await.unwrap();
     assert_eq!(steps[0].status, StepStatus::Completed);
 }
-
-on_every_store!(
-    concurrent_executions_of_one_run_execute_each_step_once,
-    a_concurrent_caller_gets_the_same_failure,
-    the_idempotency_key_is_stable_across_attempts_and_distinct_per_step,
-    at_most_once_refuses_to_run_an_ambiguous_step_again,
-    at_most_once_records_its_intent_before_the_body,
-);

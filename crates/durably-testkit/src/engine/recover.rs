@@ -1,17 +1,16 @@
-//! Recovery (DESIGN rule 12): registered workflows are resumed by `recover` from their
+//! Recovery (rule 12 of docs/design.md): registered workflows are resumed by `recover` from their
 //! checkpoints with their stored input, with no caller involved, once their executor's lease
 //! has expired; runs of unregistered workflows are skipped and reported; a worker keeps
 //! recovering until shut down.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+// A test suite reports failure by panicking, and each test's name is its documentation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Harness;
+use super::Harness;
+use crate::faults::{FaultStore, Op};
 use durably::{Error, RunStatus, Workflow};
-use durably_testkit::faults::{FaultStore, Op};
 
 /// Which step bodies ran, in order, across every engine of the test binary (one run id per
 /// test, so tests do not see each other's entries).
@@ -112,8 +111,8 @@ async fn wait_past_ttl() {
     tokio::time::sleep(Duration::from_millis(700)).await;
 }
 
-async fn a_crashed_run_is_recovered_without_re_executing_completed_steps(h: Harness) {
-    let order = format!("o1-{:?}", h.kind);
+pub async fn a_crashed_run_is_recovered_without_re_executing_completed_steps(h: Harness) {
+    let order = format!("o1-{}", h.kind);
     crash_mid_run(&h, &order, |a| {
         let order = order.clone();
         tokio::spawn(async move {
@@ -148,8 +147,8 @@ async fn a_crashed_run_is_recovered_without_re_executing_completed_steps(h: Harn
     assert!(b.recover().await.unwrap().resumed.is_empty());
 }
 
-async fn unregistered_workflows_are_skipped_and_reported(h: Harness) {
-    let order = format!("o2-{:?}", h.kind);
+pub async fn unregistered_workflows_are_skipped_and_reported(h: Harness) {
+    let order = format!("o2-{}", h.kind);
     crash_mid_run(&h, &order, |a| {
         let order = order.clone();
         tokio::spawn(async move {
@@ -168,14 +167,14 @@ async fn unregistered_workflows_are_skipped_and_reported(h: Harness) {
     assert_eq!(run.status, RunStatus::Running, "a skipped run is left as it was");
 }
 
-async fn finished_and_live_runs_are_left_alone(h: Harness) {
+pub async fn finished_and_live_runs_are_left_alone(h: Harness) {
     let a = h.wf();
     a.register::<bill>();
     // Completed and failed runs are not recoverable.
     assert_eq!(bill(&a, "done".into()).await.unwrap(), 1);
-    a.run("failed", |_| async { common::crash::<u32>("gave up") }).await.unwrap_err();
+    a.run("failed", |_| async { super::crash::<u32>("gave up") }).await.unwrap_err();
     // A run executing in another engine (its lease live) is not either.
-    let order = format!("o3-{:?}", h.kind);
+    let order = format!("o3-{}", h.kind);
     HANG.lock().unwrap().push(order.clone());
     let other = h.wf();
     let live = tokio::spawn({
@@ -196,8 +195,8 @@ async fn finished_and_live_runs_are_left_alone(h: Harness) {
     assert_eq!(logged(&order).len(), 3, "the live run's steps ran once each");
 }
 
-async fn a_closure_workflow_registered_with_register_fn_is_recovered(h: Harness) {
-    let tag = format!("squares-{:?}", h.kind);
+pub async fn a_closure_workflow_registered_with_register_fn_is_recovered(h: Harness) {
+    let tag = format!("squares-{}", h.kind);
     let register = |wf: &Workflow| {
         let tag = tag.clone();
         wf.register_fn("squares", move |_ctx, n: u32| {
@@ -262,8 +261,8 @@ async fn a_closure_workflow_registered_with_register_fn_is_recovered(h: Harness)
     assert!(err.to_string().contains("no workflow is registered as `cubes`"), "{err}");
 }
 
-async fn an_argument_that_cannot_be_deserialized_is_reported_not_executed(h: Harness) {
-    let tag = format!("wo-{:?}", h.kind);
+pub async fn an_argument_that_cannot_be_deserialized_is_reported_not_executed(h: Harness) {
+    let tag = format!("wo-{}", h.kind);
     crash_mid_run(&h, &tag, |a| {
         let tag = tag.clone();
         tokio::spawn(async move {
@@ -285,8 +284,8 @@ async fn an_argument_that_cannot_be_deserialized_is_reported_not_executed(h: Har
     assert_eq!(logged(&tag).len(), 1, "nothing ran again");
 }
 
-async fn a_run_that_was_waiting_on_a_signal_is_recovered_and_waits_again(h: Harness) {
-    let tag = format!("w1-{:?}", h.kind);
+pub async fn a_run_that_was_waiting_on_a_signal_is_recovered_and_waits_again(h: Harness) {
+    let tag = format!("w1-{}", h.kind);
     let run_id = format!("approve-{tag}");
     let (a, faulty) = crashing_engine(&h);
     let task = tokio::spawn({
@@ -324,8 +323,8 @@ async fn a_run_that_was_waiting_on_a_signal_is_recovered_and_waits_again(h: Harn
     assert_eq!(logged(&tag), [format!("{tag}/pre")], "the step before the wait replayed");
 }
 
-async fn a_worker_recovers_runs_until_shut_down(h: Harness) {
-    let order = format!("o4-{:?}", h.kind);
+pub async fn a_worker_recovers_runs_until_shut_down(h: Harness) {
+    let order = format!("o4-{}", h.kind);
     crash_mid_run(&h, &order, |a| {
         let order = order.clone();
         tokio::spawn(async move {
@@ -351,7 +350,7 @@ async fn a_worker_recovers_runs_until_shut_down(h: Harness) {
     assert_eq!(logged(&order).iter().filter(|e| e.ends_with("/pick")).count(), 1);
 
     // After shutdown a new crashed run stays unrecovered.
-    let order2 = format!("o5-{:?}", h.kind);
+    let order2 = format!("o5-{}", h.kind);
     crash_mid_run(&h, &order2, |a| {
         let order2 = order2.clone();
         tokio::spawn(async move {
@@ -365,7 +364,7 @@ async fn a_worker_recovers_runs_until_shut_down(h: Harness) {
     assert_eq!(run.status, RunStatus::Running, "a stopped worker recovers nothing");
 }
 
-async fn run_worker_stops_when_its_shutdown_future_resolves(h: Harness) {
+pub async fn run_worker_stops_when_its_shutdown_future_resolves(h: Harness) {
     let b = h.wf();
     b.register::<bill>();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -383,14 +382,3 @@ async fn run_worker_stops_when_its_shutdown_future_resolves(h: Harness) {
     tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), worker).await.expect("the worker stops").unwrap();
 }
-
-on_every_store!(
-    a_crashed_run_is_recovered_without_re_executing_completed_steps,
-    unregistered_workflows_are_skipped_and_reported,
-    finished_and_live_runs_are_left_alone,
-    a_closure_workflow_registered_with_register_fn_is_recovered,
-    an_argument_that_cannot_be_deserialized_is_reported_not_executed,
-    a_run_that_was_waiting_on_a_signal_is_recovered_and_waits_again,
-    a_worker_recovers_runs_until_shut_down,
-    run_worker_stops_when_its_shutdown_future_resolves,
-);

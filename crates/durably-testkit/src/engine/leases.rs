@@ -1,17 +1,16 @@
-//! One executor per run across engines (DESIGN rule 9): each engine stands for a process with
+//! One executor per run across engines (rule 9 of docs/design.md): each engine stands for a process with
 //! its own lease owner id, sharing one store. A second engine gets `RunInProgress` (or waits,
 //! if asked to), renewal keeps a run longer than its TTL owned, and an engine that lost its
 //! lease stops at the next step boundary and records nothing more.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+// A test suite reports failure by panicking, and each test's name is its documentation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Counter, Harness};
+use super::{Counter, Harness};
+use crate::faults::{FaultStore, Op};
 use durably::{Error, RunStatus, Workflow};
-use durably_testkit::faults::{FaultStore, Op};
 use tokio::sync::Semaphore;
 
 /// A gate a step body waits at until the test opens it.
@@ -66,7 +65,7 @@ async fn until_hits(c: &Counter, n: u32) {
     }
 }
 
-async fn a_second_engine_gets_run_in_progress_naming_the_owner(h: Harness) {
+pub async fn a_second_engine_gets_run_in_progress_naming_the_owner(h: Harness) {
     let (a, b) = (h.wf(), h.wf());
     assert_ne!(a.owner_id(), b.owner_id(), "each engine has its own owner id");
     let (c, gate) = (Counter::new(), Gate::new());
@@ -95,7 +94,7 @@ async fn a_second_engine_gets_run_in_progress_naming_the_owner(h: Harness) {
     assert_eq!(c.get(), 1);
 }
 
-async fn with_wait_for_lease_a_second_engine_gets_the_result(h: Harness) {
+pub async fn with_wait_for_lease_a_second_engine_gets_the_result(h: Harness) {
     let a = h.wf();
     let b = Workflow::builder("test-app").shared_store(h.store()).wait_for_lease(true).build();
     let (c, gate) = (Counter::new(), Gate::new());
@@ -136,7 +135,7 @@ async fn with_wait_for_lease_a_second_engine_gets_the_result(h: Harness) {
     assert_eq!(c2.get(), 1);
 }
 
-async fn renewal_keeps_a_run_longer_than_its_ttl_owned(h: Harness) {
+pub async fn renewal_keeps_a_run_longer_than_its_ttl_owned(h: Harness) {
     // A 300 ms lease, a step that takes 1.2 s: only renewal keeps other engines out.
     let a = engine(&h, Duration::from_millis(300));
     let b = engine(&h, Duration::from_millis(300));
@@ -170,7 +169,7 @@ async fn renewal_keeps_a_run_longer_than_its_ttl_owned(h: Harness) {
     assert_eq!(c.get(), 1, "the slow step ran once");
 }
 
-async fn renewal_keeps_a_run_waiting_on_a_signal_owned(h: Harness) {
+pub async fn renewal_keeps_a_run_waiting_on_a_signal_owned(h: Harness) {
     let a = engine(&h, Duration::from_millis(300));
     let b = engine(&h, Duration::from_millis(300));
     let waiting = tokio::spawn({
@@ -191,7 +190,7 @@ async fn renewal_keeps_a_run_waiting_on_a_signal_owned(h: Harness) {
     assert!(waiting.await.unwrap().unwrap());
 }
 
-async fn an_engine_that_lost_its_lease_stops_and_records_nothing_more(h: Harness) {
+pub async fn an_engine_that_lost_its_lease_stops_and_records_nothing_more(h: Harness) {
     // Engine A cannot reach the store's leases any more (cut off, frozen): it cannot renew,
     // its lease expires, and engine B takes the run over and finishes it.
     let faulty = Arc::new(FaultStore::new(h.store()));
@@ -252,7 +251,7 @@ async fn an_engine_that_lost_its_lease_stops_and_records_nothing_more(h: Harness
     assert_eq!((stored.status, stored.output.as_deref()), (RunStatus::Completed, Some("\"abb\"")));
 }
 
-async fn a_lost_lease_wakes_a_waiting_run(h: Harness) {
+pub async fn a_lost_lease_wakes_a_waiting_run(h: Harness) {
     let faulty = Arc::new(FaultStore::new(h.store()));
     let a = Workflow::builder("test-app")
         .shared_store(faulty.clone())
@@ -277,7 +276,7 @@ async fn a_lost_lease_wakes_a_waiting_run(h: Harness) {
     assert_eq!(run.status, RunStatus::Waiting);
 }
 
-async fn a_dropped_execution_frees_the_run_for_another_engine(h: Harness) {
+pub async fn a_dropped_execution_frees_the_run_for_another_engine(h: Harness) {
     let (a, b) = (h.wf(), h.wf());
     let (c, gate) = (Counter::new(), Gate::new());
     let first = tokio::spawn({
@@ -293,7 +292,7 @@ async fn a_dropped_execution_frees_the_run_for_another_engine(h: Harness) {
     assert_eq!(c.get(), 2, "the step cut short ran again (at-least-once)");
 }
 
-async fn engines_racing_for_one_run_execute_each_step_once(h: Harness) {
+pub async fn engines_racing_for_one_run_execute_each_step_once(h: Harness) {
     // Eight engines of one process (eight owners) start the same run at the same moment, each
     // waiting for the lease: one executes, the others replay its outcome.
     let c = Counter::new();
@@ -329,7 +328,7 @@ async fn engines_racing_for_one_run_execute_each_step_once(h: Harness) {
     assert_eq!(c.get(), 3, "each of the three step bodies ran once in total");
 }
 
-async fn renewing_many_leases_takes_one_store_call_per_period(h: Harness) {
+pub async fn renewing_many_leases_takes_one_store_call_per_period(h: Harness) {
     // Twenty runs wait on a signal under a 300 ms lease, renewed every 100 ms: the engine renews
     // them together, one store call per period, not one per run.
     const RUNS: u32 = 20;
@@ -338,7 +337,7 @@ async fn renewing_many_leases_takes_one_store_call_per_period(h: Harness) {
         .shared_store(faulty.clone())
         .lease_ttl(Duration::from_millis(300))
         .build();
-    let runners = common::start_waiting_runs(&h, &wf, "renewed", RUNS).await;
+    let runners = super::start_waiting_runs(&h, &wf, "renewed", RUNS).await;
     let before = faulty.calls(Op::AcquireLease);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let renewals = faulty.calls(Op::AcquireLease) - before;
@@ -351,15 +350,3 @@ async fn renewing_many_leases_takes_one_store_call_per_period(h: Harness) {
         assert_eq!(runner.await.unwrap().unwrap(), i as u32);
     }
 }
-
-on_every_store!(
-    renewing_many_leases_takes_one_store_call_per_period,
-    engines_racing_for_one_run_execute_each_step_once,
-    a_second_engine_gets_run_in_progress_naming_the_owner,
-    with_wait_for_lease_a_second_engine_gets_the_result,
-    renewal_keeps_a_run_longer_than_its_ttl_owned,
-    renewal_keeps_a_run_waiting_on_a_signal_owned,
-    an_engine_that_lost_its_lease_stops_and_records_nothing_more,
-    a_lost_lease_wakes_a_waiting_run,
-    a_dropped_execution_frees_the_run_for_another_engine,
-);

@@ -1,28 +1,27 @@
-//! Checkpoint and replay (DESIGN rules 1, 2, 3, 6, 7, 8): finished tasks return their recorded
+//! Checkpoint and replay (rules 1, 2, 3, 6, 7, 8 of docs/design.md): finished tasks return their recorded
 //! value on a new execution, step ids are decided at call time, and replay is checked.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// A test suite reports failure by panicking, and each test's name is its documentation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-mod common;
-
-use common::{Counter, Harness, boom};
+use super::{Counter, Harness, boom};
 use durably::{Error, RunStatus, StepStatus};
 use serde::{Deserialize, Serialize};
 
 #[durably::task(retries = 0)]
-async fn add(c: Counter, a: u32, b: u32) -> Result<u32, common::Boom> {
+async fn add(c: Counter, a: u32, b: u32) -> Result<u32, super::Boom> {
     c.hit();
     Ok(a + b)
 }
 
 #[durably::task(retries = 0)]
-async fn maybe_fail(c: Counter, fail: bool) -> Result<String, common::Boom> {
+async fn maybe_fail(c: Counter, fail: bool) -> Result<String, super::Boom> {
     c.hit();
     if fail { Err(boom("third step is down")) } else { Ok("third".into()) }
 }
 
 #[durably::task(name = "other-task", retries = 0)]
-async fn other(c: Counter) -> Result<u32, common::Boom> {
+async fn other(c: Counter) -> Result<u32, super::Boom> {
     c.hit();
     Ok(7)
 }
@@ -34,24 +33,24 @@ struct Item {
 }
 
 #[durably::task(retries = 0)]
-async fn unit_task(c: Counter) -> Result<(), common::Boom> {
+async fn unit_task(c: Counter) -> Result<(), super::Boom> {
     c.hit();
     Ok(())
 }
 
 #[durably::task(retries = 0)]
-async fn none_task(c: Counter) -> Result<Option<Item>, common::Boom> {
+async fn none_task(c: Counter) -> Result<Option<Item>, super::Boom> {
     c.hit();
     Ok(None)
 }
 
 #[durably::task(retries = 0)]
-async fn some_task(c: Counter) -> Result<Option<Item>, common::Boom> {
+async fn some_task(c: Counter) -> Result<Option<Item>, super::Boom> {
     c.hit();
     Ok(Some(Item { id: 1, tags: vec!["é".into(), "\"quoted\"".into()] }))
 }
 
-async fn steps_are_checkpointed_and_not_reexecuted(h: Harness) {
+pub async fn steps_are_checkpointed_and_not_reexecuted(h: Harness) {
     let c = Counter::new();
     let body = |c: Counter| async move {
         let x = add(c.clone(), 1, 2).await?;
@@ -74,7 +73,7 @@ async fn steps_are_checkpointed_and_not_reexecuted(h: Harness) {
     assert_eq!(steps[1].value.as_deref(), Some("13"));
 }
 
-async fn failed_workflow_resumes_with_only_the_failed_step(h: Harness) {
+pub async fn failed_workflow_resumes_with_only_the_failed_step(h: Harness) {
     let c1 = Counter::new();
     let c3 = Counter::new();
     let body = |c1: Counter, c3: Counter, fail: bool| async move {
@@ -100,7 +99,7 @@ async fn failed_workflow_resumes_with_only_the_failed_step(h: Harness) {
     assert_eq!(run.error, None);
 }
 
-async fn concurrent_calls_get_ids_by_call_order_not_completion(h: Harness) {
+pub async fn concurrent_calls_get_ids_by_call_order_not_completion(h: Harness) {
     let c = Counter::new();
     let body = |c: Counter| async move {
         // Created in order a, b, c; they finish in reverse order.
@@ -135,7 +134,7 @@ async fn concurrent_calls_get_ids_by_call_order_not_completion(h: Harness) {
     assert_eq!(value("order#1").as_deref(), Some("\"created second\""));
 }
 
-async fn loop_step_ids_checkpoint_each_iteration(h: Harness) {
+pub async fn loop_step_ids_checkpoint_each_iteration(h: Harness) {
     let c = Counter::new();
     let stop_at = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(3));
     let body = |c: Counter, stop: std::sync::Arc<std::sync::atomic::AtomicU32>| async move {
@@ -157,7 +156,7 @@ async fn loop_step_ids_checkpoint_each_iteration(h: Harness) {
     assert_eq!(ids, ["item-0", "item-1", "item-2", "item-3", "item-4"]);
 }
 
-async fn tasks_outside_a_run_are_plain_functions(h: Harness) {
+pub async fn tasks_outside_a_run_are_plain_functions(h: Harness) {
     let c = Counter::new();
     assert_eq!(add(c.clone(), 2, 3).await.unwrap(), 5);
     assert_eq!(add(c.clone(), 2, 3).await.unwrap(), 5);
@@ -171,7 +170,7 @@ async fn tasks_outside_a_run_are_plain_functions(h: Harness) {
     );
 }
 
-async fn same_task_in_two_runs_stays_isolated(h: Harness) {
+pub async fn same_task_in_two_runs_stays_isolated(h: Harness) {
     let c = Counter::new();
     let a = h.wf().run("wf-a", |_| add(c.clone(), 1, 1)).await.unwrap();
     let b = h.wf().run("wf-b", |_| add(c.clone(), 5, 5)).await.unwrap();
@@ -182,7 +181,7 @@ async fn same_task_in_two_runs_stays_isolated(h: Harness) {
 }
 
 #[allow(clippy::let_unit_value)] // the unit value's round trip is the point
-async fn unit_and_none_results_survive_a_round_trip(h: Harness) {
+pub async fn unit_and_none_results_survive_a_round_trip(h: Harness) {
     let c = Counter::new();
     let body = |c: Counter| async move {
         let u = unit_task(c.clone()).await?;
@@ -195,7 +194,7 @@ async fn unit_and_none_results_survive_a_round_trip(h: Harness) {
         .wf()
         .run("r5", |_| async {
             body(c.clone()).await?;
-            common::crash::<()>("stop")
+            super::crash::<()>("stop")
         })
         .await;
     assert!(first.is_err());
@@ -207,12 +206,12 @@ async fn unit_and_none_results_survive_a_round_trip(h: Harness) {
     assert_eq!(s, Some(Item { id: 1, tags: vec!["é".into(), "\"quoted\"".into()] }));
 }
 
-async fn a_step_id_claimed_by_another_task_is_nondeterminism(h: Harness) {
+pub async fn a_step_id_claimed_by_another_task_is_nondeterminism(h: Harness) {
     let c = Counter::new();
     h.wf()
         .run("r6", |_| async {
             add(c.clone(), 1, 1).step_id("shared").await?;
-            common::crash::<()>("stop")
+            super::crash::<()>("stop")
         })
         .await
         .unwrap_err();
@@ -231,12 +230,12 @@ async fn a_step_id_claimed_by_another_task_is_nondeterminism(h: Harness) {
     assert_eq!((steps[0].name.as_str(), steps[0].value.as_deref()), ("add", Some("2")));
 }
 
-async fn a_changed_request_hash_under_the_same_step_is_nondeterminism(h: Harness) {
+pub async fn a_changed_request_hash_under_the_same_step_is_nondeterminism(h: Harness) {
     let c = Counter::new();
     h.wf()
         .run("r6h", |_| async {
             add(c.clone(), 1, 1).request_hash("aaa").await?;
-            common::crash::<()>("stop")
+            super::crash::<()>("stop")
         })
         .await
         .unwrap_err();
@@ -250,7 +249,7 @@ async fn a_changed_request_hash_under_the_same_step_is_nondeterminism(h: Harness
     h.wf()
         .run("r6h3", |_| async {
             add(c.clone(), 1, 1).request_hash("aaa").await?;
-            common::crash::<()>("stop")
+            super::crash::<()>("stop")
         })
         .await
         .unwrap_err();
@@ -266,13 +265,13 @@ async fn a_changed_request_hash_under_the_same_step_is_nondeterminism(h: Harness
     assert_eq!(c.get(), 3, "the changed request must not be answered from the record nor run");
 }
 
-async fn a_sleep_or_signal_deadline_over_another_tasks_record_is_nondeterminism(h: Harness) {
+pub async fn a_sleep_or_signal_deadline_over_another_tasks_record_is_nondeterminism(h: Harness) {
     let c = Counter::new();
     h.wf()
         .run("r6b", |_| async {
             other(c.clone()).step_id("sleep").await?;
             other(c.clone()).step_id("signal:approval").await?;
-            common::crash::<()>("stop")
+            super::crash::<()>("stop")
         })
         .await
         .unwrap_err();
@@ -294,13 +293,13 @@ async fn a_sleep_or_signal_deadline_over_another_tasks_record_is_nondeterminism(
     );
 }
 
-async fn added_and_removed_calls_do_not_break_a_run_in_flight(h: Harness) {
+pub async fn added_and_removed_calls_do_not_break_a_run_in_flight(h: Harness) {
     let c = Counter::new();
     h.wf()
         .run("r7", |_| async {
             add(c.clone(), 1, 0).step_id("a").await?;
             add(c.clone(), 2, 0).step_id("b").await?;
-            common::crash::<u32>("crash")
+            super::crash::<u32>("crash")
         })
         .await
         .unwrap_err();
@@ -318,7 +317,7 @@ async fn added_and_removed_calls_do_not_break_a_run_in_flight(h: Harness) {
     assert_eq!(c.get(), 3, "only the new call executes");
 }
 
-async fn a_completed_run_returns_its_stored_output(h: Harness) {
+pub async fn a_completed_run_returns_its_stored_output(h: Harness) {
     let c = Counter::new();
     let first: Vec<String> = h
         .wf()
@@ -341,7 +340,7 @@ async fn a_completed_run_returns_its_stored_output(h: Harness) {
     assert_eq!(h.wf().output::<Vec<String>>("r8").await.unwrap(), Some(vec!["x".to_string()]));
 }
 
-async fn a_run_id_of_another_workflow_is_refused(h: Harness) {
+pub async fn a_run_id_of_another_workflow_is_refused(h: Harness) {
     h.wf_named("app-one").run("shared-id", |_| async { Ok::<_, Error>(1) }).await.unwrap();
     let err = h.wf_named("app-two").run("shared-id", |_| async { Ok::<_, Error>(2) }).await.unwrap_err();
     assert!(
@@ -350,19 +349,3 @@ async fn a_run_id_of_another_workflow_is_refused(h: Harness) {
         "{err}"
     );
 }
-
-on_every_store!(
-    steps_are_checkpointed_and_not_reexecuted,
-    failed_workflow_resumes_with_only_the_failed_step,
-    concurrent_calls_get_ids_by_call_order_not_completion,
-    loop_step_ids_checkpoint_each_iteration,
-    tasks_outside_a_run_are_plain_functions,
-    same_task_in_two_runs_stays_isolated,
-    unit_and_none_results_survive_a_round_trip,
-    a_step_id_claimed_by_another_task_is_nondeterminism,
-    a_changed_request_hash_under_the_same_step_is_nondeterminism,
-    a_sleep_or_signal_deadline_over_another_tasks_record_is_nondeterminism,
-    added_and_removed_calls_do_not_break_a_run_in_flight,
-    a_completed_run_returns_its_stored_output,
-    a_run_id_of_another_workflow_is_refused,
-);

@@ -1,16 +1,15 @@
 //! Bad input gets a clear error naming run, step and type, and loses nothing already recorded
-//! (DESIGN rules 3 and 15).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+//! (rules 3 and 15 of docs/design.md).
+// A test suite reports failure by panicking, and each test's name is its documentation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::HashMap;
 
-use common::{Counter, Harness};
+use super::{Counter, Harness};
 use durably::{Error, StepRecord, StepStatus};
 
 #[durably::task(name = "value", retries = 0)]
-async fn value_as_number(c: Counter) -> Result<u32, common::Boom> {
+async fn value_as_number(c: Counter) -> Result<u32, super::Boom> {
     c.hit();
     Ok(5)
 }
@@ -21,7 +20,7 @@ struct Profile {
 }
 
 #[durably::task(name = "value", retries = 0)]
-async fn value_as_profile(c: Counter) -> Result<Profile, common::Boom> {
+async fn value_as_profile(c: Counter) -> Result<Profile, super::Boom> {
     c.hit();
     Ok(Profile { name: "x".into() })
 }
@@ -30,17 +29,17 @@ async fn value_as_profile(c: Counter) -> Result<Profile, common::Boom> {
 type PairMap = HashMap<(u8, u8), u8>;
 
 #[durably::task(retries = 0)]
-async fn unserializable(c: Counter) -> Result<PairMap, common::Boom> {
+async fn unserializable(c: Counter) -> Result<PairMap, super::Boom> {
     c.hit();
     Ok(HashMap::from([((1, 2), 3)]))
 }
 
-async fn a_stored_value_of_the_wrong_type_is_an_error_not_a_panic(h: Harness) {
+pub async fn a_stored_value_of_the_wrong_type_is_an_error_not_a_panic(h: Harness) {
     let c = Counter::new();
     h.wf()
         .run("bad-1", |_| async {
             value_as_number(c.clone()).await?;
-            common::crash::<()>("stop")
+            super::crash::<()>("stop")
         })
         .await
         .unwrap_err();
@@ -60,9 +59,9 @@ async fn a_stored_value_of_the_wrong_type_is_an_error_not_a_panic(h: Harness) {
     assert_eq!(steps[0].value.as_deref(), Some("5"), "the record is left as it was");
 }
 
-async fn a_corrupted_stored_value_is_an_error_naming_the_step(h: Harness) {
+pub async fn a_corrupted_stored_value_is_an_error_naming_the_step(h: Harness) {
     let c = Counter::new();
-    h.wf().run("bad-2", |_| async { common::crash::<()>("stop") }).await.unwrap_err();
+    h.wf().run("bad-2", |_| async { super::crash::<()>("stop") }).await.unwrap_err();
     let mut rec = StepRecord::new("value", "value", StepStatus::Completed, durably::now_ms());
     rec.value = Some("{not json".into());
     h.store().save_step("bad-2", &rec).await.unwrap();
@@ -75,7 +74,7 @@ async fn a_corrupted_stored_value_is_an_error_naming_the_step(h: Harness) {
     assert_eq!(c.get(), 0);
 }
 
-async fn an_unserializable_value_is_an_error_before_anything_is_recorded(h: Harness) {
+pub async fn an_unserializable_value_is_an_error_before_anything_is_recorded(h: Harness) {
     let c = Counter::new();
     let err = h.wf().run("bad-3", |_| unserializable(c.clone())).await.unwrap_err();
     match &err {
@@ -88,7 +87,7 @@ async fn an_unserializable_value_is_an_error_before_anything_is_recorded(h: Harn
     assert!(h.wf().list_steps("bad-3").await.unwrap().is_empty(), "nothing may be recorded for it");
 }
 
-async fn an_unserializable_output_fails_the_run_with_a_clear_error(h: Harness) {
+pub async fn an_unserializable_output_fails_the_run_with_a_clear_error(h: Harness) {
     let err = h
         .wf()
         .run("bad-4", |_| async { Ok::<_, Error>(HashMap::from([((1u8, 2u8), 3u8)])) })
@@ -103,7 +102,7 @@ async fn an_unserializable_output_fails_the_run_with_a_clear_error(h: Harness) {
     assert!(run.error.unwrap().contains("run output"));
 }
 
-async fn a_signal_payload_of_the_wrong_type_names_the_signal(h: Harness) {
+pub async fn a_signal_payload_of_the_wrong_type_names_the_signal(h: Harness) {
     h.wf().complete("bad-5", "approval", &"yes").await.unwrap();
     let err = h.wf().run("bad-5", |_| async { durably::signal::<bool>("approval").await }).await.unwrap_err();
     assert!(
@@ -115,11 +114,3 @@ async fn a_signal_payload_of_the_wrong_type_names_the_signal(h: Harness) {
         h.wf().run("bad-5", |_| async { durably::signal::<String>("approval").await }).await.unwrap();
     assert_eq!(ok, "yes");
 }
-
-on_every_store!(
-    a_stored_value_of_the_wrong_type_is_an_error_not_a_panic,
-    a_corrupted_stored_value_is_an_error_naming_the_step,
-    an_unserializable_value_is_an_error_before_anything_is_recorded,
-    an_unserializable_output_fails_the_run_with_a_clear_error,
-    a_signal_payload_of_the_wrong_type_names_the_signal,
-);

@@ -1,19 +1,18 @@
-//! Fault injection (issue 6): a store that fails, loses the reply of, or delays chosen calls.
+//! Fault injection: a store that fails, loses the reply of, or delays chosen calls.
 //! The run fails with an error naming the operation and the run, a re-run resumes from what was
 //! recorded, and no half-written record appears.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
+// A test suite reports failure by panicking, and each test's name is its documentation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Counter, Harness};
+use super::{Counter, Harness};
+use crate::faults::{Fault, FaultStore, InjectedFault, Op};
 use durably::{Error, RunStatus, StepStatus, Workflow};
-use durably_testkit::faults::{Fault, FaultStore, InjectedFault, Op};
 
 #[durably::task(retries = 0)]
-async fn work(c: Counter, i: u32) -> Result<u32, common::Boom> {
+async fn work(c: Counter, i: u32) -> Result<u32, super::Boom> {
     c.hit();
     Ok(i * 10)
 }
@@ -59,7 +58,7 @@ fn completed(steps: &[durably::StepRecord]) -> Vec<&str> {
     steps.iter().filter(|s| s.status == StepStatus::Completed).map(|s| s.step_id.as_str()).collect()
 }
 
-async fn a_failed_checkpoint_write_fails_the_run_and_a_rerun_resumes(h: Harness) {
+pub async fn a_failed_checkpoint_write_fails_the_run_and_a_rerun_resumes(h: Harness) {
     let store = Arc::new(FaultStore::new(h.store()));
     store.inject(Op::SaveStep, 3, Fault::Fail);
     let c = Counter::new();
@@ -76,7 +75,7 @@ async fn a_failed_checkpoint_write_fails_the_run_and_a_rerun_resumes(h: Harness)
     assert_eq!(c.get(), 3);
 }
 
-async fn a_lost_reply_after_the_write_replays_the_step(h: Harness) {
+pub async fn a_lost_reply_after_the_write_replays_the_step(h: Harness) {
     let store = Arc::new(FaultStore::new(h.store()));
     store.inject(Op::SaveStep, 2, Fault::FailAfterWrite);
     let c = Counter::new();
@@ -88,7 +87,7 @@ async fn a_lost_reply_after_the_write_replays_the_step(h: Harness) {
     assert_eq!(c.get(), 3, "s1 was recorded before the reply was lost: it replays");
 }
 
-async fn a_failed_open_run_creates_nothing(h: Harness) {
+pub async fn a_failed_open_run_creates_nothing(h: Harness) {
     let store = Arc::new(FaultStore::new(h.store()));
     store.inject(Op::OpenRun, 1, Fault::Fail);
     let c = Counter::new();
@@ -99,7 +98,7 @@ async fn a_failed_open_run_creates_nothing(h: Harness) {
     assert_eq!(five_steps(&engine(store), "f3", &c).await.unwrap(), 100);
 }
 
-async fn a_failed_completion_write_leaves_a_resumable_run(h: Harness) {
+pub async fn a_failed_completion_write_leaves_a_resumable_run(h: Harness) {
     let store = Arc::new(FaultStore::new(h.store()));
     let c = Counter::new();
     // Calls of update_run made by this run: the completion is the last one. Fail every call,
@@ -118,7 +117,7 @@ async fn a_failed_completion_write_leaves_a_resumable_run(h: Harness) {
     assert_eq!(h.wf().get_run("f4").await.unwrap().unwrap().status, RunStatus::Completed);
 }
 
-async fn a_connection_down_mid_run_then_back(h: Harness) {
+pub async fn a_connection_down_mid_run_then_back(h: Harness) {
     let store = Arc::new(FaultStore::new(h.store()));
     store.fail_from(Op::SaveStep, 4);
     let c = Counter::new();
@@ -131,7 +130,7 @@ async fn a_connection_down_mid_run_then_back(h: Harness) {
     assert!(store.calls(Op::SaveStep) >= 6);
 }
 
-async fn slow_store_calls_delay_but_do_not_break_a_run(h: Harness) {
+pub async fn slow_store_calls_delay_but_do_not_break_a_run(h: Harness) {
     let store = Arc::new(FaultStore::new(h.store()));
     store.inject(Op::SaveStep, 2, Fault::Delay(Duration::from_millis(50)));
     store.inject(Op::OpenRun, 1, Fault::Delay(Duration::from_millis(50)));
@@ -139,12 +138,3 @@ async fn slow_store_calls_delay_but_do_not_break_a_run(h: Harness) {
     assert_eq!(five_steps(&engine(store), "f6", &c).await.unwrap(), 100);
     assert_eq!(completed(&h.wf().list_steps("f6").await.unwrap()).len(), 5);
 }
-
-on_every_store!(
-    a_failed_checkpoint_write_fails_the_run_and_a_rerun_resumes,
-    a_lost_reply_after_the_write_replays_the_step,
-    a_failed_open_run_creates_nothing,
-    a_failed_completion_write_leaves_a_resumable_run,
-    a_connection_down_mid_run_then_back,
-    slow_store_calls_delay_but_do_not_break_a_run,
-);
