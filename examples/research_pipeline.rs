@@ -18,13 +18,12 @@
 
 #![allow(clippy::print_stdout)] // an example talks to its user
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use durably::agent::TaskConfig;
 use durably::agent::openai::{OpenAiAgent, Tool};
 use durably::backoff::exponential;
-use durably::{SqliteStore, StepStatus, Workflow};
+use durably::{SqliteStore, State, StepStatus, Workflow};
 use durably_testkit::mock_openai::MockOpenAi;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -47,14 +46,13 @@ struct Agents {
     summarizer: OpenAiAgent,
 }
 
-static AGENTS: OnceLock<Agents> = OnceLock::new();
 static CRASH_BEFORE_SUMMARY: AtomicBool = AtomicBool::new(true);
 
 /// The pipeline: `#[durably::durable_pipeline]` is the workflow attribute; the agent runs in it
-/// are part of its run.
+/// are part of its run. The agents are application state registered on the engine: no
+/// argument of `research(&wf, …)`, not recorded, and there for a recovered run too.
 #[durably::durable_pipeline(id = "research-{topic_id}")]
-async fn research(topic_id: String, topic: String) -> anyhow::Result<String> {
-    let agents = AGENTS.get().ok_or_else(|| anyhow::anyhow!("agents not built"))?;
+async fn research(State(agents): State<Agents>, topic_id: String, topic: String) -> anyhow::Result<String> {
     let plan = agents.planner.run(format!("Plan three web searches about: {topic}")).await?;
     let mut findings = Vec::new();
     for query in plan.output.lines().map(str::trim).filter(|q| !q.is_empty()).take(3) {
@@ -105,9 +103,8 @@ async fn main() -> anyhow::Result<()> {
             .build(),
         summarizer: agent("summarizer", "Summarize the findings in two sentences.").build(),
     };
-    if AGENTS.set(agents).is_err() {
-        anyhow::bail!("agents built twice");
-    }
+    // The agents hold the engine, so they are registered once it is built.
+    wf.set_state(agents);
 
     let topic = "durable LLM agents".to_owned();
     println!("\n1) first execution of run research-42 (interrupted before the summary)");

@@ -1,4 +1,4 @@
-//! Bad input read back from a store (issue 6): whatever bytes sit in a step value, a status, a
+//! Bad input read back from a store: whatever bytes sit in a step value, a status, a
 //! signal payload or a run's output, reading them gives a value or an error naming the run, the
 //! step and the type: never a panic, never another run's data.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,4 +1,4 @@
-//! At-rest safety (issue 6): with the payload codec, the raw store holds no plaintext of any
+//! At-rest safety: with the payload codec, the raw store holds no plaintext of any
 //! value, runs replay through it, and a value copied to another run or read with another key
 //! is refused.
 #![cfg(feature = "encryption")]

@@ -1,4 +1,4 @@
-//! A full disk (issue 6): a child process whose file-size limit (`ulimit -f`) stops the SQLite
+//! A full disk: a child process whose file-size limit (`ulimit -f`) stops the SQLite
 //! file from growing writes steps until the store refuses one. The refusal is a clear error
 //! naming the operation and the run, and every step recorded before it is intact and readable.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]

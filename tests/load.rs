@@ -1,4 +1,4 @@
-//! Load and size limits (issue 6): many concurrent runs mixing steps and signals all complete
+//! Load and size limits: many concurrent runs mixing steps and signals all complete
 //! with nothing lost, and 10 MB values round-trip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

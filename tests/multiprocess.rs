@@ -1,4 +1,4 @@
-//! Several real OS processes sharing one store (DESIGN rules 9 and 12): two processes that
+//! Several real OS processes sharing one store (rules 9 and 12 of docs/design.md): two processes that
 //! start the same run id at once execute each step body once in total, and a worker killed
 //! with SIGKILL mid-run is recovered by another process, which re-executes at most the step
 //! that was in flight.

@@ -1,4 +1,4 @@
-//! Crash torture (issue 6): a workflow of many steps runs in a child process that is killed with
+//! Crash torture: a workflow of many steps runs in a child process that is killed with
 //! SIGKILL at a random moment, again and again, until the run completes. After every kill the
 //! parent checks, from the store and from an append-only log of step executions:
 //!

@@ -1,4 +1,4 @@
-//! Crash torture of an agent run with tools (issue 6): an agent (the OpenAI agent, and the
+//! Crash torture of an agent run with tools: an agent (the OpenAI agent, and the
 //! rig `DurableAgent` with the `rig` feature) runs a tool loop of [`TOOLS`] tool calls in a
 //! child process that is killed with SIGKILL at a random moment, again and again, until the
 //! run completes. The mock model lives in this (parent) process, so it survives the kills and

@@ -1,5 +1,5 @@
-//! The `#[workflow]` attribute: run ids from templates, defaults and explicit ids (DESIGN rule
-//! 8), stored input, and the stored output of a completed run.
+//! The `#[workflow]` attribute: run ids from templates, defaults and explicit ids (rule 8 of
+//! docs/design.md), stored input, and the stored output of a completed run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

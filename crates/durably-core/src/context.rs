@@ -171,7 +171,7 @@ impl RunContext {
     /// model client. Recovered runs see the same state as runs started by a caller. Fails with
     /// [`Error::Invalid`] naming the type when none is registered.
     pub fn state<S: Send + Sync + 'static>(&self) -> Result<Arc<S>> {
-        self.inner.env.states.get::<S>()
+        self.inner.env.state::<S>()
     }
 
     /// A scope of this run named `name`: its steps are named `<prefix>.<name>` and counted on

@@ -4,7 +4,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::backoff::RetryPolicy;
 use crate::error::{Error, Result};
@@ -86,5 +86,24 @@ pub(crate) struct Env {
     pub(crate) store: Arc<dyn Store>,
     /// Retries and backoff of tasks that set none.
     pub(crate) retry: RetryPolicy,
-    pub(crate) states: States,
+    /// Written by `WorkflowBuilder::state` and `Workflow::set_state`, read by runs; never held
+    /// across an `.await`.
+    pub(crate) states: RwLock<States>,
+}
+
+impl Env {
+    /// The state of type `S`: see [`States::get`].
+    pub(crate) fn state<S: Send + Sync + 'static>(&self) -> Result<Arc<S>> {
+        self.states.read().unwrap_or_else(|e| e.into_inner()).get::<S>()
+    }
+
+    /// Registers the state of type `S`, replacing an earlier one.
+    pub(crate) fn set_state<S: Send + Sync + 'static>(&self, value: Arc<S>) {
+        self.states.write().unwrap_or_else(|e| e.into_inner()).insert(value);
+    }
+
+    /// How many state values are registered.
+    pub(crate) fn state_count(&self) -> usize {
+        self.states.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }

@@ -106,7 +106,7 @@ impl std::fmt::Debug for Workflow {
             .field("app", &self.engine.env.app)
             .field("default_retries", &self.engine.env.retry.retries)
             .field("default_backoff", &self.engine.env.retry.backoff)
-            .field("states", &self.engine.env.states.len())
+            .field("states", &self.engine.env.state_count())
             .field("owner", &self.engine.owner)
             .field("lease_ttl", &self.engine.lease_ttl)
             .field("wait_for_lease", &self.wait_for_lease)
@@ -229,7 +229,7 @@ impl WorkflowBuilder {
         let cancel_watcher = Arc::new(CancelWatcher::new(store.clone()));
         Workflow {
             engine: Arc::new(Engine {
-                env: Arc::new(Env { app: self.app, store, retry: self.retry, states: self.states }),
+                env: Arc::new(Env { app: self.app, store, retry: self.retry, states: self.states.into() }),
                 renewer,
                 cancel_watcher,
                 owner,
@@ -280,7 +280,14 @@ impl Workflow {
 
     /// The application state of type `S` registered with [`WorkflowBuilder::state`].
     pub fn state<S: Send + Sync + 'static>(&self) -> Result<Arc<S>> {
-        self.engine.env.states.get::<S>()
+        self.engine.env.state::<S>()
+    }
+
+    /// Registers application state after the engine is built, for values that need the
+    /// `Workflow` themselves (agents hold one). Runs read it like state given to
+    /// [`WorkflowBuilder::state`]; a second value of one type replaces the first.
+    pub fn set_state<S: Send + Sync + 'static>(&self, value: S) {
+        self.engine.env.set_state(Arc::new(value));
     }
 
     /// This engine's lease owner id (`<hostname>-<pid>-<random>` unless the builder set one):

@@ -1,4 +1,4 @@
-//! Operating runs (DESIGN rule 13): cancel from another engine, fork, purge, export and import.
+//! Operating runs (rule 13 of docs/design.md): cancel from another engine, fork, purge, export and import.
 //! Two engines on one shared store stand for two processes: they share no in-memory state.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
