@@ -107,11 +107,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use durably_core::{
-    Backoff, BoxError, DEFAULT_LEASE_TTL, DEFAULT_RETRIES, DurableWorkflow, Error, Lease, LeaseOutcome,
-    MemoryStore, NewRun, RecoveryReport, Result, Retryable, RunContext, RunFilter, RunHistory, RunRecord,
-    RunStatus, RunUpdate, SignalRecord, StepInfo, StepRecord, StepStatus, Store, TaskCall, WorkerHandle,
-    Workflow, WorkflowBuilder, backoff, current_step, idempotency_key, now_ms, signal, signal_timeout, sleep,
-    step,
+    Admin, Backoff, BoxError, DEFAULT_LEASE_TTL, DEFAULT_RETRIES, DurableWorkflow, Error, Journal, Lease,
+    LeaseOutcome, Leases, MemoryStore, NewRun, RecoveryReport, Result, Retryable, RunContext, RunFilter,
+    RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, Signals, SingleProcess, StepInfo, StepRecord,
+    StepStatus, Store, TaskCall, WorkerHandle, Workflow, WorkflowBuilder, backoff, current_step,
+    idempotency_key, now_ms, signal, signal_timeout, sleep, step, store,
 };
 /// `#[durably::durable_pipeline]` is [`workflow`] under its python-durable name, for multi-agent
 /// pipelines: agent runs (`durably::agent::openai::OpenAiAgent::run`, the rig `DurableAgent`)

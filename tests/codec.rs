@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use durably::codec::{Codec, CodecStore};
-use durably::{Error, MemoryStore, SqliteStore, Store, Workflow};
+use durably::store::prelude::*;
+use durably::{Error, MemoryStore, SqliteStore, Workflow};
 
 const SECRET: &str = "4111-1111-1111-1111 belongs to Ada Lovelace";
 const KEY: [u8; 32] = [42; 32];

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use durably::{MemoryStore, Store, Workflow};
+use durably::store::prelude::*;
+use durably::{MemoryStore, Workflow};
 
 /// Which store a test runs on.
 #[derive(Clone, Copy, Debug)]

@@ -6,7 +6,7 @@
 //! macros and the SQLite store.
 //!
 //! Several processes may share a store: a run being executed holds a [`Lease`] in it (see
-//! [`Store::acquire_lease`]), renewed in the background every third of
+//! [`Leases::acquire_lease`]), renewed in the background every third of
 //! [`WorkflowBuilder::lease_ttl`], so that a second executor gets [`Error::RunInProgress`] (or
 //! waits for it, with [`WorkflowBuilder::wait_for_lease`]). Workflows registered with
 //! [`Workflow::register`] or [`Workflow::register_fn`] are resumed by [`Workflow::recover`] and
@@ -23,7 +23,7 @@ mod memory;
 pub mod private;
 mod recovery;
 mod signal;
-mod store;
+pub mod store;
 mod sync;
 mod task;
 mod workflow;
@@ -38,8 +38,8 @@ pub use memory::MemoryStore;
 pub use recovery::{DurableWorkflow, RecoveryReport, WorkerHandle};
 pub use signal::{signal, signal_timeout, sleep};
 pub use store::{
-    Lease, LeaseOutcome, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
-    StepRecord, StepStatus, Store, now_ms,
+    Admin, Journal, Lease, LeaseOutcome, Leases, NewRun, RunFilter, RunHistory, RunRecord, RunStatus,
+    RunUpdate, SignalRecord, Signals, SingleProcess, StepRecord, StepStatus, Store, now_ms,
 };
 pub use task::{TaskCall, step};
 pub use workflow::{DEFAULT_RETRIES, Workflow, WorkflowBuilder};

@@ -89,9 +89,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use durably_core::store::prelude::*;
 use durably_core::{
     Error, Lease, LeaseOutcome, NewRun, Result, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate,
-    SignalRecord, StepRecord, Store,
+    SignalRecord, StepRecord,
 };
 use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
@@ -621,7 +622,7 @@ impl PostgresStore {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl Journal for PostgresStore {
     async fn open_run(&self, new: NewRun) -> Result<RunHistory> {
         let run_id = new.run_id.as_str();
         let sql = &self.statements.open_run;
@@ -653,7 +654,6 @@ impl Store for PostgresStore {
         }
         Err(Error::store("open_run", Some(run_id), "the run was neither created nor found; try again"))
     }
-
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
         let sql = &self.statements.save_step;
         let attempts = i64::from(step.attempts);
@@ -675,7 +675,6 @@ impl Store for PostgresStore {
             Ok(())
         })
     }
-
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         let sql = &self.statements.update_run;
         let changed = on_connection!(self, "update_run", Some(run_id), retry = true, |client| async {
@@ -695,7 +694,26 @@ impl Store for PostgresStore {
         }
         Ok(())
     }
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        let sql = &self.statements.get_run;
+        let row = on_connection!(self, "get_run", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query_opt(&stmt, &[&run_id]).await?)
+        })?;
+        row.map(|row| decode_run(&row, run_id)).transpose()
+    }
+    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        let sql = &self.statements.list_steps;
+        let rows = on_connection!(self, "list_steps", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &[&run_id]).await?)
+        })?;
+        rows.iter().map(|row| decode_step(row, run_id)).collect()
+    }
+}
 
+#[async_trait]
+impl Signals for PostgresStore {
     async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
         let sql = &self.statements.deliver_signal;
         // Not retried: if the connection died after the insert committed, a second attempt
@@ -708,7 +726,6 @@ impl Store for PostgresStore {
         })?;
         Ok(!rows.is_empty())
     }
-
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
         let sql = &self.statements.get_signal;
         let row = on_connection!(self, "get_signal", Some(run_id), retry = true, |client| async {
@@ -724,43 +741,14 @@ impl Store for PostgresStore {
         })
         .transpose()
     }
-
-    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        let sql = &self.statements.get_run;
-        let row = on_connection!(self, "get_run", Some(run_id), retry = true, |client| async {
-            let stmt = client.prepare_cached(sql).await?;
-            Ok(client.query_opt(&stmt, &[&run_id]).await?)
-        })?;
-        row.map(|row| decode_run(&row, run_id)).transpose()
-    }
-
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        // NULL is `LIMIT ALL`.
-        let limit: Option<i64> = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-        let status = filter.status.map(RunStatus::as_str);
-        let workflow = filter.workflow.as_deref();
-        let (sql, params): (&str, Vec<&(dyn ToSql + Sync)>) = match (&status, &workflow) {
-            (None, None) => (&self.statements.list_runs[0], vec![&limit]),
-            (Some(s), None) => (&self.statements.list_runs[1], vec![&limit, s]),
-            (None, Some(w)) => (&self.statements.list_runs[2], vec![&limit, w]),
-            (Some(s), Some(w)) => (&self.statements.list_runs[3], vec![&limit, s, w]),
-        };
-        let rows = on_connection!(self, "list_runs", None::<&str>, retry = true, |client| async {
-            let stmt = client.prepare_cached(sql).await?;
-            Ok(client.query(&stmt, &params).await?)
-        })?;
-        rows.iter().map(|row| decode_run(row, "(listed run)")).collect()
-    }
-
-    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
-        let sql = &self.statements.list_steps;
-        let rows = on_connection!(self, "list_steps", Some(run_id), retry = true, |client| async {
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        let sql = &self.statements.list_signals;
+        let rows = on_connection!(self, "list_signals", Some(run_id), retry = true, |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query(&stmt, &[&run_id]).await?)
         })?;
-        rows.iter().map(|row| decode_step(row, run_id)).collect()
+        rows.iter().map(|row| decode_signal(row, run_id)).collect()
     }
-
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
         // Register before looking, so a notification between the look and the wait is kept.
         let registration = self.waiters.register(run_id);
@@ -773,7 +761,10 @@ impl Store for PostgresStore {
         let wait = if self.waiters.is_connected() { max_wait } else { max_wait.min(POLL_WHILE_DISCONNECTED) };
         let _ = tokio::time::timeout(wait, notified).await;
     }
+}
 
+#[async_trait]
+impl Leases for PostgresStore {
     async fn acquire_lease(
         &self,
         run_id: &str,
@@ -809,7 +800,6 @@ impl Store for PostgresStore {
         }
         Err(Error::store("acquire_lease", Some(run_id), "the lease was neither taken nor found; try again"))
     }
-
     async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
         let sql = &self.statements.release_lease;
         on_connection!(self, "release_lease", Some(run_id), retry = true, |client| async {
@@ -818,7 +808,6 @@ impl Store for PostgresStore {
             Ok(())
         })
     }
-
     /// One statement for every lease, extending only `owner`'s rows, by the server's clock
     /// (`now_ms` is ignored, as in `acquire_lease`), on the store's background connection: it
     /// never waits behind the runs' statements for a pooled one.
@@ -855,7 +844,6 @@ impl Store for PostgresStore {
             })
             .collect()
     }
-
     /// One query for every id (`= ANY` of one array parameter), on the background connection.
     async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
         if run_ids.is_empty() {
@@ -882,7 +870,6 @@ impl Store for PostgresStore {
             })
             .collect()
     }
-
     async fn recoverable_runs(&self, _now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         let sql = &self.statements.recoverable_runs;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -893,25 +880,6 @@ impl Store for PostgresStore {
         })?;
         rows.iter().map(|row| decode_run(row, "(recoverable run)")).collect()
     }
-
-    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
-        let sql = &self.statements.list_signals;
-        let rows = on_connection!(self, "list_signals", Some(run_id), retry = true, |client| async {
-            let stmt = client.prepare_cached(sql).await?;
-            Ok(client.query(&stmt, &[&run_id]).await?)
-        })?;
-        rows.iter().map(|row| decode_signal(row, run_id)).collect()
-    }
-
-    async fn delete_run(&self, run_id: &str) -> Result<bool> {
-        let sql = &self.statements.delete_run;
-        let rows = on_connection!(self, "delete_run", Some(run_id), retry = true, |client| async {
-            let stmt = client.prepare_cached(sql).await?;
-            Ok(client.query(&stmt, &[&run_id]).await?)
-        })?;
-        Ok(!rows.is_empty())
-    }
-
     async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
         let sql = &self.statements.update_run_unless_cancelled;
         let row = on_connection!(self, "update_run", Some(run_id), retry = true, |client| async {
@@ -937,6 +905,35 @@ impl Store for PostgresStore {
             return Err(Error::RunNotFound { run_id: run_id.to_owned() });
         }
         Ok(updated)
+    }
+}
+
+#[async_trait]
+impl Admin for PostgresStore {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        // NULL is `LIMIT ALL`.
+        let limit: Option<i64> = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let status = filter.status.map(RunStatus::as_str);
+        let workflow = filter.workflow.as_deref();
+        let (sql, params): (&str, Vec<&(dyn ToSql + Sync)>) = match (&status, &workflow) {
+            (None, None) => (&self.statements.list_runs[0], vec![&limit]),
+            (Some(s), None) => (&self.statements.list_runs[1], vec![&limit, s]),
+            (None, Some(w)) => (&self.statements.list_runs[2], vec![&limit, w]),
+            (Some(s), Some(w)) => (&self.statements.list_runs[3], vec![&limit, s, w]),
+        };
+        let rows = on_connection!(self, "list_runs", None::<&str>, retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &params).await?)
+        })?;
+        rows.iter().map(|row| decode_run(row, "(listed run)")).collect()
+    }
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        let sql = &self.statements.delete_run;
+        let rows = on_connection!(self, "delete_run", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &[&run_id]).await?)
+        })?;
+        Ok(!rows.is_empty())
     }
 }
 

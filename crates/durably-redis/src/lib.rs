@@ -85,9 +85,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use durably_core::store::prelude::*;
 use durably_core::{
     Error, Lease, LeaseOutcome, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
-    StepRecord, Store,
+    StepRecord,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -342,7 +343,7 @@ fn id_field(flat: &[String]) -> Option<String> {
 }
 
 #[async_trait]
-impl Store for RedisStore {
+impl Journal for RedisStore {
     async fn open_run(&self, run: NewRun) -> Result<RunHistory> {
         let op = "open_run";
         if let Some(input) = &run.input {
@@ -365,7 +366,6 @@ impl Store for RedisStore {
         sort_signals(&mut delivered);
         Ok(RunHistory::new(record, steps, delivered))
     }
-
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
         let text = encode_step(run_id, step)?;
         let mut call = self.invoke(&self.scripts.save_step);
@@ -384,15 +384,35 @@ impl Store for RedisStore {
         })?;
         Ok(())
     }
-
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         self.update(run_id, update, false).await.map(drop)
     }
-
-    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
-        self.update(run_id, update, true).await
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.keys.run(run_id))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(fail("get_run", run_id))?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let flat = fields.into_iter().flat_map(|(k, v)| [k, v]).collect();
+        decode_run(run_id, flat).map(Some)
     }
+    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        let texts: Vec<String> = redis::cmd("HVALS")
+            .arg(self.keys.steps(run_id))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(fail("list_steps", run_id))?;
+        let mut steps = texts.iter().map(|t| decode_step(run_id, t)).collect::<Result<Vec<_>>>()?;
+        sort_steps(&mut steps);
+        Ok(steps)
+    }
+}
 
+#[async_trait]
+impl Signals for RedisStore {
     async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
         let op = "deliver_signal";
         check_size(
@@ -408,7 +428,6 @@ impl Store for RedisStore {
         })?;
         Ok(delivered == 1)
     }
-
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
         let value: Option<String> = redis::cmd("HGET")
             .arg(self.keys.signals(run_id))
@@ -418,30 +437,6 @@ impl Store for RedisStore {
             .map_err(fail("get_signal", run_id))?;
         value.map(|v| decode_signal(run_id, name.to_owned(), &v).map(|s| s.payload)).transpose()
     }
-
-    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(self.keys.run(run_id))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(fail("get_run", run_id))?;
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        let flat = fields.into_iter().flat_map(|(k, v)| [k, v]).collect();
-        decode_run(run_id, flat).map(Some)
-    }
-
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        let mut call = self.invoke(&self.scripts.list_runs);
-        call.arg(filter.status.map(|s| s.as_str()).unwrap_or(""));
-        opt_arg(&mut call, filter.workflow.as_deref());
-        call.arg(filter.limit.map(|l| l.to_string()).unwrap_or_else(|| "-1".to_owned()));
-        let flats: Vec<Vec<String>> =
-            call.invoke_async(&mut self.conn.clone()).await.map_err(fail("list_runs", None))?;
-        decode_runs(flats)
-    }
-
     async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
         let fields: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(self.keys.signals(run_id))
@@ -455,26 +450,6 @@ impl Store for RedisStore {
         sort_signals(&mut signals);
         Ok(signals)
     }
-
-    async fn delete_run(&self, run_id: &str) -> Result<bool> {
-        let mut call = self.invoke(&self.scripts.delete_run);
-        call.arg(run_id);
-        let existed: i64 =
-            call.invoke_async(&mut self.conn.clone()).await.map_err(fail("delete_run", run_id))?;
-        Ok(existed == 1)
-    }
-
-    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
-        let texts: Vec<String> = redis::cmd("HVALS")
-            .arg(self.keys.steps(run_id))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(fail("list_steps", run_id))?;
-        let mut steps = texts.iter().map(|t| decode_step(run_id, t)).collect::<Result<Vec<_>>>()?;
-        sort_steps(&mut steps);
-        Ok(steps)
-    }
-
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
         let deadline = tokio::time::Instant::now() + max_wait;
         let Some(listener) = self.listener().await else {
@@ -502,7 +477,10 @@ impl Store for RedisStore {
         }
         let _ = tokio::time::timeout_at(deadline, notified).await;
     }
+}
 
+#[async_trait]
+impl Leases for RedisStore {
     async fn acquire_lease(
         &self,
         run_id: &str,
@@ -532,7 +510,6 @@ impl Store for RedisStore {
             }),
         }
     }
-
     async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
         let mut call = self.invoke(&self.scripts.release_lease);
         call.arg(run_id).arg(owner);
@@ -540,7 +517,6 @@ impl Store for RedisStore {
             call.invoke_async(&mut self.conn.clone()).await.map_err(fail("release_lease", run_id))?;
         Ok(())
     }
-
     /// One script call per 1,000 leases, extending only `owner`'s, by the server's clock
     /// (`now_ms` is ignored, as in `acquire_lease`).
     async fn renew_leases(
@@ -574,7 +550,6 @@ impl Store for RedisStore {
         }
         Ok(lost)
     }
-
     /// One script call per 1,000 ids.
     async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
         let mut cancelled = Vec::new();
@@ -587,13 +562,35 @@ impl Store for RedisStore {
         }
         Ok(cancelled)
     }
-
     async fn recoverable_runs(&self, _now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         let mut call = self.invoke(&self.scripts.recoverable_runs);
         call.arg(limit.to_string());
         let flats: Vec<Vec<String>> =
             call.invoke_async(&mut self.conn.clone()).await.map_err(fail("recoverable_runs", None))?;
         decode_runs(flats)
+    }
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        self.update(run_id, update, true).await
+    }
+}
+
+#[async_trait]
+impl Admin for RedisStore {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let mut call = self.invoke(&self.scripts.list_runs);
+        call.arg(filter.status.map(|s| s.as_str()).unwrap_or(""));
+        opt_arg(&mut call, filter.workflow.as_deref());
+        call.arg(filter.limit.map(|l| l.to_string()).unwrap_or_else(|| "-1".to_owned()));
+        let flats: Vec<Vec<String>> =
+            call.invoke_async(&mut self.conn.clone()).await.map_err(fail("list_runs", None))?;
+        decode_runs(flats)
+    }
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        let mut call = self.invoke(&self.scripts.delete_run);
+        call.arg(run_id);
+        let existed: i64 =
+            call.invoke_async(&mut self.conn.clone()).await.map_err(fail("delete_run", run_id))?;
+        Ok(existed == 1)
     }
 }
 

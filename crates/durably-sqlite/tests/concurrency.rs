@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{WriteLock, new_run, open, raw, start, step, temp_db};
-use durably_core::{Error, RunFilter, RunStatus, RunUpdate, SignalRecord, Store};
+use durably_core::store::prelude::*;
+use durably_core::{Error, RunFilter, RunStatus, RunUpdate, SignalRecord};
 use durably_sqlite::{Durability, SqliteStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
