@@ -179,9 +179,12 @@ pub mod prelude {
     pub use crate::{Error, Workflow, signal, signal_timeout, sleep, step, task, workflow};
 }
 
+/// At-rest protection for stored values (feature `encryption`): the `durably-codec` crate.
 #[cfg(feature = "encryption")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
-pub mod codec;
+pub mod codec {
+    pub use durably_codec::*;
+}
 
 /// The Redis store (feature `redis`).
 #[cfg(feature = "redis")]

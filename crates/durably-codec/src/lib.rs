@@ -1,15 +1,16 @@
-//! At-rest protection for stored values (feature `encryption`): compression and authenticated
+//! At-rest protection for durably's stored values (the facade's feature `encryption`, as
+//! `durably::codec`): compression and authenticated
 //! encryption applied to every value a store keeps — step values and errors, run inputs,
 //! outputs and errors, signal payloads — by wrapping the store:
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> durably::Result<()> {
-//! use durably::codec::{Codec, CodecStore};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> durably_core::Result<()> {
+//! use durably_codec::{Codec, CodecStore};
 //!
 //! let key = [7u8; 32]; // from your secret manager, never from source code
-//! let store = CodecStore::new(durably::MemoryStore::new(), Codec::new().encrypt(key).compress(true));
-//! let wf = durably::Workflow::builder("app").store(store).build();
-//! let n: u32 = wf.run("r1", |_| async { durably::step("n", || async { Ok::<_, std::io::Error>(7u32) }).await }).await?;
+//! let store = CodecStore::new(durably_core::MemoryStore::new(), Codec::new().encrypt(key).compress(true));
+//! let wf = durably_core::Workflow::builder("app").store(store).build();
+//! let n: u32 = wf.run("r1", |_| async { durably_core::step("n", || async { Ok::<_, std::io::Error>(7u32) }).await }).await?;
 //! assert_eq!(n, 7);
 //! # Ok(()) }
 //! ```
