@@ -32,7 +32,7 @@ pub use admin::{EXPORT_FORMAT, RunExport};
 pub use backoff::Backoff;
 pub use cancel::CANCEL_POLL;
 pub use context::{RunContext, StepInfo, current_step, idempotency_key};
-pub use error::{BoxError, Error, Result, Retryable};
+pub use error::{BoxError, Error, Result, Retryable, StoreErrorKind};
 pub use lease::DEFAULT_LEASE_TTL;
 pub use memory::MemoryStore;
 pub use recovery::{DurableWorkflow, RecoveryReport, WorkerHandle};

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use deadpool_postgres::PoolError;
-use durably_core::Error;
+use durably_core::{Error, StoreErrorKind};
 
 /// The error of a connection that could not be opened, naming where it was going.
 #[derive(Debug)]
@@ -76,9 +76,15 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
 pub(crate) fn connect_error(target: &str, e: PoolError) -> Error {
     match e {
         PoolError::Backend(source) => {
-            Error::store("connect", None, ConnectError { target: target.to_owned(), source })
+            let kind = kind_of(&source);
+            Error::store_kind(kind, "connect", None, ConnectError { target: target.to_owned(), source })
         }
-        other => Error::store("connect", None, format!("cannot connect to PostgreSQL at {target}: {other}")),
+        other => Error::store_kind(
+            StoreErrorKind::Transient,
+            "connect",
+            None,
+            format!("cannot connect to PostgreSQL at {target}: {other}"),
+        ),
     }
 }
 
@@ -122,12 +128,40 @@ impl Fail {
 
     pub(crate) fn into_error(self, op: &'static str, run_id: Option<&str>) -> Error {
         match self {
-            Fail::Pg(e) => Error::store(op, run_id, PgError::new(e)),
+            Fail::Pg(e) => Error::store_kind(kind_of(&e), op, run_id, PgError::new(e)),
             Fail::Pool(PoolError::Backend(e)) => {
-                Error::store(op, run_id, format!("no connection to PostgreSQL: {}", describe(&e)))
+                let kind = kind_of(&e);
+                Error::store_kind(kind, op, run_id, format!("no connection to PostgreSQL: {}", describe(&e)))
             }
-            Fail::Pool(e) => Error::store(op, run_id, format!("no connection to PostgreSQL: {e}")),
+            Fail::Pool(e) => Error::store_kind(
+                StoreErrorKind::Transient,
+                op,
+                run_id,
+                format!("no connection to PostgreSQL: {e}"),
+            ),
             Fail::Store(e) => e,
         }
+    }
+}
+
+/// How a tokio-postgres error is classified for the engine, by its SQLSTATE class.
+pub(crate) fn kind_of(e: &tokio_postgres::Error) -> StoreErrorKind {
+    let Some(db) = e.as_db_error() else {
+        // No answer from the server: the connection failed or closed.
+        return StoreErrorKind::Transient;
+    };
+    let code = db.code().code();
+    match &code[..2.min(code.len())] {
+        // Connection exceptions, insufficient resources, operator intervention.
+        "08" | "53" | "57" => StoreErrorKind::Transient,
+        // Serialization failure and deadlock: the transaction may succeed again.
+        "40" => StoreErrorKind::Transient,
+        // Integrity constraints, and objects that do not match the expected schema.
+        "23" | "42" if code != "42501" => StoreErrorKind::Conflict,
+        // Data exceptions: a stored value the statement could not read.
+        "22" | "XX" => StoreErrorKind::Corrupt,
+        // Authorization, insufficient privilege, read-only transaction.
+        "28" | "42" | "25" => StoreErrorKind::Refused,
+        _ => StoreErrorKind::Other,
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use durably_core::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::error::{ConnectError, redact};
+use crate::error::{ConnectError, kind_of, redact};
 use crate::keys::Keys;
 use crate::scripts::Scripts;
 use crate::{CONNECTION_TIMEOUT, MAX_TTL, RedisStore};
@@ -55,7 +55,7 @@ impl RedisStoreBuilder {
         let client = redis::Client::open(self.url.as_str())
             .map_err(|e| Error::Invalid { what: "Redis URL", detail: format!("`{url}`: {e}") })?;
         let connect_error = |e: redis::RedisError| {
-            Error::store("connect", None, ConnectError { url: url.clone(), source: e })
+            Error::store_kind(kind_of(&e), "connect", None, ConnectError { url: url.clone(), source: e })
         };
         // One plain attempt first, so that a wrong address fails at once with its own error
         // instead of after the manager's reconnection backoff.

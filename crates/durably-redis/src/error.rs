@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use durably_core::Error;
+use durably_core::{Error, StoreErrorKind};
 
 /// Maps a driver error to a store error naming the operation and run.
 pub(crate) fn fail<'a>(
@@ -11,7 +11,7 @@ pub(crate) fn fail<'a>(
     run_id: impl Into<Option<&'a str>>,
 ) -> impl FnOnce(redis::RedisError) -> Error {
     let run_id = run_id.into().map(str::to_owned);
-    move |e| Error::Store { op, run_id, source: Box::new(e) }
+    move |e| Error::Store { kind: kind_of(&e), op, run_id, source: Box::new(e) }
 }
 
 /// A driver error with what it concerned (`step `fetch``).
@@ -103,5 +103,16 @@ mod tests {
             redact("redis+unix:///tmp/r.sock?db=1&pass=s3cret"),
             "redis+unix:///tmp/r.sock?db=1&pass=***"
         );
+    }
+}
+
+/// How a Redis error is classified for the engine.
+pub(crate) fn kind_of(e: &redis::RedisError) -> StoreErrorKind {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        StoreErrorKind::Transient
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        StoreErrorKind::Refused
+    } else {
+        StoreErrorKind::Other
     }
 }

@@ -50,7 +50,7 @@ use async_trait::async_trait;
 use durably_core::store::prelude::*;
 use durably_core::{
     Error, LeaseOutcome, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
-    StepRecord,
+    StepRecord, StoreErrorKind,
 };
 use rusqlite::Connection;
 
@@ -272,7 +272,7 @@ impl SqliteStore {
 }
 
 fn writer_gone(op: &'static str, run_id: Option<&str>) -> Error {
-    Error::store(op, run_id, "the SQLite writer thread has stopped")
+    Error::store_kind(StoreErrorKind::Transient, op, run_id, "the SQLite writer thread has stopped")
 }
 
 impl fmt::Debug for SqliteStore {
