@@ -89,6 +89,17 @@ pub(crate) fn redact(url: &str) -> String {
     out
 }
 
+/// How a Redis error is classified for the engine.
+pub(crate) fn kind_of(e: &redis::RedisError) -> StoreErrorKind {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        StoreErrorKind::Transient
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        StoreErrorKind::Refused
+    } else {
+        StoreErrorKind::Other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact;
@@ -103,16 +114,5 @@ mod tests {
             redact("redis+unix:///tmp/r.sock?db=1&pass=s3cret"),
             "redis+unix:///tmp/r.sock?db=1&pass=***"
         );
-    }
-}
-
-/// How a Redis error is classified for the engine.
-pub(crate) fn kind_of(e: &redis::RedisError) -> StoreErrorKind {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
-        StoreErrorKind::Transient
-    } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
-        StoreErrorKind::Refused
-    } else {
-        StoreErrorKind::Other
     }
 }
