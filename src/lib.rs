@@ -107,11 +107,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use durably_core::{
-    Backoff, BoxError, DEFAULT_LEASE_TTL, DEFAULT_RETRIES, DurableWorkflow, Error, Lease, LeaseOutcome,
-    MemoryStore, NewRun, RecoveryReport, Result, RetryPolicy, Retryable, RunContext, RunFilter, RunHistory,
-    RunRecord, RunStatus, RunUpdate, SignalRecord, State, StepInfo, StepRecord, StepStatus, Store, TaskCall,
-    WorkerHandle, Workflow, WorkflowBuilder, backoff, current_step, idempotency_key, journal, now_ms, signal,
-    signal_timeout, sleep, spawn, state, step,
+    Admin, Backoff, BoxError, DEFAULT_LEASE_TTL, DEFAULT_RETRIES, DurableWorkflow, Error, Journal, Lease,
+    LeaseOutcome, Leases, MemoryStore, NewRun, RecoveryReport, Result, RetryPolicy, Retryable, RunContext,
+    RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, Signals, SingleProcess, State,
+    StepInfo, StepRecord, StepStatus, Store, StoreErrorKind, TaskCall, WorkerHandle, Workflow, WorkflowBuilder,
+    backoff, current_step, idempotency_key, journal, now_ms, signal, signal_timeout, sleep, spawn, state, step,
+    store,
 };
 /// `#[durably::durable_pipeline]` is [`workflow`] under its python-durable name, for multi-agent
 /// pipelines: agent runs (`durably::agent::openai::OpenAiAgent::run`, the rig `DurableAgent`)
@@ -181,9 +182,12 @@ pub mod prelude {
     };
 }
 
+/// At-rest protection for stored values (feature `encryption`): the `durably-codec` crate.
 #[cfg(feature = "encryption")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
-pub mod codec;
+pub mod codec {
+    pub use durably_codec::*;
+}
 
 /// The Redis store (feature `redis`).
 #[cfg(feature = "redis")]

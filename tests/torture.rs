@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use durably::{Durability, Error, SqliteStore, StepStatus, Store, Workflow};
+use durably::store::prelude::*;
+use durably::{Durability, Error, SqliteStore, StepStatus, Workflow};
 
 #[path = "common/process.rs"]
 mod process;

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durably::Store;
+use durably::store::prelude::*;
 
 /// The variable that carries the store spec to a child.
 pub const STORE_ENV: &str = "DURABLY_TEST_STORE";

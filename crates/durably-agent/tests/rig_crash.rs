@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use durably_agent::rig::rig_core::tool::{Tool, ToolContext};
 use durably_agent::rig::{DurableAgent, rig_agent::AgentBuilder};
-use durably_core::{StepStatus, Store, Workflow};
+use durably_core::store::prelude::*;
+use durably_core::{StepStatus, Workflow};
 use durably_testkit::mock_openai::{MockOpenAi, MockReply};
 use rig_support::*;
 use serde::Deserialize;

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, anyhow, bail};
-use durably::{Durability, NewRun, SqliteStore, StepRecord, StepStatus, Store};
+use durably::store::prelude::*;
+use durably::{Durability, NewRun, SqliteStore, StepRecord, StepStatus};
 use rusqlite::{Connection, params};
 
 use crate::report::{FLOOR, Record};

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use durably::{Durability, MemoryStore, SqliteStore, Store, Workflow};
+use durably::store::prelude::*;
+use durably::{Durability, MemoryStore, SqliteStore, Workflow};
 
 /// A store to benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use common::{Counter, approval_flow, pipeline, wait_for_status};
-use durably_core::{Error, RunStatus, Store, Workflow};
+use durably_core::store::prelude::*;
+use durably_core::{Error, RunStatus, Workflow};
 
 async fn store_or_skip(kind: &str, env: &str, default: &str) -> Option<(String, Arc<dyn Store>)> {
     let url = std::env::var(env).unwrap_or_else(|_| default.to_owned());

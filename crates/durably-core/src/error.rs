@@ -188,6 +188,8 @@ pub enum Error {
     /// The store failed to carry out an operation.
     #[error("store error during {op}{}: {source}", fmt_run(run_id))]
     Store {
+        /// What kind of failure it was, as the store classified it: see [`Error::kind`].
+        kind: StoreErrorKind,
         /// The operation (`open_run`, `save_step`, …).
         op: &'static str,
         /// The run concerned, when there is one.
@@ -218,6 +220,33 @@ pub enum Error {
     },
 }
 
+/// What kind of failure a store error is, so that the engine and callers decide what to retry
+/// without knowing the driver's error types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The store could not be reached or did not answer in time (connection lost, timeout,
+    /// database busy): the same call may succeed later.
+    Transient,
+    /// The write collided with the store's state (a constraint, a version or a schema
+    /// mismatch): retrying the same call will fail the same way.
+    Conflict,
+    /// A stored record cannot be decoded: someone must look at the data.
+    Corrupt,
+    /// The store refused the caller (authentication, permission, read-only): a configuration
+    /// must change.
+    Refused,
+    /// Anything else, or not classified by the store.
+    Other,
+}
+
+impl StoreErrorKind {
+    /// Whether the same call may succeed if made again later.
+    pub fn is_transient(self) -> bool {
+        self == StoreErrorKind::Transient
+    }
+}
+
 fn fmt_run(run_id: &Option<String>) -> String {
     run_id.as_ref().map(|r| format!(" of run `{r}`")).unwrap_or_default()
 }
@@ -245,9 +274,31 @@ impl Error {
         Error::Permanent(error.into())
     }
 
-    /// Wraps a store driver's error, naming the operation that failed.
+    /// Wraps a store driver's error, naming the operation that failed; its kind is
+    /// [`StoreErrorKind::Other`]. Stores that can tell use [`Error::store_kind`].
     pub fn store(op: &'static str, run_id: Option<&str>, source: impl Into<BoxError>) -> Self {
-        Error::Store { op, run_id: run_id.map(str::to_owned), source: source.into() }
+        Self::store_kind(StoreErrorKind::Other, op, run_id, source)
+    }
+
+    /// Wraps a store driver's error of a known kind, naming the operation that failed.
+    pub fn store_kind(
+        kind: StoreErrorKind,
+        op: &'static str,
+        run_id: Option<&str>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::Store { kind, op, run_id: run_id.map(str::to_owned), source: source.into() }
+    }
+
+    /// For an error of the store, what kind of failure it is: [`Error::Store`] as its store
+    /// classified it, [`Error::Corrupt`] as `Corrupt`. `None` for errors that are not the
+    /// store's.
+    pub fn kind(&self) -> Option<StoreErrorKind> {
+        match self {
+            Error::Store { kind, .. } => Some(*kind),
+            Error::Corrupt { .. } => Some(StoreErrorKind::Corrupt),
+            _ => None,
+        }
     }
 
     /// True for [`Error::Permanent`] (also when found in a task error's cause chain).
@@ -348,5 +399,22 @@ impl fmt::Display for Chain<'_> {
             cur = e.source();
         }
         f.write_str(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_the_stores_classification_and_nothing_for_other_errors() {
+        let transient =
+            Error::store_kind(StoreErrorKind::Transient, "save_step", Some("r"), "connection reset");
+        assert_eq!(transient.kind(), Some(StoreErrorKind::Transient));
+        assert!(transient.kind().is_some_and(StoreErrorKind::is_transient));
+        assert_eq!(Error::store("get_run", None, "?").kind(), Some(StoreErrorKind::Other));
+        let corrupt = Error::Corrupt { run_id: "r".into(), step_id: None, detail: "bad status".into() };
+        assert_eq!(corrupt.kind(), Some(StoreErrorKind::Corrupt));
+        assert_eq!(Error::RunNotFound { run_id: "r".into() }.kind(), None);
     }
 }

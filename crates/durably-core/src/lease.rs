@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
-use crate::store::{LeaseOutcome, Store, now_ms};
+use crate::store::{LeaseOutcome, Store};
 use crate::sync::{TaskSlot, lock};
 
 /// The lease TTL when the builder does not set one.
@@ -235,7 +235,7 @@ impl Renewer {
             };
             let run_ids: Vec<String> = leases.iter().map(|(id, _, _)| id.clone()).collect();
             let sent = Instant::now();
-            let outcome = self.store.renew_leases(&run_ids, &self.owner, self.ttl, now_ms()).await;
+            let outcome = self.store.renew_leases(&run_ids, &self.owner, self.ttl, self.store.now_ms()).await;
             drop(batch);
             match outcome {
                 Ok(lost) => {
@@ -339,7 +339,7 @@ pub(crate) async fn acquire(
         // again unless the lease was acquired (also if this future is dropped mid-call).
         let mark = LiveMark::new(key.clone());
         let sent = Instant::now();
-        match store.acquire_lease(run_id, owner, ttl, now_ms()).await? {
+        match store.acquire_lease(run_id, owner, ttl, store.now_ms()).await? {
             LeaseOutcome::Acquired => {
                 mark.keep();
                 tracing::debug!(target: "durably", owner, ttl_ms = ttl.as_millis() as u64, "lease acquired");
@@ -370,7 +370,7 @@ pub(crate) async fn acquire(
                 }
                 // Try again when it would expire, or sooner (it is released when its execution
                 // ends), by the store's clock as reported.
-                let left = u64::try_from(lease.expires_at_ms.saturating_sub(now_ms())).unwrap_or(0);
+                let left = u64::try_from(lease.expires_at_ms.saturating_sub(store.now_ms())).unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(left).clamp(MIN_LEASE_POLL, MAX_LEASE_POLL)).await;
             }
         }

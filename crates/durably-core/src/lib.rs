@@ -6,7 +6,7 @@
 //! macros and the SQLite store.
 //!
 //! Several processes may share a store: a run being executed holds a [`Lease`] in it (see
-//! [`Store::acquire_lease`]), renewed in the background every third of
+//! [`Leases::acquire_lease`]), renewed in the background every third of
 //! [`WorkflowBuilder::lease_ttl`], so that a second executor gets [`Error::RunInProgress`] (or
 //! waits for it, with [`WorkflowBuilder::wait_for_lease`]). Workflows registered with
 //! [`Workflow::register`] or [`Workflow::register_fn`] are resumed by [`Workflow::recover`] and
@@ -26,7 +26,7 @@ mod memory;
 pub mod private;
 mod recovery;
 mod signal;
-mod store;
+pub mod store;
 mod sync;
 mod task;
 mod workflow;
@@ -36,14 +36,14 @@ pub use backoff::{Backoff, RetryPolicy};
 pub use cancel::CANCEL_POLL;
 pub use context::{RunContext, StepInfo, current_step, idempotency_key, spawn, state};
 pub use env::State;
-pub use error::{BoxError, Error, Result, Retryable};
+pub use error::{BoxError, Error, Result, Retryable, StoreErrorKind};
 pub use lease::DEFAULT_LEASE_TTL;
 pub use memory::MemoryStore;
 pub use recovery::{DurableWorkflow, RecoveryReport, WorkerHandle};
 pub use signal::{signal, signal_timeout, sleep};
 pub use store::{
-    Lease, LeaseOutcome, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
-    StepRecord, StepStatus, Store, now_ms,
+    Admin, Journal, Lease, LeaseOutcome, Leases, NewRun, RunFilter, RunHistory, RunRecord, RunStatus,
+    RunUpdate, SignalRecord, Signals, SingleProcess, StepRecord, StepStatus, Store, now_ms,
 };
 pub use task::{TaskCall, step};
 pub use workflow::{DEFAULT_RETRIES, Workflow, WorkflowBuilder};

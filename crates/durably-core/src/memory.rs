@@ -10,8 +10,8 @@ use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    Lease, LeaseOutcome, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
-    StepRecord, Store,
+    Admin, Journal, Lease, LeaseOutcome, Leases, NewRun, RunFilter, RunHistory, RunRecord, RunStatus,
+    RunUpdate, SignalRecord, Signals, StepRecord,
 };
 
 /// A store in memory. Cloning it is not supported; share it through `Arc`.
@@ -45,7 +45,7 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl Journal for MemoryStore {
     async fn open_run(&self, new: NewRun) -> Result<RunHistory> {
         let mut inner = self.lock();
         let run = match inner.runs.get_mut(&new.run_id) {
@@ -70,7 +70,6 @@ impl Store for MemoryStore {
         let signals = inner.signals.get(&new.run_id).cloned().unwrap_or_default();
         Ok(RunHistory::new(run, steps, signals))
     }
-
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
         let mut inner = self.lock();
         let (list, index) = inner.steps.entry(run_id.to_owned()).or_default();
@@ -83,7 +82,6 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
-
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         let mut inner = self.lock();
         let run =
@@ -95,7 +93,19 @@ impl Store for MemoryStore {
         run.updated_at_ms = update.now_ms;
         Ok(())
     }
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        Ok(self.lock().runs.get(run_id).cloned())
+    }
+    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        let inner = self.lock();
+        let mut steps = inner.steps.get(run_id).map(|(v, _)| v.clone()).unwrap_or_default();
+        steps.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms).then_with(|| a.step_id.cmp(&b.step_id)));
+        Ok(steps)
+    }
+}
 
+#[async_trait]
+impl Signals for MemoryStore {
     async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
         let mut inner = self.lock();
         let list = inner.signals.entry(run_id.to_owned()).or_default();
@@ -107,7 +117,6 @@ impl Store for MemoryStore {
         self.delivered.notify_waiters();
         Ok(true)
     }
-
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
         let inner = self.lock();
         Ok(inner
@@ -116,7 +125,11 @@ impl Store for MemoryStore {
             .and_then(|list| list.iter().find(|s| s.name == name))
             .map(|s| s.payload.clone()))
     }
-
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        let mut signals = self.lock().signals.get(run_id).cloned().unwrap_or_default();
+        signals.sort_by(|a, b| a.delivered_at_ms.cmp(&b.delivered_at_ms).then_with(|| a.name.cmp(&b.name)));
+        Ok(signals)
+    }
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
         let notified = self.delivered.notified();
         tokio::pin!(notified);
@@ -127,7 +140,10 @@ impl Store for MemoryStore {
             let _ = tokio::time::timeout(max_wait, notified).await;
         }
     }
+}
 
+#[async_trait]
+impl Leases for MemoryStore {
     async fn acquire_lease(
         &self,
         run_id: &str,
@@ -146,7 +162,6 @@ impl Store for MemoryStore {
         inner.leases.insert(run_id.to_owned(), Lease::new(owner, expires_at_ms));
         Ok(LeaseOutcome::Acquired)
     }
-
     async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
         let mut inner = self.lock();
         if inner.leases.get(run_id).is_some_and(|l| l.owner == owner) {
@@ -154,7 +169,6 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
-
     /// Extends only leases `owner` still holds (expired or not), under one lock.
     async fn renew_leases(
         &self,
@@ -177,7 +191,6 @@ impl Store for MemoryStore {
         }
         Ok(lost)
     }
-
     async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
         let inner = self.lock();
         Ok(run_ids
@@ -186,7 +199,6 @@ impl Store for MemoryStore {
             .cloned()
             .collect())
     }
-
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         let inner = self.lock();
         let mut runs: Vec<RunRecord> = inner
@@ -200,42 +212,6 @@ impl Store for MemoryStore {
         runs.truncate(limit);
         Ok(runs)
     }
-
-    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        Ok(self.lock().runs.get(run_id).cloned())
-    }
-
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        let inner = self.lock();
-        let mut runs: Vec<RunRecord> = inner.runs.values().filter(|r| filter.matches(r)).cloned().collect();
-        runs.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then_with(|| b.run_id.cmp(&a.run_id)));
-        if let Some(limit) = filter.limit {
-            runs.truncate(limit);
-        }
-        Ok(runs)
-    }
-
-    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
-        let inner = self.lock();
-        let mut steps = inner.steps.get(run_id).map(|(v, _)| v.clone()).unwrap_or_default();
-        steps.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms).then_with(|| a.step_id.cmp(&b.step_id)));
-        Ok(steps)
-    }
-
-    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
-        let mut signals = self.lock().signals.get(run_id).cloned().unwrap_or_default();
-        signals.sort_by(|a, b| a.delivered_at_ms.cmp(&b.delivered_at_ms).then_with(|| a.name.cmp(&b.name)));
-        Ok(signals)
-    }
-
-    async fn delete_run(&self, run_id: &str) -> Result<bool> {
-        let mut inner = self.lock();
-        inner.steps.remove(run_id);
-        inner.signals.remove(run_id);
-        inner.leases.remove(run_id);
-        Ok(inner.runs.remove(run_id).is_some())
-    }
-
     async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
         let mut inner = self.lock();
         let run =
@@ -249,5 +225,25 @@ impl Store for MemoryStore {
         run.waiting_on.clone_from(&update.waiting_on);
         run.updated_at_ms = update.now_ms;
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl Admin for MemoryStore {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let inner = self.lock();
+        let mut runs: Vec<RunRecord> = inner.runs.values().filter(|r| filter.matches(r)).cloned().collect();
+        runs.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then_with(|| b.run_id.cmp(&a.run_id)));
+        if let Some(limit) = filter.limit {
+            runs.truncate(limit);
+        }
+        Ok(runs)
+    }
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        let mut inner = self.lock();
+        inner.steps.remove(run_id);
+        inner.signals.remove(run_id);
+        inner.leases.remove(run_id);
+        Ok(inner.runs.remove(run_id).is_some())
     }
 }

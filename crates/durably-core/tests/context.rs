@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use durably_core::{Error, MemoryStore, RunContext, RunStatus, Store, Workflow, spawn};
+use durably_core::store::prelude::*;
+use durably_core::{Error, MemoryStore, RunContext, RunStatus, Workflow, spawn};
 
 type IoResult<T> = Result<T, std::io::Error>;
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use durably_core::{CANCEL_POLL, Error, MemoryStore, RunExport, RunFilter, RunStatus, Store, Workflow, step};
+use durably_core::store::prelude::*;
+use durably_core::{CANCEL_POLL, Error, MemoryStore, RunExport, RunFilter, RunStatus, Workflow, step};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 

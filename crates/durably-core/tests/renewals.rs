@@ -7,15 +7,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use durably_core::store::prelude::*;
 use durably_core::{
     LeaseOutcome, MemoryStore, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
-    StepRecord, Store, Workflow,
+    StepRecord, Workflow,
 };
 use tokio::sync::Semaphore;
 
-/// A `MemoryStore` whose first lease renewal waits at a gate. It keeps the trait's default
-/// `renew_leases` (one `acquire_lease` per lease), which takes a free lease again, as a store
-/// may: only the engine's ordering keeps a late renewal from undoing a release.
+/// A `MemoryStore` whose first lease renewal waits at a gate. Its `renew_leases` is one
+/// `acquire_lease` per lease, which takes a free lease again, as a careless store might: only
+/// the engine's ordering keeps a late renewal from undoing a release.
 struct GatedRenewal {
     inner: MemoryStore,
     acquires: AtomicU32,
@@ -35,7 +36,7 @@ impl GatedRenewal {
 }
 
 #[async_trait]
-impl Store for GatedRenewal {
+impl Journal for GatedRenewal {
     async fn open_run(&self, run: NewRun) -> Result<RunHistory> {
         self.inner.open_run(run).await
     }
@@ -45,27 +46,29 @@ impl Store for GatedRenewal {
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         self.inner.update_run(run_id, update).await
     }
-    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
-        self.inner.update_run_unless_cancelled(run_id, update).await
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        self.inner.get_run(run_id).await
     }
+    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        self.inner.list_steps(run_id).await
+    }
+}
+
+#[async_trait]
+impl Signals for GatedRenewal {
     async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
         self.inner.deliver_signal(run_id, signal).await
     }
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
         self.inner.get_signal(run_id, name).await
     }
-    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        self.inner.get_run(run_id).await
-    }
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        self.inner.list_runs(filter).await
-    }
-    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
-        self.inner.list_steps(run_id).await
-    }
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
         self.inner.wait_for_signal(run_id, name, max_wait).await
     }
+}
+
+#[async_trait]
+impl Leases for GatedRenewal {
     async fn acquire_lease(
         &self,
         run_id: &str,
@@ -86,6 +89,37 @@ impl Store for GatedRenewal {
     }
     async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
         self.inner.release_lease(run_id, owner).await
+    }
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let mut lost = Vec::new();
+        for run_id in run_ids {
+            if let LeaseOutcome::HeldBy(lease) = self.acquire_lease(run_id, owner, ttl, now_ms).await? {
+                lost.push((run_id.clone(), Some(lease.owner)));
+            }
+        }
+        Ok(lost)
+    }
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        self.inner.cancelled_runs(run_ids).await
+    }
+    async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
+        self.inner.recoverable_runs(now_ms, limit).await
+    }
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        self.inner.update_run_unless_cancelled(run_id, update).await
+    }
+}
+
+#[async_trait]
+impl Admin for GatedRenewal {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        self.inner.list_runs(filter).await
     }
 }
 

@@ -111,7 +111,7 @@ async fn listen(config: &tokio_postgres::Config, channel: &str) -> Result<Sessio
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    tracing::warn!(target: "durably", error = %crate::describe(&e), "PostgreSQL listener connection lost");
+                    tracing::warn!(target: "durably", error = %crate::error::describe(&e), "PostgreSQL listener connection lost");
                     return;
                 }
                 None => return,
@@ -173,7 +173,7 @@ async fn run(config: tokio_postgres::Config, channel: String, waiters: Arc<Waite
         match listen(&config, &channel).await {
             Ok(live) => session = Some(live),
             Err(e) => {
-                tracing::warn!(target: "durably", channel = %channel, error = %crate::describe(&e), "PostgreSQL listener cannot reconnect");
+                tracing::warn!(target: "durably", channel = %channel, error = %crate::error::describe(&e), "PostgreSQL listener cannot reconnect");
             }
         }
     }

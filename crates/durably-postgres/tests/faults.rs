@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{fresh, raw, start, step, terminate_backends};
-use durably_core::{Error, RunStatus, RunUpdate, SignalRecord, Store};
+use durably_core::store::prelude::*;
+use durably_core::{Error, RunStatus, RunUpdate, SignalRecord};
 use durably_postgres::PostgresStore;
 
 /// Waits until one of `app`'s backends is blocked on a lock, and returns its pid.

@@ -7,7 +7,8 @@
 
 mod common;
 
-use durably_core::{Error, NewRun, RunFilter, Store};
+use durably_core::store::prelude::*;
+use durably_core::{Error, NewRun, RunFilter};
 
 /// `len` bytes of hex digits from a fixed-seed generator: about 4 bits of entropy per byte, so
 /// PostgreSQL's compression cannot bring 10 KB under the index limit.

@@ -9,7 +9,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{SchemaGuard, fresh, raw, start, step, unique, url};
-use durably_core::{Error, RunFilter, Store};
+use durably_core::store::prelude::*;
+use durably_core::{Error, RunFilter};
 use durably_postgres::{PostgresStore, SCHEMA_VERSION};
 
 async fn version(schema: &str) -> Vec<i32> {

@@ -21,7 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{SchemaGuard, fresh};
-use durably_core::{RunStatus, Store, Workflow, now_ms};
+use durably_core::store::prelude::*;
+use durably_core::{RunStatus, Workflow, now_ms};
 use durably_postgres::PostgresStore;
 
 const WORKFLOW: &str = "pipeline";

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fresh;
-use durably_core::{SignalRecord, Store};
+use durably_core::SignalRecord;
+use durably_core::store::prelude::*;
 use durably_postgres::PostgresStore;
 use tokio::task::JoinHandle;
 

@@ -10,7 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{fresh, start, step};
-use durably_core::{NewRun, Store};
+use durably_core::NewRun;
+use durably_core::store::prelude::*;
 use durably_postgres::PostgresStore;
 
 const N: usize = 1_000;

@@ -8,7 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Cleanup, PrivateRedis, free_port, fresh_prefix, raw, server_or_skip};
-use durably_core::{Error, NewRun, RunStatus, SignalRecord, StepRecord, StepStatus, Store, Workflow};
+use durably_core::store::prelude::*;
+use durably_core::{Error, NewRun, RunStatus, SignalRecord, StepRecord, StepStatus, Workflow};
 use durably_redis::RedisStore;
 
 #[tokio::test]

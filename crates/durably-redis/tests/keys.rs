@@ -8,8 +8,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{Cleanup, fresh_prefix, keys_under, raw, server_or_skip};
+use durably_core::store::prelude::*;
 use durably_core::{
-    LeaseOutcome, NewRun, RunFilter, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus, Store,
+    LeaseOutcome, NewRun, RunFilter, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus,
 };
 use durably_redis::RedisStore;
 

@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Cleanup, fresh_prefix, raw, server_or_skip};
-use durably_core::{LeaseOutcome, NewRun, Store};
+use durably_core::store::prelude::*;
+use durably_core::{LeaseOutcome, NewRun};
 use durably_redis::RedisStore;
 
 fn server_now_ms(url: &str) -> i64 {

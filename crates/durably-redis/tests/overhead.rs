@@ -10,7 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Cleanup, fresh_prefix, server_or_skip};
-use durably_core::{NewRun, StepRecord, StepStatus, Store};
+use durably_core::store::prelude::*;
+use durably_core::{NewRun, StepRecord, StepStatus};
 use durably_redis::RedisStore;
 
 const ROUNDS: usize = 5_000;

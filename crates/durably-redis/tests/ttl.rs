@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Cleanup, fresh_prefix, keys_under, raw, server_or_skip};
-use durably_core::{NewRun, RunFilter, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus, Store};
+use durably_core::store::prelude::*;
+use durably_core::{NewRun, RunFilter, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus};
 use durably_redis::RedisStore;
 
 async fn store(url: &str, prefix: &str, ttl: Duration) -> RedisStore {

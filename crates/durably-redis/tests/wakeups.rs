@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Cleanup, PrivateRedis, fresh_prefix, raw, server_or_skip};
-use durably_core::{SignalRecord, Store};
+use durably_core::SignalRecord;
+use durably_core::store::prelude::*;
 use durably_redis::RedisStore;
 
 /// Far longer than any test waits: a wait that returns did not run into it.

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use durably_core::{BoxError, Error, Result};
+use durably_core::{BoxError, Error, Result, StoreErrorKind};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::options::SqliteOptions;
-use crate::sql::{Fail, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION};
+use crate::sql::{Fail, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION, kind_of};
 use crate::writer::retry_busy;
 
 /// How many idle read connections the pool keeps.
@@ -40,7 +40,9 @@ impl std::error::Error for OpenError {
 }
 
 fn open_error(path: &Path, doing: &'static str, source: impl Into<BoxError>) -> Error {
-    Error::store("open", None, OpenError { path: path.to_owned(), doing, source: source.into() })
+    let source: BoxError = source.into();
+    let kind = source.downcast_ref::<rusqlite::Error>().map_or(StoreErrorKind::Other, kind_of);
+    Error::store_kind(kind, "open", None, OpenError { path: path.to_owned(), doing, source })
 }
 
 fn fail_error(path: &Path, doing: &'static str, fail: Fail) -> Error {

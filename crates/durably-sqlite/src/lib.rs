@@ -47,9 +47,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use durably_core::store::prelude::*;
 use durably_core::{
     Error, LeaseOutcome, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
-    StepRecord, Store,
+    StepRecord, StoreErrorKind,
 };
 use rusqlite::Connection;
 
@@ -271,7 +272,7 @@ impl SqliteStore {
 }
 
 fn writer_gone(op: &'static str, run_id: Option<&str>) -> Error {
-    Error::store(op, run_id, "the SQLite writer thread has stopped")
+    Error::store_kind(StoreErrorKind::Transient, op, run_id, "the SQLite writer thread has stopped")
 }
 
 impl fmt::Debug for SqliteStore {
@@ -285,22 +286,31 @@ impl fmt::Debug for SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Journal for SqliteStore {
     async fn open_run(&self, run: NewRun) -> Result<RunHistory> {
         let run_id = run.run_id.clone();
         self.write("open_run", &run_id, move |conn| sql::open_run(conn, &run)).await
     }
-
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
         let (owned, step) = (run_id.to_owned(), step.clone());
         self.write("save_step", run_id, move |conn| sql::save_step(conn, &owned, &step)).await
     }
-
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         let (owned, update) = (run_id.to_owned(), update.clone());
         self.write("update_run", run_id, move |conn| sql::update_run(conn, &owned, &update)).await
     }
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        let owned = run_id.to_owned();
+        self.read("get_run", Some(run_id), move |conn| sql::get_run(conn, &owned)).await
+    }
+    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        let owned = run_id.to_owned();
+        self.read("list_steps", Some(run_id), move |conn| sql::list_steps(conn, &owned)).await
+    }
+}
 
+#[async_trait]
+impl Signals for SqliteStore {
     async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
         let (owned, record) = (run_id.to_owned(), signal.clone());
         let delivered = self
@@ -311,27 +321,14 @@ impl Store for SqliteStore {
         }
         Ok(delivered)
     }
-
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
         let (owned, name) = (run_id.to_owned(), name.to_owned());
         self.read("get_signal", Some(run_id), move |conn| sql::get_signal(conn, &owned, &name)).await
     }
-
-    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
         let owned = run_id.to_owned();
-        self.read("get_run", Some(run_id), move |conn| sql::get_run(conn, &owned)).await
+        self.read("list_signals", Some(run_id), move |conn| sql::list_signals(conn, &owned)).await
     }
-
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        let filter = filter.clone();
-        self.read("list_runs", None, move |conn| sql::list_runs(conn, &filter)).await
-    }
-
-    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
-        let owned = run_id.to_owned();
-        self.read("list_steps", Some(run_id), move |conn| sql::list_steps(conn, &owned)).await
-    }
-
     /// Returns when the signal was delivered through this store, or the store's poller found it
     /// delivered by another process (it looks every poll interval for all waits at once), or
     /// after `max_wait`.
@@ -348,7 +345,10 @@ impl Store for SqliteStore {
         }
         let _ = tokio::time::timeout(max_wait, notified).await;
     }
+}
 
+#[async_trait]
+impl Leases for SqliteStore {
     /// Takes or renews the lease in one write transaction on the writer thread, so that it is
     /// atomic against other stores and processes sharing the file. Times are `now_ms`, by the
     /// clock of the machine the processes share.
@@ -366,12 +366,10 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
         let (owned, owner) = (run_id.to_owned(), owner.to_owned());
         self.write("release_lease", run_id, move |conn| sql::release_lease(conn, &owned, &owner)).await
     }
-
     /// One write transaction on the writer thread for every lease, extending only `owner`'s.
     async fn renew_leases(
         &self,
@@ -390,7 +388,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     /// One query for every id (they travel as one JSON array, so no list is too long).
     async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
         if run_ids.is_empty() {
@@ -399,21 +396,9 @@ impl Store for SqliteStore {
         let json = serde_json::to_string(run_ids).map_err(|e| Error::store("cancelled_runs", None, e))?;
         self.read("cancelled_runs", None, move |conn| sql::cancelled_runs(conn, &json)).await
     }
-
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         self.read("recoverable_runs", None, move |conn| sql::recoverable_runs(conn, now_ms, limit)).await
     }
-
-    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
-        let owned = run_id.to_owned();
-        self.read("list_signals", Some(run_id), move |conn| sql::list_signals(conn, &owned)).await
-    }
-
-    async fn delete_run(&self, run_id: &str) -> Result<bool> {
-        let owned = run_id.to_owned();
-        self.write("delete_run", run_id, move |conn| sql::delete_run(conn, &owned)).await
-    }
-
     /// One conditional `UPDATE` on the writer thread: atomic against a cancellation written by
     /// another process sharing the file.
     async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
@@ -422,5 +407,17 @@ impl Store for SqliteStore {
             sql::update_run_unless_cancelled(conn, &owned, &update)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl Admin for SqliteStore {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let filter = filter.clone();
+        self.read("list_runs", None, move |conn| sql::list_runs(conn, &filter)).await
+    }
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        let owned = run_id.to_owned();
+        self.write("delete_run", run_id, move |conn| sql::delete_run(conn, &owned)).await
     }
 }

@@ -9,7 +9,7 @@ use std::fmt;
 
 use durably_core::{
     Error, Lease, LeaseOutcome, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
-    StepRecord, StepStatus,
+    StepRecord, StepStatus, StoreErrorKind,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, Row, params};
@@ -194,7 +194,7 @@ impl Fail {
     /// The public error, naming the operation and its run.
     pub(crate) fn into_error(self, op: &'static str, run_id: Option<&str>) -> Error {
         match self {
-            Fail::Sql(e) => Error::store(op, run_id, e),
+            Fail::Sql(e) => Error::store_kind(kind_of(&e), op, run_id, e),
             Fail::Store(e) => e,
             Fail::Message(m) => Error::store(op, run_id, m),
         }
@@ -594,5 +594,26 @@ pub(crate) fn update_run_unless_cancelled(
         Ok(false)
     } else {
         Err(Fail::Store(Error::RunNotFound { run_id: run_id.to_owned() }))
+    }
+}
+
+/// How an SQLite error is classified for the engine.
+pub(crate) fn kind_of(e: &rusqlite::Error) -> StoreErrorKind {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::DiskFull) => {
+            StoreErrorKind::Transient
+        }
+        Some(C::ConstraintViolation | C::SchemaChanged) => StoreErrorKind::Conflict,
+        Some(C::DatabaseCorrupt | C::NotADatabase) => StoreErrorKind::Corrupt,
+        Some(C::PermissionDenied | C::ReadOnly | C::AuthorizationForStatementDenied | C::CannotOpen) => {
+            StoreErrorKind::Refused
+        }
+        _ => match e {
+            rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+                StoreErrorKind::Corrupt
+            }
+            _ => StoreErrorKind::Other,
+        },
     }
 }

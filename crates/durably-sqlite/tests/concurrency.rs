@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{WriteLock, new_run, open, raw, start, step, temp_db};
-use durably_core::{Error, RunFilter, RunStatus, RunUpdate, SignalRecord, Store};
+use durably_core::store::prelude::*;
+use durably_core::{Error, RunFilter, RunStatus, RunUpdate, SignalRecord};
 use durably_sqlite::{Durability, SqliteStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +98,7 @@ async fn a_failing_write_in_a_batch_does_not_fail_the_others() {
         let result = task.await.unwrap();
         if i == 25 {
             match result {
-                Err(Error::Store { op, run_id, source }) => {
+                Err(Error::Store { op, run_id, source, .. }) => {
                     assert_eq!((op, run_id.as_deref()), ("save_step", Some("r")));
                     assert!(source.to_string().contains("poisoned step refused"), "{source}");
                 }
@@ -208,7 +209,7 @@ async fn a_lock_that_is_never_released_gives_a_clear_error() {
     let err = store.save_step("r", &step("never", 1)).await.unwrap_err();
     lock.release();
     match &err {
-        Error::Store { op, run_id, source } => {
+        Error::Store { op, run_id, source, .. } => {
             assert_eq!((*op, run_id.as_deref()), ("save_step", Some("r")));
             let text = source.to_string();
             assert!(!text.contains("database is locked"), "{text}");

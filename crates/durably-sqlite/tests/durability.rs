@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{WriteLock, new_run, step, temp_db};
-use durably_core::{NewRun, RunFilter, RunStatus, RunUpdate, SignalRecord, Store};
+use durably_core::store::prelude::*;
+use durably_core::{NewRun, RunFilter, RunStatus, RunUpdate, SignalRecord};
 use durably_sqlite::{Durability, SqliteStore};
 
 #[tokio::test]

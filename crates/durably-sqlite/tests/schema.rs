@@ -8,7 +8,8 @@ mod common;
 use common::{raw, start, step, temp_db};
 use std::time::Duration;
 
-use durably_core::{Error, LeaseOutcome, NewRun, RunFilter, RunRecord, RunStatus, Store, now_ms};
+use durably_core::store::prelude::*;
+use durably_core::{Error, LeaseOutcome, NewRun, RunFilter, RunRecord, RunStatus, now_ms};
 use durably_sqlite::{SCHEMA_VERSION, SqliteStore};
 
 #[tokio::test]

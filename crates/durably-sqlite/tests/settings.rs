@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{raw, temp_db};
-use durably_core::Store;
+use durably_core::store::prelude::*;
 use durably_sqlite::{Durability, SCHEMA_VERSION, SqliteOptions, SqliteStore};
 
 #[tokio::test]

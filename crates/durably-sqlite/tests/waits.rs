@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{raw, temp_db};
-use durably_core::{Error, RunFilter, RunStatus, SignalRecord, Store, Workflow};
+use durably_core::store::prelude::*;
+use durably_core::{Error, RunFilter, RunStatus, SignalRecord, Workflow};
 use durably_sqlite::SqliteStore;
 use durably_testkit::faults::{FaultStore, Op};
 

@@ -15,9 +15,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use durably_core::store::prelude::*;
 use durably_core::{
     Error, LeaseOutcome, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
-    StepRecord, Store,
+    StepRecord,
 };
 
 /// A `Store` operation, for choosing where a fault lands.
@@ -186,7 +187,7 @@ impl<S: Store> FaultStore<S> {
 }
 
 #[async_trait]
-impl<S: Store> Store for FaultStore<S> {
+impl<S: Store> Journal for FaultStore<S> {
     async fn open_run(&self, run: NewRun) -> Result<RunHistory> {
         let run_id = run.run_id.clone();
         self.call(Op::OpenRun, Some(&run_id), self.inner.open_run(run)).await
@@ -197,23 +198,34 @@ impl<S: Store> Store for FaultStore<S> {
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         self.call(Op::UpdateRun, Some(run_id), self.inner.update_run(run_id, update)).await
     }
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        self.call(Op::GetRun, Some(run_id), self.inner.get_run(run_id)).await
+    }
+    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        self.call(Op::ListSteps, Some(run_id), self.inner.list_steps(run_id)).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Signals for FaultStore<S> {
     async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
         self.call(Op::DeliverSignal, Some(run_id), self.inner.deliver_signal(run_id, signal)).await
     }
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
         self.call(Op::GetSignal, Some(run_id), self.inner.get_signal(run_id, name)).await
     }
-    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        self.call(Op::GetRun, Some(run_id), self.inner.get_run(run_id)).await
-    }
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        self.call(Op::ListRuns, None, self.inner.list_runs(filter)).await
-    }
-    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
-        self.call(Op::ListSteps, Some(run_id), self.inner.list_steps(run_id)).await
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        self.call(Op::ListSignals, Some(run_id), self.inner.list_signals(run_id)).await
     }
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
         self.inner.wait_for_signal(run_id, name, max_wait).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Leases for FaultStore<S> {
+    fn now_ms(&self) -> i64 {
+        self.inner.now_ms()
     }
     async fn acquire_lease(
         &self,
@@ -245,14 +257,18 @@ impl<S: Store> Store for FaultStore<S> {
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
         self.call(Op::RecoverableRuns, None, self.inner.recoverable_runs(now_ms, limit)).await
     }
-    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
-        self.call(Op::ListSignals, Some(run_id), self.inner.list_signals(run_id)).await
-    }
-    async fn delete_run(&self, run_id: &str) -> Result<bool> {
-        self.call(Op::DeleteRun, Some(run_id), self.inner.delete_run(run_id)).await
-    }
     /// Counted and faulted as [`Op::UpdateRun`]: to a caller both are "the run's status write".
     async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
         self.call(Op::UpdateRun, Some(run_id), self.inner.update_run_unless_cancelled(run_id, update)).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Admin for FaultStore<S> {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        self.call(Op::ListRuns, None, self.inner.list_runs(filter)).await
+    }
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        self.call(Op::DeleteRun, Some(run_id), self.inner.delete_run(run_id)).await
     }
 }

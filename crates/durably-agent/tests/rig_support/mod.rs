@@ -11,7 +11,8 @@ use durably_agent::rig::rig_core::operation::Completion;
 use durably_agent::rig::rig_core::providers::openai::OpenAIConfig;
 use durably_agent::rig::rig_core::tool::{Tool, ToolContext};
 use durably_core::backoff::constant;
-use durably_core::{MemoryStore, Store, Workflow};
+use durably_core::store::prelude::*;
+use durably_core::{MemoryStore, Workflow};
 use durably_testkit::mock_openai::MockOpenAi;
 use serde::Deserialize;
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use durably_core::{Error, RunStatus, Store, Workflow, step};
+use durably_core::store::prelude::*;
+use durably_core::{Error, RunStatus, Workflow, step};
 use durably_sqlite::SqliteStore;
 use serde::{Deserialize, Serialize};
 

@@ -10,7 +10,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use durably_core::{NewRun, StepRecord, StepStatus, Store};
+use durably_core::store::prelude::*;
+use durably_core::{NewRun, StepRecord, StepStatus};
 use durably_postgres::{PostgresStore, PostgresStoreBuilder};
 use durably_testkit::Fixture;
 use tokio_postgres::NoTls;

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use durably_core::{NewRun, StepRecord, StepStatus, Store};
+use durably_core::store::prelude::*;
+use durably_core::{NewRun, StepRecord, StepStatus};
 use durably_sqlite::SqliteStore;
 use tempfile::TempDir;
 

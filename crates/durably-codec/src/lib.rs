@@ -1,15 +1,16 @@
-//! At-rest protection for stored values (feature `encryption`): compression and authenticated
+//! At-rest protection for durably's stored values (the facade's feature `encryption`, as
+//! `durably::codec`): compression and authenticated
 //! encryption applied to every value a store keeps — step values and errors, run inputs,
 //! outputs and errors, signal payloads — by wrapping the store:
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> durably::Result<()> {
-//! use durably::codec::{Codec, CodecStore};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> durably_core::Result<()> {
+//! use durably_codec::{Codec, CodecStore};
 //!
 //! let key = [7u8; 32]; // from your secret manager, never from source code
-//! let store = CodecStore::new(durably::MemoryStore::new(), Codec::new().encrypt(key).compress(true));
-//! let wf = durably::Workflow::builder("app").store(store).build();
-//! let n: u32 = wf.run("r1", |_| async { durably::step("n", || async { Ok::<_, std::io::Error>(7u32) }).await }).await?;
+//! let store = CodecStore::new(durably_core::MemoryStore::new(), Codec::new().encrypt(key).compress(true));
+//! let wf = durably_core::Workflow::builder("app").store(store).build();
+//! let n: u32 = wf.run("r1", |_| async { durably_core::step("n", || async { Ok::<_, std::io::Error>(7u32) }).await }).await?;
 //! assert_eq!(n, 7);
 //! # Ok(()) }
 //! ```
@@ -31,9 +32,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use durably_core::store::prelude::*;
 use durably_core::{
     Error, LeaseOutcome, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
-    StepRecord, Store,
+    StepRecord,
 };
 
 const PREFIX: &str = "\"dv1:";
@@ -213,7 +215,7 @@ fn aad_signal(run_id: &str, name: &str) -> String {
 }
 
 #[async_trait]
-impl<S: Store> Store for CodecStore<S> {
+impl<S: Store> Journal for CodecStore<S> {
     async fn open_run(&self, mut run: NewRun) -> Result<RunHistory> {
         run.input = self.enc_opt(&run.input, &aad_run(&run.run_id, "input"))?;
         let history = self.inner.open_run(run).await?;
@@ -231,78 +233,35 @@ impl<S: Store> Store for CodecStore<S> {
             .collect::<Result<Vec<_>>>()?;
         Ok(RunHistory::new(run, steps, signals))
     }
-
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
         let encoded = self.encode_step(run_id, step)?;
         self.inner.save_step(run_id, &encoded).await
     }
-
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         let mut encoded = update.clone();
         encoded.output = self.enc_opt(&update.output, &aad_run(run_id, "output"))?;
         encoded.error = self.enc_opt(&update.error, &aad_run(run_id, "error"))?;
         self.inner.update_run(run_id, &encoded).await
     }
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        self.inner.get_run(run_id).await?.map(|r| self.decode_run(r)).transpose()
+    }
+    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        self.inner.list_steps(run_id).await?.into_iter().map(|s| self.decode_step(run_id, s)).collect()
+    }
+}
 
+#[async_trait]
+impl<S: Store> Signals for CodecStore<S> {
     async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
         let mut encoded = signal.clone();
         encoded.payload = self.codec.encode(&signal.payload, &aad_signal(run_id, &signal.name))?;
         self.inner.deliver_signal(run_id, &encoded).await
     }
-
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
         let stored = self.inner.get_signal(run_id, name).await?;
         self.dec_opt(stored, run_id, None, &aad_signal(run_id, name))
     }
-
-    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        self.inner.get_run(run_id).await?.map(|r| self.decode_run(r)).transpose()
-    }
-
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        self.inner.list_runs(filter).await?.into_iter().map(|r| self.decode_run(r)).collect()
-    }
-
-    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
-        self.inner.list_steps(run_id).await?.into_iter().map(|s| self.decode_step(run_id, s)).collect()
-    }
-
-    async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
-        self.inner.wait_for_signal(run_id, name, max_wait).await
-    }
-
-    async fn acquire_lease(
-        &self,
-        run_id: &str,
-        owner: &str,
-        ttl: Duration,
-        now_ms: i64,
-    ) -> Result<LeaseOutcome> {
-        self.inner.acquire_lease(run_id, owner, ttl, now_ms).await
-    }
-
-    async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
-        self.inner.release_lease(run_id, owner).await
-    }
-
-    async fn renew_leases(
-        &self,
-        run_ids: &[String],
-        owner: &str,
-        ttl: Duration,
-        now_ms: i64,
-    ) -> Result<Vec<(String, Option<String>)>> {
-        self.inner.renew_leases(run_ids, owner, ttl, now_ms).await
-    }
-
-    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
-        self.inner.cancelled_runs(run_ids).await
-    }
-
-    async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
-        self.inner.recoverable_runs(now_ms, limit).await?.into_iter().map(|r| self.decode_run(r)).collect()
-    }
-
     async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
         self.inner
             .list_signals(run_id)
@@ -314,15 +273,57 @@ impl<S: Store> Store for CodecStore<S> {
             })
             .collect()
     }
-
-    async fn delete_run(&self, run_id: &str) -> Result<bool> {
-        self.inner.delete_run(run_id).await
+    async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
+        self.inner.wait_for_signal(run_id, name, max_wait).await
     }
+}
 
+#[async_trait]
+impl<S: Store> Leases for CodecStore<S> {
+    fn now_ms(&self) -> i64 {
+        self.inner.now_ms()
+    }
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<LeaseOutcome> {
+        self.inner.acquire_lease(run_id, owner, ttl, now_ms).await
+    }
+    async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
+        self.inner.release_lease(run_id, owner).await
+    }
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        self.inner.renew_leases(run_ids, owner, ttl, now_ms).await
+    }
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        self.inner.cancelled_runs(run_ids).await
+    }
+    async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
+        self.inner.recoverable_runs(now_ms, limit).await?.into_iter().map(|r| self.decode_run(r)).collect()
+    }
     async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
         let mut encoded = update.clone();
         encoded.output = self.enc_opt(&update.output, &aad_run(run_id, "output"))?;
         encoded.error = self.enc_opt(&update.error, &aad_run(run_id, "error"))?;
         self.inner.update_run_unless_cancelled(run_id, &encoded).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Admin for CodecStore<S> {
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        self.inner.list_runs(filter).await?.into_iter().map(|r| self.decode_run(r)).collect()
+    }
+    async fn delete_run(&self, run_id: &str) -> Result<bool> {
+        self.inner.delete_run(run_id).await
     }
 }

@@ -1,24 +1,25 @@
 //! At-rest safety: with the payload codec, the raw store holds no plaintext of any
 //! value, runs replay through it, and a value copied to another run or read with another key
 //! is refused.
-#![cfg(feature = "encryption")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 
-use durably::codec::{Codec, CodecStore};
-use durably::{Error, MemoryStore, SqliteStore, Store, Workflow};
+use durably_codec::{Codec, CodecStore};
+use durably_core::store::prelude::*;
+use durably_core::{Error, MemoryStore, Workflow};
+use durably_sqlite::SqliteStore;
 
 const SECRET: &str = "4111-1111-1111-1111 belongs to Ada Lovelace";
 const KEY: [u8; 32] = [42; 32];
 
-async fn the_run(wf: &Workflow, run_id: &str) -> durably::Result<String> {
+async fn the_run(wf: &Workflow, run_id: &str) -> durably_core::Result<String> {
     wf.run(run_id, |_| async {
         let card: String =
-            durably::step("card", || async { Ok::<_, std::io::Error>(SECRET.to_owned()) }).await?;
+            durably_core::step("card", || async { Ok::<_, std::io::Error>(SECRET.to_owned()) }).await?;
         let long: String =
-            durably::step("long", || async { Ok::<_, std::io::Error>(SECRET.repeat(50)) }).await?;
-        let approval: String = durably::signal("approval").await?;
+            durably_core::step("long", || async { Ok::<_, std::io::Error>(SECRET.repeat(50)) }).await?;
+        let approval: String = durably_core::signal("approval").await?;
         Ok::<_, Error>(format!("{card} / {} / {approval}", long.len()))
     })
     .await
@@ -88,7 +89,7 @@ async fn another_key_or_a_copied_value_is_refused() {
 
     // A value copied from run r1 into run r2 under the same step id does not decrypt there.
     let mut card = raw.list_steps("r1").await.unwrap().into_iter().find(|s| s.step_id == "card").unwrap();
-    raw.open_run(durably::NewRun::new("r2", "enc", None, durably::now_ms())).await.unwrap();
+    raw.open_run(durably_core::NewRun::new("r2", "enc", None, durably_core::now_ms())).await.unwrap();
     card.started_at_ms += 1;
     raw.save_step("r2", &card).await.unwrap();
     let right = CodecStore::new(raw.clone(), Codec::new().encrypt(KEY));
@@ -123,14 +124,14 @@ async fn compression_alone_round_trips_and_shrinks_values() {
     // Values written before the codec was turned on are read as they are.
     let plain_wf = Workflow::builder("enc").shared_store(raw.clone()).build();
     plain_wf
-        .run("old", |_| async { durably::step("x", || async { Ok::<_, std::io::Error>(5u8) }).await })
+        .run("old", |_| async { durably_core::step("x", || async { Ok::<_, std::io::Error>(5u8) }).await })
         .await
         .unwrap();
     let wf = Workflow::builder("enc")
         .shared_store(Arc::new(CodecStore::new(raw, Codec::new().encrypt(KEY))))
         .build();
     assert_eq!(
-        wf.run("old", |_| async { durably::step("x", || async { Ok::<_, std::io::Error>(6u8) }).await })
+        wf.run("old", |_| async { durably_core::step("x", || async { Ok::<_, std::io::Error>(6u8) }).await })
             .await
             .unwrap(),
         5
@@ -140,9 +141,9 @@ async fn compression_alone_round_trips_and_shrinks_values() {
 /// The codec store is a correct `Store`: the whole conformance suite passes through it, with
 /// encryption and compression on (values come back byte for byte).
 mod conformance {
-    durably_testkit::store_conformance_tests!(durably::codec::CodecStore::new(
-        durably::MemoryStore::new(),
-        durably::codec::Codec::new().encrypt([9; 32]).compress(true)
+    durably_testkit::store_conformance_tests!(durably_codec::CodecStore::new(
+        durably_core::MemoryStore::new(),
+        durably_codec::Codec::new().encrypt([9; 32]).compress(true)
     ));
 }
 

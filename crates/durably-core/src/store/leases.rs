@@ -1,0 +1,106 @@
+//! [`Leases`]: what keeps processes that share a store from stepping on each other: the lease
+//! on each executing run, cancellations written by another process, and which runs recovery
+//! may resume.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::store::{LeaseOutcome, RunRecord, RunUpdate};
+
+/// Coordination between the processes sharing a store. Every method must be atomic across
+/// processes; a store only one process uses gets all of them from
+/// [`SingleProcess`](crate::store::SingleProcess).
+#[async_trait]
+pub trait Leases: Send + Sync {
+    /// The store's clock, in milliseconds since the Unix epoch: the engine reads lease times
+    /// from it, so that processes sharing the store agree on when a lease lapses. The default
+    /// is this machine's clock.
+    fn now_ms(&self) -> i64 {
+        crate::store::now_ms()
+    }
+
+    /// Takes the lease on `run_id` for `owner` until `now_ms + ttl` (or renews it, if `owner`
+    /// already holds it). Succeeds when the run has no lease, its lease expired, or `owner`
+    /// holds it; otherwise returns the other owner's lease and changes nothing. The run need not
+    /// exist. Atomic: of two owners racing for a free lease, exactly one gets it.
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<LeaseOutcome>;
+
+    /// Gives up `owner`'s lease on `run_id`; does nothing when another owner holds it.
+    async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()>;
+
+    /// Renews `owner`'s leases on `run_ids` until `now_ms + ttl`, all in one call: the engine
+    /// renews every lease it holds this way, every third of the TTL. Returns the ids whose lease
+    /// `owner` no longer holds, each with the owner that holds it now when known (`None`: it was
+    /// released, or lapsed and nobody took it); those leases are left as they are. Never takes
+    /// a lease `owner` does not hold, free or not. `run_ids` holds no id twice.
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>>;
+
+    /// Which of `run_ids` are `cancelled`, in one call: the engine asks this every
+    /// [`CANCEL_POLL`](crate::CANCEL_POLL) about every run it executes, to notice a
+    /// cancellation written by another process. Ids of runs that do not exist are not
+    /// cancelled. `run_ids` holds no id twice; the order of the answer does not matter.
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>>;
+
+    /// Unfinished runs (status `running` or `waiting`) that no live lease covers at `now_ms`,
+    /// oldest first, at most `limit`: the runs [`recover`](crate::Workflow) may resume.
+    async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>>;
+
+    /// Like [`update_run`](crate::Journal::update_run), but changes nothing and returns `false`
+    /// when the run is `cancelled`, in one atomic step: the engine uses it for every status
+    /// change of an executing run, so that a cancellation written by another process is never
+    /// overwritten. Returns `true` when the update was applied; fails with
+    /// [`Error::RunNotFound`](crate::Error::RunNotFound) for an unknown run.
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool>;
+}
+
+#[async_trait]
+impl<S: Leases + ?Sized> Leases for Arc<S> {
+    fn now_ms(&self) -> i64 {
+        (**self).now_ms()
+    }
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<LeaseOutcome> {
+        (**self).acquire_lease(run_id, owner, ttl, now_ms).await
+    }
+    async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
+        (**self).release_lease(run_id, owner).await
+    }
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        (**self).renew_leases(run_ids, owner, ttl, now_ms).await
+    }
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        (**self).cancelled_runs(run_ids).await
+    }
+    async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
+        (**self).recoverable_runs(now_ms, limit).await
+    }
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        (**self).update_run_unless_cancelled(run_id, update).await
+    }
+}

@@ -1,0 +1,384 @@
+//! The records a store keeps and the parameters of its calls: runs, steps, signals, leases.
+//!
+//! Values are stored as JSON text: the engine serializes once with serde_json and a store keeps
+//! the text byte for byte (so not as PostgreSQL `jsonb`, which reorders keys). Ids and names are
+//! arbitrary UTF-8 without NUL characters. Times are milliseconds since the Unix epoch.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The lifecycle state of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum RunStatus {
+    /// Executing (or interrupted while executing: a crash leaves a run `running`).
+    Running,
+    /// Waiting on a signal.
+    Waiting,
+    /// Finished; its output is stored.
+    Completed,
+    /// The workflow returned an error; executing it again resumes at the failed step.
+    Failed,
+    /// Stopped by `cancel`; executing it again returns the cancellation.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The lowercase name used in stores and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// True for `completed` and `cancelled`: executing such a run again runs no step.
+    pub fn is_final(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Cancelled)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "running" => RunStatus::Running,
+            "waiting" => RunStatus::Waiting,
+            "completed" => RunStatus::Completed,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            other => {
+                return Err(Error::Invalid {
+                    what: "run status",
+                    detail: format!("`{other}` is not one of running, waiting, completed, failed, cancelled"),
+                });
+            }
+        })
+    }
+}
+
+/// The state of one step record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum StepStatus {
+    /// An `at_most_once` step whose intent was recorded before its body ran.
+    Started,
+    /// Finished with a value: replays return it.
+    Completed,
+    /// Failed on its last attempt: not cached, a new execution runs it again.
+    Failed,
+}
+
+impl StepStatus {
+    /// The lowercase name used in stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Started => "started",
+            StepStatus::Completed => "completed",
+            StepStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StepStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "started" => StepStatus::Started,
+            "completed" => StepStatus::Completed,
+            "failed" => StepStatus::Failed,
+            other => {
+                return Err(Error::Invalid {
+                    what: "step status",
+                    detail: format!("`{other}` is not one of started, completed, failed"),
+                });
+            }
+        })
+    }
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RunRecord {
+    /// The run id.
+    pub run_id: String,
+    /// The workflow that owns the run.
+    pub workflow: String,
+    /// Where the run is in its lifecycle.
+    pub status: RunStatus,
+    /// The workflow's arguments as a JSON object, kept for recovery.
+    pub input: Option<String>,
+    /// The JSON output of a completed run.
+    pub output: Option<String>,
+    /// The error text of a failed run.
+    pub error: Option<String>,
+    /// The signal a `waiting` run waits for.
+    pub waiting_on: Option<String>,
+    /// When the run was first started.
+    pub created_at_ms: i64,
+    /// When the run last changed.
+    pub updated_at_ms: i64,
+}
+
+impl RunRecord {
+    /// A new `running` record, as `open_run` creates it.
+    pub fn new(
+        run_id: impl Into<String>,
+        workflow: impl Into<String>,
+        input: Option<String>,
+        now_ms: i64,
+    ) -> Self {
+        RunRecord {
+            run_id: run_id.into(),
+            workflow: workflow.into(),
+            status: RunStatus::Running,
+            input,
+            output: None,
+            error: None,
+            waiting_on: None,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+}
+
+/// One checkpoint: the outcome of one task call (or signal, or sleep) in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StepRecord {
+    /// The step id, unique within the run (`fetch`, `fetch#1`, `item-3`).
+    pub step_id: String,
+    /// The task name that produced it; replay checks it.
+    pub name: String,
+    /// Completed, failed, or started (at-most-once intent).
+    pub status: StepStatus,
+    /// The JSON value of a completed step.
+    pub value: Option<String>,
+    /// The error text of a failed step.
+    pub error: Option<String>,
+    /// How many times the body ran in the execution that wrote this record.
+    pub attempts: u32,
+    /// A canonical hash of the request, for agent steps; replay checks it.
+    pub request_hash: Option<String>,
+    /// When the step's first attempt started.
+    pub started_at_ms: i64,
+    /// When it completed or failed.
+    pub finished_at_ms: Option<i64>,
+}
+
+impl StepRecord {
+    /// A step record with the given outcome; `finished_at_ms` is `now_ms` unless `status` is
+    /// `Started`.
+    pub fn new(step_id: impl Into<String>, name: impl Into<String>, status: StepStatus, now_ms: i64) -> Self {
+        StepRecord {
+            step_id: step_id.into(),
+            name: name.into(),
+            status,
+            value: None,
+            error: None,
+            attempts: 0,
+            request_hash: None,
+            started_at_ms: now_ms,
+            finished_at_ms: (status != StepStatus::Started).then_some(now_ms),
+        }
+    }
+}
+
+/// A delivered signal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SignalRecord {
+    /// The signal name.
+    pub name: String,
+    /// Its JSON payload.
+    pub payload: String,
+    /// When it was delivered.
+    pub delivered_at_ms: i64,
+}
+
+impl SignalRecord {
+    /// A delivered signal.
+    pub fn new(name: impl Into<String>, payload: impl Into<String>, delivered_at_ms: i64) -> Self {
+        SignalRecord { name: name.into(), payload: payload.into(), delivered_at_ms }
+    }
+}
+
+/// What `open_run` returns: the run and everything recorded for it, read in one round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunHistory {
+    /// The run, after `open_run`'s status change.
+    pub run: RunRecord,
+    /// Every step record of the run.
+    pub steps: Vec<StepRecord>,
+    /// Every signal delivered to the run.
+    pub signals: Vec<SignalRecord>,
+}
+
+impl RunHistory {
+    /// Assembles a history.
+    pub fn new(run: RunRecord, steps: Vec<StepRecord>, signals: Vec<SignalRecord>) -> Self {
+        RunHistory { run, steps, signals }
+    }
+}
+
+/// A change of a run's status, with what goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunUpdate {
+    /// The new status.
+    pub status: RunStatus,
+    /// The output, for `Completed`.
+    pub output: Option<String>,
+    /// The error text, for `Failed`.
+    pub error: Option<String>,
+    /// The awaited signal, for `Waiting`.
+    pub waiting_on: Option<String>,
+    /// The time of the change.
+    pub now_ms: i64,
+}
+
+impl RunUpdate {
+    /// A bare status change; output, error and `waiting_on` are cleared.
+    pub fn new(status: RunStatus, now_ms: i64) -> Self {
+        RunUpdate { status, output: None, error: None, waiting_on: None, now_ms }
+    }
+
+    /// Sets the output.
+    pub fn output(mut self, output: impl Into<String>) -> Self {
+        self.output = Some(output.into());
+        self
+    }
+
+    /// Sets the error text.
+    pub fn error(mut self, error: impl Into<String>) -> Self {
+        self.error = Some(error.into());
+        self
+    }
+
+    /// Sets the awaited signal.
+    pub fn waiting_on(mut self, name: impl Into<String>) -> Self {
+        self.waiting_on = Some(name.into());
+        self
+    }
+}
+
+/// Which runs `list_runs` returns. Runs come newest first: by `created_at_ms` descending, then
+/// by run id descending.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunFilter {
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// At most this many runs.
+    pub limit: Option<usize>,
+}
+
+impl RunFilter {
+    /// Every run.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only runs in `status`.
+    pub fn status(mut self, status: RunStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only runs of `workflow`.
+    pub fn workflow(mut self, workflow: impl Into<String>) -> Self {
+        self.workflow = Some(workflow.into());
+        self
+    }
+
+    /// At most `limit` runs.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Whether `run` passes the filter (the limit aside).
+    pub fn matches(&self, run: &RunRecord) -> bool {
+        self.status.is_none_or(|s| s == run.status)
+            && self.workflow.as_deref().is_none_or(|w| w == run.workflow)
+    }
+}
+
+/// A parameter of `open_run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewRun {
+    /// The run id.
+    pub run_id: String,
+    /// The workflow name.
+    pub workflow: String,
+    /// The workflow's arguments as JSON, stored only when the run is created.
+    pub input: Option<String>,
+    /// The current time.
+    pub now_ms: i64,
+}
+
+impl NewRun {
+    /// A run to open.
+    pub fn new(
+        run_id: impl Into<String>,
+        workflow: impl Into<String>,
+        input: Option<String>,
+        now_ms: i64,
+    ) -> Self {
+        NewRun { run_id: run_id.into(), workflow: workflow.into(), input, now_ms }
+    }
+}
+
+/// The lease one process holds on a run while it executes it (rule 9 across processes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// Who holds it: an id unique to one engine in one process.
+    pub owner: String,
+    /// When it lapses unless renewed, in milliseconds since the Unix epoch (by the store's
+    /// clock, which for Redis and PostgreSQL is the server's).
+    pub expires_at_ms: i64,
+}
+
+impl Lease {
+    /// A lease held by `owner` until `expires_at_ms`.
+    pub fn new(owner: impl Into<String>, expires_at_ms: i64) -> Self {
+        Lease { owner: owner.into(), expires_at_ms }
+    }
+}
+
+/// What [`Leases::acquire_lease`](crate::Leases::acquire_lease) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseOutcome {
+    /// The caller holds the lease now (taken, or renewed if it already held it).
+    Acquired,
+    /// Another owner holds a lease that has not expired; nothing changed.
+    HeldBy(Lease),
+}

@@ -1,0 +1,100 @@
+//! [`Journal`] for [`PostgresStore`]: runs and their steps.
+
+use async_trait::async_trait;
+use durably_core::store::prelude::*;
+use durably_core::{Error, NewRun, Result, RunHistory, RunRecord, RunUpdate, StepRecord};
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::PostgresStore;
+use crate::sql::{HistoryRow, decode_history_row, decode_run, decode_step};
+
+#[async_trait]
+impl Journal for PostgresStore {
+    async fn open_run(&self, new: NewRun) -> Result<RunHistory> {
+        let run_id = new.run_id.as_str();
+        let sql = &self.statements.open_run;
+        // A run created by a concurrent transaction of another workflow may be invisible to
+        // the statement's snapshot (see `Statements::open_run`): the next attempt sees it.
+        for _ in 0..3 {
+            let rows = on_connection!(self, "open_run", Some(run_id), retry = true, |client| async {
+                let stmt = client
+                    .prepare_typed_cached(sql, &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8])
+                    .await?;
+                Ok(client.query(&stmt, &[&new.run_id, &new.workflow, &new.input, &new.now_ms]).await?)
+            })?;
+            let mut run = None;
+            let mut steps = Vec::new();
+            let mut signals = Vec::new();
+            for row in &rows {
+                match decode_history_row(row, run_id)? {
+                    HistoryRow::Run(r) => run = Some(r),
+                    HistoryRow::Step(s) => steps.push(s),
+                    HistoryRow::Signal(s) => signals.push(s),
+                }
+            }
+            if let Some(run) = run {
+                steps.sort_by(|a, b| {
+                    a.started_at_ms.cmp(&b.started_at_ms).then_with(|| a.step_id.cmp(&b.step_id))
+                });
+                return Ok(RunHistory::new(run, steps, signals));
+            }
+        }
+        Err(Error::store("open_run", Some(run_id), "the run was neither created nor found; try again"))
+    }
+    async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
+        let sql = &self.statements.save_step;
+        let attempts = i64::from(step.attempts);
+        on_connection!(self, "save_step", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            let params: [&(dyn ToSql + Sync); 10] = [
+                &run_id,
+                &step.step_id,
+                &step.name,
+                &step.status.as_str(),
+                &step.value,
+                &step.error,
+                &attempts,
+                &step.request_hash,
+                &step.started_at_ms,
+                &step.finished_at_ms,
+            ];
+            client.execute(&stmt, &params).await?;
+            Ok(())
+        })
+    }
+    async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
+        let sql = &self.statements.update_run;
+        let changed = on_connection!(self, "update_run", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            let params: [&(dyn ToSql + Sync); 6] = [
+                &run_id,
+                &update.status.as_str(),
+                &update.output,
+                &update.error,
+                &update.waiting_on,
+                &update.now_ms,
+            ];
+            Ok(client.execute(&stmt, &params).await?)
+        })?;
+        if changed == 0 {
+            return Err(Error::RunNotFound { run_id: run_id.to_owned() });
+        }
+        Ok(())
+    }
+    async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        let sql = &self.statements.get_run;
+        let row = on_connection!(self, "get_run", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query_opt(&stmt, &[&run_id]).await?)
+        })?;
+        row.map(|row| decode_run(&row, run_id)).transpose()
+    }
+    async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
+        let sql = &self.statements.list_steps;
+        let rows = on_connection!(self, "list_steps", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &[&run_id]).await?)
+        })?;
+        rows.iter().map(|row| decode_step(row, run_id)).collect()
+    }
+}

@@ -1,0 +1,156 @@
+//! [`Leases`] for [`PostgresStore`]: leases on the server's clock, cancellations, recovery.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use durably_core::store::prelude::*;
+use durably_core::{Error, Lease, LeaseOutcome, Result, RunRecord, RunUpdate};
+use tokio_postgres::types::ToSql;
+
+use crate::PostgresStore;
+use crate::sql::decode_run;
+
+#[async_trait]
+impl Leases for PostgresStore {
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        _now_ms: i64,
+    ) -> Result<LeaseOutcome> {
+        let sql = &self.statements.acquire_lease;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        // NULL: the server's clock decides (see the crate docs).
+        let clock: Option<i64> = None;
+        // The holder's row can be invisible to the statement's snapshot when it was created
+        // concurrently; a later attempt sees it.
+        for _ in 0..5 {
+            let row = on_connection!(self, "acquire_lease", Some(run_id), retry = true, |client| async {
+                let stmt = client.prepare_cached(sql).await?;
+                Ok(client.query_opt(&stmt, &[&run_id, &owner, &ttl_ms, &clock]).await?)
+            })?;
+            let Some(row) = row else { continue };
+            let decode = |e: tokio_postgres::Error| Error::Corrupt {
+                run_id: run_id.to_owned(),
+                step_id: None,
+                detail: format!("lease row: {e}"),
+            };
+            let acquired: bool = row.try_get(0).map_err(decode)?;
+            if acquired {
+                return Ok(LeaseOutcome::Acquired);
+            }
+            return Ok(LeaseOutcome::HeldBy(Lease::new(
+                row.try_get::<_, String>(1).map_err(decode)?,
+                row.try_get::<_, i64>(2).map_err(decode)?,
+            )));
+        }
+        Err(Error::store("acquire_lease", Some(run_id), "the lease was neither taken nor found; try again"))
+    }
+    async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
+        let sql = &self.statements.release_lease;
+        on_connection!(self, "release_lease", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            client.execute(&stmt, &[&run_id, &owner]).await?;
+            Ok(())
+        })
+    }
+    /// One statement for every lease, extending only `owner`'s rows, by the server's clock
+    /// (`now_ms` is ignored, as in `acquire_lease`), on the store's background connection: it
+    /// never waits behind the runs' statements for a pooled one.
+    async fn renew_leases(
+        &self,
+        run_ids: &[String],
+        owner: &str,
+        ttl: Duration,
+        _now_ms: i64,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = &self.statements.renew_leases;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let rows = on_connection!(
+            pool = self.background,
+            "renew_leases",
+            None::<&str>,
+            retry = true,
+            |client| async {
+                let stmt = client.prepare_cached(sql).await?;
+                Ok(client.query(&stmt, &[&run_ids, &owner, &ttl_ms]).await?)
+            }
+        )?;
+        rows.iter()
+            .map(|row| {
+                let decode = |e: tokio_postgres::Error| Error::Corrupt {
+                    run_id: row.try_get::<_, String>(0).unwrap_or_default(),
+                    step_id: None,
+                    detail: format!("lease row: {e}"),
+                };
+                Ok((row.try_get(0).map_err(decode)?, row.try_get(1).map_err(decode)?))
+            })
+            .collect()
+    }
+    /// One query for every id (`= ANY` of one array parameter), on the background connection.
+    async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = &self.statements.cancelled_runs;
+        let rows = on_connection!(
+            pool = self.background,
+            "cancelled_runs",
+            None::<&str>,
+            retry = true,
+            |client| async {
+                let stmt = client.prepare_cached(sql).await?;
+                Ok(client.query(&stmt, &[&run_ids]).await?)
+            }
+        )?;
+        rows.iter()
+            .map(|row| {
+                row.try_get(0).map_err(|e| Error::Corrupt {
+                    run_id: "(cancelled run)".to_owned(),
+                    step_id: None,
+                    detail: format!("run id: {e}"),
+                })
+            })
+            .collect()
+    }
+    async fn recoverable_runs(&self, _now_ms: i64, limit: usize) -> Result<Vec<RunRecord>> {
+        let sql = &self.statements.recoverable_runs;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let clock: Option<i64> = None;
+        let rows = on_connection!(self, "recoverable_runs", None::<&str>, retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &[&clock, &limit]).await?)
+        })?;
+        rows.iter().map(|row| decode_run(row, "(recoverable run)")).collect()
+    }
+    async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
+        let sql = &self.statements.update_run_unless_cancelled;
+        let row = on_connection!(self, "update_run", Some(run_id), retry = true, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            let params: [&(dyn ToSql + Sync); 6] = [
+                &run_id,
+                &update.status.as_str(),
+                &update.output,
+                &update.error,
+                &update.waiting_on,
+                &update.now_ms,
+            ];
+            Ok(client.query_one(&stmt, &params).await?)
+        })?;
+        let decode = |e: tokio_postgres::Error| Error::Corrupt {
+            run_id: run_id.to_owned(),
+            step_id: None,
+            detail: format!("update result: {e}"),
+        };
+        let (updated, exists): (bool, bool) =
+            (row.try_get(0).map_err(decode)?, row.try_get(1).map_err(decode)?);
+        if !exists {
+            return Err(Error::RunNotFound { run_id: run_id.to_owned() });
+        }
+        Ok(updated)
+    }
+}

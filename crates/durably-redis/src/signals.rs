@@ -1,0 +1,79 @@
+//! [`Signals`] for [`RedisStore`]: delivery, and waits woken by pub/sub.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use durably_core::store::prelude::*;
+use durably_core::{Error, Result, SignalRecord};
+
+use crate::codec::{check_size, decode_signal, encode_signal, sort_signals};
+use crate::error::{Context, fail};
+use crate::{POLL_FALLBACK, RedisStore};
+
+#[async_trait]
+impl Signals for RedisStore {
+    async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
+        let op = "deliver_signal";
+        check_size(
+            op,
+            run_id,
+            || format!("the payload of signal `{}`", signal.name),
+            signal.payload.len() + 21,
+        )?;
+        let mut call = self.invoke(&self.scripts.deliver_signal);
+        call.arg(run_id).arg(&signal.name).arg(encode_signal(signal));
+        let delivered: i64 = call.invoke_async(&mut self.conn.clone()).await.map_err(|e| {
+            Error::store(op, Some(run_id), Context::new(format!("signal `{}`", signal.name), e))
+        })?;
+        Ok(delivered == 1)
+    }
+    async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
+        let value: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.signals(run_id))
+            .arg(name)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(fail("get_signal", run_id))?;
+        value.map(|v| decode_signal(run_id, name.to_owned(), &v).map(|s| s.payload)).transpose()
+    }
+    async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.keys.signals(run_id))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(fail("list_signals", run_id))?;
+        let mut signals = fields
+            .into_iter()
+            .map(|(name, value)| decode_signal(run_id, name, &value))
+            .collect::<Result<Vec<_>>>()?;
+        sort_signals(&mut signals);
+        Ok(signals)
+    }
+    async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let Some(listener) = self.listener().await else {
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL_FALLBACK)).await;
+            return;
+        };
+        let mut waiter = listener.waiter(self.keys.wake(run_id));
+        let notify = waiter.notify();
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // Subscribe before looking, so that a delivery after the look is announced to us.
+        match tokio::time::timeout_at(deadline, waiter.subscribe()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL_FALLBACK)).await;
+                return;
+            }
+            Err(_) => return,
+        }
+        match self.get_signal(run_id, name).await {
+            // Delivered already, or the store failed: the engine's own look will tell.
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) => {}
+        }
+        let _ = tokio::time::timeout_at(deadline, notified).await;
+    }
+}
