@@ -110,9 +110,9 @@ pub use durably_core::{
     Admin, Backoff, BoxError, DEFAULT_LEASE_TTL, DEFAULT_RETRIES, DurableWorkflow, Error, Journal, Lease,
     LeaseOutcome, Leases, MemoryStore, NewRun, RecoveryReport, Result, RetryPolicy, Retryable, RunContext,
     RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, Signals, SingleProcess, State,
-    StepInfo, StepRecord, StepStatus, Store, StoreErrorKind, TaskCall, WorkerHandle, Workflow, WorkflowBuilder,
-    backoff, current_step, idempotency_key, journal, now_ms, signal, signal_timeout, sleep, spawn, state, step,
-    store,
+    StepInfo, StepRecord, StepStatus, Store, StoreErrorKind, TaskCall, WorkerHandle, Workflow,
+    WorkflowBuilder, backoff, current_step, idempotency_key, journal, now_ms, signal, signal_timeout, sleep,
+    spawn, state, step, store,
 };
 /// `#[durably::durable_pipeline]` is [`workflow`] under its python-durable name, for multi-agent
 /// pipelines: agent runs (`durably::agent::openai::OpenAiAgent::run`, the rig `DurableAgent`)
