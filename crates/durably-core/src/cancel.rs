@@ -4,7 +4,7 @@
 //!
 //! The trade-off: no store round trip per step, and none per run either. Each engine has one
 //! watcher task that asks the store, every [`CANCEL_POLL`], which of the runs it executes are
-//! `cancelled`, in one call ([`Store::cancelled_runs`](crate::Store::cancelled_runs)), so the
+//! `cancelled`, in one call ([`Store::cancelled_runs`](crate::store::Leases::cancelled_runs)), so the
 //! cost of watching does not grow with the number of runs waiting on signals or sleeping. For
 //! each one found it sets the run's in-memory flag and wakes its waits; the flag is what each
 //! step boundary, signal wait and sleep checks. So a step in flight finishes (its record is
@@ -12,7 +12,7 @@
 //! interval. The task starts with the engine's first execution and stops when none is left.
 //! Each status change the engine makes for an executing run
 //! (`waiting`, back to `running`, `completed`, `failed`) goes through
-//! [`Store::update_run_unless_cancelled`](crate::Store::update_run_unless_cancelled), so a
+//! [`Store::update_run_unless_cancelled`](crate::store::Leases::update_run_unless_cancelled), so a
 //! cancellation that lands between two polls is never overwritten: the run stops there. The
 //! write back to `running` after a signal is started without being awaited (so a resumed run
 //! waits for one durable commit, not two); the run's next status write awaits it first, and a
@@ -28,7 +28,7 @@ use crate::store::{RunUpdate, Store};
 use crate::sync::{TaskSlot, lock};
 
 /// How often an engine asks the store whether the runs it executes were cancelled by another
-/// process: one [`Store::cancelled_runs`] call per engine per interval, whatever the number of
+/// process: one [`Store::cancelled_runs`](crate::store::Leases::cancelled_runs) call per engine per interval, whatever the number of
 /// runs.
 pub const CANCEL_POLL: Duration = Duration::from_millis(500);
 

@@ -5,7 +5,7 @@
 //! next step boundary and records nothing more.
 //!
 //! Renewals are batched per engine: one [`Renewer`] task renews every lease the engine holds in
-//! one store call ([`Store::renew_leases`]) per third of the TTL, so thousands of runs waiting on
+//! one store call ([`Store::renew_leases`](crate::store::Leases::renew_leases)) per third of the TTL, so thousands of runs waiting on
 //! signals cost one round trip per period, not one each. A release first takes its lease out of
 //! the renewer, then waits for a batch in flight: no renewal sent before the release can land
 //! after it and take the lease back.
@@ -214,7 +214,7 @@ impl Renewer {
         drop(self.batch.lock().await);
     }
 
-    /// The task: one [`Store::renew_leases`] call per period for every lease held, until none
+    /// The task: one [`Store::renew_leases`](crate::store::Leases::renew_leases) call per period for every lease held, until none
     /// is left. A lease found taken, released, or unrenewed for a whole TTL is marked lost, its
     /// run woken, and it is renewed no more.
     async fn run(self: Arc<Self>, task: u64) {

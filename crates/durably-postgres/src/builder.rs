@@ -57,14 +57,14 @@ impl fmt::Debug for PostgresStoreBuilder {
 }
 
 impl PostgresStoreBuilder {
-    /// The schema that holds the store's tables (default [`DEFAULT_SCHEMA`]); created if
+    /// The schema that holds the store's tables (default [`DEFAULT_SCHEMA`](crate::DEFAULT_SCHEMA)); created if
     /// missing. Stores on different schemas of one database are independent.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = schema.into();
         self
     }
 
-    /// The most connections the pool opens (default [`DEFAULT_POOL_SIZE`]); the listener uses
+    /// The most connections the pool opens (default [`DEFAULT_POOL_SIZE`](crate::DEFAULT_POOL_SIZE)); the listener uses
     /// one more, and the engines' lease renewals and cancellation checks one more (named
     /// `<application_name> background`).
     pub fn pool_size(mut self, size: usize) -> Self {
@@ -87,7 +87,7 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Connects, brings the schema to [`SCHEMA_VERSION`] and starts the listener.
+    /// Connects, brings the schema to [`SCHEMA_VERSION`](crate::SCHEMA_VERSION) and starts the listener.
     ///
     /// Fails with [`Error::Invalid`] for a malformed URL, an unusable schema name or a schema
     /// of a newer version, and with [`Error::Store`] (naming host, port, database and user)

@@ -55,7 +55,7 @@
 //! `COLLATE "C"`, so listings order by bytes as Rust does. Ids are stored verbatim and are
 //! keys of btree indexes, whose entries PostgreSQL caps at about 2.7 KB after compression: ids
 //! of 10 KB that compress well (repeated text) are fine, but a run id, step id or signal name
-//! of several kilobytes of random text is refused with [`Error::Store`] (SQLSTATE 54000) and
+//! of several kilobytes of random text is refused with [`Error::Store`](durably_core::Error::Store) (SQLSTATE 54000) and
 //! nothing is written.
 //!
 //! # Migrations
@@ -65,7 +65,7 @@
 //! together migrate once, one after the other), creates the schema if missing, and applies
 //! every migration between the stored version and its own in that one transaction. Migrations
 //! only add; they never rewrite or drop recorded data. A schema whose version is **newer** than
-//! this code's is refused with [`Error::Invalid`] naming both versions, and left untouched:
+//! this code's is refused with [`Error::Invalid`](durably_core::Error::Invalid) naming both versions, and left untouched:
 //! upgrade every worker before (or together with) the schema, never after.
 //!
 //! # Faults
@@ -73,7 +73,7 @@
 //! Connections come from a deadpool pool; a connection whose backend died is dropped and
 //! replaced. An operation interrupted by a lost connection is retried once on a fresh one when
 //! repeating it is harmless (every operation but `deliver_signal`, whose outcome would be
-//! ambiguous); otherwise it fails with [`Error::Store`] naming the operation and run, and the
+//! ambiguous); otherwise it fails with [`Error::Store`](durably_core::Error::Store) naming the operation and run, and the
 //! next operation gets a fresh connection. A write either committed or did not: nothing
 //! recorded is lost.
 //!
@@ -109,7 +109,7 @@ pub const DEFAULT_APPLICATION_NAME: &str = "durably";
 /// be missed then, so waiters look at the store this often.
 const POLL_WHILE_DISCONNECTED: Duration = Duration::from_millis(500);
 
-/// A [`Store`] in a PostgreSQL database. See the [crate docs](crate) for how it works.
+/// A [`Store`](durably_core::Store) in a PostgreSQL database. See the [crate docs](crate) for how it works.
 ///
 /// Share it between runs and tasks through `Arc` (the engine does). Dropping it closes its
 /// listener connection; pooled connections close as they are released.

@@ -22,13 +22,13 @@ pub struct RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
-    /// The prefix of every key (default [`DEFAULT_PREFIX`]). Keys are `<prefix>:<kind>:…`.
+    /// The prefix of every key (default [`DEFAULT_PREFIX`](crate::DEFAULT_PREFIX)). Keys are `<prefix>:<kind>:…`.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
-    /// How long a run's keys live after its last write (default [`DEFAULT_TTL`], 24 hours).
+    /// How long a run's keys live after its last write (default [`DEFAULT_TTL`](crate::DEFAULT_TTL), 24 hours).
     /// `Duration::ZERO` keeps them forever. Below a millisecond counts as one millisecond.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -36,7 +36,7 @@ impl RedisStoreBuilder {
     }
 
     /// How long one call waits for the server's reply before it fails with [`Error::Store`]
-    /// (default [`DEFAULT_RESPONSE_TIMEOUT`], 10 s; `Duration::ZERO` waits forever). A call that
+    /// (default [`DEFAULT_RESPONSE_TIMEOUT`](crate::DEFAULT_RESPONSE_TIMEOUT), 10 s; `Duration::ZERO` waits forever). A call that
     /// timed out may still have been carried out. Raise it for very large values or histories
     /// on a slow server.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {

@@ -63,7 +63,7 @@
 //!   (found through an index of last-write times), so indexes do not grow with runs long gone.
 //!   Creation times are scores, exact up to 2^53 ms (the year 287 396).
 //! - Leases are `SET … PXAT` keys holding the owner, with expiry by the **server's clock**: the
-//!   `now_ms` argument of [`Store::acquire_lease`] and [`Store::recoverable_runs`] is ignored, so
+//!   `now_ms` argument of [`Store::acquire_lease`](durably_core::store::Leases::acquire_lease) and [`Store::recoverable_runs`](durably_core::store::Leases::recoverable_runs) is ignored, so
 //!   clock skew between workers does not matter.
 //! - Signal wake-ups: each store opens one pub/sub connection, at its first signal wait. A wait
 //!   subscribes to the run's channel and only then looks for the signal, and a delivery
@@ -122,7 +122,7 @@ const POLL_FALLBACK: Duration = Duration::from_secs(1);
 /// blocks the server while it runs, so a long list goes in several calls.
 const BATCH: usize = 1_000;
 
-/// A [`Store`] in Redis. See the [crate docs](crate) for how it works.
+/// A [`Store`](durably_core::Store) in Redis. See the [crate docs](crate) for how it works.
 ///
 /// Cheap to share through `Arc` (the engine does); every call goes through one multiplexed
 /// connection that reconnects on its own.

@@ -25,31 +25,31 @@ use durably_core::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Op {
-    /// [`Store::open_run`]
+    /// [`Store::open_run`](durably_core::store::Journal::open_run)
     OpenRun,
-    /// [`Store::save_step`]
+    /// [`Store::save_step`](durably_core::store::Journal::save_step)
     SaveStep,
-    /// [`Store::update_run`]
+    /// [`Store::update_run`](durably_core::store::Journal::update_run)
     UpdateRun,
-    /// [`Store::deliver_signal`]
+    /// [`Store::deliver_signal`](durably_core::store::Signals::deliver_signal)
     DeliverSignal,
-    /// [`Store::get_signal`]
+    /// [`Store::get_signal`](durably_core::store::Signals::get_signal)
     GetSignal,
-    /// [`Store::get_run`], and [`Store::cancelled_runs`]
+    /// [`Store::get_run`](durably_core::store::Journal::get_run), and [`Store::cancelled_runs`](durably_core::store::Leases::cancelled_runs)
     GetRun,
-    /// [`Store::list_runs`]
+    /// [`Store::list_runs`](durably_core::store::Admin::list_runs)
     ListRuns,
-    /// [`Store::list_steps`]
+    /// [`Store::list_steps`](durably_core::store::Journal::list_steps)
     ListSteps,
-    /// [`Store::acquire_lease`], and [`Store::renew_leases`]
+    /// [`Store::acquire_lease`](durably_core::store::Leases::acquire_lease), and [`Store::renew_leases`](durably_core::store::Leases::renew_leases)
     AcquireLease,
-    /// [`Store::release_lease`]
+    /// [`Store::release_lease`](durably_core::store::Leases::release_lease)
     ReleaseLease,
-    /// [`Store::recoverable_runs`]
+    /// [`Store::recoverable_runs`](durably_core::store::Leases::recoverable_runs)
     RecoverableRuns,
-    /// [`Store::list_signals`]
+    /// [`Store::list_signals`](durably_core::store::Signals::list_signals)
     ListSignals,
-    /// [`Store::delete_run`]
+    /// [`Store::delete_run`](durably_core::store::Admin::delete_run)
     DeleteRun,
 }
 

@@ -68,7 +68,7 @@ enum Port {
 impl AllowedHosts {
     /// The address the dashboard is bound to, as `ip:port`; with `localhost:port` when it is a
     /// loopback address, and the loopback names when it is the unspecified address (0.0.0.0 or
-    /// [::] accept connections on loopback too). Other names need [`AllowedHosts::allow`].
+    /// `[::]` accept connections on loopback too). Other names need [`AllowedHosts::allow`].
     pub fn new(bound: SocketAddr) -> Self {
         let port = bound.port();
         let exactly = |host: String| Name { host, port: Port::Exactly(port), configured: false };

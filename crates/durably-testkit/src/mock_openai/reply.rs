@@ -45,7 +45,7 @@ impl MockReply {
         MockReply::Raw(body)
     }
 
-    /// Parses one fixture entry (see the [module docs](self)).
+    /// Parses one fixture entry (see the [module docs](crate::mock_openai)).
     pub fn from_json(entry: &Value) -> io::Result<Self> {
         let invalid =
             |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("mock reply {entry}: {what}"));
