@@ -111,14 +111,15 @@ struct Claim {
 impl StepIds {
     /// `base`, then `base#1`, `base#2`…, skipping any id another call of this execution
     /// already holds: a generated id never lands on an explicit one (or on a generated id of a
-    /// task whose name looks like `base#n`).
-    fn generate(&mut self, base: &str, task: &str) -> String {
+    /// task whose name looks like `base#n`). The claim is in the name of `base`, the (scoped)
+    /// task name of the call.
+    fn generate(&mut self, base: &str) -> String {
         let n = self.counters.entry(base.to_owned()).or_insert(0);
         loop {
             let id = if *n == 0 { base.to_owned() } else { format!("{base}#{n}") };
             *n += 1;
             if !self.claims.contains_key(&id) {
-                self.claims.insert(id.clone(), Claim { task: task.to_owned(), explicit: false });
+                self.claims.insert(id.clone(), Claim { task: base.to_owned(), explicit: false });
                 return id;
             }
         }
@@ -194,7 +195,7 @@ impl RunContext {
     /// ```
     pub fn scope(&self, name: &str) -> RunContext {
         let key = format!("{SCOPE_COUNTER}{}", self.scoped(name));
-        let id = lock(&self.inner.ids).generate(&key, &key);
+        let id = lock(&self.inner.ids).generate(&key);
         let prefix = id.strip_prefix(SCOPE_COUNTER).unwrap_or(&id);
         RunContext { inner: self.inner.clone(), scope: Some(Arc::from(prefix)) }
     }
@@ -218,12 +219,12 @@ impl RunContext {
     /// two calls never share a checkpoint by accident.
     pub fn next_step_id(&self, name: &str) -> String {
         let base = self.scoped(name);
-        lock(&self.inner.ids).generate(&base, &base)
+        lock(&self.inner.ids).generate(&base)
     }
 
     /// The id for a call of task `task` (already scoped).
     pub(crate) fn generate_step_id(&self, task: &str) -> String {
-        lock(&self.inner.ids).generate(task, task)
+        lock(&self.inner.ids).generate(task)
     }
 
     /// Claims `id`, named explicitly by a call of `task` that had been handed `generated`.

@@ -52,7 +52,10 @@ impl RunContext {
     /// Waits for the signal `name` delivered to this run and returns its payload: see
     /// [`signal`](crate::signal).
     pub async fn signal<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
-        signal_in(self, name).await
+        match wait_signal(self, name, None).await? {
+            Some(payload) => decode(self.run_id(), &signal_step(name), "signal payload", Some(&payload)),
+            None => Err(Error::Invalid { what: "signal", detail: "wait ended without a payload".into() }),
+        }
     }
 
     /// Like [`signal`](Self::signal), but gives up after `timeout` and returns `None`: see
@@ -68,13 +71,6 @@ impl RunContext {
     /// Sleeps for `duration`, durably: see [`sleep`](crate::sleep).
     pub async fn sleep(&self, duration: Duration) -> Result<()> {
         sleep_in(self, duration).await
-    }
-}
-
-async fn signal_in<T: DeserializeOwned>(ctx: &RunContext, name: &str) -> Result<T> {
-    match wait_signal(ctx, name, None).await? {
-        Some(payload) => decode(ctx.run_id(), &signal_step(name), "signal payload", Some(&payload)),
-        None => Err(Error::Invalid { what: "signal", detail: "wait ended without a payload".into() }),
     }
 }
 
