@@ -334,16 +334,10 @@ impl Signals for SqliteStore {
     /// after `max_wait`.
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
         // Register before looking, so that a delivery after the look wakes this wait.
-        let registration = self.poller.register(run_id, name);
-        let notified = registration.notify().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        match self.get_signal(run_id, name).await {
-            // Delivered already, or the store failed: the engine's own look will tell.
-            Ok(Some(_)) | Err(_) => return,
-            Ok(None) => {}
-        }
-        let _ = tokio::time::timeout(max_wait, notified).await;
+        let waiting = self.poller.register(run_id, name);
+        // Delivered already, or the store failed: the engine's own look will tell.
+        let look = async { !matches!(self.get_signal(run_id, name).await, Ok(None)) };
+        waiting.wait_unless(look, max_wait).await;
     }
 }
 

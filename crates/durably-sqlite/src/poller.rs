@@ -1,7 +1,7 @@
 //! Signal wake-ups: one poller per store, instead of one poll per waiting run.
 //!
-//! A `wait_for_signal` call registers its `(run_id, name)` here and waits on the registration's
-//! [`Notify`]. A delivery through this store wakes its waiters at once. Deliveries by other
+//! A `wait_for_signal` call registers its `(run_id, name)` in the store's [`WaitRegistry`] and
+//! waits to be woken. A delivery through this store wakes its waiters at once. Deliveries by other
 //! processes (or other stores on the same file) are found by one task per store, every
 //! `poll_interval`: it reads `PRAGMA data_version` on a connection of its own, which changes
 //! only when another connection committed, and only then asks, in one query, which of the
@@ -15,122 +15,88 @@
 //! pairs, so a delivery committed after that look changes the version the task saw last and is
 //! found by its next query.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use durably_core::store::{WaitRegistry, Waiting};
 use rusqlite::Connection;
-use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::connection::open_reader;
 use crate::sql::{self, Fail};
 use crate::writer::retry_busy;
 
+/// What a wait is for: a run id and a signal name.
+pub(crate) type Key = (String, String);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves the maps consistent; a poisoned lock is usable.
+    // Every critical section leaves the slot consistent; a poisoned lock is usable.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The signal waits of one store, and its poll task.
 pub(crate) struct Poller {
-    shared: Arc<Shared>,
+    waits: WaitRegistry<Key>,
+    task: Arc<Mutex<TaskSlot>>,
     /// The database file the task reads; `None` for an in-memory database.
     path: Option<PathBuf>,
     interval: Duration,
     busy_timeout: Duration,
 }
 
+/// The running task: its number (a task that ends frees the slot only if no newer one took it)
+/// and a handle to stop it when the store is dropped.
 #[derive(Default)]
-struct Shared {
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    /// Each awaited `(run_id, name)`, with how many waits share it.
-    waits: HashMap<(String, String), (Arc<Notify>, usize)>,
-    /// The running task: its number (a task that ends frees the slot only if no newer one took
-    /// it) and a handle to stop it when the store is dropped.
-    task: Option<(u64, AbortHandle)>,
-    tasks_started: u64,
-}
-
-/// One wait, registered until dropped.
-pub(crate) struct Registration {
-    shared: Arc<Shared>,
-    key: (String, String),
-    notify: Arc<Notify>,
-}
-
-impl Registration {
-    /// Notified when the signal may have been delivered.
-    pub(crate) fn notify(&self) -> &Notify {
-        &self.notify
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let mut state = lock(&self.shared.state);
-        if let Some((_, count)) = state.waits.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                state.waits.remove(&self.key);
-            }
-        }
-    }
+struct TaskSlot {
+    running: Option<(u64, AbortHandle)>,
+    started: u64,
 }
 
 impl Poller {
     pub(crate) fn new(path: Option<PathBuf>, interval: Duration, busy_timeout: Duration) -> Self {
-        Poller { shared: Arc::default(), path, interval, busy_timeout }
+        Poller { waits: WaitRegistry::new(), task: Arc::default(), path, interval, busy_timeout }
     }
 
     /// Registers a wait for signal `name` of `run_id`, and starts the poll task if it is not
     /// running.
-    pub(crate) fn register(&self, run_id: &str, name: &str) -> Registration {
-        let key = (run_id.to_owned(), name.to_owned());
-        let mut state = lock(&self.shared.state);
-        let entry = state.waits.entry(key.clone()).or_insert_with(|| (Arc::new(Notify::new()), 0));
-        entry.1 += 1;
-        let notify = entry.0.clone();
-        if state.task.is_none()
+    pub(crate) fn register(&self, run_id: &str, name: &str) -> Waiting<Key> {
+        // Registered before the slot is read: a task that is ending either still sees this wait
+        // (and goes on) or has freed the slot by then (and a new one starts here).
+        let waiting = self.waits.register((run_id.to_owned(), name.to_owned()));
+        let mut slot = lock(&self.task);
+        if slot.running.is_none()
             && let Some(path) = &self.path
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            state.tasks_started += 1;
-            let number = state.tasks_started;
+            slot.started += 1;
+            let number = slot.started;
             let look = Look {
-                shared: Arc::downgrade(&self.shared),
+                waits: self.waits.clone(),
+                slot: Arc::downgrade(&self.task),
                 path: path.clone(),
                 busy_timeout: self.busy_timeout,
             };
             let handle = runtime.spawn(poll(look, self.interval, number));
-            state.task = Some((number, handle.abort_handle()));
+            slot.running = Some((number, handle.abort_handle()));
         }
-        drop(state);
-        Registration { shared: self.shared.clone(), key, notify }
+        waiting
     }
 
     /// Wakes the waits for signal `name` of `run_id` (delivered through this store).
     pub(crate) fn wake(&self, run_id: &str, name: &str) {
-        let state = lock(&self.shared.state);
-        if let Some((notify, _)) = state.waits.get(&(run_id.to_owned(), name.to_owned())) {
-            notify.notify_waiters();
-        }
+        self.waits.wake(&(run_id.to_owned(), name.to_owned()));
     }
 
     /// How many distinct signals are waited on.
     pub(crate) fn waited_on(&self) -> usize {
-        lock(&self.shared.state).waits.len()
+        self.waits.len()
     }
 }
 
 impl Drop for Poller {
     fn drop(&mut self) {
-        if let Some((_, task)) = lock(&self.shared.state).task.take() {
+        if let Some((_, task)) = lock(&self.task).running.take() {
             task.abort();
         }
     }
@@ -138,7 +104,9 @@ impl Drop for Poller {
 
 /// What the poll task needs to look.
 struct Look {
-    shared: Weak<Shared>,
+    waits: WaitRegistry<Key>,
+    /// The store's task slot; gone with the store.
+    slot: Weak<Mutex<TaskSlot>>,
     path: PathBuf,
     busy_timeout: Duration,
 }
@@ -146,16 +114,16 @@ struct Look {
 /// Frees the task slot when the task ends however it ends (returned, aborted, or dropped with
 /// its runtime), unless a newer task took it.
 struct TaskEnd {
-    shared: Weak<Shared>,
+    slot: Weak<Mutex<TaskSlot>>,
     number: u64,
 }
 
 impl Drop for TaskEnd {
     fn drop(&mut self) {
-        if let Some(shared) = self.shared.upgrade() {
-            let mut state = lock(&shared.state);
-            if state.task.as_ref().is_some_and(|(n, _)| *n == self.number) {
-                state.task = None;
+        if let Some(slot) = self.slot.upgrade() {
+            let mut slot = lock(&slot);
+            if slot.running.as_ref().is_some_and(|(n, _)| *n == self.number) {
+                slot.running = None;
             }
         }
     }
@@ -163,7 +131,7 @@ impl Drop for TaskEnd {
 
 /// The poll task: every `interval`, one look on its own connection, until no wait is left.
 async fn poll(look: Look, interval: Duration, number: u64) {
-    let _end = TaskEnd { shared: look.shared.clone(), number };
+    let _end = TaskEnd { slot: look.slot.clone(), number };
     let look = Arc::new(look);
     let mut conn: Option<Connection> = None;
     let mut seen: Option<i64> = None;
@@ -171,11 +139,12 @@ async fn poll(look: Look, interval: Duration, number: u64) {
     loop {
         tokio::time::sleep(interval).await;
         {
-            let Some(shared) = look.shared.upgrade() else { return };
-            let mut state = lock(&shared.state);
-            if state.waits.is_empty() {
-                if state.task.as_ref().is_some_and(|(n, _)| *n == number) {
-                    state.task = None;
+            let Some(slot) = look.slot.upgrade() else { return };
+            // Checked with the slot held, so a wait registered meanwhile finds the slot free.
+            let mut slot = lock(&slot);
+            if look.waits.is_empty() {
+                if slot.running.as_ref().is_some_and(|(n, _)| *n == number) {
+                    slot.running = None;
                 }
                 return;
             }
@@ -231,20 +200,16 @@ impl Look {
             return Ok(version);
         }
         // Taken after the version was read: a wait registered meanwhile is asked about now.
-        let Some(shared) = self.shared.upgrade() else { return Ok(version) };
         let pairs: Vec<[String; 2]> =
-            lock(&shared.state).waits.keys().map(|(run_id, name)| [run_id.clone(), name.clone()]).collect();
+            self.waits.keys().into_iter().map(|(run_id, name)| [run_id, name]).collect();
         if pairs.is_empty() {
             return Ok(version);
         }
         let json = serde_json::to_string(&pairs)
             .map_err(|e| Fail::Message(format!("cannot encode the awaited signals: {e}")))?;
         let delivered = retry_busy(|| sql::delivered_among(conn, &json))?;
-        let state = lock(&shared.state);
         for key in delivered {
-            if let Some((notify, _)) = state.waits.get(&key) {
-                notify.notify_waiters();
-            }
+            self.waits.wake(&key);
         }
         Ok(version)
     }
