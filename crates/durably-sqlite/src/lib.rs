@@ -142,7 +142,7 @@ impl SqliteStoreBuilder {
     }
 
     /// Sets how often the store looks for signals delivered by other processes to its waiting
-    /// runs (default 100 ms).
+    /// runs (default 5 ms).
     pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
         self.options = self.options.poll_interval(poll_interval);
         self
@@ -180,7 +180,7 @@ impl SqliteStoreBuilder {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` with the default options: full
-    /// durability, 5 s busy timeout, 100 ms signal poll. See [`SqliteStoreBuilder::open`] for
+    /// durability, 5 s busy timeout, 5 ms signal poll. See [`SqliteStoreBuilder::open`] for
     /// the errors.
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
         Self::builder(path).open().await

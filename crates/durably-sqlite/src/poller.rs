@@ -2,26 +2,26 @@
 //!
 //! A `wait_for_signal` call registers its `(run_id, name)` in the store's [`WaitRegistry`] and
 //! waits to be woken. A delivery through this store wakes its waiters at once. Deliveries by other
-//! processes (or other stores on the same file) are found by one task per store, every
+//! processes (or other stores on the same file) are found by one thread per store, every
 //! `poll_interval`: it reads `PRAGMA data_version` on a connection of its own, which changes
 //! only when another connection committed, and only then asks, in one query, which of the
 //! registered pairs were delivered, and wakes their waiters. While nothing is written a poll
-//! costs one pragma, however many runs wait. The task starts with the first registration and
+//! costs one pragma, however many runs wait. The thread starts with the first registration and
 //! ends when none is left or the store is dropped. An in-memory database has no other
-//! connection, so it needs no task.
+//! connection, so it needs no thread.
 //!
 //! A wake-up only means "look again": the engine reads the signal itself. A wait registers
-//! before its own last look, and the task reads `data_version` before it takes the registered
-//! pairs, so a delivery committed after that look changes the version the task saw last and is
+//! before its own last look, and the thread reads `data_version` before it takes the registered
+//! pairs, so a delivery committed after that look changes the version the thread saw last and is
 //! found by its next query.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use durably_core::store::{WaitRegistry, Waiting};
 use rusqlite::Connection;
-use tokio::task::AbortHandle;
 
 use crate::connection::open_reader;
 use crate::sql::{self, Fail};
@@ -35,21 +35,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The signal waits of one store, and its poll task.
+/// The signal waits of one store, and its poll thread.
 pub(crate) struct Poller {
     waits: WaitRegistry<Key>,
     task: Arc<Mutex<TaskSlot>>,
-    /// The database file the task reads; `None` for an in-memory database.
+    /// The database file the thread reads; `None` for an in-memory database.
     path: Option<PathBuf>,
     interval: Duration,
     busy_timeout: Duration,
 }
 
-/// The running task: its number (a task that ends frees the slot only if no newer one took it)
-/// and a handle to stop it when the store is dropped.
+/// The running thread: its number (a thread that ends frees the slot only if no newer one took
+/// it) and the flag that stops it when the store is dropped.
 #[derive(Default)]
 struct TaskSlot {
-    running: Option<(u64, AbortHandle)>,
+    running: Option<(u64, Arc<AtomicBool>)>,
     started: u64,
 }
 
@@ -58,16 +58,15 @@ impl Poller {
         Poller { waits: WaitRegistry::new(), task: Arc::default(), path, interval, busy_timeout }
     }
 
-    /// Registers a wait for signal `name` of `run_id`, and starts the poll task if it is not
+    /// Registers a wait for signal `name` of `run_id`, and starts the poll thread if it is not
     /// running.
     pub(crate) fn register(&self, run_id: &str, name: &str) -> Waiting<Key> {
-        // Registered before the slot is read: a task that is ending either still sees this wait
+        // Registered before the slot is read: a thread that is ending either still sees this wait
         // (and goes on) or has freed the slot by then (and a new one starts here).
         let waiting = self.waits.register((run_id.to_owned(), name.to_owned()));
         let mut slot = lock(&self.task);
         if slot.running.is_none()
             && let Some(path) = &self.path
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             slot.started += 1;
             let number = slot.started;
@@ -77,8 +76,16 @@ impl Poller {
                 path: path.clone(),
                 busy_timeout: self.busy_timeout,
             };
-            let handle = runtime.spawn(poll(look, self.interval, number));
-            slot.running = Some((number, handle.abort_handle()));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (interval, flag) = (self.interval, stop.clone());
+            let spawned = std::thread::Builder::new()
+                .name("durably-poll".into())
+                .spawn(move || poll(look, interval, number, flag));
+            match spawned {
+                Ok(_) => slot.running = Some((number, stop)),
+                // The waits still end by their own deadlines; the next registration tries again.
+                Err(e) => tracing::warn!(error = %e, "durably-sqlite: cannot start the signal poll thread"),
+            }
         }
         waiting
     }
@@ -96,23 +103,23 @@ impl Poller {
 
 impl Drop for Poller {
     fn drop(&mut self) {
-        if let Some((_, task)) = lock(&self.task).running.take() {
-            task.abort();
+        if let Some((_, stop)) = lock(&self.task).running.take() {
+            stop.store(true, Ordering::Release);
         }
     }
 }
 
-/// What the poll task needs to look.
+/// What the poll thread needs to look.
 struct Look {
     waits: WaitRegistry<Key>,
-    /// The store's task slot; gone with the store.
+    /// The store's thread slot; gone with the store.
     slot: Weak<Mutex<TaskSlot>>,
     path: PathBuf,
     busy_timeout: Duration,
 }
 
-/// Frees the task slot when the task ends however it ends (returned, aborted, or dropped with
-/// its runtime), unless a newer task took it.
+/// Frees the slot when the thread ends however it ends (returned or unwound), unless a newer
+/// thread took it.
 struct TaskEnd {
     slot: Weak<Mutex<TaskSlot>>,
     number: u64,
@@ -129,15 +136,20 @@ impl Drop for TaskEnd {
     }
 }
 
-/// The poll task: every `interval`, one look on its own connection, until no wait is left.
-async fn poll(look: Look, interval: Duration, number: u64) {
+/// The poll thread: every `interval`, one look on its own connection, until no wait is left or
+/// the store is dropped. A thread, not a task: a look is a blocking SQLite call, and a thread
+/// that sleeps costs one wake-up per tick, where a task would hand each look to the blocking
+/// pool.
+fn poll(look: Look, interval: Duration, number: u64, stop: Arc<AtomicBool>) {
     let _end = TaskEnd { slot: look.slot.clone(), number };
-    let look = Arc::new(look);
     let mut conn: Option<Connection> = None;
     let mut seen: Option<i64> = None;
     let mut failing = false;
     loop {
-        tokio::time::sleep(interval).await;
+        std::thread::sleep(interval);
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
         {
             let Some(slot) = look.slot.upgrade() else { return };
             // Checked with the slot held, so a wait registered meanwhile finds the slot free.
@@ -149,15 +161,14 @@ async fn poll(look: Look, interval: Duration, number: u64) {
                 return;
             }
         }
-        let (look_now, held) = (look.clone(), conn.take());
-        let outcome = tokio::task::spawn_blocking(move || look_now.once(held, seen)).await;
+        let (held, outcome) = look.once(conn.take(), seen);
         match outcome {
-            Ok((held, Ok(version))) => {
+            Ok(version) => {
                 conn = held;
                 seen = Some(version);
                 failing = false;
             }
-            Ok((held, Err(fail))) => {
+            Err(fail) => {
                 // A fresh connection next time, whose `data_version` starts anew; the waits' own
                 // deadlines bound what is missed meanwhile.
                 drop(held);
@@ -169,10 +180,6 @@ async fn poll(look: Look, interval: Duration, number: u64) {
                     );
                 }
                 failing = true;
-            }
-            Err(e) => {
-                seen = None;
-                tracing::warn!(error = %e, "durably-sqlite: the signal poll stopped unexpectedly; trying again");
             }
         }
     }
