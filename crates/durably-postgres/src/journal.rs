@@ -41,26 +41,10 @@ impl Journal for PostgresStore {
         }
         Err(Error::store("open_run", Some(run_id), "the run was neither created nor found; try again"))
     }
+    /// Written with the checkpoints of concurrent runs, one statement per batch (see
+    /// `batch.rs`); returns once the batch committed.
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
-        let sql = &self.statements.save_step;
-        let attempts = i64::from(step.attempts);
-        on_connection!(self, "save_step", Some(run_id), |client| async {
-            let stmt = client.prepare_cached(sql).await?;
-            let params: [&(dyn ToSql + Sync); 10] = [
-                &run_id,
-                &step.step_id,
-                &step.name,
-                &step.status.as_str(),
-                &step.value,
-                &step.error,
-                &attempts,
-                &step.request_hash,
-                &step.started_at_ms,
-                &step.finished_at_ms,
-            ];
-            client.execute(&stmt, &params).await?;
-            Ok(())
-        })
+        self.steps.save(run_id, step).await
     }
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         let sql = &self.statements.update_run;

@@ -120,6 +120,8 @@ pub struct PostgresStore {
     /// let the leases of busy runs lapse.
     background: Pool,
     statements: Statements,
+    /// Writes the checkpoints of concurrent runs together.
+    steps: batch::StepBatcher,
     schema: String,
     channel: String,
     target: String,
@@ -167,6 +169,7 @@ macro_rules! on_connection {
 }
 
 mod admin;
+mod batch;
 mod journal;
 mod leases;
 mod signals;
