@@ -32,6 +32,9 @@
 //!   waiting runs of its process (and reconnects on its own if that connection drops).
 //! - **One round trip per operation**: `open_run` creates or resumes the run and returns it
 //!   with all its steps and signals in a single statement; `save_step` is one upsert.
+//! - **Group commit**: the checkpoints of concurrent runs are written together, one
+//!   `INSERT … SELECT FROM unnest(…)` statement and one transaction per batch (a lone
+//!   checkpoint is written at once, alone); a call returns once its batch committed.
 //!
 //! # Tables
 //!
