@@ -182,8 +182,8 @@ macro_rules! engine_suite {
 ///
 /// A store that knowingly breaks a scenario lists it after the arguments:
 /// `multiprocess_suite! { fresh = …, open(name) = …; expected_failures = [a_signal_from_another_process_wakes_the_waiting_run] }`;
-/// such a test passes only while it fails. The macro is called once per test binary (it
-/// generates `multiprocess_child`), in any module.
+/// such a test passes only while it fails. Each call generates its own `multiprocess_child`,
+/// so it is called at most once per module.
 #[cfg(feature = "engine")]
 #[macro_export]
 macro_rules! multiprocess_suite {
@@ -237,7 +237,11 @@ pub mod __private {
     /// A multi-process scenario's argument: the parent side of the test on its namespace.
     #[cfg(feature = "engine")]
     pub fn multiprocess_input(
-        (namespace, open, module_path): (crate::multiprocess::Namespace, crate::multiprocess::OpenStore, &str),
+        (namespace, open, module_path): (
+            crate::multiprocess::Namespace,
+            crate::multiprocess::OpenStore,
+            &str,
+        ),
         name: &str,
     ) -> (crate::multiprocess::Processes, ()) {
         (crate::multiprocess::Processes::new(namespace, open, module_path, name), ())

@@ -12,7 +12,8 @@ use durably::{Error, RunContext, Store, Workflow, now_ms};
 use super::{APP, DEADLINE, INPUT, KILLED_LEASE, Log, OpenStore, STEP_PAUSE, STEPS, var};
 
 fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: a child started by a multi-process test"))
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: a child started by a multi-process test"))
 }
 
 /// The entry of a child process: runs the role its parent set, on the store `open` gives for

@@ -189,12 +189,22 @@ impl Processes {
     }
 
     /// Waits until the shared log satisfies `cond`, failing early if one of `children` exits.
-    pub(crate) async fn wait_for_log(&self, what: &str, children: &mut [&mut Child], cond: impl Fn(&Log) -> bool) {
+    pub(crate) async fn wait_for_log(
+        &self,
+        what: &str,
+        children: &mut [&mut Child],
+        cond: impl Fn(&Log) -> bool,
+    ) {
         let log = self.log();
         let deadline = Instant::now() + DEADLINE;
         while !cond(&log) {
             for child in children.iter_mut() {
-                assert!(child.is_running(), "waiting for {what}: `{}` exited\n{}", child.label, child.output());
+                assert!(
+                    child.is_running(),
+                    "waiting for {what}: `{}` exited\n{}",
+                    child.label,
+                    child.output()
+                );
             }
             assert!(Instant::now() < deadline, "never saw {what} in the log: {:?}", log.lines());
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -117,7 +117,11 @@ pub async fn a_signal_from_another_process_wakes_the_waiting_run(p: Processes) {
         .iter()
         .find_map(|l| l.strip_prefix("woken ").map(|t| t.parse().unwrap()))
         .expect("the waiting process logged its wake-up");
-    println!("{}: signal latency across processes {} ms (delivery to the run resuming)", p.name, woken - sent);
+    println!(
+        "{}: signal latency across processes {} ms (delivery to the run resuming)",
+        p.name,
+        woken - sent
+    );
     assert_eq!(wf.get_run(run_id).await.unwrap().unwrap().status, RunStatus::Completed);
     assert_eq!(wf.output::<u64>(run_id).await.unwrap(), Some(4242));
 }
