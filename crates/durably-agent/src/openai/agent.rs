@@ -248,6 +248,14 @@ impl OpenAiAgent {
         &self.settings.name
     }
 
+    pub(super) fn engine(&self) -> &Workflow {
+        &self.wf
+    }
+
+    pub(super) fn agent_settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The run id [`run`](Self::run) uses outside a workflow: `<name>-<hash of the prompt>`.
     pub fn default_run_id(&self, prompt: &str) -> String {
         default_run_id(&self.settings.name, &(&self.settings.name, prompt))
@@ -304,23 +312,40 @@ impl OpenAiAgent {
     }
 
     async fn run_plan(&self, plan: Plan, prompt: String, sink: Option<Sink>) -> Result<AgentRun> {
+        self.run_plan_with(plan, &[], prompt, sink).await
+    }
+
+    /// [`run_plan`](Self::run_plan) with a history sent before the prompt.
+    pub(super) async fn run_plan_with(
+        &self,
+        plan: Plan,
+        history: &[ChatCompletionRequestMessage],
+        prompt: String,
+        sink: Option<Sink>,
+    ) -> Result<AgentRun> {
         // The first model step's request covers the prompt, system prompt, model and tools.
         let hash = |run_id: &str, step_id: &str| {
-            request_hash(&self.request(&self.messages_for(&prompt))).map_err(|source| Error::Serialize {
-                run_id: run_id.to_owned(),
-                step_id: step_id.to_owned(),
-                what: "model request",
-                type_name: REQUEST,
-                source,
+            request_hash(&self.request(&self.messages_for(history, &prompt))).map_err(|source| {
+                Error::Serialize {
+                    run_id: run_id.to_owned(),
+                    step_id: step_id.to_owned(),
+                    what: "model request",
+                    type_name: REQUEST,
+                    source,
+                }
             })
         };
         execute(&self.wf, &self.settings, plan, Step::Model(1), hash, |prefix| {
-            self.invoke(prefix, &prompt, sink.as_ref())
+            self.invoke(prefix, history, &prompt, sink.as_ref())
         })
         .await
     }
 
-    fn messages_for(&self, prompt: &str) -> Vec<ChatCompletionRequestMessage> {
+    fn messages_for(
+        &self,
+        history: &[ChatCompletionRequestMessage],
+        prompt: &str,
+    ) -> Vec<ChatCompletionRequestMessage> {
         let mut messages = Vec::new();
         if let Some(system) = &self.system_prompt {
             messages.push(ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
@@ -328,6 +353,7 @@ impl OpenAiAgent {
                 name: None,
             }));
         }
+        messages.extend(history.iter().cloned());
         messages.push(ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
             content: ChatCompletionRequestUserMessageContent::Text(prompt.to_owned()),
             name: None,
@@ -349,7 +375,13 @@ impl OpenAiAgent {
         }
     }
 
-    async fn invoke(&self, prefix: String, prompt: &str, sink: Option<&Sink>) -> Result<AgentRun> {
+    pub(super) async fn invoke(
+        &self,
+        prefix: String,
+        history: &[ChatCompletionRequestMessage],
+        prompt: &str,
+        sink: Option<&Sink>,
+    ) -> Result<AgentRun> {
         if let Some(sink) = sink {
             sink.body_runs();
         }
@@ -357,7 +389,7 @@ impl OpenAiAgent {
         // This agent has always recorded its task names under the invocation's prefix.
         inv.task_base = inv.prefix.clone();
 
-        let mut messages = self.messages_for(prompt);
+        let mut messages = self.messages_for(history, prompt);
         let mut usage = Usage::default();
         for _ in 0..self.settings.max_turns {
             let (step_id, response) = self.call_model(&inv, &messages, sink).await?;

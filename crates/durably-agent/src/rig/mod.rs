@@ -87,6 +87,7 @@ mod failure;
 mod hook;
 mod invocation;
 mod model;
+mod session;
 mod stream;
 
 use std::collections::BTreeSet;
@@ -106,6 +107,7 @@ use rig_core::streaming::{Item, StreamEvent};
 pub use crate::failure::model_error_of;
 pub use rig_agent;
 pub use rig_core;
+pub use session::Session;
 pub use stream::{AgentEvent, AgentStream};
 
 use crate::TaskConfig;
@@ -310,6 +312,17 @@ impl DurableAgent {
     }
 
     fn run_plan(&self, plan: Plan, prompt: String, sink: Option<Sink<AgentEvent>>) -> RunFuture {
+        self.run_plan_with(plan, Vec::new(), prompt, sink)
+    }
+
+    /// [`run_plan`](Self::run_plan) with a history sent before the prompt.
+    fn run_plan_with(
+        &self,
+        plan: Plan,
+        history: Vec<Message>,
+        prompt: String,
+        sink: Option<Sink<AgentEvent>>,
+    ) -> RunFuture {
         let this = self.clone();
         // Boxed: rig's run futures are large, and debug builds keep them on the stack.
         Box::pin(async move {
@@ -324,7 +337,7 @@ impl DurableAgent {
                 input_hash(&prompt, tool_defs(&this.build(&inv)), run_id, step_id)
             };
             execute(wf, settings, plan, Step::Input, hash, |prefix| {
-                Box::pin(this.invoke(prefix, &prompt, sink))
+                Box::pin(this.invoke(prefix, &prompt, history, sink))
             })
             .await
         })
@@ -350,6 +363,7 @@ impl DurableAgent {
         &self,
         prefix: String,
         prompt: &str,
+        history: Vec<Message>,
         sink: Option<Sink<AgentEvent>>,
     ) -> Result<AgentResponse> {
         if let Some(sink) = &sink {
@@ -360,7 +374,11 @@ impl DurableAgent {
         inv.record_input(prompt, tool_defs(&agent)).await?;
 
         let max_turns = usize::try_from(self.settings.max_turns).unwrap_or(usize::MAX);
-        let runner = agent.prompt(prompt.to_owned()).using_model(ROUTE).max_turns(max_turns);
+        let mut runner = agent.prompt(prompt.to_owned());
+        if !history.is_empty() {
+            runner = runner.history(history);
+        }
+        let runner = runner.using_model(ROUTE).max_turns(max_turns);
         let fail = |error: rig_agent::completion::PromptError| {
             inv.take_failure().unwrap_or_else(|| Error::Workflow {
                 run_id: inv.run_id.clone(),
