@@ -8,9 +8,9 @@
 //! with the messages, not with their square.
 //!
 //! One turn at a time: a turn executes under its run's lease, and a send first finishes an
-//! unfinished turn of the session (another process's, or one that crashed): with
-//! [`Session::wait`](SessionCore) it waits for that turn's lease, otherwise it fails with
-//! `Error::RunInProgress` naming the turn's run.
+//! unfinished turn of the session (another process's, or one that crashed): with `wait(true)`
+//! it waits for that turn's lease, otherwise it fails with `Error::RunInProgress` naming the
+//! turn's run.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,8 +45,8 @@ pub enum Role {
     Assistant,
 }
 
-/// One message of a conversation, as [`Session::messages`](crate::rig::Session::messages)
-/// reads it back: a turn's user message or its final answer.
+/// One message of a conversation, as a session's `messages()` reads it back: a turn's user
+/// message or its final answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ChatMessage {

@@ -153,6 +153,21 @@ impl OpenAiAgent {
     /// The conversation `id` (chosen by the caller: a conversation id, a user id): see
     /// [`Session`]. The id must be 1 to 256 bytes without control characters, whitespace or
     /// `/ \ # : ?`; a bad one fails the first call with `Error::Invalid` naming it.
+    ///
+    /// ```no_run
+    /// # async fn demo(wf: durably_core::Workflow) -> durably_core::Result<()> {
+    /// use durably_agent::openai::OpenAiAgent;
+    ///
+    /// let agent = OpenAiAgent::builder(&wf).name("support").system_prompt("You are terse.").build();
+    /// let session = agent.session("conv-42").history_limit(20);
+    /// // A retried HTTP request passes its request id: a completed turn returns its recorded
+    /// // answer with no model request, an unfinished one resumes where it stopped.
+    /// let reply = session.send_with_id("req-7f3a", "Where is my order?").await?;
+    /// println!("{}", reply.output);
+    /// let conversation = session.messages().await?; // every turn's message and answer
+    /// # let _ = conversation;
+    /// # Ok(()) }
+    /// ```
     pub fn session(&self, id: impl Into<String>) -> Session {
         Session { core: SessionCore::new(self.clone(), id.into()) }
     }
