@@ -181,7 +181,7 @@ async fn send(
         .json(&json!({ "message": message, "request_id": request_id }))
         .send()
         .await?;
-    let (mut buffer, mut answer) = (String::new(), None);
+    let (mut buffer, mut answer, mut streamed) = (String::new(), None, false);
     while let Some(chunk) = response.chunk().await? {
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buffer.find("\n\n") {
@@ -189,12 +189,20 @@ async fn send(
             let kind = event.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("");
             let data: Vec<&str> = event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
             match kind {
-                "text" => println!("  < {}", data.join("\n")),
+                "text" => {
+                    // The chunks as they arrive.
+                    print!("{} {}", if streamed { "" } else { "  <" }, data.join("\n").trim());
+                    streamed = true;
+                    std::io::Write::flush(&mut std::io::stdout())?;
+                }
                 "done" => answer = Some(data.join("\n")),
                 "error" => anyhow::bail!("the server failed: {}", data.join("\n")),
                 _ => {}
             }
         }
+    }
+    if streamed {
+        println!();
     }
     answer.ok_or_else(|| anyhow::anyhow!("the stream ended without an answer"))
 }
@@ -259,6 +267,7 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(before), Some(after)) = (before, requests()) {
         // Only the model call after the tool: the tool-call request was recorded before the kill.
         assert_eq!(after - before, 1, "a recorded model call was sent again");
+        println!("  model requests for the resumed turn: 1 (its tool-call request came from the record)");
     }
     // A retried request whose turn completed: its recorded answer, with no model request.
     let again = requests();
