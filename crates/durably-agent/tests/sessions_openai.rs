@@ -201,6 +201,56 @@ async fn a_second_send_fails_while_a_turn_runs_or_waits_for_it() {
     assert_eq!(b.messages().await.unwrap().len(), 6);
 }
 
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct RefundArgs {
+    /// The order.
+    order: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_waiting_for_an_approval_keeps_the_session_busy() {
+    let mock = MockOpenAi::start().await;
+    mock.push(MockReply::tool_calls([("refund", serde_json::json!({ "order": "A1" }))]));
+    mock.push_all(["Refunded.", "You are welcome."].map(MockReply::text));
+    let dir = tempfile::tempdir().unwrap();
+    let wf = engine(&dir.path().join("s.db")).await;
+    let refund = durably_agent::openai::Tool::new("refund", "Refunds an order", |a: RefundArgs| async move {
+        Ok::<_, std::io::Error>(format!("refunded {}", a.order))
+    })
+    .requires_approval();
+    let bot = OpenAiAgent::builder(&wf)
+        .name("bot")
+        .api_base(mock.base_url())
+        .api_key("sk-test-sessions")
+        .tool(refund)
+        .model_config(TaskConfig::new(0, constant(0.0)))
+        .build();
+    let session = bot.session("refunds");
+    let first = tokio::spawn({
+        let session = session.clone();
+        async move { session.send("Refund order A1").await }
+    });
+    let signal = loop {
+        if let Some(run) = wf.get_run("bot:refunds#1").await.unwrap()
+            && let Some(signal) = run.waiting_on
+        {
+            break signal;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // A send from another engine (another server) finds the turn waiting: busy, at once.
+    let other = agent(&engine(&dir.path().join("s.db")).await, &mock).session("refunds");
+    let err = other.send("Thanks").await.unwrap_err();
+    assert!(
+        matches!(err, Error::RunInProgress { ref run_id, ref owner } if run_id == "bot:refunds#1" && owner.contains(&signal)),
+        "{err}"
+    );
+    wf.complete("bot:refunds#1", &signal, &durably_agent::Approval::approve()).await.unwrap();
+    assert_eq!(first.await.unwrap().unwrap().output, "Refunded.");
+    assert_eq!(session.send("Thanks").await.unwrap().output, "You are welcome.");
+    assert_eq!(mock.requests(), 3);
+}
+
 #[tokio::test]
 async fn the_history_limit_bounds_the_request() {
     let mock = MockOpenAi::start().await;

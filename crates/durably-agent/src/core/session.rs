@@ -118,6 +118,8 @@ pub(crate) struct TurnRecord<U> {
 pub(crate) struct TurnState<U> {
     pub(crate) input: TurnInput,
     pub(crate) status: RunStatus,
+    /// The signal a waiting turn waits for (an approval).
+    pub(crate) waiting_on: Option<String>,
     pub(crate) record: Option<TurnRecord<U>>,
 }
 
@@ -251,7 +253,7 @@ pub(crate) async fn read_turns<U: DeserializeOwned>(
             }
             _ => None,
         };
-        turns.push(TurnState { input, status: run.status, record });
+        turns.push(TurnState { input, status: run.status, waiting_on: run.waiting_on, record });
     }
     Ok(turns)
 }
@@ -415,6 +417,22 @@ impl<A: Conversational> SessionCore<A> {
                 }
                 let input = recorded.clone();
                 return self.execute(&wf, &turns[..k], input, sink).await.map(|(_, reply)| reply);
+            }
+            if let Some(last) = turns.last()
+                && last.status == RunStatus::Waiting
+                && !self.options.wait
+            {
+                // A turn waiting for a signal (an approval) keeps the session busy until it
+                // comes; executing it here would wait for it.
+                return Err(Error::RunInProgress {
+                    run_id: turn_run_id(self.name(), &self.id, last.input.turn),
+                    owner: format!(
+                        "turn {} of session `{}`, waiting on `{}`",
+                        last.input.turn,
+                        self.id,
+                        last.waiting_on.as_deref().unwrap_or("a signal")
+                    ),
+                });
             }
             if let Some(last) = turns.last()
                 && matches!(last.status, RunStatus::Running | RunStatus::Waiting)
