@@ -80,6 +80,9 @@ pub struct OpenAiAgent {
     system_prompt: Option<String>,
     tools: Vec<Tool>,
     temperature: Option<f32>,
+    /// Messages sent between the system prompt and the prompt: the history of a session turn
+    /// or of `chat`.
+    history: Vec<ChatCompletionRequestMessage>,
 }
 
 impl std::fmt::Debug for OpenAiAgent {
@@ -236,6 +239,7 @@ impl OpenAiAgent {
                 system_prompt: None,
                 tools: Vec::new(),
                 temperature: None,
+                history: Vec::new(),
             },
             api_base: None,
             api_key: None,
@@ -254,6 +258,11 @@ impl OpenAiAgent {
 
     pub(super) fn agent_settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// This agent with `history` sent before each prompt.
+    pub(super) fn with_history(&self, history: Vec<ChatCompletionRequestMessage>) -> OpenAiAgent {
+        OpenAiAgent { history, ..self.clone() }
     }
 
     /// The run id [`run`](Self::run) uses outside a workflow: `<name>-<hash of the prompt>`.
@@ -311,41 +320,24 @@ impl OpenAiAgent {
         Plan::now(&self.settings, || self.default_run_id(prompt))
     }
 
-    async fn run_plan(&self, plan: Plan, prompt: String, sink: Option<Sink>) -> Result<AgentRun> {
-        self.run_plan_with(plan, &[], prompt, sink).await
-    }
-
-    /// [`run_plan`](Self::run_plan) with a history sent before the prompt.
-    pub(super) async fn run_plan_with(
-        &self,
-        plan: Plan,
-        history: &[ChatCompletionRequestMessage],
-        prompt: String,
-        sink: Option<Sink>,
-    ) -> Result<AgentRun> {
+    pub(super) async fn run_plan(&self, plan: Plan, prompt: String, sink: Option<Sink>) -> Result<AgentRun> {
         // The first model step's request covers the prompt, system prompt, model and tools.
         let hash = |run_id: &str, step_id: &str| {
-            request_hash(&self.request(&self.messages_for(history, &prompt))).map_err(|source| {
-                Error::Serialize {
-                    run_id: run_id.to_owned(),
-                    step_id: step_id.to_owned(),
-                    what: "model request",
-                    type_name: REQUEST,
-                    source,
-                }
+            request_hash(&self.request(&self.messages_for(&prompt))).map_err(|source| Error::Serialize {
+                run_id: run_id.to_owned(),
+                step_id: step_id.to_owned(),
+                what: "model request",
+                type_name: REQUEST,
+                source,
             })
         };
         execute(&self.wf, &self.settings, plan, Step::Model(1), hash, |prefix| {
-            self.invoke(prefix, history, &prompt, sink.as_ref())
+            self.invoke(prefix, &prompt, sink.as_ref())
         })
         .await
     }
 
-    fn messages_for(
-        &self,
-        history: &[ChatCompletionRequestMessage],
-        prompt: &str,
-    ) -> Vec<ChatCompletionRequestMessage> {
+    fn messages_for(&self, prompt: &str) -> Vec<ChatCompletionRequestMessage> {
         let mut messages = Vec::new();
         if let Some(system) = &self.system_prompt {
             messages.push(ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
@@ -353,7 +345,7 @@ impl OpenAiAgent {
                 name: None,
             }));
         }
-        messages.extend(history.iter().cloned());
+        messages.extend(self.history.iter().cloned());
         messages.push(ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
             content: ChatCompletionRequestUserMessageContent::Text(prompt.to_owned()),
             name: None,
@@ -375,13 +367,7 @@ impl OpenAiAgent {
         }
     }
 
-    pub(super) async fn invoke(
-        &self,
-        prefix: String,
-        history: &[ChatCompletionRequestMessage],
-        prompt: &str,
-        sink: Option<&Sink>,
-    ) -> Result<AgentRun> {
+    pub(super) async fn invoke(&self, prefix: String, prompt: &str, sink: Option<&Sink>) -> Result<AgentRun> {
         if let Some(sink) = sink {
             sink.body_runs();
         }
@@ -389,7 +375,7 @@ impl OpenAiAgent {
         // This agent has always recorded its task names under the invocation's prefix.
         inv.task_base = inv.prefix.clone();
 
-        let mut messages = self.messages_for(history, prompt);
+        let mut messages = self.messages_for(prompt);
         let mut usage = Usage::default();
         for _ in 0..self.settings.max_turns {
             let (step_id, response) = self.call_model(&inv, &messages, sink).await?;

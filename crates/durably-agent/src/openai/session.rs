@@ -54,8 +54,8 @@ impl Conversational for OpenAiAgent {
         prompt: String,
         sink: Option<Sink<StreamEvent>>,
     ) -> BoxFuture<'static, Result<AgentRun>> {
-        let this = self.clone();
-        Box::pin(async move { this.invoke(prefix, &history, &prompt, sink.as_ref()).await })
+        let this = self.with_history(history);
+        Box::pin(async move { this.invoke(prefix, &prompt, sink.as_ref()).await })
     }
 }
 
@@ -191,6 +191,6 @@ impl OpenAiAgent {
         let prompt = prompt.into();
         let name = self.name();
         let plan = Plan::now(self.agent_settings(), || default_run_id(name, &(name, &history, &prompt)));
-        self.run_plan_with(plan, &history, prompt, None).await
+        self.with_history(history).run_plan(plan, prompt, None).await
     }
 }

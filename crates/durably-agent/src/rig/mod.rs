@@ -174,6 +174,8 @@ pub struct DurableAgent {
     assemble: Arc<Assemble>,
     settings: Settings,
     approvals: BTreeSet<String>,
+    /// Messages sent before the prompt: the history of a session turn or of `chat`.
+    history: Vec<Message>,
 }
 
 impl std::fmt::Debug for DurableAgent {
@@ -207,6 +209,7 @@ impl DurableAgent {
             assemble: Arc::new(assemble),
             settings: Settings::default(),
             approvals: BTreeSet::new(),
+            history: Vec::new(),
         }
     }
 
@@ -312,17 +315,6 @@ impl DurableAgent {
     }
 
     fn run_plan(&self, plan: Plan, prompt: String, sink: Option<Sink<AgentEvent>>) -> RunFuture {
-        self.run_plan_with(plan, Vec::new(), prompt, sink)
-    }
-
-    /// [`run_plan`](Self::run_plan) with a history sent before the prompt.
-    fn run_plan_with(
-        &self,
-        plan: Plan,
-        history: Vec<Message>,
-        prompt: String,
-        sink: Option<Sink<AgentEvent>>,
-    ) -> RunFuture {
         let this = self.clone();
         // Boxed: rig's run futures are large, and debug builds keep them on the stack.
         Box::pin(async move {
@@ -337,7 +329,7 @@ impl DurableAgent {
                 input_hash(&prompt, tool_defs(&this.build(&inv)), run_id, step_id)
             };
             execute(wf, settings, plan, Step::Input, hash, |prefix| {
-                Box::pin(this.invoke(prefix, &prompt, history, sink))
+                Box::pin(this.invoke(prefix, &prompt, sink))
             })
             .await
         })
@@ -363,7 +355,6 @@ impl DurableAgent {
         &self,
         prefix: String,
         prompt: &str,
-        history: Vec<Message>,
         sink: Option<Sink<AgentEvent>>,
     ) -> Result<AgentResponse> {
         if let Some(sink) = &sink {
@@ -375,8 +366,8 @@ impl DurableAgent {
 
         let max_turns = usize::try_from(self.settings.max_turns).unwrap_or(usize::MAX);
         let mut runner = agent.prompt(prompt.to_owned());
-        if !history.is_empty() {
-            runner = runner.history(history);
+        if !self.history.is_empty() {
+            runner = runner.history(self.history.clone());
         }
         let runner = runner.using_model(ROUTE).max_turns(max_turns);
         let fail = |error: rig_agent::completion::PromptError| {

@@ -42,8 +42,8 @@ impl Conversational for DurableAgent {
         prompt: String,
         sink: Option<Sink<AgentEvent>>,
     ) -> BoxFuture<'static, Result<AgentResponse>> {
-        let this = self.clone();
-        Box::pin(async move { this.invoke(prefix, &prompt, history, sink).await })
+        let this = DurableAgent { history, ..self.clone() };
+        Box::pin(async move { this.invoke(prefix, &prompt, sink).await })
     }
 }
 
@@ -160,6 +160,6 @@ impl DurableAgent {
         let prompt = prompt.into();
         let name = &self.settings.name;
         let plan = Plan::now(&self.settings, || default_run_id(name, &(name, &history, &prompt)));
-        self.run_plan_with(plan, history, prompt, None)
+        DurableAgent { history, ..self.clone() }.run_plan(plan, prompt, None)
     }
 }
