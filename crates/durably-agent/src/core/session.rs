@@ -225,16 +225,30 @@ fn turn_input(run: &RunRecord) -> Result<TurnInput> {
     })
 }
 
-/// The turns of `session`, in order: runs `#1`, `#2`… until one is missing.
+/// How many turn runs [`read_turns`] asks the store for at once.
+const READ_BATCH: u32 = 16;
+
+/// The turns of `session`, in order: runs `#1`, `#2`… until one is missing (asked for
+/// [`READ_BATCH`] at a time, so a store across the network costs a round trip per batch).
 pub(crate) async fn read_turns<U: DeserializeOwned>(
     wf: &Workflow,
     agent: &str,
     session: &str,
 ) -> Result<Vec<TurnState<U>>> {
-    let mut turns = Vec::new();
-    for n in 1.. {
-        let run_id = turn_run_id(agent, session, n);
-        let Some(run) = wf.get_run(&run_id).await? else { break };
+    let mut runs = Vec::new();
+    'batches: for batch in 0.. {
+        let first = batch * READ_BATCH + 1;
+        let ids: Vec<String> = (first..first + READ_BATCH).map(|n| turn_run_id(agent, session, n)).collect();
+        let found = futures::future::try_join_all(ids.iter().map(|id| wf.get_run(id))).await?;
+        for (run_id, run) in ids.into_iter().zip(found) {
+            match run {
+                Some(run) => runs.push((run_id, run)),
+                None => break 'batches,
+            }
+        }
+    }
+    let mut turns = Vec::with_capacity(runs.len());
+    for (run_id, run) in runs {
         if run.workflow != SESSION_WORKFLOW {
             return Err(Error::RunConflict {
                 run_id,
