@@ -134,6 +134,23 @@ async fn a_completed_turn_replays_with_no_request() {
 }
 
 #[tokio::test]
+async fn history_and_replay_in_memory() {
+    let mock = MockOpenAi::start().await;
+    mock.push_all(["Hi Ann.", "You are Ann."].map(MockReply::text));
+    let wf = Workflow::builder("chat").store(durably_core::MemoryStore::new()).build();
+    let session = agent(&wf, &mock).session("mem");
+    session.send_with_id("r1", "I am Ann").await.unwrap();
+    assert_eq!(session.send_with_id("r2", "Who am I?").await.unwrap().output, "You are Ann.");
+    assert_eq!(
+        sent(&mock.received()[1])[1..],
+        pairs(&[("user", "I am Ann"), ("assistant", "Hi Ann."), ("user", "Who am I?")])
+    );
+    assert_eq!(session.send_with_id("r1", "I am Ann").await.unwrap().output, "Hi Ann.");
+    assert_eq!(mock.requests(), 2);
+    assert_eq!(session.messages().await.unwrap().len(), 4);
+}
+
+#[tokio::test]
 async fn a_live_turn_streams_its_text() {
     let mock = MockOpenAi::start().await;
     mock.push(MockReply::text("streamed answer"));
