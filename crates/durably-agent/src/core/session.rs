@@ -359,11 +359,16 @@ fn compaction_prompt(summary: Option<&Summary>, turns: &[ChatMessage]) -> String
     text
 }
 
+/// How a summary is sent: as a user message before the turns it does not cover.
+fn summary_message(text: &str) -> ChatMessage {
+    ChatMessage::user(format!("Summary of the earlier conversation: {text}"))
+}
+
 /// The history a turn sends, and the compaction it makes first if any.
 struct Plan {
     history: Vec<ChatMessage>,
+    /// The last turn to summarize, and the prompt that asks for the summary.
     compaction: Option<(u32, String)>,
-    summary: Option<Summary>,
 }
 
 impl<A: Conversational> SessionCore<A> {
@@ -402,14 +407,11 @@ impl<A: Conversational> SessionCore<A> {
         let _mark = if self.options.wait {
             None
         } else {
-            let key = format!(
-                "{:p}/{}",
-                Arc::as_ptr(wf.store()).cast::<()>(),
-                turn_run_id(self.name(), &self.id, 0)
-            );
+            let session = format!("{}:{}", self.name(), self.id);
+            let key = format!("{:p}/{session}", Arc::as_ptr(wf.store()).cast::<()>());
             if !lock(busy_here()).insert(key.clone()) {
                 return Err(Error::RunInProgress {
-                    run_id: turn_run_id(self.name(), &self.id, 0),
+                    run_id: session,
                     owner: format!("another send of session `{}` in this process", self.id),
                 });
             }
@@ -489,15 +491,15 @@ impl<A: Conversational> SessionCore<A> {
             && uncovered.len() >= after
         {
             let prompt = compaction_prompt(summary.as_ref(), &recent);
-            return Plan { history: Vec::new(), compaction: Some((last.input.turn, prompt)), summary };
+            return Plan { history: Vec::new(), compaction: Some((last.input.turn, prompt)) };
         }
         let mut history = Vec::new();
         if let Some(s) = &summary {
-            history.push(ChatMessage::user(format!("Summary of the earlier conversation: {}", s.text)));
+            history.push(summary_message(&s.text));
         }
         let keep = self.options.history_limit.unwrap_or(usize::MAX);
         history.extend(recent.iter().skip(recent.len().saturating_sub(keep)).cloned());
-        Plan { history, compaction: None, summary }
+        Plan { history, compaction: None }
     }
 
     /// Executes the turn `input` (created, resumed, or returned from its record) after
@@ -514,7 +516,7 @@ impl<A: Conversational> SessionCore<A> {
         let agent = self.agent.clone();
         let name = self.name().to_owned();
         let (turn_id, message) = (input.turn_id.clone(), input.message.clone());
-        let Plan { history, compaction, summary } = plan;
+        let Plan { history, compaction } = plan;
         let sent = history.clone();
         let body = move || async move {
             let (history, summary) = match compaction {
@@ -522,10 +524,7 @@ impl<A: Conversational> SessionCore<A> {
                     let prefix = format!("{name}.compact");
                     let made = agent.invoke_with(prefix, Vec::new(), prompt, None).await?;
                     let summary = Summary { through, text: made.output };
-                    let history = vec![ChatMessage::user(format!(
-                        "Summary of the earlier conversation: {}",
-                        summary.text
-                    ))];
+                    let history = vec![summary_message(&summary.text)];
                     (history, Some(summary))
                 }
                 None => (history, None),
@@ -549,11 +548,9 @@ impl<A: Conversational> SessionCore<A> {
         let record: TurnRecord<A::Usage> =
             run_workflow(wf, SESSION_WORKFLOW, RunId::Explicit(run_id), turn_input, body).await?;
         // The history this turn sent: the summary it made replaces what it covered.
-        let sent = match (&record.summary, &summary) {
-            (Some(made), _) => {
-                vec![ChatMessage::user(format!("Summary of the earlier conversation: {}", made.text))]
-            }
-            _ => sent,
+        let sent = match &record.summary {
+            Some(made) => vec![summary_message(&made.text)],
+            None => sent,
         };
         let mut messages: Vec<A::Message> = sent.iter().map(A::message).collect();
         messages.push(A::message(&ChatMessage::user(&input.message)));
