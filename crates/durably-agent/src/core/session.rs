@@ -431,6 +431,10 @@ impl<A: Conversational> SessionCore<A> {
                         called: format!("turn `{id}` with message {:?}", short(&message)),
                     });
                 }
+                if let Some(record) = &turns[k].record {
+                    // Completed: its recorded answer, read with the session (no store write).
+                    return Ok(Self::reply(self.plan(&turns[..k]).history, recorded, record));
+                }
                 let input = recorded.clone();
                 return self.execute(&wf, &turns[..k], input, sink).await.map(|(_, reply)| reply);
             }
@@ -547,17 +551,25 @@ impl<A: Conversational> SessionCore<A> {
         let turn_input = WorkflowInput::new().arg("turn", &input);
         let record: TurnRecord<A::Usage> =
             run_workflow(wf, SESSION_WORKFLOW, RunId::Explicit(run_id), turn_input, body).await?;
-        // The history this turn sent: the summary it made replaces what it covered.
+        let reply = Self::reply(sent, &input, &record);
+        Ok((record, reply))
+    }
+
+    /// The reply of the turn `input` whose record is `record`: the history it sent (`planned`,
+    /// or the summary it made, which replaced what it covered), its message and its answer.
+    fn reply(
+        planned: Vec<ChatMessage>,
+        input: &TurnInput,
+        record: &TurnRecord<A::Usage>,
+    ) -> AgentResponse<A::Message, A::Usage> {
         let sent = match &record.summary {
             Some(made) => vec![summary_message(&made.text)],
-            None => sent,
+            None => planned,
         };
         let mut messages: Vec<A::Message> = sent.iter().map(A::message).collect();
         messages.push(A::message(&ChatMessage::user(&input.message)));
         messages.push(A::message(&ChatMessage::assistant(&record.output)));
-        let reply =
-            AgentResponse::new(record.output.clone(), messages, record.usage.clone(), record.model_calls);
-        Ok((record, reply))
+        AgentResponse::new(record.output.clone(), messages, record.usage.clone(), record.model_calls)
     }
 }
 
