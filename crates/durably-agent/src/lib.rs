@@ -21,6 +21,7 @@ mod error;
 mod failure;
 mod hash;
 pub mod pipeline;
+pub mod sessions;
 mod tool;
 
 pub use crate::core::response::AgentResponse;

@@ -44,7 +44,7 @@ pub(crate) struct AddArgs {
 }
 
 /// `add`: x + y, counting its executions.
-pub(crate) struct Add(Arc<AtomicU64>);
+pub(crate) struct Add(pub(crate) Arc<AtomicU64>);
 
 impl Tool for Add {
     const NAME: &'static str = "add";
@@ -70,7 +70,7 @@ impl Tool for Add {
     }
 }
 
-fn model(mock: &MockOpenAi) -> DynModel<Completion> {
+pub(crate) fn model(mock: &MockOpenAi) -> DynModel<Completion> {
     OpenAIConfig::new("sk-bench").with_base_url(mock.base_url()).client().chat("gpt-4o-mini").into()
 }
 

@@ -22,6 +22,8 @@ mod floor;
 mod python;
 mod report;
 mod servers;
+#[cfg(feature = "agent")]
+mod sessions;
 mod signals;
 mod soak;
 mod stores;
@@ -165,7 +167,8 @@ enum Group {
     Signal,
     /// waiting_runs (in a child process).
     Waiting,
-    /// agent_bare, agent_durable, agent_replay (feature `agent`).
+    /// agent_bare, agent_durable, agent_replay, session_turns, session_retry, session_replay
+    /// (feature `agent`).
     Agent,
 }
 
@@ -551,6 +554,15 @@ async fn bench(o: Options) -> anyhow::Result<()> {
                 match r.await {
                     Ok(recs) => recs.into_iter().for_each(|r| rep.emit(r)),
                     Err(e) => emit(&mut rep, "agent_durable", label, Err(e)),
+                }
+                let turns: &[u64] = if o.quick { &[3, 6] } else { &[25, 50, 100] };
+                let r = in_target_many(fresh("session"), async |t| {
+                    let latency = Duration::from_millis(sizes.agent_latency_ms);
+                    sessions::sessions(t, turns, latency).await
+                });
+                match r.await {
+                    Ok(recs) => recs.into_iter().for_each(|r| rep.emit(r)),
+                    Err(e) => emit(&mut rep, "session_turns", label, Err(e)),
                 }
             }
             #[cfg(not(feature = "agent"))]

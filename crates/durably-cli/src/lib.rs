@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use durably_core::{RunExport, RunFilter, RunRecord, RunStatus, Workflow, now_ms};
 
 pub mod format;
+pub mod sessions;
 pub mod store;
 pub mod ui;
 
@@ -52,11 +53,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show a run: its record, steps and signals.
+    /// Show a run (its record, steps and signals), or a session's messages.
     Show {
-        /// The run id.
+        /// The run id, or a session id (`<session>` or `<agent>:<session>`).
         run: String,
         /// The run as an export document (JSON) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the durable conversations (agent sessions), most recently active first.
+    Sessions {
+        /// Only the sessions of this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -182,6 +192,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             }
         }
         Command::Show { run, json } => {
+            if wf.get_run(&run).await?.is_none() {
+                let found = sessions::find(&wf, &run).await?;
+                if !found.is_empty() {
+                    return sessions::show(&wf, &found, json, out).await;
+                }
+            }
             let doc = wf.export(&run).await.map_err(|e| not_found(e, &run))?;
             if json {
                 writeln!(out, "{}", doc.to_json()?)?;
@@ -189,6 +205,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 write!(out, "{}", show_text(&doc))?;
             }
         }
+        Command::Sessions { agent, json } => sessions::list(&wf, agent.as_deref(), json, out).await?,
         Command::Pending { json } => {
             let runs = wf.list_runs(&RunFilter::new().status(RunStatus::Waiting)).await?;
             if json {

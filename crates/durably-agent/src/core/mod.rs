@@ -12,6 +12,7 @@
 //! - [`stream`]: a run as a stream: live chunks, or the recorded text of a completed run.
 //! - [`redact`]: secrets blanked out of whatever is stored or returned.
 //! - [`response`]: the one response type of a run.
+//! - [`session`]: durable conversations: turns as runs, history rebuilt from them.
 // Each agent uses part of the core (only the rig agent records an input step, for one): built
 // with one agent, or none, the rest is unused.
 #![cfg_attr(not(all(feature = "rig", feature = "openai")), allow(dead_code, unused_imports))]
@@ -24,6 +25,7 @@ pub(crate) mod model;
 pub(crate) mod plan;
 pub(crate) mod redact;
 pub(crate) mod response;
+pub(crate) mod session;
 pub(crate) mod settings;
 pub(crate) mod stream;
 pub(crate) mod tool;

@@ -80,6 +80,9 @@ pub struct OpenAiAgent {
     system_prompt: Option<String>,
     tools: Vec<Tool>,
     temperature: Option<f32>,
+    /// Messages sent between the system prompt and the prompt: the history of a session turn
+    /// or of `chat`.
+    history: Vec<ChatCompletionRequestMessage>,
 }
 
 impl std::fmt::Debug for OpenAiAgent {
@@ -236,6 +239,7 @@ impl OpenAiAgent {
                 system_prompt: None,
                 tools: Vec::new(),
                 temperature: None,
+                history: Vec::new(),
             },
             api_base: None,
             api_key: None,
@@ -246,6 +250,19 @@ impl OpenAiAgent {
     /// The agent's name.
     pub fn name(&self) -> &str {
         &self.settings.name
+    }
+
+    pub(super) fn engine(&self) -> &Workflow {
+        &self.wf
+    }
+
+    pub(super) fn agent_settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// This agent with `history` sent before each prompt.
+    pub(super) fn with_history(&self, history: Vec<ChatCompletionRequestMessage>) -> OpenAiAgent {
+        OpenAiAgent { history, ..self.clone() }
     }
 
     /// The run id [`run`](Self::run) uses outside a workflow: `<name>-<hash of the prompt>`.
@@ -303,7 +320,7 @@ impl OpenAiAgent {
         Plan::now(&self.settings, || self.default_run_id(prompt))
     }
 
-    async fn run_plan(&self, plan: Plan, prompt: String, sink: Option<Sink>) -> Result<AgentRun> {
+    pub(super) async fn run_plan(&self, plan: Plan, prompt: String, sink: Option<Sink>) -> Result<AgentRun> {
         // The first model step's request covers the prompt, system prompt, model and tools.
         let hash = |run_id: &str, step_id: &str| {
             request_hash(&self.request(&self.messages_for(&prompt))).map_err(|source| Error::Serialize {
@@ -328,6 +345,7 @@ impl OpenAiAgent {
                 name: None,
             }));
         }
+        messages.extend(self.history.iter().cloned());
         messages.push(ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
             content: ChatCompletionRequestUserMessageContent::Text(prompt.to_owned()),
             name: None,
@@ -349,7 +367,7 @@ impl OpenAiAgent {
         }
     }
 
-    async fn invoke(&self, prefix: String, prompt: &str, sink: Option<&Sink>) -> Result<AgentRun> {
+    pub(super) async fn invoke(&self, prefix: String, prompt: &str, sink: Option<&Sink>) -> Result<AgentRun> {
         if let Some(sink) = sink {
             sink.body_runs();
         }

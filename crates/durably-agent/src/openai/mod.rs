@@ -79,12 +79,14 @@
 mod agent;
 mod chat;
 mod failure;
+mod session;
 mod stream;
 mod tools;
 
 pub use crate::failure::model_error_of;
 pub use agent::{AgentRun, DEFAULT_MAX_TURNS, OpenAiAgent, OpenAiAgentBuilder, Usage};
 pub use chat::{DurableChat, durable_chat};
+pub use session::Session;
 pub use stream::StreamEvent;
 pub use tools::Tool;
 

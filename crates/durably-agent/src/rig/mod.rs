@@ -87,6 +87,7 @@ mod failure;
 mod hook;
 mod invocation;
 mod model;
+mod session;
 mod stream;
 
 use std::collections::BTreeSet;
@@ -106,6 +107,7 @@ use rig_core::streaming::{Item, StreamEvent};
 pub use crate::failure::model_error_of;
 pub use rig_agent;
 pub use rig_core;
+pub use session::Session;
 pub use stream::{AgentEvent, AgentStream};
 
 use crate::TaskConfig;
@@ -172,6 +174,8 @@ pub struct DurableAgent {
     assemble: Arc<Assemble>,
     settings: Settings,
     approvals: BTreeSet<String>,
+    /// Messages sent before the prompt: the history of a session turn or of `chat`.
+    history: Vec<Message>,
 }
 
 impl std::fmt::Debug for DurableAgent {
@@ -205,6 +209,7 @@ impl DurableAgent {
             assemble: Arc::new(assemble),
             settings: Settings::default(),
             approvals: BTreeSet::new(),
+            history: Vec::new(),
         }
     }
 
@@ -360,7 +365,11 @@ impl DurableAgent {
         inv.record_input(prompt, tool_defs(&agent)).await?;
 
         let max_turns = usize::try_from(self.settings.max_turns).unwrap_or(usize::MAX);
-        let runner = agent.prompt(prompt.to_owned()).using_model(ROUTE).max_turns(max_turns);
+        let mut runner = agent.prompt(prompt.to_owned());
+        if !self.history.is_empty() {
+            runner = runner.history(self.history.clone());
+        }
+        let runner = runner.using_model(ROUTE).max_turns(max_turns);
         let fail = |error: rig_agent::completion::PromptError| {
             inv.take_failure().unwrap_or_else(|| Error::Workflow {
                 run_id: inv.run_id.clone(),

@@ -1,0 +1,601 @@
+//! Durable conversations, once for both agents: a session is a sequence of turns, and **each
+//! turn is a run of its own**, `<agent>:<session>#<n>` (n from 1), of the workflow
+//! [`SESSION_WORKFLOW`]. The run's input is the turn (`{"turn": {agent, session, turn,
+//! turn_id, message}}`); its steps are the agent's model and tool calls, as in any agent run;
+//! its output is the turn's record (the answer, usage, model calls and, when the turn
+//! compacted the history, the summary). Nothing is copied from one turn to the next: the
+//! history a turn sends is rebuilt from the earlier turns' inputs and outputs, so storage grows
+//! with the messages, not with their square.
+//!
+//! One turn at a time: a turn executes under its run's lease, and a send first finishes an
+//! unfinished turn of the session (another process's, or one that crashed): with `wait(true)`
+//! it waits for that turn's lease, otherwise it fails with `Error::RunInProgress` naming the
+//! turn's run.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use durably_core::private::{RunId, WorkflowInput, run_workflow};
+use durably_core::{Error, Result, RunContext, RunFilter, RunRecord, RunStatus, Workflow};
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::ids::{Step, step_id};
+use super::invocation::lock;
+use super::response::AgentResponse;
+use super::settings::Settings;
+use super::stream::{RunEvent, Sink};
+
+/// The workflow name of every session turn run: `durably sessions` lists the runs of it.
+pub const SESSION_WORKFLOW: &str = "durably.session";
+
+/// The longest session id or turn id accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Who wrote a message of a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Role {
+    /// The user: a message sent to the session.
+    User,
+    /// The agent: a turn's final answer.
+    Assistant,
+}
+
+/// One message of a conversation, as a session's `messages()` reads it back: a turn's user
+/// message or its final answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChatMessage {
+    /// Who wrote it.
+    pub role: Role,
+    /// Its text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        ChatMessage { role: Role::User, content: content.into() }
+    }
+
+    /// An answer of the agent.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        ChatMessage { role: Role::Assistant, content: content.into() }
+    }
+}
+
+/// A session as listed by `sessions()`: its agent, id, and its turns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The agent whose session it is.
+    pub agent: String,
+    /// The session id.
+    pub session: String,
+    /// How many turns were started (completed or not).
+    pub turns: u32,
+    /// How many of them completed.
+    pub completed: u32,
+    /// When the last turn last changed, in milliseconds since the Unix epoch.
+    pub updated_at_ms: i64,
+}
+
+/// What a turn's run stores as its input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TurnInput {
+    pub(crate) agent: String,
+    pub(crate) session: String,
+    pub(crate) turn: u32,
+    pub(crate) turn_id: String,
+    pub(crate) message: String,
+}
+
+/// A summary of the conversation up to a turn, made by a compaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Summary {
+    /// The last turn it covers.
+    pub(crate) through: u32,
+    pub(crate) text: String,
+}
+
+/// What a turn's run stores as its output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TurnRecord<U> {
+    pub(crate) turn_id: String,
+    pub(crate) output: String,
+    pub(crate) usage: U,
+    pub(crate) model_calls: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) summary: Option<Summary>,
+}
+
+/// One turn as read from the store.
+#[derive(Debug, Clone)]
+pub(crate) struct TurnState<U> {
+    pub(crate) input: TurnInput,
+    pub(crate) status: RunStatus,
+    /// The signal a waiting turn waits for (an approval).
+    pub(crate) waiting_on: Option<String>,
+    pub(crate) record: Option<TurnRecord<U>>,
+}
+
+/// What an agent gives the session core: its engine and settings, its message type, and one
+/// invocation with a history inside the current run.
+pub(crate) trait Conversational: Clone + Send + Sync + 'static {
+    /// The client library's message type.
+    type Message: Clone + Send + 'static;
+    /// The client library's usage type.
+    type Usage: Serialize + DeserializeOwned + Clone + Default + Send + Sync + 'static;
+    /// The agent's stream event.
+    type Event: RunEvent<Response = AgentResponse<Self::Message, Self::Usage>> + Send + 'static;
+
+    fn engine(&self) -> &Workflow;
+    fn settings(&self) -> &Settings;
+    /// `message` in the client library's type.
+    fn message(message: &ChatMessage) -> Self::Message;
+    /// One invocation of the agent inside the current run, its steps under `prefix`: `history`
+    /// then `prompt` sent to the model.
+    fn invoke_with(
+        &self,
+        prefix: String,
+        history: Vec<Self::Message>,
+        prompt: String,
+        sink: Option<Sink<Self::Event>>,
+    ) -> BoxFuture<'static, Result<AgentResponse<Self::Message, Self::Usage>>>;
+}
+
+/// How a session sends: the history it keeps, and what a send does when another one is busy.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SessionOptions {
+    pub(crate) history_limit: Option<usize>,
+    pub(crate) compact_after: Option<usize>,
+    pub(crate) wait: bool,
+}
+
+/// The session engine both agents' `Session` handles wrap.
+#[derive(Clone)]
+pub(crate) struct SessionCore<A> {
+    pub(crate) agent: A,
+    pub(crate) id: String,
+    pub(crate) options: SessionOptions,
+}
+
+impl<A> std::fmt::Debug for SessionCore<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a session id or turn id (`what`): not empty, at most [`MAX_ID_BYTES`], no control
+/// characters, whitespace or separators (`/ \ # : ?`), which run ids and step ids use.
+pub(crate) fn check_id(what: &'static str, id: &str) -> Result<()> {
+    let shown = || {
+        let mut s: String = id.chars().take(40).collect();
+        if s.len() < id.len() {
+            s.push('…');
+        }
+        format!("{s:?}")
+    };
+    let problem = if id.is_empty() {
+        Some("is empty".to_owned())
+    } else if id.len() > MAX_ID_BYTES {
+        Some(format!("is {} bytes long (at most {MAX_ID_BYTES})", id.len()))
+    } else {
+        id.chars()
+            .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '/' | '\\' | '#' | ':' | '?'))
+            .map(|c| format!("contains {c:?} (no control characters, whitespace or / \\ # : ?)"))
+    };
+    match problem {
+        Some(problem) => Err(Error::Invalid { what, detail: format!("{what} {} {problem}", shown()) }),
+        None => Ok(()),
+    }
+}
+
+/// The run id of turn `n` of `session` of `agent`.
+pub(crate) fn turn_run_id(agent: &str, session: &str, n: u32) -> String {
+    format!("{agent}:{session}#{n}")
+}
+
+/// A turn id for a send that gave none: unique to this process and time.
+fn fresh_turn_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("t{nanos:x}-{:x}-{n}", std::process::id())
+}
+
+fn turn_input(run: &RunRecord) -> Result<TurnInput> {
+    #[derive(Deserialize)]
+    struct Stored {
+        turn: TurnInput,
+    }
+    let text = run.input.as_deref().unwrap_or("null");
+    serde_json::from_str::<Stored>(text).map(|s| s.turn).map_err(|e| Error::Corrupt {
+        run_id: run.run_id.clone(),
+        step_id: None,
+        detail: format!("the input of a session turn is not a turn: {e}"),
+    })
+}
+
+/// How many turn runs [`read_turns`] asks the store for at once.
+const READ_BATCH: u32 = 16;
+
+/// The turns of `session`, in order: runs `#1`, `#2`… until one is missing (asked for
+/// [`READ_BATCH`] at a time, so a store across the network costs a round trip per batch).
+pub(crate) async fn read_turns<U: DeserializeOwned>(
+    wf: &Workflow,
+    agent: &str,
+    session: &str,
+) -> Result<Vec<TurnState<U>>> {
+    let mut runs = Vec::new();
+    'batches: for batch in 0.. {
+        let first = batch * READ_BATCH + 1;
+        let ids: Vec<String> = (first..first + READ_BATCH).map(|n| turn_run_id(agent, session, n)).collect();
+        let found = futures::future::try_join_all(ids.iter().map(|id| wf.get_run(id))).await?;
+        for (run_id, run) in ids.into_iter().zip(found) {
+            match run {
+                Some(run) => runs.push((run_id, run)),
+                None => break 'batches,
+            }
+        }
+    }
+    let mut turns = Vec::with_capacity(runs.len());
+    for (run_id, run) in runs {
+        if run.workflow != SESSION_WORKFLOW {
+            return Err(Error::RunConflict {
+                run_id,
+                recorded: run.workflow,
+                called: SESSION_WORKFLOW.to_owned(),
+            });
+        }
+        let input = turn_input(&run)?;
+        let record = match (run.status, run.output.as_deref()) {
+            (RunStatus::Completed, Some(output)) => {
+                Some(serde_json::from_str(output).map_err(|e| Error::Corrupt {
+                    run_id: run_id.clone(),
+                    step_id: None,
+                    detail: format!("the output of a session turn is not a turn record: {e}"),
+                })?)
+            }
+            _ => None,
+        };
+        turns.push(TurnState { input, status: run.status, waiting_on: run.waiting_on, record });
+    }
+    Ok(turns)
+}
+
+/// The conversation of completed turns: each turn's message and answer.
+pub(crate) fn transcript<U>(turns: &[TurnState<U>]) -> Vec<ChatMessage> {
+    turns
+        .iter()
+        .filter_map(|t| t.record.as_ref().map(|r| (t, r)))
+        .flat_map(|(t, r)| [ChatMessage::user(&t.input.message), ChatMessage::assistant(&r.output)])
+        .collect()
+}
+
+/// The sessions of the engine's store, of every agent; newest first.
+pub(crate) async fn list_sessions(wf: &Workflow) -> Result<Vec<SessionInfo>> {
+    let runs = wf.list_runs(&RunFilter::new().workflow(SESSION_WORKFLOW)).await?;
+    let mut sessions: Vec<SessionInfo> = Vec::new();
+    for run in runs {
+        let Ok(input) = turn_input(&run) else { continue };
+        let done = u32::from(run.status == RunStatus::Completed);
+        match sessions.iter_mut().find(|s| s.agent == input.agent && s.session == input.session) {
+            Some(s) => {
+                s.turns = s.turns.max(input.turn);
+                s.completed += done;
+                s.updated_at_ms = s.updated_at_ms.max(run.updated_at_ms);
+            }
+            None => sessions.push(SessionInfo {
+                agent: input.agent,
+                session: input.session,
+                turns: input.turn,
+                completed: done,
+                updated_at_ms: run.updated_at_ms,
+            }),
+        }
+    }
+    sessions.sort_by(|a, b| b.updated_at_ms.cmp(&a.updated_at_ms).then_with(|| a.session.cmp(&b.session)));
+    Ok(sessions)
+}
+
+/// Deletes every turn of `session` of `agent`; returns how many runs were deleted.
+pub(crate) async fn delete_session(wf: &Workflow, agent: &str, session: &str) -> Result<usize> {
+    check_id("session id", session)?;
+    let mut deleted = 0;
+    for n in 1.. {
+        let run_id = turn_run_id(agent, session, n);
+        if !wf.store().delete_run(&run_id).await? {
+            break;
+        }
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// The sessions of this process with a send in progress, for sends that fail when busy
+/// (within one process, a second execution of a run waits for the first instead of failing).
+fn busy_here() -> &'static Mutex<HashSet<String>> {
+    static BUSY: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    BUSY.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+/// A session marked busy in this process until dropped.
+struct BusyMark(String);
+
+impl Drop for BusyMark {
+    fn drop(&mut self) {
+        lock(busy_here()).remove(&self.0);
+    }
+}
+
+/// The prompt of a compaction: the earlier summary and turns, to be summarized.
+fn compaction_prompt(summary: Option<&Summary>, turns: &[ChatMessage]) -> String {
+    let mut text = String::from(
+        "Summarize the conversation below in a few sentences, keeping every fact, name, number and \
+         decision the assistant may need later. Answer with the summary only.\n\n",
+    );
+    if let Some(s) = summary {
+        text.push_str("Summary of the earlier conversation: ");
+        text.push_str(&s.text);
+        text.push_str("\n\n");
+    }
+    for m in turns {
+        text.push_str(match m.role {
+            Role::User => "User: ",
+            Role::Assistant => "Assistant: ",
+        });
+        text.push_str(&m.content);
+        text.push('\n');
+    }
+    text
+}
+
+/// How a summary is sent: as a user message before the turns it does not cover.
+fn summary_message(text: &str) -> ChatMessage {
+    ChatMessage::user(format!("Summary of the earlier conversation: {text}"))
+}
+
+/// The history a turn sends, and the compaction it makes first if any.
+struct Plan {
+    history: Vec<ChatMessage>,
+    /// The last turn to summarize, and the prompt that asks for the summary.
+    compaction: Option<(u32, String)>,
+}
+
+impl<A: Conversational> SessionCore<A> {
+    pub(crate) fn new(agent: A, id: String) -> Self {
+        SessionCore { agent, id, options: SessionOptions::default() }
+    }
+
+    fn name(&self) -> &str {
+        &self.agent.settings().name
+    }
+
+    /// The conversation: each completed turn's message and answer, in order.
+    pub(crate) async fn messages(&self) -> Result<Vec<ChatMessage>> {
+        check_id("session id", &self.id)?;
+        let turns = read_turns::<serde_json::Value>(self.agent.engine(), self.name(), &self.id).await?;
+        Ok(transcript(&turns))
+    }
+
+    /// Deletes the session's turns; returns how many were deleted.
+    pub(crate) async fn delete(&self) -> Result<usize> {
+        delete_session(self.agent.engine(), self.name(), &self.id).await
+    }
+
+    /// Sends `message` as the turn `turn_id` (a fresh one when `None`) and returns its answer.
+    pub(crate) async fn send(
+        &self,
+        turn_id: Option<String>,
+        message: String,
+        sink: Option<Sink<A::Event>>,
+    ) -> Result<AgentResponse<A::Message, A::Usage>> {
+        check_id("session id", &self.id)?;
+        if let Some(id) = &turn_id {
+            check_id("turn id", id)?;
+        }
+        let wf = self.agent.engine().waiting_for_lease(self.options.wait);
+        let _mark = if self.options.wait {
+            None
+        } else {
+            let session = format!("{}:{}", self.name(), self.id);
+            let key = format!("{:p}/{session}", Arc::as_ptr(wf.store()).cast::<()>());
+            if !lock(busy_here()).insert(key.clone()) {
+                return Err(Error::RunInProgress {
+                    run_id: session,
+                    owner: format!("another send of session `{}` in this process", self.id),
+                });
+            }
+            Some(BusyMark(key))
+        };
+        loop {
+            let turns: Vec<TurnState<A::Usage>> = read_turns(&wf, self.name(), &self.id).await?;
+            if let Some(id) = &turn_id
+                && let Some(k) = turns.iter().position(|t| &t.input.turn_id == id)
+            {
+                let recorded = &turns[k].input;
+                if recorded.message != message {
+                    return Err(Error::NonDeterminism {
+                        run_id: turn_run_id(self.name(), &self.id, recorded.turn),
+                        step_id: "input".into(),
+                        recorded: format!("turn `{id}` with message {:?}", short(&recorded.message)),
+                        called: format!("turn `{id}` with message {:?}", short(&message)),
+                    });
+                }
+                if let Some(record) = &turns[k].record {
+                    // Completed: its recorded answer, read with the session (no store write).
+                    return Ok(Self::reply(self.plan(&turns[..k]).history, recorded, record));
+                }
+                let input = recorded.clone();
+                return self.execute(&wf, &turns[..k], input, sink).await.map(|(_, reply)| reply);
+            }
+            if let Some(last) = turns.last()
+                && last.status == RunStatus::Waiting
+                && !self.options.wait
+            {
+                // A turn waiting for a signal (an approval) keeps the session busy until it
+                // comes; executing it here would wait for it.
+                return Err(Error::RunInProgress {
+                    run_id: turn_run_id(self.name(), &self.id, last.input.turn),
+                    owner: format!(
+                        "turn {} of session `{}`, waiting on `{}`",
+                        last.input.turn,
+                        self.id,
+                        last.waiting_on.as_deref().unwrap_or("a signal")
+                    ),
+                });
+            }
+            if let Some(last) = turns.last()
+                && matches!(last.status, RunStatus::Running | RunStatus::Waiting)
+            {
+                // An unfinished turn (executing elsewhere, or crashed): it comes first.
+                let k = turns.len() - 1;
+                let input = last.input.clone();
+                self.execute(&wf, &turns[..k], input, None).await?;
+                continue;
+            }
+            let turn = u32::try_from(turns.len() + 1).unwrap_or(u32::MAX);
+            let id = turn_id.clone().unwrap_or_else(fresh_turn_id);
+            let input = TurnInput {
+                agent: self.name().to_owned(),
+                session: self.id.clone(),
+                turn,
+                turn_id: id.clone(),
+                message: message.clone(),
+            };
+            let (record, reply) = self.execute(&wf, &turns, input, sink.clone()).await?;
+            if record.turn_id == id {
+                return Ok(reply);
+            }
+            // Another send took this turn number first: read the session again.
+        }
+    }
+
+    /// The history turn `turns.len() + 1` sends, after a compaction if one is due.
+    fn plan(&self, turns: &[TurnState<A::Usage>]) -> Plan {
+        let done: Vec<(u32, &TurnState<A::Usage>)> =
+            turns.iter().filter(|t| t.record.is_some()).map(|t| (t.input.turn, t)).collect();
+        let summary = done.iter().rev().find_map(|(_, t)| t.record.as_ref().and_then(|r| r.summary.clone()));
+        let through = summary.as_ref().map_or(0, |s| s.through);
+        let uncovered: Vec<&TurnState<A::Usage>> =
+            done.iter().filter(|(n, _)| *n > through).map(|(_, t)| *t).collect();
+        let owned: Vec<TurnState<A::Usage>> = uncovered.iter().map(|t| (*t).clone()).collect();
+        let recent = transcript(&owned);
+        if let (Some(after), Some(last)) = (self.options.compact_after, uncovered.last())
+            && after > 0
+            && uncovered.len() >= after
+        {
+            let prompt = compaction_prompt(summary.as_ref(), &recent);
+            return Plan { history: Vec::new(), compaction: Some((last.input.turn, prompt)) };
+        }
+        let mut history = Vec::new();
+        if let Some(s) = &summary {
+            history.push(summary_message(&s.text));
+        }
+        let keep = self.options.history_limit.unwrap_or(usize::MAX);
+        history.extend(recent.iter().skip(recent.len().saturating_sub(keep)).cloned());
+        Plan { history, compaction: None }
+    }
+
+    /// Executes the turn `input` (created, resumed, or returned from its record) after
+    /// `earlier`; returns its record and the reply.
+    async fn execute(
+        &self,
+        wf: &Workflow,
+        earlier: &[TurnState<A::Usage>],
+        input: TurnInput,
+        sink: Option<Sink<A::Event>>,
+    ) -> Result<(TurnRecord<A::Usage>, AgentResponse<A::Message, A::Usage>)> {
+        let plan = self.plan(earlier);
+        let run_id = turn_run_id(self.name(), &self.id, input.turn);
+        let agent = self.agent.clone();
+        let name = self.name().to_owned();
+        let (turn_id, message) = (input.turn_id.clone(), input.message.clone());
+        let Plan { history, compaction } = plan;
+        let sent = history.clone();
+        let body = move || async move {
+            let (history, summary) = match compaction {
+                Some((through, prompt)) => {
+                    let prefix = format!("{name}.compact");
+                    let made = agent.invoke_with(prefix, Vec::new(), prompt, None).await?;
+                    let summary = Summary { through, text: made.output };
+                    let history = vec![summary_message(&summary.text)];
+                    (history, Some(summary))
+                }
+                None => (history, None),
+            };
+            let ctx = RunContext::current().ok_or_else(|| Error::Invalid {
+                what: "session turn",
+                detail: "a session turn ran outside its run".into(),
+            })?;
+            let prefix = step_id(&name, "", Step::Invocation(&ctx)).id;
+            let history = history.iter().map(A::message).collect();
+            let response = agent.invoke_with(prefix, history, message, sink).await?;
+            Ok::<_, Error>(TurnRecord {
+                turn_id,
+                output: response.output,
+                usage: response.usage,
+                model_calls: response.turns,
+                summary,
+            })
+        };
+        let turn_input = WorkflowInput::new().arg("turn", &input);
+        let record: TurnRecord<A::Usage> =
+            run_workflow(wf, SESSION_WORKFLOW, RunId::Explicit(run_id), turn_input, body).await?;
+        let reply = Self::reply(sent, &input, &record);
+        Ok((record, reply))
+    }
+
+    /// The reply of the turn `input` whose record is `record`: the history it sent (`planned`,
+    /// or the summary it made, which replaced what it covered), its message and its answer.
+    fn reply(
+        planned: Vec<ChatMessage>,
+        input: &TurnInput,
+        record: &TurnRecord<A::Usage>,
+    ) -> AgentResponse<A::Message, A::Usage> {
+        let sent = match &record.summary {
+            Some(made) => vec![summary_message(&made.text)],
+            None => planned,
+        };
+        let mut messages: Vec<A::Message> = sent.iter().map(A::message).collect();
+        messages.push(A::message(&ChatMessage::user(&input.message)));
+        messages.push(A::message(&ChatMessage::assistant(&record.output)));
+        AgentResponse::new(record.output.clone(), messages, record.usage.clone(), record.model_calls)
+    }
+}
+
+fn short(text: &str) -> String {
+    let mut s: String = text.chars().take(60).collect();
+    if s.len() < text.len() {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_ids_are_refused_by_name() {
+        for bad in ["", "a/b", "a#1", "a:b", "line\nbreak", "tab\t", "sp ace", "nul\0"] {
+            let err = check_id("session id", bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("session id"), "{bad:?}: {err}");
+        }
+        let huge = "x".repeat(MAX_ID_BYTES + 1);
+        let err = check_id("turn id", &huge).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("turn id") && err.contains("257 bytes"), "{err}");
+        assert!(check_id("session id", "conv-42").is_ok());
+        assert!(check_id("session id", "user.42_é").is_ok());
+        assert!(check_id("session id", &"x".repeat(MAX_ID_BYTES)).is_ok());
+    }
+}
