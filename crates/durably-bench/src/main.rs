@@ -116,8 +116,8 @@ struct SoakArgs {
     /// two intervals].
     #[arg(long)]
     purge_age_secs: Option<u64>,
-    /// The SQLite store's signal poll interval, in milliseconds (the library's default: 100).
-    #[arg(long, default_value_t = 100)]
+    /// The SQLite store's signal poll interval, in milliseconds (the library's default: 5).
+    #[arg(long, default_value_t = 5)]
     poll_ms: u64,
     /// Seed of the delays (signal delivery, sleeps, cancellations).
     #[arg(long, default_value_t = 1)]
@@ -235,8 +235,8 @@ struct Options {
     /// The mock model's latency in the agent scenarios, in milliseconds [default: 20; quick 1].
     #[arg(long)]
     agent_latency_ms: Option<u64>,
-    /// The SQLite store's signal poll interval, in milliseconds (the library's default: 100).
-    #[arg(long, default_value_t = 100)]
+    /// The SQLite store's signal poll interval, in milliseconds (the library's default: 5).
+    #[arg(long, default_value_t = 5)]
     poll_ms: u64,
     /// Seed of the signals' phases against the poll cycle.
     #[arg(long, default_value_t = 1)]

@@ -9,6 +9,10 @@
 //! sleeps) and the engine: it knows the store and the run's lease, never the engine.
 
 use std::collections::{HashMap, HashSet};
+
+/// The maps of one execution, keyed by step ids and names the workflow's code chose: hashed
+/// with foldhash (randomly seeded), which costs a fraction of SipHash per step.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,8 +76,8 @@ impl std::fmt::Debug for RunContext {
 pub(crate) struct RunState {
     pub(crate) run_id: String,
     pub(crate) env: Arc<Env>,
-    steps: Mutex<HashMap<String, StepRecord>>,
-    signals: Mutex<HashMap<String, String>>,
+    steps: Mutex<Map<String, StepRecord>>,
+    signals: Mutex<Map<String, String>>,
     ids: Mutex<StepIds>,
     cancelled: AtomicBool,
     /// The lease this execution holds, when the engine took one.
@@ -96,8 +100,8 @@ impl Drop for RunState {
 /// with the call that claimed it.
 #[derive(Default)]
 struct StepIds {
-    counters: HashMap<String, u32>,
-    claims: HashMap<String, Claim>,
+    counters: Map<String, u32>,
+    claims: Map<String, Claim>,
 }
 
 /// Who holds a step id in this execution.
@@ -114,7 +118,10 @@ impl StepIds {
     /// task whose name looks like `base#n`). The claim is in the name of `base`, the (scoped)
     /// task name of the call.
     fn generate(&mut self, base: &str) -> String {
-        let n = self.counters.entry(base.to_owned()).or_insert(0);
+        if !self.counters.contains_key(base) {
+            self.counters.insert(base.to_owned(), 0);
+        }
+        let Some(n) = self.counters.get_mut(base) else { return base.to_owned() };
         loop {
             let id = if *n == 0 { base.to_owned() } else { format!("{base}#{n}") };
             *n += 1;
