@@ -20,6 +20,7 @@ mod core;
 mod error;
 mod failure;
 mod hash;
+mod limits;
 pub mod pipeline;
 mod tool;
 
@@ -29,6 +30,7 @@ pub use config::TaskConfig;
 pub use error::ModelError;
 pub use failure::model_error_of;
 pub use hash::{canonical_json, request_hash};
+pub use limits::{AgentError, Budget, BudgetKind, agent_error_of};
 pub use tool::{DurableTool, durable_tool};
 
 #[cfg(feature = "openai")]

@@ -11,6 +11,7 @@ use async_openai::types::chat::{
     ChatCompletionRequestUserMessage, ChatCompletionRequestUserMessageContent, ChatCompletionStreamOptions,
     CreateChatCompletionRequest, CreateChatCompletionResponse,
 };
+use async_openai::types::chat::{ResponseFormat, ResponseFormatJsonSchema};
 use durably_core::{Error, Result, Workflow};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,7 @@ use super::failure::model_error;
 use super::stream::{Accumulator, Sink, StreamEvent};
 use super::tools::{Tool, ToolError};
 use crate::TaskConfig;
+use crate::core::extract::Output;
 use crate::core::ids::Step;
 use crate::core::invocation::Invocation;
 use crate::core::plan::{Plan, default_run_id, execute};
@@ -59,6 +61,12 @@ enum ToolOutcome {
     Error(String),
 }
 
+impl crate::core::tool::TimedOut for ToolOutcome {
+    fn timed_out(message: String) -> Self {
+        ToolOutcome::Error(message)
+    }
+}
+
 impl ToolOutcome {
     fn to_message(&self) -> String {
         match self {
@@ -80,6 +88,8 @@ pub struct OpenAiAgent {
     system_prompt: Option<String>,
     tools: Vec<Tool>,
     temperature: Option<f32>,
+    /// The structured output asked for (`extract`).
+    pub(super) output: Option<Output>,
 }
 
 impl std::fmt::Debug for OpenAiAgent {
@@ -108,6 +118,11 @@ impl std::fmt::Debug for OpenAiAgentBuilder {
 }
 
 impl OpenAiAgentBuilder {
+    /// The settings being built, for the builder methods of the other modules.
+    pub(super) fn settings_mut(&mut self) -> &mut Settings {
+        &mut self.agent.settings
+    }
+
     /// The agent's name: the prefix of its step ids and of its default run ids. Default
     /// `"agent"`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -236,6 +251,7 @@ impl OpenAiAgent {
                 system_prompt: None,
                 tools: Vec::new(),
                 temperature: None,
+                output: None,
             },
             api_base: None,
             api_key: None,
@@ -299,11 +315,11 @@ impl OpenAiAgent {
         run_stream(move |sink| self.run_plan(plan, prompt.into(), Some(sink)))
     }
 
-    fn plan(&self, prompt: &str) -> Plan {
+    pub(super) fn plan(&self, prompt: &str) -> Plan {
         Plan::now(&self.settings, || self.default_run_id(prompt))
     }
 
-    async fn run_plan(&self, plan: Plan, prompt: String, sink: Option<Sink>) -> Result<AgentRun> {
+    pub(super) async fn run_plan(&self, plan: Plan, prompt: String, sink: Option<Sink>) -> Result<AgentRun> {
         // The first model step's request covers the prompt, system prompt, model and tools.
         let hash = |run_id: &str, step_id: &str| {
             request_hash(&self.request(&self.messages_for(&prompt))).map_err(|source| Error::Serialize {
@@ -345,6 +361,14 @@ impl OpenAiAgent {
                 Some(self.tools.iter().map(Tool::definition).collect())
             },
             temperature: self.temperature,
+            response_format: self.output.as_ref().map(|output| ResponseFormat::JsonSchema {
+                json_schema: ResponseFormatJsonSchema {
+                    description: None,
+                    name: output.name.clone(),
+                    schema: output.schema.clone(),
+                    strict: None,
+                },
+            }),
             ..Default::default()
         }
     }
@@ -359,6 +383,7 @@ impl OpenAiAgent {
 
         let mut messages = self.messages_for(prompt);
         let mut usage = Usage::default();
+        let mut rejected = 0;
         for _ in 0..self.settings.max_turns {
             let (step_id, response) = self.call_model(&inv, &messages, sink).await?;
             let turn = inv.model_calls();
@@ -366,6 +391,8 @@ impl OpenAiAgent {
                 usage.prompt_tokens += u64::from(u.prompt_tokens);
                 usage.completion_tokens += u64::from(u.completion_tokens);
                 usage.total_tokens += u64::from(u.total_tokens);
+                let (p, c, t) = (u.prompt_tokens, u.completion_tokens, u.total_tokens);
+                inv.add_usage(&step_id, p.into(), c.into(), t.into())?;
             }
             let Some(choice) = response.choices.into_iter().next() else {
                 return Err(Error::permanent(RecordedModelError(ModelError::new(
@@ -382,7 +409,18 @@ impl OpenAiAgent {
                 ..Default::default()
             }));
             if calls.is_empty() {
-                return Ok(AgentRun::new(message.content.unwrap_or_default(), messages, usage, turn));
+                let text = message.content.unwrap_or_default();
+                // Structured output: an answer that does not fit is sent back to the model.
+                if let Some(output) = &self.output
+                    && let Some(feedback) = inv.review(output, &step_id, &text, &mut rejected)?
+                {
+                    messages.push(ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+                        content: ChatCompletionRequestUserMessageContent::Text(feedback),
+                        name: None,
+                    }));
+                    continue;
+                }
+                return Ok(AgentRun::new(text, messages, usage, turn));
             }
             for call in calls {
                 let (id, outcome) = match call {

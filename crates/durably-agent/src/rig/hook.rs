@@ -11,7 +11,14 @@ use rig_core::error::{ErrorKind, ErrorReport};
 use rig_core::tool::{ToolContext, ToolExecutionError, ToolResult};
 
 use super::invocation::RigInvocation;
-use crate::core::tool::{Attempt, ToolCallRef};
+use crate::core::tool::{Attempt, TimedOut, ToolCallRef};
+
+impl TimedOut for Outcome {
+    fn timed_out(message: String) -> Self {
+        let error = rig_core::tool::ToolExecutionError::new(rig_core::tool::ToolErrorKind::Timeout, message);
+        Outcome::ToolResult { result: ToolResult::failed(error) }
+    }
+}
 
 pub(crate) struct DurableHook {
     pub(crate) inv: Arc<RigInvocation>,

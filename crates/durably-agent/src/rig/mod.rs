@@ -86,6 +86,7 @@
 mod failure;
 mod hook;
 mod invocation;
+mod limits;
 mod model;
 mod stream;
 
