@@ -60,44 +60,38 @@ impl MockReply {
     /// This reply as an HTTP error with an OpenAI-style body whose `error.code` is `code`
     /// (e.g. `insufficient_quota`); a reply that is not an error becomes a 500 first.
     pub fn with_code(self, code: impl Into<String>) -> Self {
-        let MockReply::HttpError { code: status, mut body, headers } = self.into_http_error() else {
-            return self;
-        };
-        body["error"]["code"] = Value::String(code.into());
-        MockReply::HttpError { code: status, body, headers }
+        let code = Value::String(code.into());
+        self.edit_error(move |body, _| body["error"]["code"] = code)
     }
 
     /// This reply as an HTTP error that also sends the header `name: value` (e.g.
     /// `retry-after: 1`); a reply that is not an error becomes a 500 first.
     pub fn with_header(self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        let MockReply::HttpError { code, body, mut headers } = self.into_http_error() else {
-            return self;
-        };
-        headers.push((name.into(), value.into()));
-        MockReply::HttpError { code, body, headers }
+        let header = (name.into(), value.into());
+        self.edit_error(move |_, headers| headers.push(header))
+    }
+
+    fn edit_error(self, edit: impl FnOnce(&mut Value, &mut Vec<(String, String)>)) -> Self {
+        match self {
+            MockReply::Delayed { delay, reply } => {
+                MockReply::Delayed { delay, reply: Box::new(reply.edit_error(edit)) }
+            }
+            MockReply::HttpError { code, mut body, mut headers } => {
+                edit(&mut body, &mut headers);
+                MockReply::HttpError { code, body, headers }
+            }
+            MockReply::Status { code, message } => {
+                MockReply::HttpError { code, body: error_body(code, &message, None), headers: Vec::new() }
+                    .edit_error(edit)
+            }
+            _ => MockReply::status(500, "mock error").edit_error(edit),
+        }
     }
 
     /// This reply, sent only after `delay` (a hung model, for timeout tests). A request whose
     /// client gave up is still counted.
     pub fn delayed(self, delay: Duration) -> Self {
         MockReply::Delayed { delay, reply: Box::new(self) }
-    }
-
-    fn into_http_error(self) -> Self {
-        match self {
-            MockReply::Status { code, message } => {
-                MockReply::HttpError { code, body: error_body(code, &message, None), headers: Vec::new() }
-            }
-            MockReply::HttpError { .. } => self,
-            MockReply::Delayed { delay, reply } => {
-                MockReply::Delayed { delay, reply: Box::new(reply.into_http_error()) }
-            }
-            _ => MockReply::HttpError {
-                code: 500,
-                body: error_body(500, "mock error", None),
-                headers: Vec::new(),
-            },
-        }
     }
 
     /// A recorded response body, served verbatim with status 200.
