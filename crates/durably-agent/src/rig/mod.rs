@@ -83,6 +83,7 @@
 //! yields its output as one chunk). A streaming attempt
 //! that fails after some text was sent and is retried sends its text again from the start.
 
+mod extract;
 mod failure;
 mod hook;
 mod invocation;
@@ -173,6 +174,8 @@ pub struct DurableAgent {
     assemble: Arc<Assemble>,
     settings: Settings,
     approvals: BTreeSet<String>,
+    /// The structured output asked for (`extract`).
+    output: Option<crate::core::extract::Output>,
 }
 
 impl std::fmt::Debug for DurableAgent {
@@ -206,6 +209,7 @@ impl DurableAgent {
             assemble: Arc::new(assemble),
             settings: Settings::default(),
             approvals: BTreeSet::new(),
+            output: None,
         }
     }
 
@@ -340,7 +344,12 @@ impl DurableAgent {
         let handler =
             DurableModel { inner: Arc::new(ModelAdapter::new(ROUTE, self.model.clone())), inv: inv.clone() };
         let hook = DurableHook { inv: inv.clone() };
-        let builder = AgentBuilder::new(self.model.clone()).name(self.settings.name.clone());
+        let mut builder = AgentBuilder::new(self.model.clone()).name(self.settings.name.clone());
+        if let Some(schema) =
+            self.output.as_ref().and_then(|o| schemars::Schema::try_from(o.schema.clone()).ok())
+        {
+            builder = builder.output_schema_raw(schema).output_mode(rig_agent::run::OutputMode::Native);
+        }
         let agent = (self.assemble)(builder, handler, hook);
         inv.set_tools(agent.tool_server_handle().clone());
         agent
@@ -370,8 +379,8 @@ impl DurableAgent {
         };
         let Some(sink) = sink else {
             let response = Box::pin(runner.run()).await.map_err(fail)?;
-            let (output, messages) = (response.output(), response.messages().to_vec());
-            return Ok(AgentResponse::new(output, messages, response.usage(), inv.model_calls()));
+            let (output, messages, usage) = self.checked_answer(&agent, &inv, response, fail).await?;
+            return Ok(AgentResponse::new(output, messages, usage, inv.model_calls()));
         };
         let mut events = runner.stream();
         let mut last = None;
