@@ -70,14 +70,16 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
 {
     match plan {
-        Plan::InRun { prefix } => within_deadline(settings, &prefix.clone(), body(prefix)).await,
+        // Boxed: an invocation's future is large, and debug builds keep futures on the stack.
+        Plan::InRun { prefix } => Box::pin(within_deadline(settings, &prefix.clone(), Box::pin(body(prefix)))).await,
         Plan::Own { run_id } => {
             let name = &settings.name;
             let first = step_id(name, name, first).id;
             check_completed_run(wf, &run_id, &first, || hash(&run_id, &first)).await?;
             wf.run(run_id, |ctx| async move {
+                // See above: boxed.
                 let prefix = step_id(name, "", Step::Invocation(&ctx)).id;
-                within_deadline(settings, &prefix.clone(), body(prefix)).await
+                within_deadline(settings, &prefix.clone(), Box::pin(body(prefix))).await
             })
             .await
         }
