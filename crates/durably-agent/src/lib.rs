@@ -21,6 +21,8 @@ mod error;
 mod failure;
 mod hash;
 mod limits;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod pipeline;
 mod tool;
 

@@ -162,6 +162,17 @@ pub enum AgentError {
         /// When the deadline fell (milliseconds since the Unix epoch).
         deadline_ms: i64,
     },
+    /// An MCP server could not answer a tool call: it exited, or its connection closed. The
+    /// error of the call's step (which names the run and the step) carries it.
+    #[error("MCP server `{server}` could not answer the call of `{tool}`: {detail}")]
+    McpServer {
+        /// The server's name.
+        server: String,
+        /// The tool called.
+        tool: String,
+        /// What the connection reported.
+        detail: String,
+    },
     /// The model's answer did not fit the type asked for, after every retry.
     #[error(
         "run `{run_id}`: the answer of step `{step_id}` does not fit `{type_name}` after {attempts} \

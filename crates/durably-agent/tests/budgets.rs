@@ -70,7 +70,8 @@ async fn openai_tool_calls_past_the_budget_are_not_run() {
     let err = openai(&wf, &mock, Budget::new().tool_calls(1)).run_with_id("go", "b2").await.unwrap_err();
     let (kind, limit, used, _) = budget_error(&err);
     assert_eq!((kind, limit, used), (BudgetKind::ToolCalls, 1, 2));
-    let tools = wf.list_steps("b2").await.unwrap().into_iter().filter(|s| s.step_id.contains(".tool.")).count();
+    let tools =
+        wf.list_steps("b2").await.unwrap().into_iter().filter(|s| s.step_id.contains(".tool.")).count();
     assert_eq!(tools, 1);
 }
 
@@ -107,7 +108,10 @@ async fn openai_recorded_usage_counts_after_a_restart() {
     let err = execute(Budget::new().total_tokens(spent - 1)).await.unwrap_err();
     assert_eq!(mock.requests(), 2, "the recorded calls were replayed, not sent");
     let (kind, limit, used, step) = budget_error(&err);
-    assert_eq!((kind, limit, used, step.as_str()), (BudgetKind::TotalTokens, spent - 1, spent, "bot.model#2"));
+    assert_eq!(
+        (kind, limit, used, step.as_str()),
+        (BudgetKind::TotalTokens, spent - 1, spent, "bot.model#2")
+    );
 }
 
 #[tokio::test]

@@ -125,6 +125,7 @@ pub(crate) async fn within_deadline<T>(
     body: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     settings.limits.budget.validate(&settings.name)?;
+    super::listing::record_tool_lists(settings, prefix).await?;
     let Some(timeout) = settings.limits.run_timeout else { return body.await };
     let ctx = RunContext::current().ok_or_else(|| Error::Invalid {
         what: "agent run",

@@ -8,6 +8,7 @@
 //! - [`completed`]: the check that a completed run is asked the question it answered.
 //! - [`invocation`]: the state one invocation's steps share.
 //! - [`input`]: the rig agent's input step and its hash.
+//! - [`listing`]: tool lists served from outside (MCP), recorded when a run starts.
 //! - [`limits`]: per-attempt timeouts, the run's recorded deadline, the budget.
 //! - [`model`]: the model-call step.
 //! - [`tool`]: the approval-gated tool-call step.
@@ -26,6 +27,7 @@ pub(crate) mod ids;
 pub(crate) mod input;
 pub(crate) mod invocation;
 pub(crate) mod limits;
+pub(crate) mod listing;
 pub(crate) mod model;
 pub(crate) mod plan;
 pub(crate) mod provider;

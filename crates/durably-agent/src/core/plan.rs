@@ -71,7 +71,9 @@ where
 {
     match plan {
         // Boxed: an invocation's future is large, and debug builds keep futures on the stack.
-        Plan::InRun { prefix } => Box::pin(within_deadline(settings, &prefix.clone(), Box::pin(body(prefix)))).await,
+        Plan::InRun { prefix } => {
+            Box::pin(within_deadline(settings, &prefix.clone(), Box::pin(body(prefix)))).await
+        }
         Plan::Own { run_id } => {
             let name = &settings.name;
             let first = step_id(name, name, first).id;

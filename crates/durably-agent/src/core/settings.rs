@@ -20,6 +20,8 @@ pub(crate) struct Settings {
     pub(crate) secrets: Secrets,
     /// Timeouts, the run's deadline, its budget and the longest provider-asked wait.
     pub(crate) limits: Limits,
+    /// Tool lists served from outside (MCP servers), recorded when a run starts.
+    pub(crate) tool_lists: std::sync::Arc<Vec<crate::core::listing::ToolList>>,
 }
 
 impl Default for Settings {
@@ -31,6 +33,7 @@ impl Default for Settings {
             max_turns: DEFAULT_MAX_TURNS,
             secrets: Secrets::default(),
             limits: Limits::default(),
+            tool_lists: std::sync::Arc::default(),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use durably_core::{Error, Result};
+use durably_core::{BoxError, Error, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -22,6 +22,9 @@ pub(crate) enum Attempt<O> {
     Answer(O),
     /// A failure another attempt may fix; `answer` is the tool's answer if none is left.
     Retryable { answer: O, message: String },
+    /// A failure that ends the run (the tool's server is gone): the step fails, permanently.
+    #[cfg_attr(not(feature = "mcp"), allow(dead_code))]
+    Fatal(crate::AgentError),
 }
 
 /// A tool's answer when one attempt ran out of the per-attempt timeout and no attempt is left.
@@ -111,11 +114,13 @@ impl Invocation {
                     Attempt::Retryable { answer, message } => {
                         let attempt = durably_core::current_step().map_or(u32::MAX, |s| s.attempt);
                         if attempt <= config.retries {
-                            Err(ToolAttemptError { tool, message: secrets.redact(&message) })
+                            Err(Box::new(ToolAttemptError { tool, message: secrets.redact(&message) })
+                                as BoxError)
                         } else {
                             Ok(answer)
                         }
                     }
+                    Attempt::Fatal(error) => Err(Box::new(Error::permanent(error)) as BoxError),
                 }
             }
         })

@@ -530,6 +530,7 @@ impl OpenAiAgent {
                     Err(ToolError::Failed(message)) => {
                         Attempt::Retryable { answer: ToolOutcome::Error(message.clone()), message }
                     }
+                    Err(ToolError::Fatal(error)) => Attempt::Fatal(error),
                 }
             }
         };

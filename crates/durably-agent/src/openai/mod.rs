@@ -82,6 +82,8 @@ mod extract;
 mod failure;
 mod http;
 mod limits;
+#[cfg(feature = "mcp")]
+mod mcp;
 mod stream;
 mod tools;
 
