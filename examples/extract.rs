@@ -28,7 +28,7 @@ const TEXT: &str = "Invoice INV-2041 from Acme GmbH, dated 2026-03-14: 3 widgets
                     total 37.50 EUR, payable within 30 days.";
 
 /// What the model is asked to extract.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Deserialize, JsonSchema)]
 struct Invoice {
     /// The invoice number, e.g. "INV-1".
     number: String,
@@ -44,7 +44,8 @@ struct Invoice {
 async fn main() -> anyhow::Result<()> {
     let (api_base, api_key, mock) = match std::env::var("OPENAI_API_KEY") {
         Ok(key) => {
-            let base = std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| "https://api.openai.com/v1".into());
+            let base =
+                std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| "https://api.openai.com/v1".into());
             (base, key, None)
         }
         Err(_) => {
@@ -75,7 +76,8 @@ async fn main() -> anyhow::Result<()> {
             .build();
         let invoice: Invoice = agent.extract_with_id(TEXT, RUN_ID).await?;
         println!("== {execution}");
-        println!("invoice: {invoice:?}");
+        let Invoice { number, vendor, total_cents, currency } = &invoice;
+        println!("invoice {number} from {vendor}: {total_cents} cents {currency}");
         println!("model requests so far: {}", requests());
         for step in wf.list_steps(RUN_ID).await? {
             println!("  {:<22} {:<10} attempts={}", step.step_id, step.status.as_str(), step.attempts);
