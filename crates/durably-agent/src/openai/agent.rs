@@ -56,7 +56,7 @@ pub type AgentRun = crate::AgentResponse<ChatCompletionRequestMessage, Usage>;
 /// What a tool step records: the tool's value, or the error the model was shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum ToolOutcome {
+pub(super) enum ToolOutcome {
     Ok(Value),
     Error(String),
 }
@@ -83,13 +83,16 @@ impl ToolOutcome {
 pub struct OpenAiAgent {
     wf: Workflow,
     client: Client<OpenAIConfig>,
-    settings: Settings,
+    pub(super) settings: Settings,
     model: String,
-    system_prompt: Option<String>,
+    pub(super) system_prompt: Option<String>,
     tools: Vec<Tool>,
     temperature: Option<f32>,
     /// The structured output asked for (`extract`).
     pub(super) output: Option<Output>,
+    /// The agents this one may hand the conversation to, and what it says of itself to agents
+    /// that may hand off to it.
+    pub(super) handoffs: super::handoff::Handoffs,
 }
 
 impl std::fmt::Debug for OpenAiAgent {
@@ -121,6 +124,11 @@ impl OpenAiAgentBuilder {
     /// The settings being built, for the builder methods of the other modules.
     pub(super) fn settings_mut(&mut self) -> &mut Settings {
         &mut self.agent.settings
+    }
+
+    /// The agent being built, for the builder methods of the other modules.
+    pub(super) fn agent_mut(&mut self) -> &mut OpenAiAgent {
+        &mut self.agent
     }
 
     /// The agent's name: the prefix of its step ids and of its default run ids. Default
@@ -252,6 +260,7 @@ impl OpenAiAgent {
                 tools: Vec::new(),
                 temperature: None,
                 output: None,
+                handoffs: super::handoff::Handoffs::default(),
             },
             api_base: None,
             api_key: None,
@@ -336,7 +345,7 @@ impl OpenAiAgent {
         .await
     }
 
-    fn messages_for(&self, prompt: &str) -> Vec<ChatCompletionRequestMessage> {
+    pub(super) fn messages_for(&self, prompt: &str) -> Vec<ChatCompletionRequestMessage> {
         let mut messages = Vec::new();
         if let Some(system) = &self.system_prompt {
             messages.push(ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
@@ -355,10 +364,10 @@ impl OpenAiAgent {
         CreateChatCompletionRequest {
             model: self.model.clone(),
             messages: messages.to_vec(),
-            tools: if self.tools.is_empty() {
+            tools: if self.tools.is_empty() && self.handoffs.is_empty() {
                 None
             } else {
-                Some(self.tools.iter().map(Tool::definition).collect())
+                Some(self.tools.iter().map(Tool::definition).chain(self.handoffs.definitions()).collect())
             },
             temperature: self.temperature,
             response_format: self.output.as_ref().map(|output| ResponseFormat::JsonSchema {
@@ -373,19 +382,27 @@ impl OpenAiAgent {
         }
     }
 
-    async fn invoke(&self, prefix: String, prompt: &str, sink: Option<&Sink>) -> Result<AgentRun> {
+    pub(super) async fn invoke(&self, prefix: String, prompt: &str, sink: Option<&Sink>) -> Result<AgentRun> {
         if let Some(sink) = sink {
             sink.body_runs();
         }
         let mut inv = Invocation::here(&self.settings, prefix)?;
         // This agent has always recorded its task names under the invocation's prefix.
         inv.task_base = inv.prefix.clone();
+        self.converse(&inv, self.messages_for(prompt), sink).await
+    }
 
-        let mut messages = self.messages_for(prompt);
+    /// The tool loop of an invocation, from `messages`.
+    pub(super) async fn converse(
+        &self,
+        inv: &Invocation,
+        mut messages: Vec<ChatCompletionRequestMessage>,
+        sink: Option<&Sink>,
+    ) -> Result<AgentRun> {
         let mut usage = Usage::default();
         let mut rejected = 0;
         for _ in 0..self.settings.max_turns {
-            let (step_id, response) = self.call_model(&inv, &messages, sink).await?;
+            let (step_id, response) = self.call_model(inv, &messages, sink).await?;
             let turn = inv.model_calls();
             if let Some(u) = &response.usage {
                 usage.prompt_tokens += u64::from(u.prompt_tokens);
@@ -422,10 +439,18 @@ impl OpenAiAgent {
                 }
                 return Ok(AgentRun::new(text, messages, usage, turn));
             }
+            let mut handoff = None;
             for call in calls {
                 let (id, outcome) = match call {
+                    ChatCompletionMessageToolCalls::Function(call)
+                        if handoff.is_none() && self.handoffs.target(&call.function.name).is_some() =>
+                    {
+                        let (target, outcome) = self.hand_off(inv, turn, &call).await?;
+                        handoff = Some(target);
+                        (call.id, outcome)
+                    }
                     ChatCompletionMessageToolCalls::Function(call) => {
-                        let outcome = self.call_tool(&inv, turn, &call).await?;
+                        let outcome = self.call_tool(inv, turn, &call).await?;
                         (call.id, outcome)
                     }
                     ChatCompletionMessageToolCalls::Custom(call) => {
@@ -436,6 +461,9 @@ impl OpenAiAgent {
                     content: ChatCompletionRequestToolMessageContent::Text(outcome.to_message()),
                     tool_call_id: id,
                 }));
+            }
+            if let Some(target) = handoff {
+                return self.taken_over(&target, messages, usage, turn, sink).await;
             }
         }
         Err(Error::permanent(RecordedModelError(ModelError::new(

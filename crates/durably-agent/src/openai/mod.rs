@@ -80,6 +80,7 @@ mod agent;
 mod chat;
 mod extract;
 mod failure;
+mod handoff;
 mod http;
 mod limits;
 #[cfg(feature = "mcp")]
