@@ -29,6 +29,7 @@ impl std::error::Error for RecordedModelError {}
 
 /// The error a model step's attempt fails with: retried when the model error is retryable,
 /// permanent otherwise (so a 400 is sent exactly once).
+#[cfg_attr(not(feature = "openai"), allow(dead_code))]
 pub(crate) fn attempt_error(error: ModelError) -> BoxError {
     attempt_error_within(error, crate::core::provider::DEFAULT_MAX_RETRY_AFTER)
 }

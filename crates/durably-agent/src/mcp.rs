@@ -32,7 +32,7 @@ use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ServiceError, ServiceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::request_hash;
 
@@ -180,5 +180,5 @@ fn value_of(result: CallToolResult) -> Value {
     if !text.is_empty() || result.content.is_empty() {
         return Value::String(text);
     }
-    serde_json::to_value(&result.content).unwrap_or_else(|_| json!(null))
+    serde_json::to_value(&result.content).unwrap_or(Value::Null)
 }
