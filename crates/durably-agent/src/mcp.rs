@@ -14,6 +14,8 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The rig agent takes them the same way: `DurableAgent::new(..).mcp(&files)`.
+//!
 //! The server's tool list is recorded when a run starts, as the step
 //! `<agent>.mcp.<server>` whose request hash is the hash of the list: executing the run again
 //! against a server whose tools changed (names, descriptions or schemas) fails with
@@ -22,8 +24,8 @@
 //! exited, its connection closed) fails the call's step, and the run, with
 //! [`AgentError::McpServer`](crate::AgentError::McpServer).
 
-// Without the OpenAI agent nothing calls the tools yet.
-#![cfg_attr(not(feature = "openai"), allow(dead_code))]
+// Without an agent nothing calls the tools.
+#![cfg_attr(not(any(feature = "openai", feature = "rig")), allow(dead_code))]
 
 use std::sync::Arc;
 

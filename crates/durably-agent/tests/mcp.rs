@@ -1,4 +1,4 @@
-//! MCP tools of a durable agent, against a real MCP server process: this test program started
+//! MCP tools of both durable agents, against a real MCP server process: this test program started
 //! again with `serve` (an rmcp server over stdio), not a mock of the protocol. Each tools/call is
 //! a step not sent again on replay; the server's tool list is recorded, and a changed server
 //! fails with `NonDeterminism`; a server that dies mid-call ends the run with a typed error.
@@ -191,6 +191,44 @@ async fn a_server_that_dies_mid_call_is_a_typed_error(dir: &Path) {
     assert!(failed.error.as_deref().unwrap_or_default().contains("MCP server `calc`"), "{failed:?}");
 }
 
+/// The rig agent takes the same server's tools: one tools/call step, not sent again; a dead
+/// server is the same typed error.
+async fn rig_agent_calls_mcp_tools_as_steps(dir: &Path) {
+    use durably_agent::rig::DurableAgent;
+    use durably_agent::rig::rig_agent::AgentBuilder;
+    use durably_agent::rig::rig_core::providers::openai::OpenAIConfig;
+
+    let calls = dir.join("calls-4");
+    let server = server("v1", &calls).await;
+    let mock = MockOpenAi::start().await;
+    mock.push(MockReply::tool_calls([("add", json!({"a": 4, "b": 5}))])).push(MockReply::text("4 + 5 = 9"));
+    mock.push(MockReply::tool_calls([("die", json!({}))]));
+    let wf = Workflow::builder("mcp-rig").store(MemoryStore::new()).build();
+    let model = OpenAIConfig::new("sk-test-1").with_base_url(mock.base_url()).client().chat("gpt-4o-mini");
+    let agent = DurableAgent::new(model, &wf, |b: AgentBuilder| b.preamble("Use the tools."))
+        .name("bot")
+        .model_config(TaskConfig::new(0, constant(0.0)))
+        .tool_config(TaskConfig::new(0, constant(0.0)))
+        .mcp(&server);
+    let run = agent.run_with_id("What is 4 + 5?", "r1").await.unwrap();
+    assert_eq!(run.output, "4 + 5 = 9");
+    assert_eq!((mock.requests(), calls_in(&calls)), (2, 1));
+    let mut ids: Vec<String> = wf.list_steps("r1").await.unwrap().into_iter().map(|s| s.step_id).collect();
+    ids.sort();
+    assert_eq!(ids, ["bot.input", "bot.mcp.calc", "bot.model#1", "bot.model#2", "bot.tool.add#1.call_1"]);
+    assert_eq!(agent.run_with_id("What is 4 + 5?", "r1").await.unwrap().output, "4 + 5 = 9");
+    assert_eq!((mock.requests(), calls_in(&calls)), (2, 1));
+
+    let err = agent.run_with_id("die please", "r2").await.unwrap_err();
+    match agent_error_of(&err) {
+        Some(AgentError::McpServer { server, tool, .. }) => {
+            assert_eq!((server.as_str(), tool.as_str()), ("calc", "die"))
+        }
+        other => panic!("expected McpServer, got {other:?} from {err}"),
+    }
+    assert_eq!(mock.requests(), 3);
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -206,4 +244,6 @@ async fn main() {
     println!("test a_changed_server_is_non_determinism ... ok");
     a_server_that_dies_mid_call_is_a_typed_error(&dir).await;
     println!("test a_server_that_dies_mid_call_is_a_typed_error ... ok");
+    rig_agent_calls_mcp_tools_as_steps(&dir).await;
+    println!("test rig_agent_calls_mcp_tools_as_steps ... ok");
 }

@@ -52,6 +52,15 @@ impl DurableHook {
             let (name, args) = (name.clone(), args.clone());
             async move {
                 let result = tools.execute(&name, &args, &mut context).await;
+                // A tool whose server is gone (an MCP server that exited) ends the run.
+                let fatal = result
+                    .error()
+                    .and_then(|e| std::error::Error::source(e))
+                    .and_then(|source| source.downcast_ref::<crate::AgentError>())
+                    .cloned();
+                if let Some(error) = fatal {
+                    return Attempt::Fatal(error);
+                }
                 // A failure that will not be tried again is the tool's answer, shown to the
                 // model, as rig does.
                 let retry =

@@ -88,6 +88,8 @@ mod failure;
 mod hook;
 mod invocation;
 mod limits;
+#[cfg(feature = "mcp")]
+mod mcp;
 mod model;
 mod stream;
 
@@ -104,6 +106,7 @@ use rig_core::completion::{Message, Usage};
 use rig_core::operation::Completion;
 use rig_core::serve::adapters::ModelAdapter;
 use rig_core::streaming::{Item, StreamEvent};
+use rig_core::tool::DynamicTool;
 
 pub use crate::failure::model_error_of;
 pub use rig_agent;
@@ -136,6 +139,17 @@ pub type AgentResponse = crate::AgentResponse<Message, Usage>;
 pub trait BuildAgent: sealed::Sealed {
     /// Builds the agent.
     fn build_agent(self) -> Agent;
+
+    /// Builds the agent with `extra` tools too (an MCP server's); a builder given a tool
+    /// server handle keeps only the tools of that server.
+    #[doc(hidden)]
+    fn build_agent_with(self, extra: Vec<DynamicTool>) -> Agent
+    where
+        Self: Sized,
+    {
+        drop(extra);
+        self.build_agent()
+    }
 }
 
 mod sealed {
@@ -149,11 +163,19 @@ impl BuildAgent for AgentBuilder<NoToolConfig> {
     fn build_agent(self) -> Agent {
         self.build()
     }
+
+    fn build_agent_with(self, extra: Vec<DynamicTool>) -> Agent {
+        if extra.is_empty() { self.build() } else { self.dynamic_tools(extra).build() }
+    }
 }
 
 impl BuildAgent for AgentBuilder<WithBuilderTools> {
     fn build_agent(self) -> Agent {
         self.build()
+    }
+
+    fn build_agent_with(self, extra: Vec<DynamicTool>) -> Agent {
+        self.dynamic_tools(extra).build()
     }
 }
 
@@ -163,7 +185,10 @@ impl BuildAgent for AgentBuilder<WithToolServerHandle> {
     }
 }
 
-type Assemble = dyn Fn(AgentBuilder, DurableModel, DurableHook) -> Agent + Send + Sync;
+type Assemble = dyn Fn(AgentBuilder, DurableModel, DurableHook, Vec<DynamicTool>) -> Agent + Send + Sync;
+
+/// Makes one tool for a run's agent (each run builds its agent afresh).
+type MakeTool = dyn Fn() -> DynamicTool + Send + Sync;
 
 /// A rig agent whose model calls and tool calls are checkpointed steps. See the
 /// [module docs](self).
@@ -176,6 +201,8 @@ pub struct DurableAgent {
     approvals: BTreeSet<String>,
     /// The structured output asked for (`extract`).
     output: Option<crate::core::extract::Output>,
+    /// Tools added beside those of the configuration (an MCP server's).
+    extra_tools: Vec<Arc<MakeTool>>,
 }
 
 impl std::fmt::Debug for DurableAgent {
@@ -200,8 +227,8 @@ impl DurableAgent {
         F: Fn(AgentBuilder) -> AgentBuilder<S> + Send + Sync + 'static,
         AgentBuilder<S>: BuildAgent,
     {
-        let assemble = move |builder: AgentBuilder, handler: DurableModel, hook: DurableHook| {
-            configure(builder).model_route_handler(ROUTE, handler).add_hook(hook).build_agent()
+        let assemble = move |builder: AgentBuilder, handler: DurableModel, hook: DurableHook, extra| {
+            configure(builder).model_route_handler(ROUTE, handler).add_hook(hook).build_agent_with(extra)
         };
         DurableAgent {
             wf: wf.clone(),
@@ -210,6 +237,7 @@ impl DurableAgent {
             settings: Settings::default(),
             approvals: BTreeSet::new(),
             output: None,
+            extra_tools: Vec::new(),
         }
     }
 
@@ -350,7 +378,8 @@ impl DurableAgent {
         {
             builder = builder.output_schema_raw(schema).output_mode(rig_agent::run::OutputMode::Native);
         }
-        let agent = (self.assemble)(builder, handler, hook);
+        let extra = self.extra_tools.iter().map(|make| make()).collect();
+        let agent = (self.assemble)(builder, handler, hook, extra);
         inv.set_tools(agent.tool_server_handle().clone());
         agent
     }
