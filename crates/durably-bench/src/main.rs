@@ -1,5 +1,5 @@
 //! The durably benchmark: the scenarios of python-durable's reference script
-//! (`shared/bench/python_durable_bench.py`) run on durably's stores, the physical floor of this
+//! (`crates/durably-bench/python/python_durable_bench.py`) run on durably's stores, the physical floor of this
 //! machine measured with rusqlite directly, and optionally python-durable itself in the same
 //! invocation. One JSON line per scenario, then a markdown summary with the targets.
 //!
@@ -186,7 +186,7 @@ struct Options {
     /// Also run python-durable's script with this Python interpreter and print the ratios.
     #[arg(long, value_name = "PYTHON")]
     compare_python: Option<PathBuf>,
-    /// The python-durable script (default: shared/bench/python_durable_bench.py beside the checkout).
+    /// The python-durable script (default: python/python_durable_bench.py in this crate).
     #[arg(long)]
     python_script: Option<PathBuf>,
     /// Where the database files go (default: a temporary directory, removed at the end).

@@ -11,11 +11,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::report::{PYTHON, Record, round};
 
-/// Where the script is looked for when `--python-script` is not given: the shared folder beside
-/// the checkout, then the development machine's.
+/// The script, kept in this crate (`python/python_durable_bench.py`), used when
+/// `--python-script` is not given.
 pub(crate) fn default_script() -> Option<PathBuf> {
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench/python_durable_bench.py");
-    [beside, PathBuf::from("/work/shared/bench/python_durable_bench.py")].into_iter().find(|p| p.is_file())
+    Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/python_durable_bench.py")).filter(|p| p.is_file())
 }
 
 /// The sizes handed to the script.

@@ -255,6 +255,12 @@ impl RunContext {
         lock(&self.inner.steps).get(step_id).cloned()
     }
 
+    /// Calls `f` with the record of `step_id`, without copying it (the history stays locked
+    /// meanwhile: `f` must not call back into this context).
+    pub(crate) fn with_recorded_step<R>(&self, step_id: &str, f: impl FnOnce(Option<&StepRecord>) -> R) -> R {
+        f(lock(&self.inner.steps).get(step_id))
+    }
+
     /// The record of `step_id`, checked against the task `name` that now claims it: a record
     /// written by another task is [`Error::NonDeterminism`], never a value to return.
     pub fn replay_step(&self, step_id: &str, name: &str) -> Result<Option<StepRecord>> {

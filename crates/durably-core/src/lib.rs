@@ -27,6 +27,7 @@ pub mod private;
 mod recovery;
 mod signal;
 pub mod store;
+mod store_retry;
 mod sync;
 mod task;
 mod workflow;

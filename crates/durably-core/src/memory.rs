@@ -6,20 +6,19 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
 use crate::store::{
     Admin, Journal, Lease, LeaseOutcome, Leases, NewRun, RunFilter, RunHistory, RunRecord, RunStatus,
-    RunUpdate, SignalRecord, Signals, StepRecord,
+    RunUpdate, SignalRecord, Signals, StepRecord, WaitRegistry,
 };
 
 /// A store in memory. Cloning it is not supported; share it through `Arc`.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
-    /// Wakes `wait_for_signal` callers of every engine sharing this store.
-    delivered: Notify,
+    /// The `wait_for_signal` callers of every engine sharing this store, by run.
+    waits: WaitRegistry<String>,
 }
 
 #[derive(Debug, Default)]
@@ -114,7 +113,7 @@ impl Signals for MemoryStore {
         }
         list.push(signal.clone());
         drop(inner);
-        self.delivered.notify_waiters();
+        self.waits.wake(run_id);
         Ok(true)
     }
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
@@ -131,14 +130,11 @@ impl Signals for MemoryStore {
         Ok(signals)
     }
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
-        let notified = self.delivered.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
+        let waiting = self.waits.register(run_id.to_owned());
         // Delivered between the engine's last look and now: return at once.
-        let present = self.lock().signals.get(run_id).is_some_and(|list| list.iter().any(|s| s.name == name));
-        if !present {
-            let _ = tokio::time::timeout(max_wait, notified).await;
-        }
+        let look =
+            async { self.lock().signals.get(run_id).is_some_and(|list| list.iter().any(|s| s.name == name)) };
+        waiting.wait_unless(look, max_wait).await;
     }
 }
 

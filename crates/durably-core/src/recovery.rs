@@ -14,7 +14,6 @@ use tokio::task::JoinHandle;
 use crate::context::RunContext;
 use crate::error::{BoxError, Error, Result};
 use crate::json::decode;
-use crate::store::now_ms;
 use crate::workflow::{Runner, Workflow};
 
 /// How many recoverable runs one `recover` call asks the store for.
@@ -200,7 +199,8 @@ impl Workflow {
     ///
     /// Needs a Tokio runtime (it spawns the runs).
     pub async fn recover(&self) -> Result<RecoveryReport> {
-        let runs = self.engine.env.store.recoverable_runs(now_ms(), RECOVER_BATCH).await?;
+        let store = &self.engine.env.store;
+        let runs = store.recoverable_runs(store.now_ms(), RECOVER_BATCH).await?;
         let mut report = RecoveryReport {
             resumed: Vec::new(),
             unregistered: Vec::new(),

@@ -237,6 +237,11 @@ where
             if let Some(e) = refused {
                 return Poll::Ready(Err(e));
             }
+            if let Some(ctx) = &ctx
+                && let Some(replayed) = replay_completed(ctx, &step_id, &spec)
+            {
+                return Poll::Ready(replayed);
+            }
             this.state = CallState::Running(match ctx {
                 Some(ctx) => Box::pin(run_step(ctx, step_id, spec, make)),
                 None => Box::pin(run_plain(step_id, spec, make)),
@@ -324,6 +329,40 @@ async fn run_plain<T>(step_id: String, spec: TaskSpec, mut make: MakeAttempt<T>)
         name: spec.name,
         attempts: 1,
         source: f.error,
+    })
+}
+
+/// The fast path of replay: the value of a step recorded as completed by the same task (and,
+/// when both have one, the same request hash), decoded straight from the history without
+/// starting the step's future. `None` sends the call down the whole path of
+/// [`execute_step`], which also reports every mismatch.
+fn replay_completed<T: DeserializeOwned>(
+    ctx: &RunContext,
+    step_id: &str,
+    spec: &TaskSpec,
+) -> Option<Result<T>> {
+    if let Err(e) = ctx.check_cancelled() {
+        return Some(Err(e));
+    }
+    ctx.with_recorded_step(step_id, |rec| {
+        let rec = rec?;
+        let same_request = match (&rec.request_hash, &spec.request_hash) {
+            (Some(recorded), Some(called)) => recorded == called,
+            _ => true,
+        };
+        if rec.status != StepStatus::Completed || rec.name != spec.name || !same_request {
+            return None;
+        }
+        let span = tracing::info_span!(
+            "durably.step",
+            durably.run_id = %ctx.run_id(),
+            durably.step_id = %step_id,
+            durably.task = %spec.name,
+            durably.replayed = true,
+        );
+        let _entered = span.enter();
+        tracing::debug!(target: "durably", "step replayed");
+        Some(decode(ctx.run_id(), step_id, "step value", rec.value.as_deref()))
     })
 }
 

@@ -120,6 +120,7 @@ pub struct WorkflowBuilder {
     app: String,
     store: Option<Arc<dyn Store>>,
     retry: RetryPolicy,
+    store_retry: RetryPolicy,
     states: States,
     lease_ttl: Duration,
     wait_for_lease: bool,
@@ -160,6 +161,16 @@ impl WorkflowBuilder {
     /// Retries and backoff for tasks that set none, as one policy.
     pub fn default_retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// How the engine retries a store call that failed with a transient error (a connection
+    /// lost, a timeout, the database busy), when making it again cannot change its effect
+    /// (default: 3 retries, 50 ms, 250 ms and 450 ms apart). Stores only classify their
+    /// failures ([`Error::kind`](crate::Error::kind)); this is the one place they are retried.
+    /// `RetryPolicy::new(0, ..)` turns it off.
+    pub fn store_retry(mut self, policy: RetryPolicy) -> Self {
+        self.store_retry = policy;
         self
     }
 
@@ -223,6 +234,11 @@ impl WorkflowBuilder {
     /// The engine.
     pub fn build(self) -> Workflow {
         let store = self.store.unwrap_or_else(|| Arc::new(crate::MemoryStore::new()));
+        let store: Arc<dyn Store> = if self.store_retry.retries == 0 {
+            store
+        } else {
+            Arc::new(crate::store_retry::RetryingStore::new(store, self.store_retry))
+        };
         let owner = self.owner.unwrap_or_else(lease::new_owner_id);
         lease::register_owner(&owner);
         let renewer = Arc::new(lease::Renewer::new(store.clone(), owner.clone(), self.lease_ttl));
@@ -271,6 +287,7 @@ impl Workflow {
             app: app.into(),
             store: None,
             retry: RetryPolicy::new(DEFAULT_RETRIES, Backoff::default()),
+            store_retry: crate::store_retry::default_policy(),
             states: States::default(),
             lease_ttl: DEFAULT_LEASE_TTL,
             wait_for_lease: false,

@@ -21,7 +21,7 @@ impl Admin for PostgresStore {
             (None, Some(w)) => (&self.statements.list_runs[2], vec![&limit, w]),
             (Some(s), Some(w)) => (&self.statements.list_runs[3], vec![&limit, s, w]),
         };
-        let rows = on_connection!(self, "list_runs", None::<&str>, retry = true, |client| async {
+        let rows = on_connection!(self, "list_runs", None::<&str>, |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query(&stmt, &params).await?)
         })?;
@@ -29,7 +29,7 @@ impl Admin for PostgresStore {
     }
     async fn delete_run(&self, run_id: &str) -> Result<bool> {
         let sql = &self.statements.delete_run;
-        let rows = on_connection!(self, "delete_run", Some(run_id), retry = true, |client| async {
+        let rows = on_connection!(self, "delete_run", Some(run_id), |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query(&stmt, &[&run_id]).await?)
         })?;

@@ -12,6 +12,7 @@ use tokio_postgres::config::Host;
 
 use crate::DEFAULT_APPLICATION_NAME;
 use crate::PostgresStore;
+use crate::batch::StepBatcher;
 use crate::error::{ConnectError, connect_error, describe};
 use crate::listener::{Listener, Waiters};
 use crate::schema::migrate;
@@ -164,10 +165,14 @@ impl PostgresStoreBuilder {
             .await
             .map_err(|e| Error::store("connect", None, ConnectError { target: target.clone(), source: e }))?;
 
+        let statements = Statements::new(&self.schema);
+        let steps =
+            StepBatcher::start(pool.clone(), statements.save_step.clone(), statements.save_steps.clone());
         Ok(PostgresStore {
             pool,
             background,
-            statements: Statements::new(&self.schema),
+            statements,
+            steps,
             schema: self.schema,
             channel,
             target,

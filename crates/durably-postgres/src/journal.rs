@@ -16,7 +16,7 @@ impl Journal for PostgresStore {
         // A run created by a concurrent transaction of another workflow may be invisible to
         // the statement's snapshot (see `Statements::open_run`): the next attempt sees it.
         for _ in 0..3 {
-            let rows = on_connection!(self, "open_run", Some(run_id), retry = true, |client| async {
+            let rows = on_connection!(self, "open_run", Some(run_id), |client| async {
                 let stmt = client
                     .prepare_typed_cached(sql, &[Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8])
                     .await?;
@@ -41,30 +41,14 @@ impl Journal for PostgresStore {
         }
         Err(Error::store("open_run", Some(run_id), "the run was neither created nor found; try again"))
     }
+    /// Written with the checkpoints of concurrent runs, one statement per batch (see
+    /// `batch.rs`); returns once the batch committed.
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
-        let sql = &self.statements.save_step;
-        let attempts = i64::from(step.attempts);
-        on_connection!(self, "save_step", Some(run_id), retry = true, |client| async {
-            let stmt = client.prepare_cached(sql).await?;
-            let params: [&(dyn ToSql + Sync); 10] = [
-                &run_id,
-                &step.step_id,
-                &step.name,
-                &step.status.as_str(),
-                &step.value,
-                &step.error,
-                &attempts,
-                &step.request_hash,
-                &step.started_at_ms,
-                &step.finished_at_ms,
-            ];
-            client.execute(&stmt, &params).await?;
-            Ok(())
-        })
+        self.steps.save(run_id, step).await
     }
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         let sql = &self.statements.update_run;
-        let changed = on_connection!(self, "update_run", Some(run_id), retry = true, |client| async {
+        let changed = on_connection!(self, "update_run", Some(run_id), |client| async {
             let stmt = client.prepare_cached(sql).await?;
             let params: [&(dyn ToSql + Sync); 6] = [
                 &run_id,
@@ -83,7 +67,7 @@ impl Journal for PostgresStore {
     }
     async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>> {
         let sql = &self.statements.get_run;
-        let row = on_connection!(self, "get_run", Some(run_id), retry = true, |client| async {
+        let row = on_connection!(self, "get_run", Some(run_id), |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query_opt(&stmt, &[&run_id]).await?)
         })?;
@@ -91,7 +75,7 @@ impl Journal for PostgresStore {
     }
     async fn list_steps(&self, run_id: &str) -> Result<Vec<StepRecord>> {
         let sql = &self.statements.list_steps;
-        let rows = on_connection!(self, "list_steps", Some(run_id), retry = true, |client| async {
+        let rows = on_connection!(self, "list_steps", Some(run_id), |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query(&stmt, &[&run_id]).await?)
         })?;

@@ -26,7 +26,7 @@ impl Leases for PostgresStore {
         // The holder's row can be invisible to the statement's snapshot when it was created
         // concurrently; a later attempt sees it.
         for _ in 0..5 {
-            let row = on_connection!(self, "acquire_lease", Some(run_id), retry = true, |client| async {
+            let row = on_connection!(self, "acquire_lease", Some(run_id), |client| async {
                 let stmt = client.prepare_cached(sql).await?;
                 Ok(client.query_opt(&stmt, &[&run_id, &owner, &ttl_ms, &clock]).await?)
             })?;
@@ -49,7 +49,7 @@ impl Leases for PostgresStore {
     }
     async fn release_lease(&self, run_id: &str, owner: &str) -> Result<()> {
         let sql = &self.statements.release_lease;
-        on_connection!(self, "release_lease", Some(run_id), retry = true, |client| async {
+        on_connection!(self, "release_lease", Some(run_id), |client| async {
             let stmt = client.prepare_cached(sql).await?;
             client.execute(&stmt, &[&run_id, &owner]).await?;
             Ok(())
@@ -70,16 +70,10 @@ impl Leases for PostgresStore {
         }
         let sql = &self.statements.renew_leases;
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let rows = on_connection!(
-            pool = self.background,
-            "renew_leases",
-            None::<&str>,
-            retry = true,
-            |client| async {
-                let stmt = client.prepare_cached(sql).await?;
-                Ok(client.query(&stmt, &[&run_ids, &owner, &ttl_ms]).await?)
-            }
-        )?;
+        let rows = on_connection!(pool = self.background, "renew_leases", None::<&str>, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &[&run_ids, &owner, &ttl_ms]).await?)
+        })?;
         rows.iter()
             .map(|row| {
                 let decode = |e: tokio_postgres::Error| Error::Corrupt {
@@ -97,16 +91,10 @@ impl Leases for PostgresStore {
             return Ok(Vec::new());
         }
         let sql = &self.statements.cancelled_runs;
-        let rows = on_connection!(
-            pool = self.background,
-            "cancelled_runs",
-            None::<&str>,
-            retry = true,
-            |client| async {
-                let stmt = client.prepare_cached(sql).await?;
-                Ok(client.query(&stmt, &[&run_ids]).await?)
-            }
-        )?;
+        let rows = on_connection!(pool = self.background, "cancelled_runs", None::<&str>, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &[&run_ids]).await?)
+        })?;
         rows.iter()
             .map(|row| {
                 row.try_get(0).map_err(|e| Error::Corrupt {
@@ -121,7 +109,7 @@ impl Leases for PostgresStore {
         let sql = &self.statements.recoverable_runs;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let clock: Option<i64> = None;
-        let rows = on_connection!(self, "recoverable_runs", None::<&str>, retry = true, |client| async {
+        let rows = on_connection!(self, "recoverable_runs", None::<&str>, |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query(&stmt, &[&clock, &limit]).await?)
         })?;
@@ -129,7 +117,7 @@ impl Leases for PostgresStore {
     }
     async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
         let sql = &self.statements.update_run_unless_cancelled;
-        let row = on_connection!(self, "update_run", Some(run_id), retry = true, |client| async {
+        let row = on_connection!(self, "update_run", Some(run_id), |client| async {
             let stmt = client.prepare_cached(sql).await?;
             let params: [&(dyn ToSql + Sync); 6] = [
                 &run_id,

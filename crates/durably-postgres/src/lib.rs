@@ -32,6 +32,9 @@
 //!   waiting runs of its process (and reconnects on its own if that connection drops).
 //! - **One round trip per operation**: `open_run` creates or resumes the run and returns it
 //!   with all its steps and signals in a single statement; `save_step` is one upsert.
+//! - **Group commit**: the checkpoints of concurrent runs are written together, one
+//!   `INSERT … SELECT FROM unnest(…)` statement and one transaction per batch (a lone
+//!   checkpoint is written at once, alone); a call returns once its batch committed.
 //!
 //! # Tables
 //!
@@ -120,6 +123,8 @@ pub struct PostgresStore {
     /// let the leases of busy runs lapse.
     background: Pool,
     statements: Statements,
+    /// Writes the checkpoints of concurrent runs together.
+    steps: batch::StepBatcher,
     schema: String,
     channel: String,
     target: String,
@@ -139,47 +144,35 @@ impl fmt::Debug for PostgresStore {
 }
 
 /// Runs `$body` (an async block using the pooled client `$c`). A connection found lost is
-/// taken out of the pool (so it is not handed out again before the pool notices), and when
-/// `$retry` is true the body runs once more on a fresh connection.
+/// taken out of the pool (so it is not handed out again before the pool notices) and the
+/// failure is reported as transient: the engine decides whether to make the call again.
 macro_rules! on_connection {
-    ($self:ident, $op:literal, $run_id:expr, retry = $retry:expr, |$c:ident| $body:expr) => {
-        on_connection!(pool = $self.pool, $op, $run_id, retry = $retry, |$c| $body)
+    ($self:ident, $op:literal, $run_id:expr, |$c:ident| $body:expr) => {
+        on_connection!(pool = $self.pool, $op, $run_id, |$c| $body)
     };
-    (pool = $pool:expr, $op:literal, $run_id:expr, retry = $retry:expr, |$c:ident| $body:expr) => {{
-        let mut tries = 0u32;
-        loop {
-            let client = match $pool.get().await {
-                Ok(client) => client,
-                Err(e) => break Err($crate::error::Fail::Pool(e).into_error($op, $run_id)),
-            };
-            let attempt: std::result::Result<_, $crate::error::Fail> = async {
-                let $c = &client;
-                $body.await
-            }
-            .await;
-            match attempt {
-                Ok(value) => break Ok(value),
-                Err(fail) if fail.is_connection_lost() => {
-                    drop(deadpool_postgres::Object::take(client));
-                    if $retry && tries == 0 {
-                        tries += 1;
-                        tracing::warn!(
-                            target: "durably",
-                            op = $op,
-                            run_id = ?$run_id,
-                            "PostgreSQL connection lost; trying once more on a fresh connection"
-                        );
-                        continue;
-                    }
-                    break Err(fail.into_error($op, $run_id));
+    (pool = $pool:expr, $op:literal, $run_id:expr, |$c:ident| $body:expr) => {{
+        match $pool.get().await {
+            Err(e) => Err($crate::error::Fail::Pool(e).into_error($op, $run_id)),
+            Ok(client) => {
+                let attempt: std::result::Result<_, $crate::error::Fail> = async {
+                    let $c = &client;
+                    $body.await
                 }
-                Err(fail) => break Err(fail.into_error($op, $run_id)),
+                .await;
+                attempt.map_err(|fail| {
+                    if fail.is_connection_lost() {
+                        // Not back into the pool: the next call gets a fresh connection.
+                        drop(deadpool_postgres::Object::take(client));
+                    }
+                    fail.into_error($op, $run_id)
+                })
             }
         }
     }};
 }
 
 mod admin;
+mod batch;
 mod journal;
 mod leases;
 mod signals;
@@ -222,6 +215,6 @@ impl PostgresStore {
 
     /// How many runs this store's `wait_for_signal` callers wait on right now.
     pub fn runs_waited_on(&self) -> usize {
-        self.waiters.runs_waited_on()
+        self.waiters.registry.len()
     }
 }

@@ -7,12 +7,12 @@
 //! wakes every waiter, since notifications sent while it was away are lost, and waiters re-read
 //! the store when woken.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc};
+use durably_core::store::WaitRegistry;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
 
@@ -22,70 +22,18 @@ use crate::sql::quote_ident;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The waiters of one store, by run id.
+/// The waiters of one store, by run id, and whether notifications are being received.
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
-    by_run: Mutex<HashMap<String, Arc<Notify>>>,
+    pub(crate) registry: WaitRegistry<String>,
     /// True while the listener's `LISTEN` is in force.
     connected: AtomicBool,
 }
 
-/// A registration in [`Waiters`]; removes the run's entry when its last waiter leaves.
-pub(crate) struct Registration<'a> {
-    waiters: &'a Waiters,
-    run_id: &'a str,
-    notify: Arc<Notify>,
-}
-
-impl Registration<'_> {
-    /// What wakes this waiter.
-    pub(crate) fn notify(&self) -> &Notify {
-        &self.notify
-    }
-}
-
-impl Drop for Registration<'_> {
-    fn drop(&mut self) {
-        let mut map = self.waiters.lock();
-        // The map's reference and ours: nobody else waits on this run.
-        if map.get(self.run_id).is_some_and(|n| Arc::ptr_eq(n, &self.notify) && Arc::strong_count(n) <= 2) {
-            map.remove(self.run_id);
-        }
-    }
-}
-
 impl Waiters {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Notify>>> {
-        // Every critical section leaves the map consistent: a poisoned lock is still usable.
-        self.by_run.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Registers interest in notifications for `run_id`.
-    pub(crate) fn register<'a>(&'a self, run_id: &'a str) -> Registration<'a> {
-        let notify = Arc::clone(self.lock().entry(run_id.to_owned()).or_default());
-        Registration { waiters: self, run_id, notify }
-    }
-
     /// Whether the listener is connected (notifications are being received).
     pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
-    }
-
-    fn wake(&self, run_id: &str) {
-        if let Some(notify) = self.lock().get(run_id) {
-            notify.notify_waiters();
-        }
-    }
-
-    fn wake_all(&self) {
-        for notify in self.lock().values() {
-            notify.notify_waiters();
-        }
-    }
-
-    /// How many runs have waiters (for tests).
-    pub(crate) fn runs_waited_on(&self) -> usize {
-        self.lock().len()
     }
 }
 
@@ -156,13 +104,13 @@ async fn run(config: tokio_postgres::Config, channel: String, waiters: Arc<Waite
         if let Some(mut live) = session.take() {
             waiters.connected.store(true, Ordering::Release);
             // Anything sent while no session listened is lost: let every waiter look again.
-            waiters.wake_all();
+            waiters.registry.wake_all();
             backoff = FIRST_BACKOFF;
             while let Some(payload) = live.payloads.recv().await {
                 if payload.is_empty() {
-                    waiters.wake_all();
+                    waiters.registry.wake_all();
                 } else {
-                    waiters.wake(&payload);
+                    waiters.registry.wake(payload.as_str());
                 }
             }
             waiters.connected.store(false, Ordering::Release);

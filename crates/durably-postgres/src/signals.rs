@@ -16,7 +16,7 @@ impl Signals for PostgresStore {
         let sql = &self.statements.deliver_signal;
         // Not retried: if the connection died after the insert committed, a second attempt
         // would report the delivery as a duplicate.
-        let rows = on_connection!(self, "deliver_signal", Some(run_id), retry = false, |client| async {
+        let rows = on_connection!(self, "deliver_signal", Some(run_id), |client| async {
             let stmt = client.prepare_cached(sql).await?;
             let params: [&(dyn ToSql + Sync); 5] =
                 [&run_id, &signal.name, &signal.payload, &signal.delivered_at_ms, &self.channel];
@@ -26,7 +26,7 @@ impl Signals for PostgresStore {
     }
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
         let sql = &self.statements.get_signal;
-        let row = on_connection!(self, "get_signal", Some(run_id), retry = true, |client| async {
+        let row = on_connection!(self, "get_signal", Some(run_id), |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query_opt(&stmt, &[&run_id, &name]).await?)
         })?;
@@ -41,22 +41,17 @@ impl Signals for PostgresStore {
     }
     async fn list_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>> {
         let sql = &self.statements.list_signals;
-        let rows = on_connection!(self, "list_signals", Some(run_id), retry = true, |client| async {
+        let rows = on_connection!(self, "list_signals", Some(run_id), |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query(&stmt, &[&run_id]).await?)
         })?;
         rows.iter().map(|row| decode_signal(row, run_id)).collect()
     }
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
-        // Register before looking, so a notification between the look and the wait is kept.
-        let registration = self.waiters.register(run_id);
-        let notified = registration.notify().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Ok(Some(_)) = self.get_signal(run_id, name).await {
-            return;
-        }
+        let waiting = self.waiters.registry.register(run_id.to_owned());
         let wait = if self.waiters.is_connected() { max_wait } else { max_wait.min(POLL_WHILE_DISCONNECTED) };
-        let _ = tokio::time::timeout(wait, notified).await;
+        // Delivered already, or the store failed: the engine's own look will tell.
+        let look = async { !matches!(self.get_signal(run_id, name).await, Ok(None)) };
+        waiting.wait_unless(look, wait).await;
     }
 }

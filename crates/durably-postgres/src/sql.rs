@@ -94,6 +94,8 @@ const SERVER_NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
 pub(crate) struct Statements {
     pub(crate) open_run: String,
     pub(crate) save_step: String,
+    /// `save_step` of many records at once, from one array per column.
+    pub(crate) save_steps: String,
     pub(crate) update_run: String,
     pub(crate) deliver_signal: String,
     pub(crate) get_signal: String,
@@ -156,6 +158,17 @@ impl Statements {
                 "INSERT INTO {s}.steps (run_id, step_id, name, status, value_text, error, attempts,
                                         request_hash, started_at_ms, finished_at_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET
+                     name = excluded.name, status = excluded.status, value_text = excluded.value_text,
+                     error = excluded.error, attempts = excluded.attempts,
+                     request_hash = excluded.request_hash, started_at_ms = excluded.started_at_ms,
+                     finished_at_ms = excluded.finished_at_ms"
+            ),
+            save_steps: format!(
+                "INSERT INTO {s}.steps (run_id, step_id, name, status, value_text, error, attempts,
+                                        request_hash, started_at_ms, finished_at_ms)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::text[], $7::int8[], $8::text[], $9::int8[], $10::int8[])
                  ON CONFLICT (run_id, step_id) DO UPDATE SET
                      name = excluded.name, status = excluded.status, value_text = excluded.value_text,
                      error = excluded.error, attempts = excluded.attempts,
@@ -425,7 +438,14 @@ mod tests {
     #[test]
     fn every_statement_names_the_quoted_schema() {
         let st = Statements::new("a\"b");
-        for sql in [&st.open_run, &st.save_step, &st.update_run, &st.deliver_signal, &st.acquire_lease] {
+        for sql in [
+            &st.open_run,
+            &st.save_step,
+            &st.save_steps,
+            &st.update_run,
+            &st.deliver_signal,
+            &st.acquire_lease,
+        ] {
             assert!(sql.contains("\"a\"\"b\"."), "{sql}");
         }
     }

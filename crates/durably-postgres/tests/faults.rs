@@ -1,6 +1,6 @@
 //! Backends killed under the store (`pg_terminate_backend` on this store's connections only,
 //! found by their `application_name`): the store recovers through its pool, an operation cut
-//! off mid-way either retries on a fresh connection or fails with a clear `Error::Store`, and
+//! off mid-way fails with a transient `Error::Store` (which the engine retries when that is safe), and
 //! nothing recorded is lost. The listener reconnects too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{fresh, raw, start, step, terminate_backends};
 use durably_core::store::prelude::*;
-use durably_core::{Error, RunStatus, RunUpdate, SignalRecord};
+use durably_core::{Error, RunStatus, RunUpdate, SignalRecord, StoreErrorKind, Workflow};
 use durably_postgres::PostgresStore;
 
 /// Waits until one of `app`'s backends is blocked on a lock, and returns its pid.
@@ -56,7 +56,10 @@ async fn killing_every_pooled_backend_loses_nothing_and_the_next_operations_succ
     for attempt in 0..2 {
         match store.save_step("r", &step("after", 2_000)).await {
             Ok(()) => break,
-            Err(e @ Error::Store { op: "save_step", .. }) if attempt == 0 => failures.push(e.to_string()),
+            Err(e @ Error::Store { op: "save_step", .. }) if attempt == 0 => {
+                assert_eq!(e.kind(), Some(StoreErrorKind::Transient), "a lost connection is transient: {e}");
+                failures.push(e.to_string())
+            }
             Err(e) => panic!("save_step after the kill: {e:?}"),
         }
     }
@@ -66,29 +69,43 @@ async fn killing_every_pooled_backend_loses_nothing_and_the_next_operations_succ
     assert_eq!(history.signals.len(), 1);
 }
 
+/// Locks run `r`'s row from another session, runs `update` (whose UPDATE waits on the lock),
+/// kills the backend it waits on, then lets the lock go. Returns what `update` returned.
+async fn cut_off_while_updating<T: Send + 'static>(
+    schema: &str,
+    update: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let mut locker = raw().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.execute(&format!("SELECT 1 FROM \"{schema}\".runs WHERE run_id = 'r' FOR UPDATE"), &[]).await.unwrap();
+    let updating = tokio::spawn(update);
+    terminate(blocked_backend(schema).await).await;
+    tx.commit().await.unwrap();
+    updating.await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_cut_off_mid_statement_is_retried_on_a_fresh_connection() {
+async fn an_update_cut_off_mid_statement_is_transient_and_the_engine_retries_it() {
     let Some((builder, guard)) = fresh().await else { return };
     let store = Arc::new(builder.pool_size(2).connect().await.unwrap());
     start(&*store, "r").await;
 
-    // Another session locks the run's row, so the store's UPDATE waits on it…
-    let mut locker = raw().await;
-    let tx = locker.transaction().await.unwrap();
-    tx.execute(&format!("SELECT 1 FROM \"{}\".runs WHERE run_id = 'r' FOR UPDATE", guard.0), &[])
-        .await
-        .unwrap();
-    let updating = tokio::spawn({
+    // The store itself does not retry: it reports the cut as transient, naming the call.
+    let err = cut_off_while_updating(&guard.0, {
         let store = Arc::clone(&store);
-        async move { store.update_run("r", &RunUpdate::new(RunStatus::Completed, 2_000).output("42")).await }
-    });
-    // …and its backend is killed while it waits.
-    terminate(blocked_backend(&guard.0).await).await;
-    tx.commit().await.unwrap();
+        async move { store.update_run("r", &RunUpdate::new(RunStatus::Waiting, 2_000)).await }
+    })
+    .await
+    .expect_err("the store reports the cut-off update");
+    assert!(matches!(&err, Error::Store { op: "update_run", .. }), "{err:?}");
+    assert_eq!(err.kind(), Some(StoreErrorKind::Transient));
 
-    updating.await.unwrap().expect("the update is retried once on a fresh connection");
-    let run = store.get_run("r").await.unwrap().unwrap();
-    assert_eq!((run.status, run.output.as_deref()), (RunStatus::Completed, Some("42")));
+    // The engine makes the same call again on a fresh connection.
+    let wf = Workflow::builder("faults").shared_store(store.clone()).build();
+    cut_off_while_updating(&guard.0, async move { wf.cancel("r").await })
+        .await
+        .expect("the engine retried the update on a fresh connection");
+    assert_eq!(store.get_run("r").await.unwrap().unwrap().status, RunStatus::Cancelled);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,12 +13,14 @@
 //! opens a new connection.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use durably_core::store::{WaitRegistry, Waiting};
 
 use futures::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// What waiters ask of the connection's task.
 enum Command {
@@ -28,23 +30,11 @@ enum Command {
     Leave { channel: String },
 }
 
-/// The waiters of one channel.
-struct Route {
-    notify: Arc<Notify>,
-    waiters: usize,
-}
-
-type Routes = Arc<Mutex<HashMap<String, Route>>>;
-
-fn lock(routes: &Mutex<HashMap<String, Route>>) -> MutexGuard<'_, HashMap<String, Route>> {
-    // Every critical section leaves the map consistent, so a poisoned lock is still usable.
-    routes.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A pub/sub connection and its task.
 pub(crate) struct Listener {
     commands: mpsc::UnboundedSender<Command>,
-    routes: Routes,
+    /// The waiters, by channel.
+    routes: WaitRegistry<String>,
     alive: Arc<AtomicBool>,
 }
 
@@ -53,9 +43,9 @@ impl Listener {
     pub(crate) async fn connect(client: &redis::Client) -> redis::RedisResult<Arc<Listener>> {
         let (sink, stream) = client.get_async_pubsub().await?.split();
         let (commands, receiver) = mpsc::unbounded_channel();
-        let routes: Routes = Arc::default();
+        let routes = WaitRegistry::new();
         let alive = Arc::new(AtomicBool::new(true));
-        tokio::spawn(run(sink, stream, receiver, Arc::clone(&routes), Arc::clone(&alive)));
+        tokio::spawn(run(sink, stream, receiver, routes.clone(), Arc::clone(&alive)));
         Ok(Arc::new(Listener { commands, routes, alive }))
     }
 
@@ -64,60 +54,46 @@ impl Listener {
         self.alive.load(Ordering::Acquire)
     }
 
-    /// Registers a waiter on `channel`. Enable a `notified()` of the returned waiter's
-    /// [`Waiter::notify`] before calling [`Waiter::subscribe`].
+    /// Registers a waiter on `channel`; [`Waiter::subscribe`] it inside the look of its
+    /// [`Waiting::wait_unless`], before reading the store.
     pub(crate) fn waiter(self: &Arc<Self>, channel: String) -> Waiter {
-        let notify = {
-            let mut routes = lock(&self.routes);
-            let route =
-                routes.entry(channel.clone()).or_insert_with(|| Route { notify: Arc::default(), waiters: 0 });
-            route.waiters += 1;
-            Arc::clone(&route.notify)
-        };
-        Waiter { listener: Arc::clone(self), channel, notify, joined: false }
+        let waiting = self.routes.register(channel);
+        Waiter { listener: Arc::clone(self), waiting, joined: AtomicBool::new(false) }
     }
 }
 
 /// One waiting call. Dropping it (also when the wait is cancelled) gives up its interest.
 pub(crate) struct Waiter {
     listener: Arc<Listener>,
-    channel: String,
-    notify: Arc<Notify>,
-    joined: bool,
+    waiting: Waiting<String>,
+    /// Whether the subscription was confirmed (and must be left).
+    joined: AtomicBool,
 }
 
 impl Waiter {
-    /// Notified when a message arrives on the channel, or when the connection drops.
-    pub(crate) fn notify(&self) -> Arc<Notify> {
-        Arc::clone(&self.notify)
+    /// Woken when a message arrives on the channel, or when the connection drops.
+    pub(crate) fn waiting(&self) -> &Waiting<String> {
+        &self.waiting
     }
 
     /// Resolves once the server has confirmed the subscription; false if it failed.
-    pub(crate) async fn subscribe(&mut self) -> bool {
+    pub(crate) async fn subscribe(&self) -> bool {
         let (done, confirmed) = oneshot::channel();
-        if self.listener.commands.send(Command::Join { channel: self.channel.clone(), done }).is_err() {
+        let channel = self.waiting.key().clone();
+        if self.listener.commands.send(Command::Join { channel, done }).is_err() {
             return false;
         }
-        self.joined = confirmed.await.unwrap_or(false);
-        self.joined
+        let joined = confirmed.await.unwrap_or(false);
+        self.joined.store(joined, Ordering::Release);
+        joined
     }
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        {
-            let mut routes = lock(&self.listener.routes);
-            if let Some(route) = routes.get_mut(&self.channel) {
-                route.waiters = route.waiters.saturating_sub(1);
-                if route.waiters == 0 {
-                    routes.remove(&self.channel);
-                }
-            }
-        }
-        if self.joined {
+        if self.joined.load(Ordering::Acquire) {
             // The task may be gone with its connection: then there is nothing to leave.
-            let _ =
-                self.listener.commands.send(Command::Leave { channel: std::mem::take(&mut self.channel) });
+            let _ = self.listener.commands.send(Command::Leave { channel: self.waiting.key().clone() });
         }
     }
 }
@@ -128,7 +104,7 @@ async fn run(
     mut sink: PubSubSink,
     mut stream: PubSubStream,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    routes: Routes,
+    routes: WaitRegistry<String>,
     alive: Arc<AtomicBool>,
 ) {
     let mut subscribed: HashMap<String, usize> = HashMap::new();
@@ -162,18 +138,14 @@ async fn run(
                     break;
                 }
                 Some(message) => {
-                    if let Some(route) = lock(&routes).get(message.get_channel_name()) {
-                        route.notify.notify_waiters();
-                    }
+                    routes.wake(message.get_channel_name());
                 }
             },
         }
     }
     alive.store(false, Ordering::Release);
     // Waiters re-check the store and wait again on a new connection.
-    for route in lock(&routes).values() {
-        route.notify.notify_waiters();
-    }
+    routes.wake_all();
 }
 
 /// One waiter less on `channel`; unsubscribes after the last. False when the connection failed.

@@ -51,29 +51,25 @@ impl Signals for RedisStore {
     }
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
         let deadline = tokio::time::Instant::now() + max_wait;
+        let fallback = || tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL_FALLBACK));
         let Some(listener) = self.listener().await else {
-            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL_FALLBACK)).await;
+            fallback().await;
             return;
         };
-        let mut waiter = listener.waiter(self.keys.wake(run_id));
-        let notify = waiter.notify();
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        // Subscribe before looking, so that a delivery after the look is announced to us.
-        match tokio::time::timeout_at(deadline, waiter.subscribe()).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL_FALLBACK)).await;
-                return;
+        let waiter = listener.waiter(self.keys.wake(run_id));
+        let look = async {
+            // Subscribe before looking, so that a delivery after the look is announced to us.
+            match tokio::time::timeout_at(deadline, waiter.subscribe()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    fallback().await;
+                    return true;
+                }
+                Err(_) => return true,
             }
-            Err(_) => return,
-        }
-        match self.get_signal(run_id, name).await {
             // Delivered already, or the store failed: the engine's own look will tell.
-            Ok(Some(_)) | Err(_) => return,
-            Ok(None) => {}
-        }
-        let _ = tokio::time::timeout_at(deadline, notified).await;
+            !matches!(self.get_signal(run_id, name).await, Ok(None))
+        };
+        waiter.waiting().wait_unless(look, max_wait).await;
     }
 }

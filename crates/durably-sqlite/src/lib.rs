@@ -142,7 +142,7 @@ impl SqliteStoreBuilder {
     }
 
     /// Sets how often the store looks for signals delivered by other processes to its waiting
-    /// runs (default 100 ms).
+    /// runs (default 5 ms).
     pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
         self.options = self.options.poll_interval(poll_interval);
         self
@@ -180,7 +180,7 @@ impl SqliteStoreBuilder {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` with the default options: full
-    /// durability, 5 s busy timeout, 100 ms signal poll. See [`SqliteStoreBuilder::open`] for
+    /// durability, 5 s busy timeout, 5 ms signal poll. See [`SqliteStoreBuilder::open`] for
     /// the errors.
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
         Self::builder(path).open().await
@@ -334,16 +334,10 @@ impl Signals for SqliteStore {
     /// after `max_wait`.
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
         // Register before looking, so that a delivery after the look wakes this wait.
-        let registration = self.poller.register(run_id, name);
-        let notified = registration.notify().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        match self.get_signal(run_id, name).await {
-            // Delivered already, or the store failed: the engine's own look will tell.
-            Ok(Some(_)) | Err(_) => return,
-            Ok(None) => {}
-        }
-        let _ = tokio::time::timeout(max_wait, notified).await;
+        let waiting = self.poller.register(run_id, name);
+        // Delivered already, or the store failed: the engine's own look will tell.
+        let look = async { !matches!(self.get_signal(run_id, name).await, Ok(None)) };
+        waiting.wait_unless(look, max_wait).await;
     }
 }
 

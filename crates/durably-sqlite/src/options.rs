@@ -52,23 +52,27 @@ pub struct SqliteOptions {
     /// same file, another process) before backing off and trying again. Default: 5 s.
     pub busy_timeout: Duration,
     /// How often the store looks for signals delivered by another process to the runs waiting
-    /// on it: one look for all of them, a single pragma while the file is unchanged.
-    /// Deliveries through the store wake waiters at once. Default: 100 ms.
+    /// on it: one look for all of them, a single pragma while the file is unchanged, on one
+    /// thread that runs only while some run waits. Deliveries through the store wake waiters at
+    /// once. Default: 5 ms.
     pub poll_interval: Duration,
 }
+
+/// How often a store looks for signals delivered by other processes, unless set.
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             durability: Durability::Full,
             busy_timeout: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(100),
+            poll_interval: DEFAULT_POLL_INTERVAL,
         }
     }
 }
 
 impl SqliteOptions {
-    /// The defaults: full durability, 5 s busy timeout, 100 ms signal poll.
+    /// The defaults: full durability, 5 s busy timeout, 5 ms signal poll.
     pub fn new() -> Self {
         Self::default()
     }

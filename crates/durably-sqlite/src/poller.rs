@@ -1,194 +1,174 @@
 //! Signal wake-ups: one poller per store, instead of one poll per waiting run.
 //!
-//! A `wait_for_signal` call registers its `(run_id, name)` here and waits on the registration's
-//! [`Notify`]. A delivery through this store wakes its waiters at once. Deliveries by other
-//! processes (or other stores on the same file) are found by one task per store, every
+//! A `wait_for_signal` call registers its `(run_id, name)` in the store's [`WaitRegistry`] and
+//! waits to be woken. A delivery through this store wakes its waiters at once. Deliveries by other
+//! processes (or other stores on the same file) are found by one thread per store, every
 //! `poll_interval`: it reads `PRAGMA data_version` on a connection of its own, which changes
 //! only when another connection committed, and only then asks, in one query, which of the
 //! registered pairs were delivered, and wakes their waiters. While nothing is written a poll
-//! costs one pragma, however many runs wait. The task starts with the first registration and
+//! costs one pragma, however many runs wait. The thread starts with the first registration and
 //! ends when none is left or the store is dropped. An in-memory database has no other
-//! connection, so it needs no task.
+//! connection, so it needs no thread.
 //!
 //! A wake-up only means "look again": the engine reads the signal itself. A wait registers
-//! before its own last look, and the task reads `data_version` before it takes the registered
-//! pairs, so a delivery committed after that look changes the version the task saw last and is
+//! before its own last look, and the thread reads `data_version` before it takes the registered
+//! pairs, so a delivery committed after that look changes the version the thread saw last and is
 //! found by its next query.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use durably_core::store::{WaitRegistry, Waiting};
 use rusqlite::Connection;
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
 
 use crate::connection::open_reader;
 use crate::sql::{self, Fail};
 use crate::writer::retry_busy;
 
+/// What a wait is for: a run id and a signal name.
+pub(crate) type Key = (String, String);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves the maps consistent; a poisoned lock is usable.
+    // Every critical section leaves the slot consistent; a poisoned lock is usable.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The signal waits of one store, and its poll task.
+/// The signal waits of one store, and its poll thread.
 pub(crate) struct Poller {
-    shared: Arc<Shared>,
-    /// The database file the task reads; `None` for an in-memory database.
+    waits: WaitRegistry<Key>,
+    task: Arc<Mutex<TaskSlot>>,
+    /// The database file the thread reads; `None` for an in-memory database.
     path: Option<PathBuf>,
     interval: Duration,
     busy_timeout: Duration,
 }
 
+/// The running thread: its number (a thread that ends frees the slot only if no newer one took
+/// it) and the flag that stops it when the store is dropped.
 #[derive(Default)]
-struct Shared {
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    /// Each awaited `(run_id, name)`, with how many waits share it.
-    waits: HashMap<(String, String), (Arc<Notify>, usize)>,
-    /// The running task: its number (a task that ends frees the slot only if no newer one took
-    /// it) and a handle to stop it when the store is dropped.
-    task: Option<(u64, AbortHandle)>,
-    tasks_started: u64,
-}
-
-/// One wait, registered until dropped.
-pub(crate) struct Registration {
-    shared: Arc<Shared>,
-    key: (String, String),
-    notify: Arc<Notify>,
-}
-
-impl Registration {
-    /// Notified when the signal may have been delivered.
-    pub(crate) fn notify(&self) -> &Notify {
-        &self.notify
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let mut state = lock(&self.shared.state);
-        if let Some((_, count)) = state.waits.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                state.waits.remove(&self.key);
-            }
-        }
-    }
+struct TaskSlot {
+    running: Option<(u64, Arc<AtomicBool>)>,
+    started: u64,
 }
 
 impl Poller {
     pub(crate) fn new(path: Option<PathBuf>, interval: Duration, busy_timeout: Duration) -> Self {
-        Poller { shared: Arc::default(), path, interval, busy_timeout }
+        Poller { waits: WaitRegistry::new(), task: Arc::default(), path, interval, busy_timeout }
     }
 
-    /// Registers a wait for signal `name` of `run_id`, and starts the poll task if it is not
+    /// Registers a wait for signal `name` of `run_id`, and starts the poll thread if it is not
     /// running.
-    pub(crate) fn register(&self, run_id: &str, name: &str) -> Registration {
-        let key = (run_id.to_owned(), name.to_owned());
-        let mut state = lock(&self.shared.state);
-        let entry = state.waits.entry(key.clone()).or_insert_with(|| (Arc::new(Notify::new()), 0));
-        entry.1 += 1;
-        let notify = entry.0.clone();
-        if state.task.is_none()
+    pub(crate) fn register(&self, run_id: &str, name: &str) -> Waiting<Key> {
+        // Registered before the slot is read: a thread that is ending either still sees this wait
+        // (and goes on) or has freed the slot by then (and a new one starts here).
+        let waiting = self.waits.register((run_id.to_owned(), name.to_owned()));
+        let mut slot = lock(&self.task);
+        if slot.running.is_none()
             && let Some(path) = &self.path
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            state.tasks_started += 1;
-            let number = state.tasks_started;
+            slot.started += 1;
+            let number = slot.started;
             let look = Look {
-                shared: Arc::downgrade(&self.shared),
+                waits: self.waits.clone(),
+                slot: Arc::downgrade(&self.task),
                 path: path.clone(),
                 busy_timeout: self.busy_timeout,
             };
-            let handle = runtime.spawn(poll(look, self.interval, number));
-            state.task = Some((number, handle.abort_handle()));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (interval, flag) = (self.interval, stop.clone());
+            let spawned = std::thread::Builder::new()
+                .name("durably-poll".into())
+                .spawn(move || poll(look, interval, number, flag));
+            match spawned {
+                Ok(_) => slot.running = Some((number, stop)),
+                // The waits still end by their own deadlines; the next registration tries again.
+                Err(e) => tracing::warn!(error = %e, "durably-sqlite: cannot start the signal poll thread"),
+            }
         }
-        drop(state);
-        Registration { shared: self.shared.clone(), key, notify }
+        waiting
     }
 
     /// Wakes the waits for signal `name` of `run_id` (delivered through this store).
     pub(crate) fn wake(&self, run_id: &str, name: &str) {
-        let state = lock(&self.shared.state);
-        if let Some((notify, _)) = state.waits.get(&(run_id.to_owned(), name.to_owned())) {
-            notify.notify_waiters();
-        }
+        self.waits.wake(&(run_id.to_owned(), name.to_owned()));
     }
 
     /// How many distinct signals are waited on.
     pub(crate) fn waited_on(&self) -> usize {
-        lock(&self.shared.state).waits.len()
+        self.waits.len()
     }
 }
 
 impl Drop for Poller {
     fn drop(&mut self) {
-        if let Some((_, task)) = lock(&self.shared.state).task.take() {
-            task.abort();
+        if let Some((_, stop)) = lock(&self.task).running.take() {
+            stop.store(true, Ordering::Release);
         }
     }
 }
 
-/// What the poll task needs to look.
+/// What the poll thread needs to look.
 struct Look {
-    shared: Weak<Shared>,
+    waits: WaitRegistry<Key>,
+    /// The store's thread slot; gone with the store.
+    slot: Weak<Mutex<TaskSlot>>,
     path: PathBuf,
     busy_timeout: Duration,
 }
 
-/// Frees the task slot when the task ends however it ends (returned, aborted, or dropped with
-/// its runtime), unless a newer task took it.
+/// Frees the slot when the thread ends however it ends (returned or unwound), unless a newer
+/// thread took it.
 struct TaskEnd {
-    shared: Weak<Shared>,
+    slot: Weak<Mutex<TaskSlot>>,
     number: u64,
 }
 
 impl Drop for TaskEnd {
     fn drop(&mut self) {
-        if let Some(shared) = self.shared.upgrade() {
-            let mut state = lock(&shared.state);
-            if state.task.as_ref().is_some_and(|(n, _)| *n == self.number) {
-                state.task = None;
+        if let Some(slot) = self.slot.upgrade() {
+            let mut slot = lock(&slot);
+            if slot.running.as_ref().is_some_and(|(n, _)| *n == self.number) {
+                slot.running = None;
             }
         }
     }
 }
 
-/// The poll task: every `interval`, one look on its own connection, until no wait is left.
-async fn poll(look: Look, interval: Duration, number: u64) {
-    let _end = TaskEnd { shared: look.shared.clone(), number };
-    let look = Arc::new(look);
+/// The poll thread: every `interval`, one look on its own connection, until no wait is left or
+/// the store is dropped. A thread, not a task: a look is a blocking SQLite call, and a thread
+/// that sleeps costs one wake-up per tick, where a task would hand each look to the blocking
+/// pool.
+fn poll(look: Look, interval: Duration, number: u64, stop: Arc<AtomicBool>) {
+    let _end = TaskEnd { slot: look.slot.clone(), number };
     let mut conn: Option<Connection> = None;
     let mut seen: Option<i64> = None;
     let mut failing = false;
     loop {
-        tokio::time::sleep(interval).await;
+        std::thread::sleep(interval);
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
         {
-            let Some(shared) = look.shared.upgrade() else { return };
-            let mut state = lock(&shared.state);
-            if state.waits.is_empty() {
-                if state.task.as_ref().is_some_and(|(n, _)| *n == number) {
-                    state.task = None;
+            let Some(slot) = look.slot.upgrade() else { return };
+            // Checked with the slot held, so a wait registered meanwhile finds the slot free.
+            let mut slot = lock(&slot);
+            if look.waits.is_empty() {
+                if slot.running.as_ref().is_some_and(|(n, _)| *n == number) {
+                    slot.running = None;
                 }
                 return;
             }
         }
-        let (look_now, held) = (look.clone(), conn.take());
-        let outcome = tokio::task::spawn_blocking(move || look_now.once(held, seen)).await;
+        let (held, outcome) = look.once(conn.take(), seen);
         match outcome {
-            Ok((held, Ok(version))) => {
+            Ok(version) => {
                 conn = held;
                 seen = Some(version);
                 failing = false;
             }
-            Ok((held, Err(fail))) => {
+            Err(fail) => {
                 // A fresh connection next time, whose `data_version` starts anew; the waits' own
                 // deadlines bound what is missed meanwhile.
                 drop(held);
@@ -200,10 +180,6 @@ async fn poll(look: Look, interval: Duration, number: u64) {
                     );
                 }
                 failing = true;
-            }
-            Err(e) => {
-                seen = None;
-                tracing::warn!(error = %e, "durably-sqlite: the signal poll stopped unexpectedly; trying again");
             }
         }
     }
@@ -231,20 +207,16 @@ impl Look {
             return Ok(version);
         }
         // Taken after the version was read: a wait registered meanwhile is asked about now.
-        let Some(shared) = self.shared.upgrade() else { return Ok(version) };
         let pairs: Vec<[String; 2]> =
-            lock(&shared.state).waits.keys().map(|(run_id, name)| [run_id.clone(), name.clone()]).collect();
+            self.waits.keys().into_iter().map(|(run_id, name)| [run_id, name]).collect();
         if pairs.is_empty() {
             return Ok(version);
         }
         let json = serde_json::to_string(&pairs)
             .map_err(|e| Fail::Message(format!("cannot encode the awaited signals: {e}")))?;
         let delivered = retry_busy(|| sql::delivered_among(conn, &json))?;
-        let state = lock(&shared.state);
         for key in delivered {
-            if let Some((notify, _)) = state.waits.get(&key) {
-                notify.notify_waiters();
-            }
+            self.waits.wake(&key);
         }
         Ok(version)
     }

@@ -5,6 +5,7 @@
 //! store.inject(Op::SaveStep, 3, Fault::Fail);          // the 3rd save_step fails
 //! store.inject(Op::OpenRun, 1, Fault::Delay(ms(200)));  // the 1st open_run is slow
 //! store.inject(Op::SaveStep, 5, Fault::FailAfterWrite); // written, but the reply is lost
+//! store.inject(Op::GetRun, 1, Fault::Transient);        // a connection lost: retried by the engine
 //! ```
 //!
 //! An injected failure is an [`Error::Store`] naming the operation and the run, with the source
@@ -85,6 +86,10 @@ pub enum Fault {
     FailAfterWrite,
     /// The call waits this long, then proceeds.
     Delay(Duration),
+    /// The call fails before reaching the store, with an error of kind
+    /// [`StoreErrorKind::Transient`](durably_core::StoreErrorKind::Transient) (a connection
+    /// lost): the engine may make it again.
+    Transient,
 }
 
 /// The source of an injected [`Error::Store`].
@@ -174,6 +179,12 @@ impl<S: Store> FaultStore<S> {
         match fault {
             None => f.await,
             Some(Fault::Fail) => Err(injected()),
+            Some(Fault::Transient) => Err(Error::store_kind(
+                durably_core::StoreErrorKind::Transient,
+                op.name(),
+                run_id,
+                InjectedFault { op: op.name(), call },
+            )),
             Some(Fault::FailAfterWrite) => {
                 f.await?;
                 Err(injected())

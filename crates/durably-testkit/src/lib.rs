@@ -42,6 +42,8 @@ pub mod engine;
 pub mod faults;
 #[cfg(feature = "mock-openai")]
 pub mod mock_openai;
+#[cfg(feature = "engine")]
+pub mod multiprocess;
 
 /// A store under test, with values that must outlive it (a temporary directory, a server
 /// handle). The store is dropped first, then the guards in the order they were added.
@@ -159,6 +161,58 @@ macro_rules! engine_suite {
     };
 }
 
+/// Expands to one `#[tokio::test]` per multi-process scenario (feature `engine`; see
+/// [`multiprocess`]), each on a fresh namespace of the caller's store, and to the ignored test
+/// `multiprocess_child` that the scenarios start again, in child processes, as their workers.
+///
+/// `fresh = …` gives a [`multiprocess::Namespace`] per test (it may `.await`, and may
+/// `return` to skip the test); `open(name) = …` opens the store on the namespace called
+/// `name` (a `&str`; it may `.await`), in the test and in every child:
+///
+/// ```ignore
+/// // tests/multiprocess.rs of a store crate
+/// durably_testkit::multiprocess_suite! {
+///     fresh = {
+///         let dir = tempfile::tempdir().unwrap();
+///         Namespace::new(dir.path().join("db").display().to_string()).guard(dir)
+///     },
+///     open(path) = MyStore::open(path).await.unwrap(),
+/// }
+/// ```
+///
+/// A store that knowingly breaks a scenario lists it after the arguments:
+/// `multiprocess_suite! { fresh = …, open(name) = …; expected_failures = [a_signal_from_another_process_wakes_the_waiting_run] }`;
+/// such a test passes only while it fails. Each call generates its own `multiprocess_child`,
+/// so it is called at most once per module.
+#[cfg(feature = "engine")]
+#[macro_export]
+macro_rules! multiprocess_suite {
+    (fresh = $fresh:expr, open($name:ident) = $open:expr $(,)?) => {
+        $crate::multiprocess_suite!(fresh = $fresh, open($name) = $open; expected_failures = []);
+    };
+    (fresh = $fresh:expr, open($name:ident) = $open:expr; expected_failures = [$($xfail:ident),* $(,)?] $(;)?) => {
+        fn __durably_multiprocess_open(namespace: ::std::string::String) -> $crate::multiprocess::StoreFuture {
+            ::std::boxed::Box::pin(async move {
+                let $name: &str = &namespace;
+                $crate::__private::shared_store($open)
+            })
+        }
+
+        /// The child processes' entry: runs the role its parent test set, or nothing.
+        #[test]
+        #[ignore = "the child process of the multi-process scenarios, started by them"]
+        fn multiprocess_child() {
+            $crate::multiprocess::child_main(__durably_multiprocess_open);
+        }
+
+        $crate::__multiprocess_table!([$crate::__suite_tests] {
+            (multiprocess, multiprocess_input)
+            (($fresh, __durably_multiprocess_open as $crate::multiprocess::OpenStore, ::core::module_path!()))
+            [$($xfail)*]
+        });
+    };
+}
+
 /// Support for the macros. Not public API.
 #[doc(hidden)]
 pub mod __private {
@@ -178,6 +232,25 @@ pub mod __private {
     #[cfg(feature = "engine")]
     pub fn engine_input<F: IntoFixture>(make: F, name: &str) -> (crate::engine::Harness, ()) {
         (crate::engine::Harness::new(make, name), ())
+    }
+
+    /// A multi-process scenario's argument: the parent side of the test on its namespace.
+    #[cfg(feature = "engine")]
+    pub fn multiprocess_input(
+        (namespace, open, module_path): (
+            crate::multiprocess::Namespace,
+            crate::multiprocess::OpenStore,
+            &str,
+        ),
+        name: &str,
+    ) -> (crate::multiprocess::Processes, ()) {
+        (crate::multiprocess::Processes::new(namespace, open, module_path, name), ())
+    }
+
+    /// The store a multi-process suite's `open` gave, shared.
+    #[cfg(feature = "engine")]
+    pub fn shared_store<S: crate::Store>(store: S) -> Arc<dyn crate::Store> {
+        Arc::new(store)
     }
 
     /// Turns the outcome of a spawned conformance test into the test's verdict.

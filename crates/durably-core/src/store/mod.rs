@@ -18,6 +18,7 @@ mod leases;
 mod records;
 mod signals;
 mod single;
+mod waits;
 
 pub use admin::Admin;
 pub use journal::Journal;
@@ -28,6 +29,7 @@ pub use records::{
 };
 pub use signals::Signals;
 pub use single::SingleProcess;
+pub use waits::{WaitRegistry, Waiting};
 
 /// Everything needed to call a store: `use durably_core::store::prelude::*;`.
 pub mod prelude {

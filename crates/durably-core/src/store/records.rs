@@ -11,6 +11,54 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// `as_str`, `Display` and `FromStr` of a status enum, from one table of its lowercase names
+/// (the names stores keep and the command line takes).
+macro_rules! status_names {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The lowercase name used in stores and on the command line.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    other => Err(Error::Invalid {
+                        what: $what,
+                        detail: format!("`{other}` is not one of {}", [$($name),+].join(", ")),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+status_names!(RunStatus, "run status", {
+    Running => "running",
+    Waiting => "waiting",
+    Completed => "completed",
+    Failed => "failed",
+    Cancelled => "cancelled",
+});
+
+status_names!(StepStatus, "step status", {
+    Started => "started",
+    Completed => "completed",
+    Failed => "failed",
+});
+
 /// The lifecycle state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,45 +77,9 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    /// The lowercase name used in stores and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Waiting => "waiting",
-            RunStatus::Completed => "completed",
-            RunStatus::Failed => "failed",
-            RunStatus::Cancelled => "cancelled",
-        }
-    }
-
     /// True for `completed` and `cancelled`: executing such a run again runs no step.
     pub fn is_final(self) -> bool {
         matches!(self, RunStatus::Completed | RunStatus::Cancelled)
-    }
-}
-
-impl fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RunStatus {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "running" => RunStatus::Running,
-            "waiting" => RunStatus::Waiting,
-            "completed" => RunStatus::Completed,
-            "failed" => RunStatus::Failed,
-            "cancelled" => RunStatus::Cancelled,
-            other => {
-                return Err(Error::Invalid {
-                    what: "run status",
-                    detail: format!("`{other}` is not one of running, waiting, completed, failed, cancelled"),
-                });
-            }
-        })
     }
 }
 
@@ -82,40 +94,6 @@ pub enum StepStatus {
     Completed,
     /// Failed on its last attempt: not cached, a new execution runs it again.
     Failed,
-}
-
-impl StepStatus {
-    /// The lowercase name used in stores.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Started => "started",
-            StepStatus::Completed => "completed",
-            StepStatus::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for StepStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for StepStatus {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "started" => StepStatus::Started,
-            "completed" => StepStatus::Completed,
-            "failed" => StepStatus::Failed,
-            other => {
-                return Err(Error::Invalid {
-                    what: "step status",
-                    detail: format!("`{other}` is not one of started, completed, failed"),
-                });
-            }
-        })
-    }
 }
 
 /// A run as stored.

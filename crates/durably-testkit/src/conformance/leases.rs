@@ -311,9 +311,7 @@ pub async fn renew_leases_extends_the_owners_leases_and_names_other_holders<S: S
 }
 
 /// `renew_leases` never takes a lease nobody holds (released, or never taken): it names it
-/// with no holder, and anyone may take it afterwards. The default implementation, which can
-/// only call `acquire_lease`, takes such a lease again: a store that keeps it lists this test
-/// in `expected_failures`.
+/// with no holder, and anyone may take it afterwards.
 pub async fn renew_leases_names_free_leases_without_taking_them<S: Store>(store: Arc<S>) {
     assert_eq!(acquire(&*store, "released", "owner-a", LONG_TTL).await, LeaseOutcome::Acquired);
     release(&*store, "released", "owner-a").await;

@@ -138,3 +138,41 @@ pub async fn slow_store_calls_delay_but_do_not_break_a_run(h: Harness) {
     assert_eq!(five_steps(&engine(store), "f6", &c).await.unwrap(), 100);
     assert_eq!(completed(&h.wf().list_steps("f6").await.unwrap()).len(), 5);
 }
+
+pub async fn transient_store_failures_are_retried_by_the_engine(h: Harness) {
+    let store = Arc::new(FaultStore::new(h.store()));
+    store.inject(Op::OpenRun, 1, Fault::Transient);
+    store.inject(Op::SaveStep, 2, Fault::Transient);
+    store.inject(Op::SaveStep, 3, Fault::Transient);
+    store.inject(Op::UpdateRun, 1, Fault::Transient);
+    let c = Counter::new();
+    assert_eq!(five_steps(&engine(store.clone()), "f7", &c).await.unwrap(), 100, "the run went through");
+    assert_eq!(c.get(), 5, "each body ran once: a retried checkpoint does not re-run its step");
+    assert_eq!(completed(&h.wf().list_steps("f7").await.unwrap()).len(), 5);
+    assert_eq!(h.wf().get_run("f7").await.unwrap().unwrap().status, RunStatus::Completed);
+    assert!(store.calls(Op::SaveStep) >= 7, "two save_step calls were made again");
+}
+
+pub async fn only_transient_failures_are_retried_and_only_as_often_as_the_policy_says(h: Harness) {
+    // A failure of another kind is not retried: the call is made once.
+    let store = Arc::new(FaultStore::new(h.store()));
+    store.inject(Op::OpenRun, 1, Fault::Fail);
+    let c = Counter::new();
+    let err = five_steps(&engine(store.clone()), "f8", &c).await.unwrap_err();
+    assert_injected(&err, "open_run", "f8");
+    assert_eq!(store.calls(Op::OpenRun), 1);
+
+    // A transient failure that does not clear is given up after the policy's retries.
+    let store = Arc::new(FaultStore::new(h.store()));
+    for nth in 1..=10 {
+        store.inject(Op::OpenRun, nth, Fault::Transient);
+    }
+    let wf = Workflow::builder("faults")
+        .shared_store(store.clone())
+        .store_retry(durably::RetryPolicy::new(2, durably::backoff::constant(0.0)))
+        .build();
+    let err = five_steps(&wf, "f9", &c).await.unwrap_err();
+    assert_injected(&err, "open_run", "f9");
+    assert_eq!(err.kind(), Some(durably::StoreErrorKind::Transient));
+    assert_eq!(store.calls(Op::OpenRun), 3, "one call and two retries");
+}

@@ -88,6 +88,8 @@ macro_rules! __engine_table {
             a_failed_completion_write_leaves_a_resumable_run
             a_connection_down_mid_run_then_back
             slow_store_calls_delay_but_do_not_break_a_run
+            transient_store_failures_are_retried_by_the_engine
+            only_transient_failures_are_retried_and_only_as_often_as_the_policy_says
             // bad_input
             a_stored_value_of_the_wrong_type_is_an_error_not_a_panic
             a_corrupted_stored_value_is_an_error_naming_the_step
