@@ -25,6 +25,20 @@ pub(crate) struct DurableHook {
 }
 
 impl DurableHook {
+    /// Records the handoff of turn `turn` to `target` (the step `<prefix>.handoff#<turn>`).
+    async fn hand_off(&self, turn: usize, target: String) -> Result<(), Error> {
+        let name = target.clone();
+        let _: String = durably_core::step(format!("{}.handoff", self.inv.task_base), move || {
+            let name = name.clone();
+            async move { Ok::<_, std::convert::Infallible>(name) }
+        })
+        .step_id(format!("{}.handoff#{turn}", self.inv.prefix))
+        .retries(0)
+        .await?;
+        self.inv.hand_to(target);
+        Ok(())
+    }
+
     async fn answer(&self, event: &DispatchEvent<'_>, name: &str, args: &str) -> Result<Outcome, Error> {
         let call_id = event.call_id.map(|c| c.wire().into_owned());
         let tools = self.inv.tools().ok_or_else(|| Error::Invalid {
@@ -85,6 +99,16 @@ impl AgentHook for DurableHook {
         let EffectKind::ToolCall { name, args } = event.kind else {
             return DispatchAction::Proceed;
         };
+        if let Some(target) = self.inv.handoffs.get(name.as_str()).cloned() {
+            return match self.hand_off(event.turn, target).await {
+                Ok(()) => DispatchAction::stop("the conversation was handed to another agent"),
+                Err(error) => {
+                    let reason = error.to_string();
+                    self.inv.fail(error);
+                    DispatchAction::stop(reason)
+                }
+            };
+        }
         match self.answer(&event, name, args).await {
             Ok(outcome) => {
                 self.inv.hold_answer(event.id, outcome);

@@ -85,6 +85,7 @@
 
 mod extract;
 mod failure;
+mod handoff;
 mod hook;
 mod invocation;
 mod limits;
@@ -203,6 +204,10 @@ pub struct DurableAgent {
     output: Option<crate::core::extract::Output>,
     /// Tools added beside those of the configuration (an MCP server's).
     extra_tools: Vec<Arc<MakeTool>>,
+    /// The agents this one may hand the conversation to, and what it says of itself to agents
+    /// that may hand off to it.
+    handoffs: Vec<DurableAgent>,
+    description: Option<String>,
 }
 
 impl std::fmt::Debug for DurableAgent {
@@ -238,6 +243,8 @@ impl DurableAgent {
             approvals: BTreeSet::new(),
             output: None,
             extra_tools: Vec::new(),
+            handoffs: Vec::new(),
+            description: None,
         }
     }
 
@@ -364,7 +371,13 @@ impl DurableAgent {
     }
 
     fn invocation(&self, core: Invocation) -> Arc<RigInvocation> {
-        Arc::new(RigInvocation::new(core, self.approvals.clone()))
+        let mut inv = RigInvocation::new(core, self.approvals.clone());
+        inv.handoffs = self
+            .handoffs
+            .iter()
+            .map(|t| (handoff::tool_name(t.agent_name()), t.agent_name().to_owned()))
+            .collect();
+        Arc::new(inv)
     }
 
     /// Builds the rig agent of one invocation, with the durable handler and hook.
@@ -378,7 +391,8 @@ impl DurableAgent {
         {
             builder = builder.output_schema_raw(schema).output_mode(rig_agent::run::OutputMode::Native);
         }
-        let extra = self.extra_tools.iter().map(|make| make()).collect();
+        let mut extra: Vec<DynamicTool> = self.extra_tools.iter().map(|make| make()).collect();
+        extra.extend(self.handoffs.iter().filter_map(handoff::tool));
         let agent = (self.assemble)(builder, handler, hook, extra);
         inv.set_tools(agent.tool_server_handle().clone());
         agent
@@ -407,7 +421,13 @@ impl DurableAgent {
             })
         };
         let Some(sink) = sink else {
-            let response = Box::pin(runner.run()).await.map_err(fail)?;
+            let response = match Box::pin(runner.run()).await {
+                Ok(response) => response,
+                Err(error) => match inv.handed_to() {
+                    Some(target) => return self.taken_over(&target, prompt, inv.model_calls()).await,
+                    None => return Err(fail(error)),
+                },
+            };
             let (output, messages, usage) = self.checked_answer(&agent, &inv, response, fail).await?;
             return Ok(AgentResponse::new(output, messages, usage, inv.model_calls()));
         };
