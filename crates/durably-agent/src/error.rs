@@ -17,12 +17,20 @@ pub struct ModelError {
     pub message: String,
     /// Whether another attempt may succeed.
     pub retryable: bool,
+    /// The provider's machine code for the error, from its body (`insufficient_quota`,
+    /// `rate_limit_exceeded`…), when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// How long the provider asked to wait before the next attempt (`retry-after` or
+    /// `retry-after-ms` on a 429 or 503), in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ModelError {
     /// A model error.
     pub fn new(kind: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
-        ModelError { kind: kind.into(), message: message.into(), retryable }
+        ModelError { kind: kind.into(), message: message.into(), retryable, code: None, retry_after_ms: None }
     }
 
     /// The error for an HTTP status: 408, 409, 429 and 5xx are retryable, other 4xx are not.

@@ -5,8 +5,9 @@
 #![cfg_attr(not(any(feature = "rig", feature = "openai")), allow(dead_code))]
 
 use std::fmt;
+use std::time::Duration;
 
-use durably_core::{BoxError, Error};
+use durably_core::{BoxError, Error, RetryAfter};
 
 use crate::ModelError;
 
@@ -28,10 +29,22 @@ impl std::error::Error for RecordedModelError {}
 
 /// The error a model step's attempt fails with: retried when the model error is retryable,
 /// permanent otherwise (so a 400 is sent exactly once).
+#[cfg_attr(not(feature = "openai"), allow(dead_code))]
 pub(crate) fn attempt_error(error: ModelError) -> BoxError {
+    attempt_error_within(error, crate::core::provider::DEFAULT_MAX_RETRY_AFTER)
+}
+
+/// [`attempt_error`], and a retryable error whose provider asked for a wait carries that wait
+/// (at most `max_wait`) as a [`RetryAfter`], which replaces the backoff delay.
+pub(crate) fn attempt_error_within(error: ModelError, max_wait: Duration) -> BoxError {
     let retryable = error.retryable;
+    let wait = error.retry_after_ms.map(|ms| Duration::from_millis(ms).min(max_wait));
     let recorded = RecordedModelError(error);
-    if retryable { Box::new(recorded) } else { Box::new(Error::permanent(recorded)) }
+    match (retryable, wait) {
+        (false, _) => Box::new(Error::permanent(recorded)),
+        (true, Some(wait)) => Box::new(RetryAfter::new(wait, recorded)),
+        (true, None) => Box::new(recorded),
+    }
 }
 
 /// The [`ModelError`] behind a failed model step of either agent (or of a durable single

@@ -20,6 +20,9 @@ mod core;
 mod error;
 mod failure;
 mod hash;
+mod limits;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod pipeline;
 pub mod sessions;
 mod tool;
@@ -30,6 +33,7 @@ pub use config::TaskConfig;
 pub use error::ModelError;
 pub use failure::model_error_of;
 pub use hash::{canonical_json, request_hash};
+pub use limits::{AgentError, Budget, BudgetKind, agent_error_of};
 pub use tool::{DurableTool, durable_tool};
 
 #[cfg(feature = "openai")]

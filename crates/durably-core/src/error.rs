@@ -357,6 +357,58 @@ pub(crate) fn chain_is_permanent(err: &(dyn StdError + 'static)) -> bool {
     false
 }
 
+/// An attempt's error that says when to try again: the next attempt waits [`after`](Self::after)
+/// instead of the task's backoff delay (a provider's `retry-after`). Its text is the wrapped
+/// error's, so what is recorded does not change; it may sit anywhere in an error's cause chain.
+///
+/// ```
+/// use std::time::Duration;
+/// let e = durably_core::RetryAfter::new(Duration::from_secs(2), std::io::Error::other("rate limited"));
+/// assert_eq!(e.to_string(), "rate limited");
+/// assert_eq!(e.after(), Duration::from_secs(2));
+/// ```
+#[derive(Debug)]
+pub struct RetryAfter {
+    after: std::time::Duration,
+    source: BoxError,
+}
+
+impl RetryAfter {
+    /// `error`, to be attempted again after `after`.
+    pub fn new(after: std::time::Duration, error: impl Into<BoxError>) -> Self {
+        RetryAfter { after, source: error.into() }
+    }
+
+    /// The wait before the next attempt.
+    pub fn after(&self) -> std::time::Duration {
+        self.after
+    }
+}
+
+impl fmt::Display for RetryAfter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl StdError for RetryAfter {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
+/// The wait a [`RetryAfter`] in an error's cause chain asks for.
+pub(crate) fn chain_retry_after(err: &(dyn StdError + 'static)) -> Option<std::time::Duration> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(hint) = e.downcast_ref::<RetryAfter>() {
+            return Some(hint.after);
+        }
+        cur = e.source();
+    }
+    None
+}
+
 /// Whether an error is worth another attempt. Implement it for your task's error type to let
 /// the `#[task]` macro stop retrying on errors that cannot succeed later (a 400, a bad input).
 ///
@@ -405,6 +457,15 @@ impl fmt::Display for Chain<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_after_is_found_in_the_chain_and_keeps_the_text() {
+        let inner = RetryAfter::new(std::time::Duration::from_millis(1500), "slow down");
+        let outer = Error::Workflow { run_id: "r".into(), source: Box::new(inner) };
+        assert_eq!(chain_retry_after(&outer), Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(Chain(&outer).to_string(), "workflow run `r` failed: slow down");
+        assert_eq!(chain_retry_after(&Error::permanent("no")), None);
+    }
 
     #[test]
     fn kind_names_the_stores_classification_and_nothing_for_other_errors() {

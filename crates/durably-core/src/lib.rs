@@ -37,7 +37,7 @@ pub use backoff::{Backoff, RetryPolicy};
 pub use cancel::CANCEL_POLL;
 pub use context::{RunContext, StepInfo, current_step, idempotency_key, spawn, state};
 pub use env::State;
-pub use error::{BoxError, Error, Result, Retryable, StoreErrorKind};
+pub use error::{BoxError, Error, Result, RetryAfter, Retryable, StoreErrorKind};
 pub use lease::DEFAULT_LEASE_TTL;
 pub use memory::MemoryStore;
 pub use recovery::{DurableWorkflow, RecoveryReport, WorkerHandle};

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::context::{RunContext, StepInfo, warn_if_lost, with_step};
-use crate::error::{BoxError, Chain, Error, Result, chain_is_permanent};
+use crate::error::{BoxError, Chain, Error, Result, chain_is_permanent, chain_retry_after};
 use crate::json::{decode, encode};
 use crate::store::{StepRecord, StepStatus, now_ms};
 
@@ -21,6 +21,8 @@ use crate::store::{StepRecord, StepStatus, now_ms};
 pub struct TaskFailure {
     pub(crate) error: BoxError,
     pub(crate) retryable: bool,
+    /// The wait a [`RetryAfter`](crate::RetryAfter) in the error asks for, replacing the backoff.
+    pub(crate) retry_after: Option<std::time::Duration>,
 }
 
 impl TaskFailure {
@@ -29,7 +31,8 @@ impl TaskFailure {
     pub fn new<E: Into<BoxError>>(error: E, retryable: bool) -> Self {
         let error = error.into();
         let retryable = retryable && !chain_is_permanent(error.as_ref());
-        TaskFailure { error, retryable }
+        let retry_after = chain_retry_after(error.as_ref());
+        TaskFailure { error, retryable, retry_after }
     }
 }
 
@@ -471,7 +474,8 @@ where
                         source: failure.error,
                     });
                 }
-                let wait = backoff.delay(attempt);
+                // A provider's `retry-after` replaces the backoff (rule 4 of docs/design.md).
+                let wait = failure.retry_after.unwrap_or_else(|| backoff.delay(attempt));
                 tracing::info!(
                     target: "durably",
                     attempt,

@@ -12,6 +12,8 @@ pub(crate) enum Step<'a> {
     Invocation(&'a RunContext),
     /// The prompt (rig agent): `<prefix>.input`.
     Input,
+    /// The run's deadline, when it has one: `<prefix>.deadline`.
+    Deadline,
     /// The n-th model call (n from 1): `<prefix>.model#<n>`.
     Model(u32),
     /// A tool call: `<prefix>.tool.<tool>#<turn>.<call>`, where `call` is the provider's call id,
@@ -53,6 +55,7 @@ pub(crate) fn step_id(agent: &str, prefix: &str, step: Step<'_>) -> StepName {
             StepName { id: prefix, task: format!("agent:{agent}") }
         }
         Step::Input => StepName { id: format!("{prefix}.input"), task: format!("{agent}.input") },
+        Step::Deadline => StepName { id: format!("{prefix}.deadline"), task: format!("{agent}.deadline") },
         Step::Model(n) => StepName { id: format!("{prefix}.model#{n}"), task: format!("{agent}.model") },
         Step::Tool { tool, turn, call } => {
             let call = match call {

@@ -32,6 +32,8 @@ pub(crate) struct Invocation {
     model_calls: AtomicU32,
     tool_calls_per_turn: Mutex<HashMap<usize, u32>>,
     failure: Mutex<Option<Error>>,
+    /// What the invocation spent, for its budget.
+    pub(crate) spent: Mutex<super::limits::Spent>,
 }
 
 impl Invocation {
@@ -44,6 +46,7 @@ impl Invocation {
             model_calls: AtomicU32::new(0),
             tool_calls_per_turn: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
+            spent: Mutex::new(super::limits::Spent::default()),
         }
     }
 

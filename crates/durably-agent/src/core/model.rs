@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::invocation::Invocation;
-use crate::failure::attempt_error;
+use crate::failure::attempt_error_within;
 use crate::{ModelError, request_hash};
 
 /// A model call's step, not yet awaited.
@@ -46,12 +46,29 @@ impl Invocation {
             source,
         })?;
         let recorded = self.completed(&ctx, &step.id);
+        if !recorded {
+            self.check_model_budget(&step.id)?;
+        }
         let secrets = self.settings.secrets.clone();
         let config = self.settings.model_config;
+        let (timeout, max_wait) = (self.settings.limits.model_timeout, self.settings.limits.max_retry_after);
         let call = durably_core::step(step.task, move || {
             let attempt = attempt();
             let secrets = secrets.clone();
-            async move { attempt.await.map_err(|e| attempt_error(secrets.redact_model_error(e))) }
+            async move {
+                let outcome = match timeout {
+                    // A hung request is an attempt that failed: it is retried like a timeout.
+                    Some(limit) => tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| {
+                        Err(ModelError::new(
+                            "timeout",
+                            format!("no answer within the per-attempt timeout of {limit:?}"),
+                            true,
+                        ))
+                    }),
+                    None => attempt.await,
+                };
+                outcome.map_err(|e| attempt_error_within(secrets.redact_model_error(e), max_wait))
+            }
         })
         .step_id(step.id.clone())
         .request_hash(hash)

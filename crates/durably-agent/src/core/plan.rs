@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::completed::check_completed_run;
 use super::ids::{Step, step_id};
+use super::limits::within_deadline;
 use super::settings::Settings;
 use crate::request_hash;
 
@@ -31,6 +32,18 @@ impl Plan {
         match RunContext::current() {
             Some(ctx) => Plan::InRun { prefix: step_id(&settings.name, "", Step::Invocation(&ctx)).id },
             None => Plan::Own { run_id: own_run_id() },
+        }
+    }
+}
+
+impl Plan {
+    /// The id of the run the invocation's steps go to.
+    pub(crate) fn run_id(&self) -> String {
+        match self {
+            Plan::InRun { .. } => {
+                RunContext::current().map(|ctx| ctx.run_id().to_owned()).unwrap_or_default()
+            }
+            Plan::Own { run_id } => run_id.clone(),
         }
     }
 }
@@ -57,12 +70,20 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
 {
     match plan {
-        Plan::InRun { prefix } => body(prefix).await,
+        // Boxed: an invocation's future is large, and debug builds keep futures on the stack.
+        Plan::InRun { prefix } => {
+            Box::pin(within_deadline(settings, &prefix.clone(), Box::pin(body(prefix)))).await
+        }
         Plan::Own { run_id } => {
             let name = &settings.name;
             let first = step_id(name, name, first).id;
             check_completed_run(wf, &run_id, &first, || hash(&run_id, &first)).await?;
-            wf.run(run_id, |ctx| body(step_id(name, "", Step::Invocation(&ctx)).id)).await
+            wf.run(run_id, |ctx| async move {
+                // See above: boxed.
+                let prefix = step_id(name, "", Step::Invocation(&ctx)).id;
+                within_deadline(settings, &prefix.clone(), Box::pin(body(prefix))).await
+            })
+            .await
         }
     }
 }

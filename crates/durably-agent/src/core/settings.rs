@@ -2,6 +2,7 @@
 //! start with, the retry policies, the turn limit and the secrets to blank out.
 
 use crate::TaskConfig;
+use crate::core::limits::Limits;
 use crate::core::redact::Secrets;
 
 /// The model calls one run may make when no limit is set (rig's own default is one, which
@@ -17,6 +18,10 @@ pub(crate) struct Settings {
     pub(crate) tool_config: TaskConfig,
     pub(crate) max_turns: u32,
     pub(crate) secrets: Secrets,
+    /// Timeouts, the run's deadline, its budget and the longest provider-asked wait.
+    pub(crate) limits: Limits,
+    /// Tool lists served from outside (MCP servers), recorded when a run starts.
+    pub(crate) tool_lists: std::sync::Arc<Vec<crate::core::listing::ToolList>>,
 }
 
 impl Default for Settings {
@@ -27,6 +32,8 @@ impl Default for Settings {
             tool_config: TaskConfig::default(),
             max_turns: DEFAULT_MAX_TURNS,
             secrets: Secrets::default(),
+            limits: Limits::default(),
+            tool_lists: std::sync::Arc::default(),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use durably_core::{Error, Result};
+use durably_core::{BoxError, Error, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -22,6 +22,15 @@ pub(crate) enum Attempt<O> {
     Answer(O),
     /// A failure another attempt may fix; `answer` is the tool's answer if none is left.
     Retryable { answer: O, message: String },
+    /// A failure that ends the run (the tool's server is gone): the step fails, permanently.
+    #[cfg_attr(not(feature = "mcp"), allow(dead_code))]
+    Fatal(crate::AgentError),
+}
+
+/// A tool's answer when one attempt ran out of the per-attempt timeout and no attempt is left.
+pub(crate) trait TimedOut {
+    /// The answer the model is shown.
+    fn timed_out(message: String) -> Self;
 }
 
 /// A tool attempt that failed and will be tried again.
@@ -54,12 +63,13 @@ impl Invocation {
         run: F,
     ) -> Result<O>
     where
-        O: Clone + Serialize + DeserializeOwned + Send + 'static,
+        O: Clone + Serialize + DeserializeOwned + TimedOut + Send + 'static,
         F: Fn() -> Fut + Send + 'static,
         Fut: Future<Output = Attempt<O>> + Send + 'static,
     {
         let ctx = self.context()?;
         let step = self.tool_step(call.tool, call.turn, call.call_id);
+        self.check_tool_budget(&step.id)?;
         let mut rejection = None;
         if call.needs_approval && !self.completed(&ctx, &step.id) {
             let approval: Approval = durably_core::signal(&approval_signal(&step.id)).await?;
@@ -79,6 +89,7 @@ impl Invocation {
         let config = self.settings.tool_config;
         let secrets = self.settings.secrets.clone();
         let tool = call.tool.to_owned();
+        let timeout = self.settings.limits.tool_timeout;
         durably_core::step(step.task, move || {
             // A rejected call does not run the tool: the rejection is its answer.
             let pending = match rejection.clone() {
@@ -87,20 +98,29 @@ impl Invocation {
             };
             let (tool, secrets) = (tool.clone(), secrets.clone());
             async move {
-                let attempt = match pending {
-                    Err(answer) => return Ok(answer),
-                    Ok(attempt) => attempt.await,
+                let attempt = match (pending, timeout) {
+                    (Err(answer), _) => return Ok(answer),
+                    (Ok(attempt), None) => attempt.await,
+                    // A hung tool is an attempt that failed: retried, then shown to the model.
+                    (Ok(attempt), Some(limit)) => {
+                        tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| {
+                            let message = format!("tool `{tool}` gave no answer within {limit:?}");
+                            Attempt::Retryable { answer: O::timed_out(message.clone()), message }
+                        })
+                    }
                 };
                 match attempt {
                     Attempt::Answer(answer) => Ok(answer),
                     Attempt::Retryable { answer, message } => {
                         let attempt = durably_core::current_step().map_or(u32::MAX, |s| s.attempt);
                         if attempt <= config.retries {
-                            Err(ToolAttemptError { tool, message: secrets.redact(&message) })
+                            Err(Box::new(ToolAttemptError { tool, message: secrets.redact(&message) })
+                                as BoxError)
                         } else {
                             Ok(answer)
                         }
                     }
+                    Attempt::Fatal(error) => Err(Box::new(Error::permanent(error)) as BoxError),
                 }
             }
         })

@@ -11,6 +11,7 @@ use async_openai::types::chat::{
     ChatCompletionRequestUserMessage, ChatCompletionRequestUserMessageContent, ChatCompletionStreamOptions,
     CreateChatCompletionRequest, CreateChatCompletionResponse,
 };
+use async_openai::types::chat::{ResponseFormat, ResponseFormatJsonSchema};
 use durably_core::{Error, Result, Workflow};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,7 @@ use super::failure::model_error;
 use super::stream::{Accumulator, Sink, StreamEvent};
 use super::tools::{Tool, ToolError};
 use crate::TaskConfig;
+use crate::core::extract::Output;
 use crate::core::ids::Step;
 use crate::core::invocation::Invocation;
 use crate::core::plan::{Plan, default_run_id, execute};
@@ -54,9 +56,15 @@ pub type AgentRun = crate::AgentResponse<ChatCompletionRequestMessage, Usage>;
 /// What a tool step records: the tool's value, or the error the model was shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum ToolOutcome {
+pub(super) enum ToolOutcome {
     Ok(Value),
     Error(String),
+}
+
+impl crate::core::tool::TimedOut for ToolOutcome {
+    fn timed_out(message: String) -> Self {
+        ToolOutcome::Error(message)
+    }
 }
 
 impl ToolOutcome {
@@ -75,14 +83,19 @@ impl ToolOutcome {
 pub struct OpenAiAgent {
     wf: Workflow,
     client: Client<OpenAIConfig>,
-    settings: Settings,
+    pub(super) settings: Settings,
     model: String,
-    system_prompt: Option<String>,
+    pub(super) system_prompt: Option<String>,
     tools: Vec<Tool>,
     temperature: Option<f32>,
     /// Messages sent between the system prompt and the prompt: the history of a session turn
     /// or of `chat`.
     history: Vec<ChatCompletionRequestMessage>,
+    /// The structured output asked for (`extract`).
+    pub(super) output: Option<Output>,
+    /// The agents this one may hand the conversation to, and what it says of itself to agents
+    /// that may hand off to it.
+    pub(super) handoffs: super::handoff::Handoffs,
 }
 
 impl std::fmt::Debug for OpenAiAgent {
@@ -111,6 +124,16 @@ impl std::fmt::Debug for OpenAiAgentBuilder {
 }
 
 impl OpenAiAgentBuilder {
+    /// The settings being built, for the builder methods of the other modules.
+    pub(super) fn settings_mut(&mut self) -> &mut Settings {
+        &mut self.agent.settings
+    }
+
+    /// The agent being built, for the builder methods of the other modules.
+    pub(super) fn agent_mut(&mut self) -> &mut OpenAiAgent {
+        &mut self.agent
+    }
+
     /// The agent's name: the prefix of its step ids and of its default run ids. Default
     /// `"agent"`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -240,6 +263,8 @@ impl OpenAiAgent {
                 tools: Vec::new(),
                 temperature: None,
                 history: Vec::new(),
+                output: None,
+                handoffs: super::handoff::Handoffs::default(),
             },
             api_base: None,
             api_key: None,
@@ -316,7 +341,7 @@ impl OpenAiAgent {
         run_stream(move |sink| self.run_plan(plan, prompt.into(), Some(sink)))
     }
 
-    fn plan(&self, prompt: &str) -> Plan {
+    pub(super) fn plan(&self, prompt: &str) -> Plan {
         Plan::now(&self.settings, || self.default_run_id(prompt))
     }
 
@@ -337,7 +362,7 @@ impl OpenAiAgent {
         .await
     }
 
-    fn messages_for(&self, prompt: &str) -> Vec<ChatCompletionRequestMessage> {
+    pub(super) fn messages_for(&self, prompt: &str) -> Vec<ChatCompletionRequestMessage> {
         let mut messages = Vec::new();
         if let Some(system) = &self.system_prompt {
             messages.push(ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage {
@@ -357,12 +382,20 @@ impl OpenAiAgent {
         CreateChatCompletionRequest {
             model: self.model.clone(),
             messages: messages.to_vec(),
-            tools: if self.tools.is_empty() {
+            tools: if self.tools.is_empty() && self.handoffs.is_empty() {
                 None
             } else {
-                Some(self.tools.iter().map(Tool::definition).collect())
+                Some(self.tools.iter().map(Tool::definition).chain(self.handoffs.definitions()).collect())
             },
             temperature: self.temperature,
+            response_format: self.output.as_ref().map(|output| ResponseFormat::JsonSchema {
+                json_schema: ResponseFormatJsonSchema {
+                    description: None,
+                    name: output.name.clone(),
+                    schema: output.schema.clone(),
+                    strict: None,
+                },
+            }),
             ..Default::default()
         }
     }
@@ -374,16 +407,27 @@ impl OpenAiAgent {
         let mut inv = Invocation::here(&self.settings, prefix)?;
         // This agent has always recorded its task names under the invocation's prefix.
         inv.task_base = inv.prefix.clone();
+        self.converse(&inv, self.messages_for(prompt), sink).await
+    }
 
-        let mut messages = self.messages_for(prompt);
+    /// The tool loop of an invocation, from `messages`.
+    pub(super) async fn converse(
+        &self,
+        inv: &Invocation,
+        mut messages: Vec<ChatCompletionRequestMessage>,
+        sink: Option<&Sink>,
+    ) -> Result<AgentRun> {
         let mut usage = Usage::default();
+        let mut rejected = 0;
         for _ in 0..self.settings.max_turns {
-            let (step_id, response) = self.call_model(&inv, &messages, sink).await?;
+            let (step_id, response) = self.call_model(inv, &messages, sink).await?;
             let turn = inv.model_calls();
             if let Some(u) = &response.usage {
                 usage.prompt_tokens += u64::from(u.prompt_tokens);
                 usage.completion_tokens += u64::from(u.completion_tokens);
                 usage.total_tokens += u64::from(u.total_tokens);
+                let (p, c, t) = (u.prompt_tokens, u.completion_tokens, u.total_tokens);
+                inv.add_usage(&step_id, p.into(), c.into(), t.into())?;
             }
             let Some(choice) = response.choices.into_iter().next() else {
                 return Err(Error::permanent(RecordedModelError(ModelError::new(
@@ -400,12 +444,31 @@ impl OpenAiAgent {
                 ..Default::default()
             }));
             if calls.is_empty() {
-                return Ok(AgentRun::new(message.content.unwrap_or_default(), messages, usage, turn));
+                let text = message.content.unwrap_or_default();
+                // Structured output: an answer that does not fit is sent back to the model.
+                if let Some(output) = &self.output
+                    && let Some(feedback) = inv.review(output, &step_id, &text, &mut rejected)?
+                {
+                    messages.push(ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage {
+                        content: ChatCompletionRequestUserMessageContent::Text(feedback),
+                        name: None,
+                    }));
+                    continue;
+                }
+                return Ok(AgentRun::new(text, messages, usage, turn));
             }
+            let mut handoff = None;
             for call in calls {
                 let (id, outcome) = match call {
+                    ChatCompletionMessageToolCalls::Function(call)
+                        if handoff.is_none() && self.handoffs.target(&call.function.name).is_some() =>
+                    {
+                        let (target, outcome) = self.hand_off(inv, turn, &call).await?;
+                        handoff = Some(target);
+                        (call.id, outcome)
+                    }
                     ChatCompletionMessageToolCalls::Function(call) => {
-                        let outcome = self.call_tool(&inv, turn, &call).await?;
+                        let outcome = self.call_tool(inv, turn, &call).await?;
                         (call.id, outcome)
                     }
                     ChatCompletionMessageToolCalls::Custom(call) => {
@@ -416,6 +479,9 @@ impl OpenAiAgent {
                     content: ChatCompletionRequestToolMessageContent::Text(outcome.to_message()),
                     tool_call_id: id,
                 }));
+            }
+            if let Some(target) = handoff {
+                return self.taken_over(&target, messages, usage, turn, sink).await;
             }
         }
         Err(Error::permanent(RecordedModelError(ModelError::new(
@@ -510,6 +576,7 @@ impl OpenAiAgent {
                     Err(ToolError::Failed(message)) => {
                         Attempt::Retryable { answer: ToolOutcome::Error(message.clone()), message }
                     }
+                    Err(ToolError::Fatal(error)) => Attempt::Fatal(error),
                 }
             }
         };

@@ -78,7 +78,13 @@
 
 mod agent;
 mod chat;
+mod extract;
 mod failure;
+mod handoff;
+mod http;
+mod limits;
+#[cfg(feature = "mcp")]
+mod mcp;
 mod session;
 mod stream;
 mod tools;
@@ -95,7 +101,6 @@ pub use async_openai;
 
 use async_openai::Client;
 use async_openai::config::Config;
-use async_openai::middleware::ReqwestService;
 
 /// An async-openai client for `config` **without async-openai's retry layer** (its default
 /// client retries 429 and 5xx three times by itself, unseen by the step records). Use it with
@@ -103,7 +108,7 @@ use async_openai::middleware::ReqwestService;
 pub fn client<C: Config>(config: C) -> Client<C> {
     // One reqwest client per async-openai client: a client shared across tokio runtimes could
     // hand out a pooled connection whose runtime is gone.
-    Client::with_config(config).with_http_service(ReqwestService::new(reqwest::Client::new()))
+    Client::with_config(config).with_http_service(http::Transport::new(reqwest::Client::new()))
 }
 
 /// The credentials a client sends (its `Authorization` bearer token or `api-key` header), to

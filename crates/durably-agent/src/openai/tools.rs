@@ -18,10 +18,14 @@ type ToolFn = dyn Fn(Value) -> ToolFuture + Send + Sync + 'static;
 /// Why a tool call did not produce a value.
 #[derive(Debug, Clone)]
 pub(crate) enum ToolError {
-    /// The model's arguments do not fit the tool's argument type: not retried.
+    /// The call cannot succeed as made (the model's arguments do not fit the tool's argument
+    /// type, or an MCP tool answered with an error result): shown to the model, not retried.
     Arguments(String),
     /// The tool's own error: retried per the tool `TaskConfig`, then shown to the model.
     Failed(String),
+    /// A failure that ends the run (the tool's MCP server is gone).
+    #[cfg_attr(not(feature = "mcp"), allow(dead_code))]
+    Fatal(crate::AgentError),
 }
 
 /// A tool the model may call: a name, a description, the JSON schema of its arguments, and an
@@ -103,6 +107,17 @@ impl Tool {
             requires_approval: false,
             call: Arc::new(call),
         }
+    }
+
+    /// A tool from its parts: what the model sees, and a function of the JSON arguments.
+    #[cfg_attr(not(feature = "mcp"), allow(dead_code))]
+    pub(crate) fn from_parts<F, Fut>(name: String, description: String, parameters: Value, f: F) -> Tool
+    where
+        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, ToolError>> + Send + 'static,
+    {
+        let call = move |args: Value| -> ToolFuture { Box::pin(f(args)) };
+        Tool { name, description, parameters, requires_approval: false, call: Arc::new(call) }
     }
 
     /// Makes every call of this tool wait for a human's [`Approval`](crate::Approval),

@@ -11,13 +11,34 @@ use rig_core::error::{ErrorKind, ErrorReport};
 use rig_core::tool::{ToolContext, ToolExecutionError, ToolResult};
 
 use super::invocation::RigInvocation;
-use crate::core::tool::{Attempt, ToolCallRef};
+use crate::core::tool::{Attempt, TimedOut, ToolCallRef};
+
+impl TimedOut for Outcome {
+    fn timed_out(message: String) -> Self {
+        let error = rig_core::tool::ToolExecutionError::new(rig_core::tool::ToolErrorKind::Timeout, message);
+        Outcome::ToolResult { result: ToolResult::failed(error) }
+    }
+}
 
 pub(crate) struct DurableHook {
     pub(crate) inv: Arc<RigInvocation>,
 }
 
 impl DurableHook {
+    /// Records the handoff of turn `turn` to `target` (the step `<prefix>.handoff#<turn>`).
+    async fn hand_off(&self, turn: usize, target: String) -> Result<(), Error> {
+        let name = target.clone();
+        let _: String = durably_core::step(format!("{}.handoff", self.inv.task_base), move || {
+            let name = name.clone();
+            async move { Ok::<_, std::convert::Infallible>(name) }
+        })
+        .step_id(format!("{}.handoff#{turn}", self.inv.prefix))
+        .retries(0)
+        .await?;
+        self.inv.hand_to(target);
+        Ok(())
+    }
+
     async fn answer(&self, event: &DispatchEvent<'_>, name: &str, args: &str) -> Result<Outcome, Error> {
         let call_id = event.call_id.map(|c| c.wire().into_owned());
         let tools = self.inv.tools().ok_or_else(|| Error::Invalid {
@@ -45,6 +66,15 @@ impl DurableHook {
             let (name, args) = (name.clone(), args.clone());
             async move {
                 let result = tools.execute(&name, &args, &mut context).await;
+                // A tool whose server is gone (an MCP server that exited) ends the run.
+                let fatal = result
+                    .error()
+                    .and_then(|e| std::error::Error::source(e))
+                    .and_then(|source| source.downcast_ref::<crate::AgentError>())
+                    .cloned();
+                if let Some(error) = fatal {
+                    return Attempt::Fatal(error);
+                }
                 // A failure that will not be tried again is the tool's answer, shown to the
                 // model, as rig does.
                 let retry =
@@ -69,6 +99,16 @@ impl AgentHook for DurableHook {
         let EffectKind::ToolCall { name, args } = event.kind else {
             return DispatchAction::Proceed;
         };
+        if let Some(target) = self.inv.handoffs.get(name.as_str()).cloned() {
+            return match self.hand_off(event.turn, target).await {
+                Ok(()) => DispatchAction::stop("the conversation was handed to another agent"),
+                Err(error) => {
+                    let reason = error.to_string();
+                    self.inv.fail(error);
+                    DispatchAction::stop(reason)
+                }
+            };
+        }
         match self.answer(&event, name, args).await {
             Ok(outcome) => {
                 self.inv.hold_answer(event.id, outcome);

@@ -13,6 +13,10 @@ use crate::core::invocation::{Invocation, lock};
 pub(crate) struct RigInvocation {
     core: Invocation,
     pub(crate) approvals: BTreeSet<String>,
+    /// The handoff tools (`transfer_to_<agent>`) and the agent each hands off to.
+    pub(crate) handoffs: HashMap<String, String>,
+    /// The agent the model handed the conversation to, once it did.
+    handed_to: Mutex<Option<String>>,
     tools: OnceLock<ToolServerHandle>,
     answers: Mutex<HashMap<EffectId, Outcome>>,
 }
@@ -27,7 +31,14 @@ impl Deref for RigInvocation {
 
 impl RigInvocation {
     pub(crate) fn new(core: Invocation, approvals: BTreeSet<String>) -> Self {
-        RigInvocation { core, approvals, tools: OnceLock::new(), answers: Mutex::new(HashMap::new()) }
+        RigInvocation {
+            core,
+            approvals,
+            handoffs: HashMap::new(),
+            handed_to: Mutex::new(None),
+            tools: OnceLock::new(),
+            answers: Mutex::new(HashMap::new()),
+        }
     }
 
     pub(crate) fn set_tools(&self, tools: ToolServerHandle) {
@@ -45,5 +56,14 @@ impl RigInvocation {
 
     pub(crate) fn take_answer(&self, id: EffectId) -> Option<Outcome> {
         lock(&self.answers).remove(&id)
+    }
+
+    /// Remembers that the model handed the conversation to `agent`.
+    pub(crate) fn hand_to(&self, agent: String) {
+        lock(&self.handed_to).get_or_insert(agent);
+    }
+
+    pub(crate) fn handed_to(&self) -> Option<String> {
+        lock(&self.handed_to).take()
     }
 }

@@ -83,9 +83,14 @@
 //! yields its output as one chunk). A streaming attempt
 //! that fails after some text was sent and is retried sends its text again from the start.
 
+mod extract;
 mod failure;
+mod handoff;
 mod hook;
 mod invocation;
+mod limits;
+#[cfg(feature = "mcp")]
+mod mcp;
 mod model;
 mod session;
 mod stream;
@@ -103,6 +108,7 @@ use rig_core::completion::{Message, Usage};
 use rig_core::operation::Completion;
 use rig_core::serve::adapters::ModelAdapter;
 use rig_core::streaming::{Item, StreamEvent};
+use rig_core::tool::DynamicTool;
 
 pub use crate::failure::model_error_of;
 pub use rig_agent;
@@ -136,6 +142,17 @@ pub type AgentResponse = crate::AgentResponse<Message, Usage>;
 pub trait BuildAgent: sealed::Sealed {
     /// Builds the agent.
     fn build_agent(self) -> Agent;
+
+    /// Builds the agent with `extra` tools too (an MCP server's); a builder given a tool
+    /// server handle keeps only the tools of that server.
+    #[doc(hidden)]
+    fn build_agent_with(self, extra: Vec<DynamicTool>) -> Agent
+    where
+        Self: Sized,
+    {
+        drop(extra);
+        self.build_agent()
+    }
 }
 
 mod sealed {
@@ -149,11 +166,19 @@ impl BuildAgent for AgentBuilder<NoToolConfig> {
     fn build_agent(self) -> Agent {
         self.build()
     }
+
+    fn build_agent_with(self, extra: Vec<DynamicTool>) -> Agent {
+        if extra.is_empty() { self.build() } else { self.dynamic_tools(extra).build() }
+    }
 }
 
 impl BuildAgent for AgentBuilder<WithBuilderTools> {
     fn build_agent(self) -> Agent {
         self.build()
+    }
+
+    fn build_agent_with(self, extra: Vec<DynamicTool>) -> Agent {
+        self.dynamic_tools(extra).build()
     }
 }
 
@@ -163,7 +188,10 @@ impl BuildAgent for AgentBuilder<WithToolServerHandle> {
     }
 }
 
-type Assemble = dyn Fn(AgentBuilder, DurableModel, DurableHook) -> Agent + Send + Sync;
+type Assemble = dyn Fn(AgentBuilder, DurableModel, DurableHook, Vec<DynamicTool>) -> Agent + Send + Sync;
+
+/// Makes one tool for a run's agent (each run builds its agent afresh).
+type MakeTool = dyn Fn() -> DynamicTool + Send + Sync;
 
 /// A rig agent whose model calls and tool calls are checkpointed steps. See the
 /// [module docs](self).
@@ -176,6 +204,14 @@ pub struct DurableAgent {
     approvals: BTreeSet<String>,
     /// Messages sent before the prompt: the history of a session turn or of `chat`.
     history: Vec<Message>,
+    /// The structured output asked for (`extract`).
+    output: Option<crate::core::extract::Output>,
+    /// Tools added beside those of the configuration (an MCP server's).
+    extra_tools: Vec<Arc<MakeTool>>,
+    /// The agents this one may hand the conversation to, and what it says of itself to agents
+    /// that may hand off to it.
+    handoffs: Vec<DurableAgent>,
+    description: Option<String>,
 }
 
 impl std::fmt::Debug for DurableAgent {
@@ -200,8 +236,8 @@ impl DurableAgent {
         F: Fn(AgentBuilder) -> AgentBuilder<S> + Send + Sync + 'static,
         AgentBuilder<S>: BuildAgent,
     {
-        let assemble = move |builder: AgentBuilder, handler: DurableModel, hook: DurableHook| {
-            configure(builder).model_route_handler(ROUTE, handler).add_hook(hook).build_agent()
+        let assemble = move |builder: AgentBuilder, handler: DurableModel, hook: DurableHook, extra| {
+            configure(builder).model_route_handler(ROUTE, handler).add_hook(hook).build_agent_with(extra)
         };
         DurableAgent {
             wf: wf.clone(),
@@ -210,6 +246,10 @@ impl DurableAgent {
             settings: Settings::default(),
             approvals: BTreeSet::new(),
             history: Vec::new(),
+            output: None,
+            extra_tools: Vec::new(),
+            handoffs: Vec::new(),
+            description: None,
         }
     }
 
@@ -336,7 +376,13 @@ impl DurableAgent {
     }
 
     fn invocation(&self, core: Invocation) -> Arc<RigInvocation> {
-        Arc::new(RigInvocation::new(core, self.approvals.clone()))
+        let mut inv = RigInvocation::new(core, self.approvals.clone());
+        inv.handoffs = self
+            .handoffs
+            .iter()
+            .map(|t| (handoff::tool_name(t.agent_name()), t.agent_name().to_owned()))
+            .collect();
+        Arc::new(inv)
     }
 
     /// Builds the rig agent of one invocation, with the durable handler and hook.
@@ -344,8 +390,15 @@ impl DurableAgent {
         let handler =
             DurableModel { inner: Arc::new(ModelAdapter::new(ROUTE, self.model.clone())), inv: inv.clone() };
         let hook = DurableHook { inv: inv.clone() };
-        let builder = AgentBuilder::new(self.model.clone()).name(self.settings.name.clone());
-        let agent = (self.assemble)(builder, handler, hook);
+        let mut builder = AgentBuilder::new(self.model.clone()).name(self.settings.name.clone());
+        if let Some(schema) =
+            self.output.as_ref().and_then(|o| schemars::Schema::try_from(o.schema.clone()).ok())
+        {
+            builder = builder.output_schema_raw(schema).output_mode(rig_agent::run::OutputMode::Native);
+        }
+        let mut extra: Vec<DynamicTool> = self.extra_tools.iter().map(|make| make()).collect();
+        extra.extend(self.handoffs.iter().filter_map(handoff::tool));
+        let agent = (self.assemble)(builder, handler, hook, extra);
         inv.set_tools(agent.tool_server_handle().clone());
         agent
     }
@@ -377,9 +430,15 @@ impl DurableAgent {
             })
         };
         let Some(sink) = sink else {
-            let response = Box::pin(runner.run()).await.map_err(fail)?;
-            let (output, messages) = (response.output(), response.messages().to_vec());
-            return Ok(AgentResponse::new(output, messages, response.usage(), inv.model_calls()));
+            let response = match Box::pin(runner.run()).await {
+                Ok(response) => response,
+                Err(error) => match inv.handed_to() {
+                    Some(target) => return self.taken_over(&target, prompt, inv.model_calls()).await,
+                    None => return Err(fail(error)),
+                },
+            };
+            let (output, messages, usage) = self.checked_answer(&agent, &inv, response, fail).await?;
+            return Ok(AgentResponse::new(output, messages, usage, inv.model_calls()));
         };
         let mut events = runner.stream();
         let mut last = None;

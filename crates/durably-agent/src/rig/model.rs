@@ -30,6 +30,13 @@ pub(crate) struct DurableModel {
     pub(crate) inv: Arc<RigInvocation>,
 }
 
+fn spend(inv: &RigInvocation, step_id: &str, outcome: &Outcome) -> Result<(), Error> {
+    let Outcome::Completion(response) = outcome else { return Ok(()) };
+    let usage = &response.usage;
+    let (input, output) = (usage.input_tokens.unwrap_or(0), usage.output_tokens.unwrap_or(0));
+    inv.add_usage(step_id, input, output, usage.total_tokens.unwrap_or(input + output))
+}
+
 /// A durably error as rig sees it: a report that fails the turn without retries in rig.
 pub(crate) fn report_of(error: &Error) -> ErrorReport {
     let kind = match error {
@@ -45,6 +52,11 @@ impl DurableModel {
         let report = report_of(&error);
         self.inv.fail(error);
         Reply::Outcome(Err(report))
+    }
+
+    /// Counts a completion's tokens against the budget.
+    fn spend(&self, step_id: &str, outcome: &Outcome) -> Result<(), Error> {
+        spend(&self.inv, step_id, outcome)
     }
 
     /// The core's model step for this completion; `live` receives the provider's events.
@@ -92,7 +104,12 @@ impl DurableModel {
 
     /// A live streaming call: the provider's events flow to rig as they arrive, and the
     /// recorded response ends the stream once the step is saved.
-    fn live_stream(&self, call: TaskCall<Outcome>, events: mpsc::UnboundedReceiver<Relayed>) -> Reply {
+    fn live_stream(
+        &self,
+        call: TaskCall<Outcome>,
+        step_id: String,
+        events: mpsc::UnboundedReceiver<Relayed>,
+    ) -> Reply {
         let inv = self.inv.clone();
         let mut call: Option<Pin<Box<TaskCall<Outcome>>>> = Some(Box::pin(call));
         let mut events = events;
@@ -110,7 +127,9 @@ impl DurableModel {
                     match step.as_mut().poll(cx) {
                         Poll::Ready(done) => {
                             call = None;
-                            result = Some(done);
+                            result = Some(
+                                done.and_then(|outcome| spend(&inv, &step_id, &outcome).map(|()| outcome)),
+                            );
                             // The attempt closure (and its sender) is gone: drain what is left.
                             continue;
                         }
@@ -154,12 +173,16 @@ impl Serve for DurableModel {
             Err(e) => return self.failed(e),
         };
         if dispatch.is_stream() && !model.recorded {
-            return self.live_stream(model.call, rx);
+            return self.live_stream(model.call, model.step_id, rx);
         }
         // Unary, or a recorded response: the driver turns an outcome into stream events when
         // the consumer streams.
+        let step_id = model.step_id;
         match model.call.await {
-            Ok(outcome) => Reply::Outcome(Ok(outcome)),
+            Ok(outcome) => match self.spend(&step_id, &outcome) {
+                Ok(()) => Reply::Outcome(Ok(outcome)),
+                Err(e) => self.failed(e),
+            },
             Err(e) => self.failed(e),
         }
     }

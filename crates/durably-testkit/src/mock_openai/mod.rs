@@ -27,6 +27,9 @@
 //! - [`MockReply::status`]: an HTTP error with an OpenAI-style body
 //!   `{"error": {"message", "type", "param", "code"}}`.
 //! - [`MockReply::raw`]: a JSON body served verbatim with status 200 (a recorded response).
+//! - [`MockReply::with_code`], [`MockReply::with_header`]: an HTTP error whose body names an
+//!   error code (`insufficient_quota`) or that sends headers (`retry-after: 1`).
+//! - [`MockReply::delayed`]: any reply, sent after a wait (a hung model).
 //!
 //! Generated responses carry an id `chatcmpl-mock-N`, the request's `model`, and `usage`
 //! counts (about one token per four characters of the request's messages and of the reply).
@@ -78,6 +81,8 @@
 //! { "text": "The answer." }
 //! { "tool_calls": [ { "name": "search", "arguments": { "query": "rust" } } ] }
 //! { "status": 429, "message": "Rate limit reached" }
+//! { "status": 429, "message": "Quota", "code": "insufficient_quota", "headers": { "retry-after": "1" } }
+//! { "text": "Late.", "delay_ms": 5000 }
 //! { "raw": { "id": "chatcmpl-…", "object": "chat.completion", "choices": [ … ] } }
 //! ```
 //!

@@ -1,6 +1,7 @@
 //! [`MockReply`]: one scripted answer, and how a fixture file spells it.
 
 use std::io;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -22,6 +23,22 @@ pub enum MockReply {
     },
     /// A JSON body served verbatim with status 200.
     Raw(Value),
+    /// An HTTP error with this JSON body and these response headers (`retry-after`…).
+    HttpError {
+        /// The HTTP status code.
+        code: u16,
+        /// The body, served as JSON.
+        body: Value,
+        /// Response headers, `(name, value)`.
+        headers: Vec<(String, String)>,
+    },
+    /// Another reply, sent after a wait (a model that hangs, for timeout tests).
+    Delayed {
+        /// How long the server waits before answering.
+        delay: Duration,
+        /// The reply.
+        reply: Box<MockReply>,
+    },
 }
 
 impl MockReply {
@@ -40,6 +57,43 @@ impl MockReply {
         MockReply::Status { code, message: message.into() }
     }
 
+    /// This reply as an HTTP error with an OpenAI-style body whose `error.code` is `code`
+    /// (e.g. `insufficient_quota`); a reply that is not an error becomes a 500 first.
+    pub fn with_code(self, code: impl Into<String>) -> Self {
+        let code = Value::String(code.into());
+        self.edit_error(move |body, _| body["error"]["code"] = code)
+    }
+
+    /// This reply as an HTTP error that also sends the header `name: value` (e.g.
+    /// `retry-after: 1`); a reply that is not an error becomes a 500 first.
+    pub fn with_header(self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let header = (name.into(), value.into());
+        self.edit_error(move |_, headers| headers.push(header))
+    }
+
+    fn edit_error(self, edit: impl FnOnce(&mut Value, &mut Vec<(String, String)>)) -> Self {
+        match self {
+            MockReply::Delayed { delay, reply } => {
+                MockReply::Delayed { delay, reply: Box::new(reply.edit_error(edit)) }
+            }
+            MockReply::HttpError { code, mut body, mut headers } => {
+                edit(&mut body, &mut headers);
+                MockReply::HttpError { code, body, headers }
+            }
+            MockReply::Status { code, message } => {
+                MockReply::HttpError { code, body: error_body(code, &message, None), headers: Vec::new() }
+                    .edit_error(edit)
+            }
+            _ => MockReply::status(500, "mock error").edit_error(edit),
+        }
+    }
+
+    /// This reply, sent only after `delay` (a hung model, for timeout tests). A request whose
+    /// client gave up is still counted.
+    pub fn delayed(self, delay: Duration) -> Self {
+        MockReply::Delayed { delay, reply: Box::new(self) }
+    }
+
     /// A recorded response body, served verbatim with status 200.
     pub fn raw(body: Value) -> Self {
         MockReply::Raw(body)
@@ -51,7 +105,7 @@ impl MockReply {
             |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("mock reply {entry}: {what}"));
         if let Some(text) = entry.get("text") {
             let text = text.as_str().ok_or_else(|| invalid("`text` must be a string"))?;
-            return Ok(MockReply::text(text));
+            return Ok(delay(entry, MockReply::text(text)));
         }
         if let Some(calls) = entry.get("tool_calls") {
             let calls = calls.as_array().ok_or_else(|| invalid("`tool_calls` must be an array"))?;
@@ -64,7 +118,7 @@ impl MockReply {
                 let arguments = call.get("arguments").cloned().unwrap_or_else(|| json!({}));
                 parsed.push((name.to_owned(), arguments));
             }
-            return Ok(MockReply::ToolCalls(parsed));
+            return Ok(delay(entry, MockReply::ToolCalls(parsed)));
         }
         if let Some(code) = entry.get("status") {
             let code = code
@@ -73,11 +127,41 @@ impl MockReply {
                 .filter(|c| (100..=999).contains(c))
                 .ok_or_else(|| invalid("`status` must be an HTTP status code"))?;
             let message = entry.get("message").and_then(Value::as_str).unwrap_or("mock error");
-            return Ok(MockReply::status(code, message));
+            let mut reply = MockReply::status(code, message);
+            if let Some(error_code) = entry.get("code").and_then(Value::as_str) {
+                reply = reply.with_code(error_code);
+            }
+            if let Some(headers) = entry.get("headers").and_then(Value::as_object) {
+                for (name, value) in headers {
+                    let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                    reply = reply.with_header(name.clone(), value);
+                }
+            }
+            return Ok(delay(entry, reply));
         }
         if let Some(raw) = entry.get("raw") {
             return Ok(MockReply::raw(raw.clone()));
         }
         Err(invalid("expected one of `text`, `tool_calls`, `status`, `raw`"))
     }
+}
+
+/// `reply`, delayed by the entry's `delay_ms` when it has one.
+fn delay(entry: &Value, reply: MockReply) -> MockReply {
+    match entry.get("delay_ms").and_then(Value::as_u64) {
+        Some(ms) => reply.delayed(Duration::from_millis(ms)),
+        None => reply,
+    }
+}
+
+/// An OpenAI-style error body.
+pub(super) fn error_body(code: u16, message: &str, error_code: Option<&str>) -> Value {
+    let kind = match code {
+        400 | 404 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        _ => "server_error",
+    };
+    json!({ "error": { "message": message, "type": kind, "param": null, "code": error_code } })
 }

@@ -62,8 +62,27 @@ pub(super) async fn chat_completions(
             "mock_script_exhausted",
         );
     };
+    let mut reply = reply;
+    while let MockReply::Delayed { delay, reply: inner } = reply {
+        tokio::time::sleep(delay).await;
+        reply = *inner;
+    }
     let completion = match reply {
         MockReply::Status { code, message } => return error_response(code, &message),
+        MockReply::HttpError { code, body, headers } => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = json_response(status, &body);
+            for (name, value) in headers {
+                if let (Ok(name), Ok(value)) = (
+                    axum::http::HeaderName::try_from(name.as_str()),
+                    axum::http::HeaderValue::try_from(value.as_str()),
+                ) {
+                    response.headers_mut().append(name, value);
+                }
+            }
+            return response;
+        }
+        MockReply::Delayed { .. } => return error_response(500, "mock OpenAI server: nested delay"),
         MockReply::Raw(body) => body,
         MockReply::Text(text) => completion(&shared, &request, Some(&text), &[]),
         MockReply::ToolCalls(calls) => completion(&shared, &request, None, &calls),
@@ -82,14 +101,8 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 fn error_response(code: u16, message: &str) -> Response {
-    let kind = match code {
-        400 | 404 | 422 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        429 => "rate_limit_error",
-        _ => "server_error",
-    };
-    error_response_typed(code, message, kind)
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(status, &super::reply::error_body(code, message, None))
 }
 
 fn error_response_typed(code: u16, message: &str, kind: &str) -> Response {

@@ -97,6 +97,41 @@ async fn status_replies_are_openai_style_errors() {
 }
 
 #[tokio::test]
+async fn error_replies_carry_codes_and_headers_and_replies_can_be_delayed() {
+    let mock = MockOpenAi::start().await;
+    mock.push(
+        MockReply::status(429, "quota").with_code("insufficient_quota").with_header("retry-after", "2"),
+    );
+    let fixture = json!([{ "text": "late", "delay_ms": 200 }, { "status": 503, "headers": { "retry-after-ms": "50" } }]);
+    mock.push_all(parse_fixture(&fixture).unwrap());
+    let resp = reqwest::Client::new()
+        .post(format!("{}/chat/completions", mock.base_url()))
+        .json(&request(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "2");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["error"]["code"].as_str(), v["error"]["type"].as_str()),
+        (Some("insufficient_quota"), Some("rate_limit_error"))
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = post(&mock, request(false)).await;
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(status, 200);
+    assert!(body.contains("late"));
+    let resp = reqwest::Client::new()
+        .post(format!("{}/chat/completions", mock.base_url()))
+        .json(&request(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((resp.status().as_u16(), resp.headers()["retry-after-ms"].to_str().unwrap()), (503, "50"));
+}
+
+#[tokio::test]
 async fn an_empty_script_answers_500_and_still_counts() {
     let mock = MockOpenAi::start().await;
     let (status, body) = post(&mock, request(false)).await;
