@@ -100,14 +100,15 @@ impl Drop for RunState {
 /// with the call that claimed it.
 #[derive(Default)]
 struct StepIds {
-    counters: Map<String, u32>,
+    /// Per (scoped) task name: the next number, and the name shared by the claims of its calls.
+    counters: Map<String, (u32, Arc<str>)>,
     claims: Map<String, Claim>,
 }
 
 /// Who holds a step id in this execution.
 struct Claim {
     /// The task name of the call.
-    task: String,
+    task: Arc<str>,
     /// Named with `.step_id(…)`, rather than generated from the task name.
     explicit: bool,
 }
@@ -119,17 +120,22 @@ impl StepIds {
     /// task name of the call.
     fn generate(&mut self, base: &str) -> String {
         if !self.counters.contains_key(base) {
-            self.counters.insert(base.to_owned(), 0);
+            self.counters.insert(base.to_owned(), (0, Arc::from(base)));
         }
-        let Some(n) = self.counters.get_mut(base) else { return base.to_owned() };
+        let Some((n, task)) = self.counters.get_mut(base) else { return base.to_owned() };
         loop {
             let id = if *n == 0 { base.to_owned() } else { format!("{base}#{n}") };
             *n += 1;
             if !self.claims.contains_key(&id) {
-                self.claims.insert(id.clone(), Claim { task: base.to_owned(), explicit: false });
+                self.claims.insert(id.clone(), Claim { task: Arc::clone(task), explicit: false });
                 return id;
             }
         }
+    }
+
+    /// The shared name of `task`'s claims (its calls were handed ids before), or a new one.
+    fn task_name(&self, task: &str) -> Arc<str> {
+        self.counters.get(task).map_or_else(|| Arc::from(task), |(_, name)| Arc::clone(name))
     }
 }
 
@@ -212,6 +218,13 @@ impl RunContext {
         self.scope.as_deref()
     }
 
+    /// Prefixes `name` with this context's scope in place; without a scope it stays as it is.
+    pub(crate) fn scope_name(&self, name: &mut String) {
+        if self.scope.is_some() {
+            *name = self.scoped(name);
+        }
+    }
+
     /// `name` as this scope names it: `<prefix>.<name>`, or `name` for the run itself.
     pub fn scoped(&self, name: &str) -> String {
         match &self.scope {
@@ -251,7 +264,8 @@ impl RunContext {
                 second: format!("task `{task}` (explicit `.step_id(\"{id}\")`)"),
             }),
             _ => {
-                ids.claims.insert(id.to_owned(), Claim { task: task.to_owned(), explicit: true });
+                let task = ids.task_name(task);
+                ids.claims.insert(id.to_owned(), Claim { task, explicit: true });
                 Ok(())
             }
         }

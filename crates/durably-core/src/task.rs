@@ -102,8 +102,6 @@ enum CallState<T> {
 struct Pending<T> {
     ctx: Option<RunContext>,
     step_id: String,
-    /// The id handed out when the call was created, before any `.step_id(…)`.
-    generated: String,
     /// Why this call must not run (its explicit id is another call's), reported when awaited.
     refused: Option<Error>,
     spec: TaskSpec,
@@ -136,7 +134,7 @@ where
     pub(crate) fn new_in(ctx: Option<RunContext>, mut spec: TaskSpec, make: MakeAttempt<T>) -> Self {
         let step_id = match &ctx {
             Some(ctx) => {
-                spec.name = ctx.scoped(&spec.name);
+                ctx.scope_name(&mut spec.name);
                 ctx.generate_step_id(&spec.name)
             }
             None => {
@@ -144,10 +142,7 @@ where
                 spec.name.clone()
             }
         };
-        let generated = step_id.clone();
-        TaskCall {
-            state: CallState::Ready(Box::new(Pending { ctx, step_id, generated, refused: None, spec, make })),
-        }
+        TaskCall { state: CallState::Ready(Box::new(Pending { ctx, step_id, refused: None, spec, make })) }
     }
 
     fn pending(&mut self) -> Option<&mut Pending<T>> {
@@ -165,13 +160,14 @@ where
     /// id skips ids named explicitly before it.
     pub fn step_id(mut self, id: impl Into<String>) -> Self {
         if let Some(p) = self.pending() {
-            let id = id.into();
+            // The id held until now: the generated one, or an earlier explicit one (whose claim
+            // stays, as two calls naming one id share it on purpose).
+            let held = std::mem::replace(&mut p.step_id, id.into());
             if let Some(ctx) = &p.ctx
-                && let Err(e) = ctx.claim_explicit(&id, &p.spec.name, &p.generated)
+                && let Err(e) = ctx.claim_explicit(&p.step_id, &p.spec.name, &held)
             {
                 p.refused = Some(e);
             }
-            p.step_id = id;
         }
         self
     }
