@@ -43,8 +43,9 @@ pub use memory::MemoryStore;
 pub use recovery::{DurableWorkflow, RecoveryReport, WorkerHandle};
 pub use signal::{signal, signal_timeout, sleep};
 pub use store::{
-    Admin, Journal, Lease, LeaseOutcome, Leases, NewRun, RunFilter, RunHistory, RunRecord, RunStatus,
-    RunUpdate, SignalRecord, Signals, SingleProcess, StepRecord, StepStatus, Store, now_ms,
+    Admin, Claim, EventRecord, Events, Journal, Lease, LeaseOutcome, Leases, NewEvent, NewRun, QueueLimits,
+    QueueStats, QueuedRun, Queues, Rate, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate,
+    SignalRecord, Signals, SingleProcess, StepRecord, StepStatus, Store, now_ms,
 };
 pub use task::{TaskCall, step};
 pub use workflow::{DEFAULT_RETRIES, Workflow, WorkflowBuilder};

@@ -36,3 +36,9 @@ impl Admin for PostgresStore {
         Ok(!rows.is_empty())
     }
 }
+
+/// Queues are not kept in PostgreSQL yet: the defaults refuse.
+impl durably_core::store::Queues for PostgresStore {}
+
+/// No event log in PostgreSQL yet: the defaults refuse.
+impl durably_core::store::Events for PostgresStore {}

@@ -26,3 +26,9 @@ impl Admin for RedisStore {
         Ok(existed == 1)
     }
 }
+
+/// Queues are not kept in Redis yet: the defaults refuse.
+impl durably_core::store::Queues for RedisStore {}
+
+/// No event log in Redis yet: the defaults refuse.
+impl durably_core::store::Events for RedisStore {}

@@ -415,3 +415,9 @@ impl Admin for SqliteStore {
         self.write("delete_run", run_id, move |conn| sql::delete_run(conn, &owned)).await
     }
 }
+
+/// Queues are not kept in SQLite files yet: the defaults refuse.
+impl durably_core::store::Queues for SqliteStore {}
+
+/// No event log in SQLite files yet: the defaults refuse.
+impl durably_core::store::Events for SqliteStore {}
