@@ -78,14 +78,17 @@ mod admin;
 mod builder;
 mod codec;
 mod error;
+mod events;
 mod journal;
 mod keys;
 mod leases;
 mod listener;
+mod queues;
 mod scripts;
 mod signals;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -210,6 +213,32 @@ impl RedisStore {
             2 => Ok(false),
             _ => Ok(true),
         }
+    }
+
+    /// Waits for a message on pub/sub `channel`, or at most `max_wait`, unless `done` says there
+    /// is no need. `done` runs once the subscription is active, so that whatever is published
+    /// after it looked wakes the wait (it also returns `true` when the store cannot tell: the
+    /// caller then looks again itself). Without a pub/sub connection, sleeps a short while.
+    async fn wait_on(&self, channel: String, done: impl Future<Output = bool> + Send, max_wait: Duration) {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let fallback = || tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL_FALLBACK));
+        let Some(listener) = self.listener().await else {
+            fallback().await;
+            return;
+        };
+        let waiter = listener.waiter(channel);
+        let look = async {
+            match tokio::time::timeout_at(deadline, waiter.subscribe()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    fallback().await;
+                    return true;
+                }
+                Err(_) => return true,
+            }
+            done.await
+        };
+        waiter.waiting().wait_unless(look, max_wait).await;
     }
 
     /// The shared pub/sub connection, opened on first use and again after it dropped.
