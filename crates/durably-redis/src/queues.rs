@@ -8,7 +8,7 @@ use durably_core::store::prelude::*;
 use durably_core::{Claim, Error, QueueStats, QueuedRun, Result, RunRecord};
 
 use crate::codec::{check_size, decode_run};
-use crate::error::fail;
+use crate::error::{Context, fail, kind_of};
 use crate::{MAX_TTL, RedisStore, decode_runs, opt_arg};
 
 /// The sort prefix of a queued run in its queue's `ready` set: 8 hex digits of the priority,
@@ -58,11 +58,8 @@ impl Queues for RedisStore {
         call.arg(limit_arg(limits.rate.map(|r| r.starts)));
         call.arg(limit_arg(limits.rate.map(|r| r.period_ms)));
         let flats: Vec<Vec<String>> = call.invoke_async(&mut self.conn.clone()).await.map_err(|e| {
-            let mut error = fail("claim_runs", None)(e);
-            if let Error::Store { source, .. } = &mut error {
-                *source = format!("queue `{}`: {source}", claim.queue).into();
-            }
-            error
+            let what = format!("queue `{}`", claim.queue);
+            Error::store_kind(kind_of(&e), "claim_runs", None, Context::new(what, e))
         })?;
         decode_runs(flats)
     }
@@ -133,7 +130,7 @@ mod tests {
 
     #[test]
     fn ranks_sort_by_priority_descending_then_creation_time() {
-        let mut ranks = vec![
+        let mut ranks = [
             (rank(0, 5), "0@5"),
             (rank(-3, -10), "-3@-10"),
             (rank(i32::MAX, i64::MAX), "max@max"),
