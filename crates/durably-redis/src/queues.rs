@@ -20,8 +20,9 @@ fn rank(priority: i32, created_at_ms: i64) -> String {
     format!("{priority:08x}{created:016x}")
 }
 
-fn limit_arg(limit: Option<impl ToString>) -> String {
-    limit.map(|l| l.to_string()).unwrap_or_default()
+/// An optional number as a script takes it: `''` when unset.
+fn opt_number(value: Option<impl ToString>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
 }
 
 #[async_trait]
@@ -54,9 +55,9 @@ impl Queues for RedisStore {
         let mut call = self.invoke(&self.scripts.claim_runs);
         call.arg(&claim.queue).arg(&claim.owner).arg(ttl_ms.to_string()).arg(claim.now_ms);
         call.arg(claim.max.to_string());
-        call.arg(limit_arg(limits.concurrency)).arg(limit_arg(limits.per_key));
-        call.arg(limit_arg(limits.rate.map(|r| r.starts)));
-        call.arg(limit_arg(limits.rate.map(|r| r.period_ms)));
+        call.arg(opt_number(limits.concurrency)).arg(opt_number(limits.per_key));
+        call.arg(opt_number(limits.rate.map(|r| r.starts)));
+        call.arg(opt_number(limits.rate.map(|r| r.period_ms)));
         let flats: Vec<Vec<String>> = call.invoke_async(&mut self.conn.clone()).await.map_err(|e| {
             let what = format!("queue `{}`", claim.queue);
             Error::store_kind(kind_of(&e), "claim_runs", None, Context::new(what, e))
@@ -74,7 +75,7 @@ impl Queues for RedisStore {
     ) -> Result<bool> {
         let mut call = self.invoke(&self.scripts.park_run);
         call.arg(run_id).arg(owner).arg(waiting_on);
-        call.arg(limit_arg(wake_at_ms)).arg(now_ms);
+        call.arg(opt_number(wake_at_ms)).arg(now_ms);
         match call.invoke_async::<i64>(&mut self.conn.clone()).await.map_err(fail("park_run", run_id))? {
             0 => Err(Error::RunNotFound { run_id: run_id.to_owned() }),
             2 => Ok(false),
@@ -93,13 +94,9 @@ impl Queues for RedisStore {
         stats.executing = executing;
         stats.parked = parked;
         if !oldest.is_empty() {
-            stats.oldest_enqueued_at_ms = Some(oldest.parse().map_err(|_| Error::Corrupt {
-                run_id: String::new(),
-                step_id: None,
-                detail: format!(
-                    "queue `{queue}`: the oldest enqueued time `{oldest}` is not a time in milliseconds"
-                ),
-            })?);
+            let detail = || format!("queue `{queue}`: the oldest enqueued time `{oldest}` is not a time");
+            stats.oldest_enqueued_at_ms =
+                Some(oldest.parse().map_err(|_| Error::store("queue_stats", None, detail()))?);
         }
         Ok(stats)
     }

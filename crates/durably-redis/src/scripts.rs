@@ -37,6 +37,10 @@ local SCAN = 256
 local function expire(k)
   if TTL == '0' then redis.call('PERSIST', k) else redis.call('PEXPIRE', k, TTL) end
 end
+local function expire_queue(q)
+  for _, kind in ipairs(QUEUE_KINDS) do expire(qkey(q, kind)) end
+  expire(idx_queue(q))
+end
 
 local IDX_EXPIRY = P .. ':index:expiry'
 -- The member of run `id` in the expiry index: `<n>:<workflow><id>`, and for a queued run
@@ -82,7 +86,7 @@ local function touch(id, full)
   expire(idx_wf(f[1]))
   expire(idx_status(f[2]))
   if is_open(f[2]) then expire(IDX_OPEN) end
-  if f[4] then expire(idx_queue(f[4])) end
+  if f[4] then expire_queue(f[4]) end
   if f[5] then expire(idx_parent(f[5])) end
   if TTL ~= '0' then
     now = now or server_ms()
@@ -157,7 +161,8 @@ end
 -- `enqueued` in `ready` and `enqueued`; `running`, or `waiting` without a wake time (its worker
 -- waits in memory), in `active`; `waiting` with a wake time (parked) in `parked` and `timers`;
 -- a finished or failed run nowhere. `claim` moves due timers and lapsed active runs to
--- `ready` without a change of state, and takes them from there.
+-- `ready` without a change of state, and takes them from there. The caller then `touch`es the
+-- run, which refreshes the TTL of the queue's keys.
 local function place(id)
   local f = redis.call('HMGET', key('run', id), 'queue', 'status', 'wake_at', 'rank', 'created')
   local q, s = f[1], f[2]
@@ -189,7 +194,6 @@ local function place(id)
     redis.call('SREM', qkey(q, 'parked'), id)
     redis.call('ZREM', qkey(q, 'timers'), id)
   end
-  for _, kind in ipairs(QUEUE_KINDS) do expire(qkey(q, kind)) end
 end
 
 local function field(rec, name)
@@ -264,20 +268,27 @@ return 1
 const DELIVER_SIGNAL: &str = r#"
 local id, name, at = ARGV[3], ARGV[4], ARGV[6]
 local delivered = redis.call('HSETNX', key('signals', id), name, ARGV[5])
-touch(id, true)
+local unparked = false
 if delivered == 1 then
-  redis.call('PUBLISH', key('wake', id), name)
   local rk = key('run', id)
   local f = redis.call('HMGET', rk, 'status', 'waiting_on', 'wake_at', 'queue')
   if f[1] == 'waiting' and f[2] == name and f[3] then
-    if tonumber(at) < tonumber(f[3]) then
+    local wake = f[3]
+    if tonumber(at) < tonumber(wake) then
+      wake = at
       redis.call('HSET', rk, 'wake_at', at)
-      -- Still among the timers unless a claim found it due already.
-      if f[4] then redis.call('ZADD', qkey(f[4], 'timers'), 'XX', at, id) end
     end
-    if f[4] then redis.call('PUBLISH', work_channel(f[4]), id) end
+    unparked = f[4]
+    -- Among the timers again even if a claim found it due before: a claim moves it at once.
+    if unparked then
+      redis.call('ZADD', qkey(unparked, 'timers'), wake, id)
+      redis.call('SADD', qkey(unparked, 'parked'), id)
+    end
   end
 end
+touch(id, true)
+if delivered == 1 then redis.call('PUBLISH', key('wake', id), name) end
+if unparked then redis.call('PUBLISH', work_channel(unparked), id) end
 return delivered
 "#;
 
@@ -539,7 +550,7 @@ for _, m in ipairs(redis.call('ZRANGE', READY, 0, SCAN - 1)) do
     out[#out + 1] = redis.call('HGETALL', rk)
   end
 end
-if starts then expire(CLAIMS) end
+expire_queue(q)
 return out
 "#;
 

@@ -213,6 +213,29 @@ async fn queue_and_event_keys_get_the_ttl() {
 }
 
 #[tokio::test]
+async fn a_signal_that_unparks_a_run_refreshes_its_queue_keys() {
+    let Some(url) = server_or_skip() else { return };
+    let prefix = fresh_prefix();
+    let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
+    let store = store(&url, &prefix, Duration::from_secs(3_600)).await;
+    fill_a_queue(&store, "q", "p").await;
+    let mut conn = raw(&url);
+    // The queue sat idle for most of the TTL while its run was parked.
+    for key in keys_under(&url, &prefix).unwrap() {
+        redis::cmd("PEXPIRE").arg(&key).arg(60_000).query::<i64>(&mut conn).unwrap();
+    }
+    store.deliver_signal("q-0", &SignalRecord::new("go", "1", durably_core::now_ms())).await.unwrap();
+    for (key, pttl) in pttls(&url, &prefix) {
+        if key.contains(":queue:") {
+            assert!(pttl > 3_500_000, "{key} kept PTTL {pttl} ms after the delivery that unparked a run");
+        }
+    }
+    let claim = Claim::new("q", "w2", Duration::from_secs(60), durably_core::now_ms(), 10);
+    let woken: Vec<String> = store.claim_runs(&claim).await.unwrap().into_iter().map(|r| r.run_id).collect();
+    assert_eq!(woken, ["q-0", "q-2"], "the woken run and the enqueued one, oldest first");
+}
+
+#[tokio::test]
 async fn queued_runs_that_expired_are_swept_from_their_queue() {
     let Some(url) = server_or_skip() else { return };
     let prefix = fresh_prefix();
