@@ -13,6 +13,8 @@ impl Admin for RedisStore {
         let mut call = self.invoke(&self.scripts.list_runs);
         call.arg(filter.status.map(|s| s.as_str()).unwrap_or(""));
         opt_arg(&mut call, filter.workflow.as_deref());
+        opt_arg(&mut call, filter.queue.as_deref());
+        opt_arg(&mut call, filter.parent_id.as_deref());
         call.arg(filter.limit.map(|l| l.to_string()).unwrap_or_else(|| "-1".to_owned()));
         let flats: Vec<Vec<String>> =
             call.invoke_async(&mut self.conn.clone()).await.map_err(fail("list_runs", None))?;
@@ -26,9 +28,3 @@ impl Admin for RedisStore {
         Ok(existed == 1)
     }
 }
-
-/// Queues are not kept in Redis yet: the defaults refuse.
-impl durably_core::store::Queues for RedisStore {}
-
-/// No event log in Redis yet: the defaults refuse.
-impl durably_core::store::Events for RedisStore {}
