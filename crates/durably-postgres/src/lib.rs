@@ -127,6 +127,10 @@ pub struct PostgresStore {
     steps: batch::StepBatcher,
     schema: String,
     channel: String,
+    /// The channel `enqueue` and unparking deliveries notify (payload: the queue).
+    work_channel: String,
+    /// The channel `append_events` notifies (payload: the run id).
+    events_channel: String,
     target: String,
     waiters: Arc<Waiters>,
     _listener: Listener,
@@ -173,8 +177,10 @@ macro_rules! on_connection {
 
 mod admin;
 mod batch;
+mod events;
 mod journal;
 mod leases;
+mod queues;
 mod signals;
 
 pub use crate::builder::PostgresStoreBuilder;
