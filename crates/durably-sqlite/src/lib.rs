@@ -26,6 +26,12 @@
 //!   all waiting runs at once (and only when the file changed). A run being executed holds a lease (a row
 //!   of the `leases` table, taken in a write transaction), so two processes never execute one
 //!   run at once, and a run whose process died can be recovered once its lease expires.
+//! - **Queues and event logs**: a claim, a park and an append are jobs of the writer thread, so
+//!   each runs in its `BEGIN IMMEDIATE` transaction under the file's write lock: a claim's
+//!   limits (executing runs, per-key counts, claims in the rate window) hold across processes,
+//!   and concurrent appends never share an offset. The same poller wakes `wait_for_work` and
+//!   `wait_for_events` callers when another process made work runnable or appended events;
+//!   the store's own writes wake them at once.
 //! - **Durability** is [`Durability::Full`] by default (`synchronous = FULL`: a returned write
 //!   survives a power cut); [`Durability::Normal`] survives a process crash but may lose the
 //!   last commits on power loss.
@@ -94,8 +100,9 @@ enum Reads {
 pub struct WriterStats {
     /// Transactions committed.
     pub commits: u64,
-    /// Writes (`open_run`, `save_step`, `update_run`, `deliver_signal`) committed. More writes
-    /// than commits means group commit put several writes in one transaction.
+    /// Writes (`open_run`, `save_step`, `update_run`, `deliver_signal`, claims, appends…)
+    /// committed. More writes than commits means group commit put several writes in one
+    /// transaction.
     pub writes: u64,
 }
 
