@@ -152,10 +152,22 @@ fn live_lease(s: &str, now: &str) -> String {
     format!("EXISTS (SELECT 1 FROM {s}.leases l WHERE l.run_id = r.run_id AND l.expires_at_ms > {now})")
 }
 
-/// Run `r` is runnable by the rule of `Queues::claim_runs` at time `now`, the lease aside.
+/// Run `r` is runnable by the rule of `Queues::claim_runs` at time `now`, the lease aside. The
+/// status list stands alone so that `runs_runnable` serves `queue = $1 AND status IN (…)` and
+/// skips the queue's finished runs.
 fn ready(now: &str) -> String {
     format!(
-        "(r.status IN ('enqueued', 'running') OR (r.status = 'waiting' AND (r.wake_at_ms IS NULL OR r.wake_at_ms <= {now})))"
+        "r.status IN ('enqueued', 'running', 'waiting') \
+         AND (r.status <> 'waiting' OR r.wake_at_ms IS NULL OR r.wake_at_ms <= {now})"
+    )
+}
+
+/// The runs `r` of queue `$1` that execute at `now` (unfinished, under a live lease `l`),
+/// found from the live leases, which are few, rather than from the queue's runs.
+fn executing_runs(s: &str, now: &str) -> String {
+    format!(
+        "{s}.leases l JOIN {s}.runs r ON r.run_id = l.run_id
+         WHERE l.expires_at_ms > {now} AND r.queue = $1 AND r.status IN ('enqueued', 'running', 'waiting')"
     )
 }
 
@@ -428,19 +440,14 @@ impl Statements {
                 "INSERT INTO {s}.queue_claims AS c (queue, claimed_at_ms, claims) VALUES ($1, $2, $3)
                  ON CONFLICT (queue, claimed_at_ms) DO UPDATE SET claims = c.claims + excluded.claims"
             ),
-            count_executing: format!(
-                "SELECT count(*) FROM {s}.runs r
-                 WHERE r.queue = $1 AND r.status IN ('enqueued', 'running', 'waiting') AND {live}",
-                live = live_lease(&s, now),
-            ),
+            count_executing: format!("SELECT count(*) FROM {}", executing_runs(&s, now)),
             // Runnable runs of queue `$1` at `$2`, at most `$4`, in claim order; under a per-key
             // limit `$3`, only as many of each key as its executing runs leave room for (each
             // key's candidates are numbered in claim order).
             claim_candidates: format!(
                 "WITH executing AS (
-                    SELECT r.queue_key, count(*) AS n FROM {s}.runs r
-                    WHERE r.queue = $1 AND r.queue_key IS NOT NULL
-                      AND r.status IN ('enqueued', 'running', 'waiting') AND {live}
+                    SELECT r.queue_key, count(*) AS n FROM {executing}
+                      AND r.queue_key IS NOT NULL
                     GROUP BY r.queue_key
                  ), candidates AS (
                     SELECT r.run_id, r.queue_key, r.priority, r.created_at_ms,
@@ -453,6 +460,7 @@ impl Statements {
                  WHERE $3::bigint IS NULL OR c.queue_key IS NULL OR c.nth + COALESCE(e.n, 0) <= $3::bigint
                  ORDER BY c.priority DESC, c.created_at_ms, c.run_id
                  LIMIT $4",
+                executing = executing_runs(&s, now),
                 live = live_lease(&s, now),
                 ready = ready(now),
             ),
@@ -498,18 +506,19 @@ impl Statements {
                 queue_payload = payload("queue"),
             ),
             queue_stats: format!(
-                "SELECT count(*) FILTER (WHERE executing),
-                        count(*) FILTER (WHERE NOT executing AND status = 'enqueued'),
-                        count(*) FILTER (WHERE NOT executing AND status = 'waiting' AND wake_at_ms IS NOT NULL),
-                        min(created_at_ms) FILTER (WHERE NOT executing AND status = 'enqueued')
-                 FROM (SELECT r.status, r.wake_at_ms, r.created_at_ms, {live} AS executing
-                       FROM {s}.runs r
-                       WHERE r.queue = $1 AND r.status IN ('enqueued', 'running', 'waiting')) AS q",
+                "SELECT (SELECT count(*) FROM {executing}),
+                        count(*) FILTER (WHERE r.status = 'enqueued'),
+                        count(*) FILTER (WHERE r.status = 'waiting' AND r.wake_at_ms IS NOT NULL),
+                        min(r.created_at_ms) FILTER (WHERE r.status = 'enqueued')
+                 FROM {s}.runs r
+                 WHERE r.queue = $1 AND r.status IN ('enqueued', 'waiting') AND NOT {live}",
+                executing = executing_runs(&s, SERVER_NOW_MS),
                 live = live_lease(&s, SERVER_NOW_MS),
             ),
+            // One runnable run is enough: `EXISTS` stops at it.
             runnable_queues: format!(
-                "SELECT DISTINCT r.queue::text FROM {s}.runs r
-                 WHERE r.queue = ANY($1::text[]) AND {ready} AND NOT {live}",
+                "SELECT q::text FROM unnest($1::text[]) AS q
+                 WHERE EXISTS (SELECT 1 FROM {s}.runs r WHERE r.queue = q AND {ready} AND NOT {live})",
                 ready = ready(SERVER_NOW_MS),
                 live = live_lease(&s, SERVER_NOW_MS),
             ),

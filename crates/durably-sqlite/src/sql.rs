@@ -132,15 +132,27 @@ macro_rules! live_lease {
     };
 }
 
-/// Runnable by the rule of `Queues::claim_runs`, at time `$now` (the lease aside).
+/// Runnable by the rule of `Queues::claim_runs`, at time `$now` (the lease aside). The status
+/// list stands alone so that `runs_runnable` serves `queue = ? AND status IN (…)` and skips
+/// the queue's finished runs.
 macro_rules! ready {
     ($now:literal) => {
         concat!(
-            "(runs.status IN ('enqueued', 'running') OR (runs.status = 'waiting' AND ",
-            "(runs.wake_at_ms IS NULL OR runs.wake_at_ms <= ",
+            "runs.status IN ('enqueued', 'running', 'waiting') AND (runs.status <> 'waiting' OR ",
+            "runs.wake_at_ms IS NULL OR runs.wake_at_ms <= ",
             $now,
-            ")))"
+            ")"
         )
+    };
+}
+
+/// The runs of queue `?1` that execute at `?2` (unfinished, under a live lease), found from
+/// the live leases, which are few, rather than from the queue's runs, which may be many.
+macro_rules! executing_runs {
+    () => {
+        "leases CROSS JOIN runs ON runs.run_id = leases.run_id
+         WHERE leases.expires_at_ms > ?2 AND runs.queue = ?1
+           AND runs.status IN ('enqueued', 'running', 'waiting')"
     };
 }
 
@@ -698,20 +710,16 @@ INSERT INTO queue_claims (queue, claimed_at_ms, claims) VALUES (?1, ?2, ?3)
 ON CONFLICT (queue, claimed_at_ms) DO UPDATE SET claims = claims + excluded.claims";
 
 /// The runs of queue `?1` that execute at `?2`: unfinished, under a live lease.
-const COUNT_EXECUTING: &str = concat!(
-    "SELECT COUNT(*) FROM runs WHERE queue = ?1 AND status IN ('enqueued', 'running', 'waiting') AND ",
-    live_lease!("?2")
-);
+const COUNT_EXECUTING: &str = concat!("SELECT COUNT(*) FROM ", executing_runs!());
 
 /// The runs a claim of queue `?1` at `?2` takes, at most `?4`, in claim order: runnable, and,
 /// under a per-key limit `?3`, only as many of each key as its executing runs leave room for
 /// (each key's candidates are numbered in claim order).
 const CLAIM_CANDIDATES: &str = concat!(
     "WITH executing AS (
-        SELECT queue_key, COUNT(*) AS n FROM runs
-        WHERE queue = ?1 AND queue_key IS NOT NULL AND status IN ('enqueued', 'running', 'waiting') AND ",
-    live_lease!("?2"),
-    " GROUP BY queue_key
+        SELECT runs.queue_key, COUNT(*) AS n FROM ",
+    executing_runs!(),
+    " AND runs.queue_key IS NOT NULL GROUP BY runs.queue_key
      ), candidates AS (
         SELECT run_id, queue_key, priority, created_at_ms,
                ROW_NUMBER() OVER (PARTITION BY queue_key ORDER BY priority DESC, created_at_ms, run_id) AS nth
@@ -741,23 +749,29 @@ UPDATE runs SET status = 'waiting', waiting_on = ?2, wake_at_ms = ?3, updated_at
 WHERE run_id = ?1 AND status <> 'cancelled'
 RETURNING queue";
 
-/// Executing, enqueued and parked runs of queue `?1` at `?2`, and the oldest enqueued.
+/// Executing, enqueued and parked runs of queue `?1` at `?2`, and the oldest enqueued (each
+/// through `runs_runnable`, or the leases).
 const QUEUE_STATS: &str = concat!(
-    "SELECT COALESCE(SUM(executing), 0),
-            COALESCE(SUM(NOT executing AND status = 'enqueued'), 0),
-            COALESCE(SUM(NOT executing AND status = 'waiting' AND wake_at_ms IS NOT NULL), 0),
-            MIN(CASE WHEN NOT executing AND status = 'enqueued' THEN created_at_ms END)
-     FROM (SELECT status, wake_at_ms, created_at_ms, ",
+    "SELECT (SELECT COUNT(*) FROM ",
+    executing_runs!(),
+    "), enqueued.n, parked.n, enqueued.oldest
+     FROM (SELECT COUNT(*) AS n, MIN(created_at_ms) AS oldest FROM runs
+           WHERE queue = ?1 AND status = 'enqueued' AND NOT ",
     live_lease!("?2"),
-    " AS executing FROM runs WHERE queue = ?1 AND status IN ('enqueued', 'running', 'waiting'))"
+    ") AS enqueued,
+          (SELECT COUNT(*) AS n FROM runs
+           WHERE queue = ?1 AND status = 'waiting' AND wake_at_ms IS NOT NULL AND NOT ",
+    live_lease!("?2"),
+    ") AS parked"
 );
 
-/// Which of the queues of the JSON array `?1` have a runnable run at `?2`.
+/// Which of the queues of the JSON array `?1` have a runnable run at `?2` (one is enough).
 const RUNNABLE_QUEUES: &str = concat!(
-    "SELECT DISTINCT queue FROM runs WHERE queue IN (SELECT value FROM json_each(?1)) AND ",
+    "SELECT w.value FROM json_each(?1) AS w WHERE EXISTS (SELECT 1 FROM runs WHERE runs.queue = w.value AND ",
     ready!("?2"),
     " AND NOT ",
-    live_lease!("?2")
+    live_lease!("?2"),
+    ")"
 );
 
 /// Creates an enqueued run unless its id exists; the run as stored, and whether this call
