@@ -14,13 +14,18 @@ impl Admin for PostgresStore {
         // NULL is `LIMIT ALL`.
         let limit: Option<i64> = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         let status = filter.status.map(RunStatus::as_str);
-        let workflow = filter.workflow.as_deref();
-        let (sql, params): (&str, Vec<&(dyn ToSql + Sync)>) = match (&status, &workflow) {
-            (None, None) => (&self.statements.list_runs[0], vec![&limit]),
-            (Some(s), None) => (&self.statements.list_runs[1], vec![&limit, s]),
-            (None, Some(w)) => (&self.statements.list_runs[2], vec![&limit, w]),
-            (Some(s), Some(w)) => (&self.statements.list_runs[3], vec![&limit, s, w]),
-        };
+        // In the order of `LIST_FILTERS`: bit `i` of the statement's index is filter `i`.
+        let wanted =
+            [status, filter.workflow.as_deref(), filter.queue.as_deref(), filter.parent_id.as_deref()];
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
+        let mut index = 0;
+        for (bit, value) in wanted.iter().enumerate() {
+            if let Some(value) = value {
+                params.push(value);
+                index |= 1 << bit;
+            }
+        }
+        let sql = &self.statements.list_runs[index];
         let rows = on_connection!(self, "list_runs", None::<&str>, |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query(&stmt, &params).await?)
@@ -36,9 +41,3 @@ impl Admin for PostgresStore {
         Ok(!rows.is_empty())
     }
 }
-
-/// Queues are not kept in PostgreSQL yet: the defaults refuse.
-impl durably_core::store::Queues for PostgresStore {}
-
-/// No event log in PostgreSQL yet: the defaults refuse.
-impl durably_core::store::Events for PostgresStore {}
