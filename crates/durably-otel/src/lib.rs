@@ -173,7 +173,8 @@ impl Telemetry {
         if let Some(interval) = config.metrics_interval {
             reader = reader.with_interval(interval);
         }
-        let meter_provider = SdkMeterProvider::builder().with_reader(reader.build()).with_resource(resource).build();
+        let meter_provider =
+            SdkMeterProvider::builder().with_reader(reader.build()).with_resource(resource).build();
         let metrics = metrics::RunMetrics::new(&meter_provider.meter(SCOPE));
         Ok(Telemetry { tracer_provider, meter_provider, metrics })
     }
@@ -193,25 +194,31 @@ impl Telemetry {
 
     /// Exports every finished span and the current metrics now.
     pub fn force_flush(&self) -> Result<()> {
-        self.tracer_provider
-            .force_flush()
-            .map_err(|source| Error::Export { signal: "traces", action: "flush", source })?;
-        self.meter_provider
-            .force_flush()
-            .map_err(|source| Error::Export { signal: "metrics", action: "flush", source })
+        self.tracer_provider.force_flush().map_err(|source| Error::Export {
+            signal: "traces",
+            action: "flush",
+            source,
+        })?;
+        self.meter_provider.force_flush().map_err(|source| Error::Export {
+            signal: "metrics",
+            action: "flush",
+            source,
+        })
     }
 
     /// Exports what is buffered and stops the exporters; spans and metrics after it are
     /// dropped. Call it before the process exits.
     pub fn shutdown(&self) -> Result<()> {
-        let traces = self
-            .tracer_provider
-            .shutdown()
-            .map_err(|source| Error::Export { signal: "traces", action: "shutdown", source });
-        let metrics = self
-            .meter_provider
-            .shutdown()
-            .map_err(|source| Error::Export { signal: "metrics", action: "shutdown", source });
+        let traces = self.tracer_provider.shutdown().map_err(|source| Error::Export {
+            signal: "traces",
+            action: "shutdown",
+            source,
+        });
+        let metrics = self.meter_provider.shutdown().map_err(|source| Error::Export {
+            signal: "metrics",
+            action: "shutdown",
+            source,
+        });
         traces.and(metrics)
     }
 }

@@ -46,7 +46,9 @@ impl RunMetrics {
                 .build(),
             step_duration: meter
                 .f64_histogram("durably.step.duration")
-                .with_description("Time of each executed step, its retries included (replayed steps excluded)")
+                .with_description(
+                    "Time of each executed step, its retries included (replayed steps excluded)",
+                )
                 .with_unit("s")
                 .with_boundaries(STEP_BUCKETS.to_vec())
                 .build(),

@@ -148,8 +148,8 @@ where
             attrs.record(&mut names);
             if let Some(run_id) = names.run_id {
                 let app = names.app.unwrap_or_default();
-                let parent =
-                    opentelemetry::Context::current().with_remote_span_context(run_span_context(&app, &run_id));
+                let parent = opentelemetry::Context::current()
+                    .with_remote_span_context(run_span_context(&app, &run_id));
                 // The layer takes a contextual span's parent from the current context: make the
                 // run's the current one while it builds the span, and hide the tracing parent.
                 let _current = parent.attach();
@@ -201,4 +201,3 @@ where
         unsafe { self.inner.downcast_raw(id) }
     }
 }
-
