@@ -201,3 +201,23 @@ where
         unsafe { self.inner.downcast_raw(id) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_execution_of_a_run_hangs_under_one_sampled_remote_parent() {
+        let a = run_span_context("shop", "order-42");
+        assert_eq!(a, run_span_context("shop", "order-42"));
+        assert!(a.is_valid() && a.is_remote() && a.is_sampled());
+        assert_eq!(a.trace_id(), run_trace_id("shop", "order-42"));
+        assert_ne!(a.span_id(), run_span_context("shop", "order-43").span_id());
+    }
+
+    #[test]
+    fn app_and_run_id_do_not_run_together() {
+        assert_ne!(run_trace_id("ab", "c"), run_trace_id("a", "bc"));
+        assert_ne!(run_trace_id("", "x"), run_trace_id("x", ""));
+    }
+}
