@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use common::{attrs, point, spans, start_receiver};
 use durably_agent::TaskConfig;
-use durably_agent::openai::OpenAiAgent;
+use durably_agent::openai::{OpenAiAgent, Tool};
 use durably_core::backoff::constant;
 use durably_core::{Error, MemoryStore, Store, Workflow};
 use durably_otel::{OtelConfig, Telemetry, run_trace_id};
-use durably_testkit::mock_openai::{MockOpenAi, MockReply};
+use durably_testkit::mock_openai::{MockOpenAi, fixtures_dir};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
@@ -25,18 +25,29 @@ use tracing_subscriber::util::SubscriberInitExt;
 const APP: &str = "otel-app";
 const RUN: &str = "trip-1";
 
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct CityArgs {
+    /// The city.
+    city: String,
+}
+
 fn agent(wf: &Workflow, mock: &MockOpenAi) -> OpenAiAgent {
+    let weather = Tool::new("get_weather", "Current weather of a city", |a: CityArgs| async move {
+        Ok::<_, std::io::Error>(format!("sunny in {}", a.city))
+    });
     OpenAiAgent::builder(wf)
         .name("guide")
         .model("gpt-test")
         .api_base(mock.base_url())
         .api_key("sk-test-0123456789abcdef")
+        .tool(weather)
         .model_config(TaskConfig::new(0, constant(0.0)))
         .build()
 }
 
 /// One execution of the run: two steps (the second fails its first attempt ever, then is
-/// retried), an agent's model call, and, while `crash` is set, a failure after all of them.
+/// retried), an agent's turn (two model calls around two tool calls, from the fixture), and,
+/// while `crash` is set, a failure after all of them.
 async fn execute(
     wf: &Workflow,
     agent: &OpenAiAgent,
@@ -61,7 +72,7 @@ async fn execute(
             .retries(2)
             .backoff(constant(0.0))
             .await?;
-        let answer = agent.run("Where should I go?").await?;
+        let answer = agent.run("Weather in Paris and Berlin?").await?;
         if crash.swap(false, Ordering::SeqCst) {
             return Err(Error::Invalid { what: "test", detail: "crash after the agent".into() });
         }
@@ -76,8 +87,7 @@ async fn spans_and_metrics_reach_an_otlp_receiver_with_one_trace_per_run() {
     let telemetry = Telemetry::new(OtelConfig::default().endpoint(&url).service_name("otel-test")).unwrap();
     tracing_subscriber::registry().with(telemetry.layer()).try_init().unwrap();
 
-    let mock = MockOpenAi::start().await;
-    mock.push(MockReply::text("Go to Lisbon."));
+    let mock = MockOpenAi::from_fixture(fixtures_dir().join("weather_agent.json")).await.unwrap();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let flaky = Arc::new(AtomicU32::new(0));
     let crash = AtomicBool::new(true);
@@ -93,8 +103,8 @@ async fn spans_and_metrics_reach_an_otlp_receiver_with_one_trace_per_run() {
             .instrument(tracing::info_span!("caller"))
             .await
             .unwrap();
-    assert_eq!(output, "Go to Lisbon.");
-    assert_eq!(mock.requests(), 1, "the second execution sent a model request");
+    assert_eq!(output, "It is sunny in Paris and raining in Berlin.");
+    assert_eq!(mock.requests(), 2, "the second execution sent a model request");
     assert_eq!(flaky.load(Ordering::SeqCst), 2, "`book` ran again on replay");
     assert!(input_tokens > 0 && output_tokens > 0);
     let (queue, depth) = ("default", 3u64);
@@ -148,32 +158,45 @@ async fn spans_and_metrics_reach_an_otlp_receiver_with_one_trace_per_run() {
         assert_eq!(found[0].trace_id, trace_id);
         attrs(&found[0].attributes)
     };
-    for id in ["plan", "book", "guide.model#1"] {
+    for id in ["plan", "book", "guide.model#1", "guide.model#2"] {
         assert_eq!(step(&failed, id)["durably.replayed"], "false", "{id} in the first execution");
         assert_eq!(step(&completed, id)["durably.replayed"], "true", "{id} in the second execution");
     }
     assert_eq!(step(&failed, "book")["durably.attempt"], "2");
 
-    // The model request: one span, under the first execution's model step, with the GenAI
-    // attributes; the replayed model step sent nothing and has none.
+    // The model requests: one span each, under the first execution's model steps, with the
+    // GenAI attributes; the replayed model steps sent nothing and have none.
     let chats: Vec<&Span> = spans.iter().filter(|s| s.name == "chat gpt-test").collect();
-    assert_eq!(chats.len(), 1, "one model request span");
-    let chat = attrs(&chats[0].attributes);
-    let model_step = spans
-        .iter()
-        .find(|s| s.span_id == chats[0].parent_span_id)
-        .map(|s| attrs(&s.attributes)["durably.step_id"].clone());
-    assert_eq!(model_step.as_deref(), Some("guide.model#1"));
-    assert_eq!(chats[0].trace_id, trace_id);
-    assert_eq!(chats[0].kind, 3, "a client span"); // SPAN_KIND_CLIENT
-    assert_eq!(chat["gen_ai.operation.name"], "chat");
-    assert_eq!(chat["gen_ai.provider.name"], "openai");
-    assert_eq!(chat["gen_ai.system"], "openai");
-    assert_eq!(chat["gen_ai.request.model"], "gpt-test");
-    assert_eq!(chat["gen_ai.response.model"], "gpt-test");
-    assert_eq!(chat["gen_ai.usage.input_tokens"], input_tokens.to_string());
-    assert_eq!(chat["gen_ai.usage.output_tokens"], output_tokens.to_string());
-    assert_eq!(chat["gen_ai.response.finish_reasons"], "stop");
+    assert_eq!(chats.len(), 2, "one span per model request");
+    let mut reasons = Vec::new();
+    let (mut input, mut output) = (0, 0);
+    for (n, chat_span) in chats.iter().enumerate() {
+        let chat = attrs(&chat_span.attributes);
+        let model_step = spans.iter().find(|s| s.span_id == chat_span.parent_span_id).unwrap();
+        assert_eq!(model_step.parent_span_id, failed, "a model request outside the first execution");
+        let step_id = attrs(&model_step.attributes)["durably.step_id"].clone();
+        assert_eq!(chat["durably.step_id"], step_id);
+        assert!(step_id == "guide.model#1" || step_id == "guide.model#2", "{step_id} (request {n})");
+        assert_eq!(chat_span.trace_id, trace_id);
+        assert_eq!(chat_span.kind, 3, "a client span"); // SPAN_KIND_CLIENT
+        assert_eq!(chat["gen_ai.operation.name"], "chat");
+        assert_eq!(chat["gen_ai.provider.name"], "openai");
+        assert_eq!(chat["gen_ai.system"], "openai");
+        assert_eq!(chat["gen_ai.request.model"], "gpt-test");
+        assert_eq!(chat["gen_ai.response.model"], "gpt-test");
+        input += chat["gen_ai.usage.input_tokens"].parse::<u64>().unwrap();
+        output += chat["gen_ai.usage.output_tokens"].parse::<u64>().unwrap();
+        reasons.push((step_id, chat["gen_ai.response.finish_reasons"].clone()));
+    }
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("guide.model#1".to_owned(), "tool_calls".to_owned()),
+            ("guide.model#2".to_owned(), "stop".to_owned())
+        ]
+    );
+    assert_eq!((input, output), (input_tokens, output_tokens), "the spans' tokens are the turn's usage");
 
     // Metrics: finished runs by status; executed steps timed once, replayed ones counted
     // apart; the retry; the tokens of the one request; the queue-depth hook.
