@@ -207,7 +207,9 @@ impl Telemetry {
     }
 
     /// Exports what is buffered and stops the exporters; spans and metrics after it are
-    /// dropped. Call it before the process exits.
+    /// dropped. Call it before the process exits. It blocks until the exports end (at most
+    /// their timeout, `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s by default): from async code, call it
+    /// in `tokio::task::spawn_blocking`.
     pub fn shutdown(&self) -> Result<()> {
         let traces = self.tracer_provider.shutdown().map_err(|source| Error::Export {
             signal: "traces",
