@@ -103,6 +103,7 @@
 //! | feature  | default | what it adds |
 //! |----------|---------|--------------|
 //! | `sqlite` | yes     | [`SqliteStore`] and [`Workflow::open`](OpenSqlite::open), the embedded zero-config store |
+//! | `otel`   | no      | `durably::otel`: OpenTelemetry traces (one trace per run) and metrics over OTLP |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -189,6 +190,25 @@ pub mod prelude {
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub mod codec {
     pub use durably_codec::*;
+}
+
+/// OpenTelemetry (feature `otel`): the `durably-otel` crate. Each run is one trace across its
+/// executions, each step a span (replayed ones marked), each model request a span with the
+/// GenAI semantic-convention attributes; metrics of runs, steps, retries and tokens; all
+/// exported over OTLP/HTTP.
+///
+/// ```no_run
+/// # fn main() -> Result<(), durably::otel::Error> {
+/// // OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318), OTEL_SERVICE_NAME.
+/// let telemetry = durably::otel::init(durably::otel::OtelConfig::default())?;
+/// // ... run workflows ...
+/// telemetry.shutdown()?;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel {
+    pub use durably_otel::*;
 }
 
 /// The Redis store (feature `redis`).

@@ -429,7 +429,9 @@ impl Workflow {
         Fut: Future<Output = Result<T, BoxError>>,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
-        let span = tracing::info_span!("durably.run", durably.run_id = %run_id, durably.workflow = %workflow);
+        // `durably.app` with the run id names the run's trace; `durably.status` is how it ended.
+        let span = tracing::info_span!("durably.run", durably.app = %self.engine.env.app, durably.run_id = %run_id,
+            durably.workflow = %workflow, durably.status = tracing::field::Empty);
         async move {
             let input = input?;
             loop {
@@ -547,6 +549,12 @@ impl Workflow {
             return Err(err);
         }
         let (outcome, result) = self.finish(&ctx, parent_id.as_deref(), result).await;
+        let status = match outcome {
+            Outcome::Completed(_) => "completed",
+            Outcome::Failed(_) => "failed",
+            Outcome::Cancelled => "cancelled",
+        };
+        tracing::Span::current().record("durably.status", status);
         if queue.is_some() {
             self.announce_done(&run_id, &outcome).await;
         }
