@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use durably_core::{RunExport, RunFilter, RunRecord, RunStatus, Workflow, now_ms};
 
 pub mod format;
+pub mod queues;
 pub mod sessions;
 pub mod store;
 pub mod ui;
@@ -37,12 +38,15 @@ pub struct Cli {
 pub enum Command {
     /// List runs, newest first.
     Runs {
-        /// Only runs in this status (running, waiting, completed, failed, cancelled).
+        /// Only runs in this status (enqueued, running, waiting, completed, failed, cancelled).
         #[arg(long)]
         status: Option<String>,
         /// Only runs of this workflow.
         #[arg(long)]
         workflow: Option<String>,
+        /// Only runs enqueued in this queue.
+        #[arg(long)]
+        queue: Option<String>,
         /// Only runs created within this age (45s, 30m, 2h, 7d, 1w).
         #[arg(long)]
         since: Option<String>,
@@ -66,6 +70,15 @@ pub enum Command {
         /// Only the sessions of this agent.
         #[arg(long)]
         agent: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the queues of the store: runs enqueued, executing and parked, and the oldest wait.
+    Queues {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -165,13 +178,16 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     let creates = matches!(cli.command, Command::Import { .. });
     let wf = open_workflow(&cli.store, creates).await?;
     match cli.command {
-        Command::Runs { status, workflow, since, limit, json } => {
+        Command::Runs { status, workflow, queue, since, limit, json } => {
             let mut filter = RunFilter::new();
             if let Some(status) = status {
                 filter = filter.status(parse_status(&status)?);
             }
             if let Some(workflow) = workflow {
                 filter = filter.workflow(workflow);
+            }
+            if let Some(queue) = queue {
+                filter = filter.queue(queue);
             }
             let since_ms = since.as_deref().map(format::parse_age).transpose()?;
             if since_ms.is_none() {
@@ -206,6 +222,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             }
         }
         Command::Sessions { agent, json } => sessions::list(&wf, agent.as_deref(), json, out).await?,
+        Command::Queues { queue, json } => queues::list(&wf, queue.as_deref(), json, out).await?,
         Command::Pending { json } => {
             let runs = wf.list_runs(&RunFilter::new().status(RunStatus::Waiting)).await?;
             if json {
