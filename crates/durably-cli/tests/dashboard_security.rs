@@ -71,7 +71,7 @@ const ENDPOINTS: [&str; 4] = [
     "/api/runs/approval-1/approve",
     "/api/runs/approval-1/reject",
     "/api/runs/approval-1/cancel",
-    "/api/runs/approval-1/signal/manager-approval",
+    "/api/runs/approval-1/signals/manager-approval",
 ];
 
 /// POSTs `body` with `headers` to every endpoint that changes a run; each must refuse it.
