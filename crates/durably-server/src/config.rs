@@ -193,7 +193,8 @@ impl ServerConfig {
         F: Fn(String, String, String) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = durably_core::Result<String>> + Send + 'static,
     {
-        let sender: TurnSender = Arc::new(move |session, turn_id, message| Box::pin(send(session, turn_id, message)));
+        let sender: TurnSender =
+            Arc::new(move |session, turn_id, message| Box::pin(send(session, turn_id, message)));
         self.agents.insert(agent.into(), sender);
         self
     }

@@ -24,8 +24,12 @@ pub(crate) async fn start_run(wf: &Workflow, workflow: &str, run_id: &str, input
     let (wf, workflow, run_id, input) = (wf.clone(), workflow.to_owned(), run_id.to_owned(), input.clone());
     tokio::spawn(async move {
         match wf.start::<Value, Value>(&workflow, run_id.clone(), &input).await {
-            Ok(_) => tracing::info!(run_id = %run_id, workflow = %workflow, "run started over HTTP completed"),
-            Err(e) => tracing::info!(run_id = %run_id, workflow = %workflow, error = %e, "run started over HTTP ended"),
+            Ok(_) => {
+                tracing::info!(run_id = %run_id, workflow = %workflow, "run started over HTTP completed")
+            }
+            Err(e) => {
+                tracing::info!(run_id = %run_id, workflow = %workflow, error = %e, "run started over HTTP ended")
+            }
         }
     });
     Ok(())

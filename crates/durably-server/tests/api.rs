@@ -31,7 +31,8 @@ async fn start_is_idempotent_by_run_id_and_the_run_reads_back_with_its_steps() {
     assert_eq!(run["steps"][0]["step_id"], "draft");
     assert_eq!(run["steps"][0]["value"], "draft of Q3", "values are JSON, not JSON text");
     // Starting the same id again returns the run as it is and executes nothing.
-    let (code, again) = post(&s.addr, "/api/runs", r#"{"workflow":"approval","run_id":"waiting-1","input":"other"}"#).await;
+    let (code, again) =
+        post(&s.addr, "/api/runs", r#"{"workflow":"approval","run_id":"waiting-1","input":"other"}"#).await;
     assert_eq!(code, 200, "{again}");
     assert_eq!((again["status"].as_str(), again["input"].as_str()), (Some("waiting"), Some("Q3")));
     assert_eq!(s.wf.list_steps("waiting-1").await.unwrap().len(), 1);
@@ -58,7 +59,8 @@ async fn approve_and_reject_deliver_the_agent_approval_payload() {
     assert_eq!(code, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains("is completed, not waiting"), "{body}");
 
-    let (code, _) = post(&s.addr, "/api/runs", r#"{"workflow":"approval","run_id":"waiting-2","input":"Q4"}"#).await;
+    let (code, _) =
+        post(&s.addr, "/api/runs", r#"{"workflow":"approval","run_id":"waiting-2","input":"Q4"}"#).await;
     assert_eq!(code, 202);
     wait_for(&s.wf, "waiting-2", RunStatus::Waiting).await;
     let (code, _) = post(&s.addr, "/api/runs/waiting-2/reject", r#"{"reason":"numbers are wrong"}"#).await;
@@ -85,7 +87,8 @@ async fn signals_are_first_write_wins_and_cancel_and_fork_work() {
     assert_eq!(fork["run_id"], "waiting-1b");
     wait_for(&s.wf, "waiting-1b", RunStatus::Waiting).await;
     let (_, runs) = get(&s.addr, "/api/runs?status=waiting&workflow=approval").await;
-    let ids: Vec<&str> = runs["runs"].as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        runs["runs"].as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 2, "{runs}");
     assert!(ids.contains(&"waiting-1") && ids.contains(&"waiting-1b"), "{runs}");
     assert!(runs["runs"][0].get("steps").is_none(), "lists leave steps out");
@@ -150,7 +153,9 @@ async fn the_served_openapi_document_is_the_checked_in_one() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
     }
-    assert!(doc["paths"]["/api/runs"].get("post").is_some() && doc["paths"]["/api/runs"].get("get").is_some());
+    assert!(
+        doc["paths"]["/api/runs"].get("post").is_some() && doc["paths"]["/api/runs"].get("get").is_some()
+    );
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"].get("RunView").is_some());
 }

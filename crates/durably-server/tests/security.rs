@@ -25,7 +25,8 @@ async fn unchanged(wf: &Workflow) {
     let run = wf.get_run("waiting-1").await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Waiting, "the run was changed: {run:?}");
     assert!(wf.store().list_signals("waiting-1").await.unwrap().is_empty(), "a signal was delivered");
-    let ids: Vec<String> = wf.list_runs(&RunFilter::new()).await.unwrap().into_iter().map(|r| r.run_id).collect();
+    let ids: Vec<String> =
+        wf.list_runs(&RunFilter::new()).await.unwrap().into_iter().map(|r| r.run_id).collect();
     assert_eq!(ids, ["waiting-1"], "a run was created");
 }
 
@@ -70,7 +71,9 @@ async fn a_missing_or_wrong_token_is_401_and_changes_nothing() {
             let r = send(&s.addr, "POST", path, &headers, body.as_bytes()).await;
             unauthorized(&r, &format!("{what}: POST {path}"));
         }
-        for path in ["/api/runs", "/api/runs/waiting-1", "/api/sessions", "/api/workflows", "/openapi.json", "/"] {
+        for path in
+            ["/api/runs", "/api/runs/waiting-1", "/api/sessions", "/api/workflows", "/openapi.json", "/"]
+        {
             let r = send(&s.addr, "GET", path, auth, b"").await;
             unauthorized(&r, &format!("{what}: GET {path}"));
             assert!(!r.body.contains("draft of"), "{what}: GET {path} shows run data: {}", r.body);
@@ -122,16 +125,27 @@ async fn cross_origin_form_and_text_plain_posts_are_403() {
             ),
             (
                 "a cross-site text/plain form",
-                vec![("Origin", "https://evil.example"), ("Sec-Fetch-Site", "cross-site"), ("Content-Type", "text/plain")],
+                vec![
+                    ("Origin", "https://evil.example"),
+                    ("Sec-Fetch-Site", "cross-site"),
+                    ("Content-Type", "text/plain"),
+                ],
             ),
             ("a multipart form", vec![("Content-Type", "multipart/form-data; boundary=x")]),
             ("text/plain from a script", vec![("Content-Type", "text/plain")]),
             ("no content type", vec![]),
-            ("a foreign origin with JSON", vec![("Origin", "https://evil.example"), ("Content-Type", "application/json")]),
+            (
+                "a foreign origin with JSON",
+                vec![("Origin", "https://evil.example"), ("Content-Type", "application/json")],
+            ),
             ("same-site JSON", vec![("Sec-Fetch-Site", "same-site"), ("Content-Type", "application/json")]),
             (
                 "the own origin marked cross-site",
-                vec![("Origin", own.as_str()), ("Sec-Fetch-Site", "cross-site"), ("Content-Type", "application/json")],
+                vec![
+                    ("Origin", own.as_str()),
+                    ("Sec-Fetch-Site", "cross-site"),
+                    ("Content-Type", "application/json"),
+                ],
             ),
         ];
         for (what, mut headers) in cases {
@@ -144,7 +158,14 @@ async fn cross_origin_form_and_text_plain_posts_are_403() {
             }
         }
         for method in ["PUT", "PATCH", "DELETE", "OPTIONS"] {
-            let r = send(&s.addr, method, "/api/runs/waiting-1/cancel", &[("Origin", "https://evil.example")], b"").await;
+            let r = send(
+                &s.addr,
+                method,
+                "/api/runs/waiting-1/cancel",
+                &[("Origin", "https://evil.example")],
+                b"",
+            )
+            .await;
             forbidden(&r, method);
             assert!(r.header("access-control-allow-origin").is_none(), "{method}: no CORS grant");
         }
@@ -206,7 +227,12 @@ async fn bad_input_gets_a_clear_4xx() {
         ("/api/runs/ghost/approve", "{}", 404, "no run with id `ghost`"),
         ("/api/runs/ghost/cancel", "", 404, "no run with id `ghost`"),
         ("/api/runs/ghost/signals/x", "1", 404, "no run with id `ghost`"),
-        ("/api/runs/waiting-1/signals/other", "{oops", 400, "the payload of signal `other` for run `waiting-1` is not JSON"),
+        (
+            "/api/runs/waiting-1/signals/other",
+            "{oops",
+            400,
+            "the payload of signal `other` for run `waiting-1` is not JSON",
+        ),
         ("/api/runs/waiting-1/fork", r#"{"from_step":"nope"}"#, 400, "run `waiting-1` has no step `nope`"),
     ];
     for (path, body, status, says) in cases {
@@ -234,7 +260,8 @@ async fn bad_input_gets_a_clear_4xx() {
 async fn every_response_carries_the_security_headers() {
     let s = serve_with(common::engine(), |c| c.body_limit(64)).await;
     let big = "x".repeat(100);
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, &[u8])> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a [u8]);
+    let cases: Vec<Case<'_>> = vec![
         ("GET", "/api/runs", vec![("Authorization", BEARER)], b""),
         ("GET", "/openapi.json", vec![("Authorization", BEARER)], b""),
         ("GET", "/api/runs/ghost", vec![("Authorization", BEARER)], b""),
@@ -270,8 +297,14 @@ async fn without_a_token_only_on_loopback_and_the_host_is_still_checked() {
     assert_eq!(r.json()["workflows"], serde_json::json!(["approval"]));
     let r = send(&s.addr, "GET", "/api/workflows", &[("Host", "evil.example")], b"").await;
     forbidden(&r, "a foreign Host without a token");
-    let r = send(&s.addr, "POST", "/api/runs", &[("Content-Type", "text/plain")], br#"{"workflow":"approval","run_id":"a"}"#)
-        .await;
+    let r = send(
+        &s.addr,
+        "POST",
+        "/api/runs",
+        &[("Content-Type", "text/plain")],
+        br#"{"workflow":"approval","run_id":"a"}"#,
+    )
+    .await;
     forbidden(&r, "text/plain without a token");
     assert!(s.wf.list_runs(&RunFilter::new()).await.unwrap().is_empty());
     let err = ServerConfig::new("0.0.0.0:0".parse().unwrap(), Auth::InsecureLoopback).unwrap_err();

@@ -117,7 +117,10 @@ pub(crate) fn routes(state: ApiState) -> Router {
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no route `{}`; the API is described at /openapi.json", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route `{}`; the API is described at /openapi.json", uri.path()),
+    )
 }
 
 /// An error answer: its status code and `{"error": "…"}`.
@@ -220,10 +223,8 @@ pub(crate) struct RunView {
     #[schema(example = "waiting")]
     status: String,
     /// The run's input.
-    #[schema(value_type = Option<Object>)]
     input: Option<Value>,
     /// The output of a completed run.
-    #[schema(value_type = Option<Object>)]
     output: Option<Value>,
     /// The error text of a failed run.
     error: Option<String>,
@@ -277,7 +278,6 @@ pub(crate) struct StepView {
     /// `completed`, `failed` or `started`.
     status: String,
     /// The value of a completed step.
-    #[schema(value_type = Option<Object>)]
     value: Option<Value>,
     /// The error text of a failed step.
     error: Option<String>,
@@ -310,7 +310,6 @@ pub(crate) struct SignalView {
     /// The signal name.
     name: String,
     /// Its payload.
-    #[schema(value_type = Object)]
     payload: Value,
     /// When it was delivered, in milliseconds since the Unix epoch.
     delivered_at_ms: i64,

@@ -52,7 +52,11 @@ pub(crate) async fn list_runs(
         None => DEFAULT_LIST,
         Some(text) => match text.parse::<usize>() {
             Ok(n) if (1..=MAX_LIST).contains(&n) => n,
-            _ => return Err(ApiError::bad_request(format!("limit `{text}` is not a number from 1 to {MAX_LIST}"))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit `{text}` is not a number from 1 to {MAX_LIST}"
+                )));
+            }
         },
     };
     let mut filter = RunFilter::new().limit(limit);
@@ -76,7 +80,6 @@ pub(crate) struct StartRun {
     run_id: String,
     /// The workflow's input.
     #[serde(default)]
-    #[schema(value_type = Object)]
     input: Value,
 }
 
@@ -162,7 +165,12 @@ pub(crate) struct Delivery {
     message: String,
 }
 
-async fn deliver(wf: &Workflow, run_id: &str, name: &str, payload: &Value) -> Result<axum::Json<Delivery>, ApiError> {
+async fn deliver(
+    wf: &Workflow,
+    run_id: &str,
+    name: &str,
+    payload: &Value,
+) -> Result<axum::Json<Delivery>, ApiError> {
     let delivered = wf.complete(run_id, name, payload).await?;
     let message = if delivered {
         format!("delivered signal `{name}` to run `{run_id}`")
@@ -178,7 +186,7 @@ async fn deliver(wf: &Workflow, run_id: &str, name: &str, payload: &Value) -> Re
         ("run_id" = String, Path, description = "The run id"),
         ("name" = String, Path, description = "The signal name"),
     ),
-    request_body(content = Object, description = "The signal's payload, any JSON"),
+    request_body(content = serde_json::Value, description = "The signal's payload, any JSON"),
     responses(
         (status = 200, description = "Delivered, or delivered before (first write wins)", body = Delivery),
         (status = 400, description = "The payload is not JSON", body = ErrorBody),
@@ -221,7 +229,9 @@ async fn decided_signal(wf: &Workflow, run_id: &str, d: &Decision) -> Result<Str
         (RunStatus::Waiting, Some(name)) => Ok(name),
         (status, _) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("run `{run_id}` is {status}, not waiting on a signal; name the signal to answer with `signal`"),
+            format!(
+                "run `{run_id}` is {status}, not waiting on a signal; name the signal to answer with `signal`"
+            ),
         )),
     }
 }
@@ -263,7 +273,8 @@ pub(crate) async fn reject(
     JsonBody(d): JsonBody<Decision>,
 ) -> Result<axum::Json<Delivery>, ApiError> {
     let name = decided_signal(&api.wf, &run_id, &d).await?;
-    let reason = d.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).unwrap_or("rejected by an operator");
+    let reason =
+        d.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).unwrap_or("rejected by an operator");
     deliver(&api.wf, &run_id, &name, &approval_json(&Approval::reject(reason))?).await
 }
 
@@ -330,7 +341,8 @@ pub(crate) async fn fork(
     JsonBody(f): JsonBody<Fork>,
 ) -> Result<(StatusCode, axum::Json<RunView>), ApiError> {
     let wf = &api.wf;
-    let new_id = f.new_run_id.filter(|i| !i.is_empty()).unwrap_or_else(|| format!("{run_id}-fork-{}", now_ms()));
+    let new_id =
+        f.new_run_id.filter(|i| !i.is_empty()).unwrap_or_else(|| format!("{run_id}-fork-{}", now_ms()));
     let run = wf.fork(&run_id, &f.from_step, &new_id).await?;
     if wf.registered().contains(&run.workflow) {
         let input = run.input.as_deref().and_then(|i| serde_json::from_str(i).ok()).unwrap_or(Value::Null);

@@ -131,11 +131,15 @@ pub(crate) async fn show_session(
     let wf = &api.wf;
     let info = sessions::list(wf).await?.into_iter().find(|s| s.agent == agent && s.session == session);
     let Some(info) = info else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no session `{session}` of agent `{agent}`")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no session `{session}` of agent `{agent}`"),
+        ));
     };
     let messages = sessions::messages(wf, &agent, &session).await?;
     let prefix = format!("{agent}:{session}#");
-    let waiting = wf.list_runs(&RunFilter::new().workflow(SESSION_WORKFLOW).status(RunStatus::Waiting)).await?;
+    let waiting =
+        wf.list_runs(&RunFilter::new().workflow(SESSION_WORKFLOW).status(RunStatus::Waiting)).await?;
     let pending = waiting
         .into_iter()
         .filter(|r| r.run_id.starts_with(&prefix))
@@ -175,10 +179,8 @@ pub(crate) struct TurnReply {
 
 fn fresh_turn_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("http-{nanos:x}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -216,8 +218,8 @@ pub(crate) async fn send_turn(
     };
     let turn_id = turn.turn_id.filter(|t| !t.is_empty()).unwrap_or_else(fresh_turn_id);
     let task = tokio::spawn(send(session.clone(), turn_id.clone(), turn.message));
-    let output = task
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the turn's task ended abnormally: {e}")))??;
+    let output = task.await.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the turn's task ended abnormally: {e}"))
+    })??;
     Ok(axum::Json(TurnReply { agent, session, turn_id, output }))
 }

@@ -73,7 +73,11 @@ struct Decision {
 pub fn engine() -> Workflow {
     let wf = Workflow::builder("server-tests").store(MemoryStore::new()).default_retries(0).build();
     wf.register_fn("approval", |_ctx, title: String| async move {
-        let draft = step("draft", move || async move { Ok::<_, std::io::Error>(format!("draft of {title}")) }).await?;
+        let draft = step("draft", move || {
+            let title = title.clone();
+            async move { Ok::<_, std::io::Error>(format!("draft of {title}")) }
+        })
+        .await?;
         let d: Decision = signal("manager-approval").await?;
         Ok::<_, Error>(if d.approved { format!("published {draft}") } else { format!("held {draft}") })
     });
@@ -112,7 +116,14 @@ pub async fn wait_for(wf: &Workflow, run_id: &str, status: RunStatus) {
 /// A server whose run `waiting-1` of `approval` waits for `manager-approval`.
 pub async fn with_waiting_run() -> Server {
     let s = serve(engine()).await;
-    let r = send(&s.addr, "POST", "/api/runs", &authed(), br#"{"workflow":"approval","run_id":"waiting-1","input":"Q3"}"#).await;
+    let r = send(
+        &s.addr,
+        "POST",
+        "/api/runs",
+        &authed(),
+        br#"{"workflow":"approval","run_id":"waiting-1","input":"Q3"}"#,
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.body);
     wait_for(&s.wf, "waiting-1", RunStatus::Waiting).await;
     s
