@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 
 async fn get(addr: &str, path: &str) -> (u16, Value) {
     let r = send(addr, "GET", path, &[("Authorization", BEARER)], b"").await;
-    (r.status, r.json())
+    (r.status, common::json(&r))
 }
 
 async fn post(addr: &str, path: &str, body: &str) -> (u16, Value) {
     let r = send(addr, "POST", path, &authed(), body.as_bytes()).await;
-    (r.status, r.json())
+    (r.status, common::json(&r))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +137,7 @@ async fn the_served_openapi_document_is_the_checked_in_one() {
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("application/json"));
     assert_eq!(r.body, generated);
-    let doc = r.json();
+    let doc = common::json(&r);
     for path in [
         "/api/runs",
         "/api/runs/{run_id}",

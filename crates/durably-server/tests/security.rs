@@ -40,7 +40,7 @@ fn no_secret(r: &Reply, what: &str) {
 fn unauthorized(r: &Reply, what: &str) {
     assert_eq!(r.status, 401, "{what}: {} {}", r.status, r.body);
     assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{what}");
-    assert!(!r.json()["error"].as_str().unwrap().is_empty(), "{what}: says why");
+    assert!(!common::json(r)["error"].as_str().unwrap().is_empty(), "{what}: says why");
     no_secret(r, what);
 }
 
@@ -200,7 +200,7 @@ async fn an_oversized_body_is_413_and_changes_nothing() {
     for (path, _) in WRITES {
         let r = send(&s.addr, "POST", path, &authed(), big.as_bytes()).await;
         assert_eq!(r.status, 413, "POST {path}: {}", r.body);
-        assert!(r.json()["error"].as_str().unwrap().contains("1048576 bytes"), "{}", r.body);
+        assert!(common::json(&r)["error"].as_str().unwrap().contains("1048576 bytes"), "{}", r.body);
     }
     unchanged(&s.wf).await;
 
@@ -219,11 +219,13 @@ async fn an_oversized_body_is_413_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_4xx() {
     let s = with_waiting_run().await;
-    let cases: [(&str, &str, u16, &str); 9] = [
+    let cases: [(&str, &str, u16, &str); 11] = [
         ("/api/runs", "{oops", 400, "not valid"),
         ("/api/runs", r#"{"workflow":"approval"}"#, 400, "missing field `run_id`"),
         ("/api/runs", r#"{"workflow":"approval","run_id":"a","extra":1}"#, 400, "unknown field `extra`"),
         ("/api/runs", r#"{"workflow":"nope","run_id":"a"}"#, 404, "no workflow is registered as `nope`"),
+        ("/api/runs", r#"{"workflow":"approval","run_id":"a\u0000b"}"#, 400, "contains a control character"),
+        ("/api/runs", r#"{"workflow":"approval","run_id":""}"#, 400, "run_id is empty"),
         ("/api/runs/ghost/approve", "{}", 404, "no run with id `ghost`"),
         ("/api/runs/ghost/cancel", "", 404, "no run with id `ghost`"),
         ("/api/runs/ghost/signals/x", "1", 404, "no run with id `ghost`"),
@@ -238,7 +240,7 @@ async fn bad_input_gets_a_clear_4xx() {
     for (path, body, status, says) in cases {
         let r = send(&s.addr, "POST", path, &authed(), body.as_bytes()).await;
         assert_eq!(r.status, status, "POST {path} {body}: {}", r.body);
-        let error = r.json()["error"].as_str().unwrap().to_owned();
+        let error = common::json(&r)["error"].as_str().unwrap().to_owned();
         assert!(error.contains(says), "POST {path} {body}: {error}");
     }
     for (path, status, says) in [
@@ -251,7 +253,7 @@ async fn bad_input_gets_a_clear_4xx() {
     ] {
         let r = send(&s.addr, "GET", path, &[("Authorization", BEARER)], b"").await;
         assert_eq!(r.status, status, "GET {path}: {}", r.body);
-        assert!(r.json()["error"].as_str().unwrap().contains(says), "GET {path}: {}", r.body);
+        assert!(common::json(&r)["error"].as_str().unwrap().contains(says), "GET {path}: {}", r.body);
     }
     unchanged(&s.wf).await;
 }
@@ -294,7 +296,7 @@ async fn without_a_token_only_on_loopback_and_the_host_is_still_checked() {
     let s = Server { addr: bound.to_string(), wf };
     let r = send(&s.addr, "GET", "/api/workflows", &[], b"").await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["workflows"], serde_json::json!(["approval"]));
+    assert_eq!(common::json(&r)["workflows"], serde_json::json!(["approval"]));
     let r = send(&s.addr, "GET", "/api/workflows", &[("Host", "evil.example")], b"").await;
     forbidden(&r, "a foreign Host without a token");
     let r = send(

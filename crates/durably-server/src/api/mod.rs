@@ -207,6 +207,14 @@ pub(crate) async fn body_bytes(req: Request, state: &ApiState) -> Result<Bytes, 
     })
 }
 
+/// Names for an error message: `a, b`, or `none`.
+pub(crate) fn listed<S: AsRef<str>>(names: &[S]) -> String {
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    names.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ")
+}
+
 /// A stored JSON text as a JSON value (a text that is not JSON, as a string).
 fn json_value(text: Option<&str>) -> Option<Value> {
     text.map(|t| serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_owned())))

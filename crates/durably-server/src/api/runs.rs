@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiState, ErrorBody, JsonBody, RunView, body_bytes};
+use super::{ApiError, ApiState, ErrorBody, JsonBody, RunView, body_bytes, listed};
 use crate::start;
 
 /// The most runs one list returns.
@@ -107,13 +107,11 @@ pub(crate) async fn start_run(
             format!(
                 "no workflow is registered as `{}` on this server (registered: {})",
                 start.workflow,
-                if registered.is_empty() { "none".to_owned() } else { registered.join(", ") }
+                listed(&registered)
             ),
         ));
     }
-    if start.run_id.is_empty() {
-        return Err(ApiError::bad_request("run_id is empty"));
-    }
+    check_run_id(&start.run_id)?;
     if let Some(run) = wf.get_run(&start.run_id).await? {
         if run.workflow != start.workflow {
             return Err(ApiError::new(
@@ -129,6 +127,26 @@ pub(crate) async fn start_run(
     start::start_run(wf, &start.workflow, &start.run_id, &start.input).await?;
     let run = existing(wf, &start.run_id).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(RunView::summary(run))))
+}
+
+/// The longest run id a start accepts, in bytes.
+const MAX_RUN_ID_BYTES: usize = 512;
+
+/// A run id a client may choose: not empty, not too long, no control characters.
+fn check_run_id(run_id: &str) -> Result<(), ApiError> {
+    let shown = crate::text::preview(run_id, 60);
+    if run_id.is_empty() {
+        Err(ApiError::bad_request("run_id is empty"))
+    } else if run_id.len() > MAX_RUN_ID_BYTES {
+        Err(ApiError::bad_request(format!(
+            "run_id `{shown}` is {} bytes long (at most {MAX_RUN_ID_BYTES})",
+            run_id.len()
+        )))
+    } else if run_id.chars().any(char::is_control) {
+        Err(ApiError::bad_request(format!("run_id `{shown}` contains a control character")))
+    } else {
+        Ok(())
+    }
 }
 
 async fn existing(wf: &Workflow, run_id: &str) -> Result<RunRecord, ApiError> {
@@ -343,6 +361,7 @@ pub(crate) async fn fork(
     let wf = &api.wf;
     let new_id =
         f.new_run_id.filter(|i| !i.is_empty()).unwrap_or_else(|| format!("{run_id}-fork-{}", now_ms()));
+    check_run_id(&new_id)?;
     let run = wf.fork(&run_id, &f.from_step, &new_id).await?;
     if wf.registered().contains(&run.workflow) {
         let input = run.input.as_deref().and_then(|i| serde_json::from_str(i).ok()).unwrap_or(Value::Null);

@@ -11,7 +11,7 @@ use durably_core::{RunFilter, RunStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, ApiState, ErrorBody, JsonBody};
+use super::{ApiError, ApiState, ErrorBody, JsonBody, listed};
 
 /// Filters of `GET /api/sessions`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -210,10 +210,7 @@ pub(crate) async fn send_turn(
         let known: Vec<&str> = api.agents.keys().map(String::as_str).collect();
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!(
-                "no agent `{agent}` takes session turns on this server (registered: {})",
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-            ),
+            format!("no agent `{agent}` takes session turns on this server (registered: {})", listed(&known)),
         ));
     };
     let turn_id = turn.turn_id.filter(|t| !t.is_empty()).unwrap_or_else(fresh_turn_id);
