@@ -227,7 +227,7 @@ pub(crate) struct RunView {
     run_id: String,
     /// The workflow the run belongs to.
     workflow: String,
-    /// `running`, `waiting`, `completed`, `failed` or `cancelled`.
+    /// `enqueued`, `running`, `waiting`, `completed`, `failed` or `cancelled`.
     #[schema(example = "waiting")]
     status: String,
     /// The run's input.

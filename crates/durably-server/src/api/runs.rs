@@ -21,7 +21,7 @@ const DEFAULT_LIST: usize = 100;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RunsQuery {
-    /// Only runs in this status: running, waiting, completed, failed or cancelled.
+    /// Only runs in this status: enqueued, running, waiting, completed, failed or cancelled.
     status: Option<String>,
     /// Only runs of this workflow.
     workflow: Option<String>,
