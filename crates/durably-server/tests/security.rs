@@ -312,3 +312,20 @@ async fn without_a_token_only_on_loopback_and_the_host_is_still_checked() {
     let err = ServerConfig::new("0.0.0.0:0".parse().unwrap(), Auth::InsecureLoopback).unwrap_err();
     assert!(err.to_string().contains("without a token"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_names_the_operation_but_not_the_drivers_error() {
+    use durably_testkit::faults::{FaultStore, Op};
+    let store = FaultStore::new(durably_core::MemoryStore::new());
+    store.fail_from(Op::ListRuns, 1);
+    let wf = Workflow::builder("server-tests")
+        .store(store)
+        .store_retry(durably_core::RetryPolicy::new(0, durably_core::Backoff::default()))
+        .build();
+    let s = common::serve(wf).await;
+    let r = send(&s.addr, "GET", "/api/runs", &[("Authorization", BEARER)], b"").await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    let error = common::json(&r)["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("the store failed during list_runs"), "{error}");
+    assert!(!error.contains("injected fault"), "the driver's error stays in the log: {error}");
+}

@@ -171,11 +171,18 @@ impl From<Error> for ApiError {
             | Error::Cancelled { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            // Store errors can carry connection details: they go to the log, not to the client.
-            tracing::error!(error = %e, "request failed");
-            return ApiError::new(status, "internal error; the server's log has the details");
+        if let Error::Store { op, run_id, .. } = &e {
+            // A driver's error can carry connection details (a URL with a password): it goes
+            // to the log, the client learns only which operation failed.
+            tracing::error!(error = %e, "request failed in the store");
+            let run = run_id.as_deref().map(|r| format!(" of run `{r}`")).unwrap_or_default();
+            return ApiError::new(
+                status,
+                format!("the store failed during {op}{run}; the server's log has the details"),
+            );
         }
+        // A workflow's or a model's error is the text the run records (agents redact secrets
+        // from it, rule 20 of docs/design.md), readable in the run anyway.
         ApiError::new(status, e.to_string())
     }
 }
