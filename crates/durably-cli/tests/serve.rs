@@ -1,5 +1,5 @@
 //! `durably serve`: the HTTP API and the dashboard behind a bearer token read from a file or
-//! the environment; without a token only on loopback with `--insecure-loopback`. A request
+//! the environment (browsers sign in at `/login` once); without a token only on loopback with `--insecure-loopback`. A request
 //! without the token changes nothing in the store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -89,6 +89,24 @@ async fn serve_needs_the_token_for_the_api_and_the_dashboard() {
     let (code, page) = request(&addr, "GET", "/runs/approval-1", Some(TOKEN), "").await;
     assert_eq!(code, 200);
     assert!(page.contains("Waiting on signal <code>manager-approval</code>"), "{page}");
+    // A browser signs in once; the dashboard's pages then load with the cookie alone.
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = client.get(format!("http://{addr}/")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!((res.status().as_u16(), res.headers()["location"].to_str().unwrap()), (303, "/login"));
+    let res = client
+        .post(format!("http://{addr}/login"))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"token":"{TOKEN}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 204);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let res =
+        client.get(format!("http://{addr}/runs/approval-1")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.text().await.unwrap().contains("Waiting on signal <code>manager-approval</code>"));
+
     let (code, body) = request(&addr, "POST", "/api/runs/approval-1/approve", Some(TOKEN), "{}").await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(

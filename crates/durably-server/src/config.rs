@@ -116,9 +116,30 @@ impl Token {
     /// digests is compared, so the time taken tells nothing about the token or its length.
     pub fn matches(&self, presented: &[u8]) -> bool {
         let other: [u8; 32] = Sha256::digest(presented).into();
-        let diff = self.digest.iter().zip(other.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(diff) == 0
+        same(&self.digest, &other)
     }
+
+    /// The value of the dashboard's login cookie: derived from the token, so the browser never
+    /// keeps the token itself, and useless once the token changes.
+    pub(crate) fn session_value(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"durably-session/");
+        h.update(self.digest);
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether `presented` is [`session_value`](Self::session_value), compared like a token.
+    pub(crate) fn matches_session(&self, presented: &[u8]) -> bool {
+        let expected: [u8; 32] = Sha256::digest(self.session_value().as_bytes()).into();
+        let other: [u8; 32] = Sha256::digest(presented).into();
+        same(&expected, &other)
+    }
+}
+
+/// Every byte compared, whatever the first difference.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 /// How requests authenticate.

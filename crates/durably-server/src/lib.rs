@@ -28,6 +28,7 @@
 mod api;
 mod config;
 pub mod guard;
+mod login;
 mod secure;
 mod start;
 mod text;

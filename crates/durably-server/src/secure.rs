@@ -1,5 +1,6 @@
 //! The layers in front of every route of a server: the guard (`Host`, same origin, JSON; see
-//! [`crate::guard`]), then authentication, then the body size limit. Each refuses a request
+//! [`crate::guard`]), then the body size limit, then authentication (a bearer token, or the
+//! login cookie of a browser). Each refuses a request
 //! before it reaches a handler, so a refused request changes nothing (rule 21 of
 //! docs/design.md).
 
@@ -9,20 +10,24 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::api::ApiError;
 use crate::config::{Auth, ServerConfig};
 use crate::guard::guarded;
+use crate::login;
 
 /// Puts `config`'s guard, authentication and body limit in front of `routes`.
+/// Browsers sign in at `/login` (a page that sets a cookie derived from the token): the only
+/// routes open without the token.
 pub fn secure(routes: Router, config: &ServerConfig) -> Router {
     let limit = config.body_limit;
     let auth = Arc::new(config.auth.clone());
     let routes = routes
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(limit, declared_length))
-        .layer(axum::middleware::from_fn_with_state(auth, authenticate));
+        .layer(axum::middleware::from_fn_with_state(auth.clone(), authenticate))
+        .merge(login::routes(auth))
+        .layer(axum::middleware::from_fn_with_state(limit, declared_length));
     guarded(routes, config.hosts.clone())
 }
 
@@ -33,7 +38,12 @@ async fn authenticate(State(auth): State<Arc<Auth>>, req: Request, next: Next) -
     };
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
     let problem = match (values.next(), values.next()) {
-        (None, _) => Some("this server needs `Authorization: Bearer <token>`"),
+        (None, _) => match login::session_of(req.headers()) {
+            Some(session) if token.matches_session(session) => None,
+            Some(_) => Some("the login has expired or is not this server's; sign in again at /login"),
+            None if wants_page(&req) => return Redirect::to("/login").into_response(),
+            None => Some("this server needs `Authorization: Bearer <token>` (browsers: sign in at /login)"),
+        },
         (Some(_), Some(_)) => Some("more than one Authorization header"),
         (Some(value), None) => {
             let bytes = value.as_bytes();
@@ -54,6 +64,17 @@ async fn authenticate(State(auth): State<Arc<Auth>>, req: Request, next: Next) -
             res
         }
     }
+}
+
+/// A browser navigating to a page (not a script calling the API): sent to the login page.
+fn wants_page(req: &Request) -> bool {
+    req.method() == axum::http::Method::GET
+        && !req.uri().path().starts_with("/api/")
+        && req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
 }
 
 /// Refuses a body declared larger than the limit before any of it is read; a body sent without
