@@ -200,7 +200,8 @@ fn fresh_turn_id() -> String {
 )]
 /// Sends a turn to a session and answers when it completes. The turn executes in a task of its
 /// own: a client that disconnects does not stop it, and sending the same `turn_id` again gets
-/// its answer.
+/// its answer. A turn that needs a tool approval answers once it is approved: the session's
+/// `pending` turns name the run to approve from another request.
 pub(crate) async fn send_turn(
     State(api): State<ApiState>,
     Path((agent, session)): Path<(String, String)>,
