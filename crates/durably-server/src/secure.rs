@@ -18,6 +18,7 @@ use crate::guard::guarded;
 use crate::login;
 
 /// Puts `config`'s guard, authentication and body limit in front of `routes`.
+///
 /// Browsers sign in at `/login` (a page that sets a cookie derived from the token): the only
 /// routes open without the token.
 pub fn secure(routes: Router, config: &ServerConfig) -> Router {
@@ -40,8 +41,8 @@ async fn authenticate(State(auth): State<Arc<Auth>>, req: Request, next: Next) -
     let problem = match (values.next(), values.next()) {
         (None, _) => match login::session_of(req.headers()) {
             Some(session) if token.matches_session(session) => None,
+            _ if wants_page(&req) => return Redirect::to("/login").into_response(),
             Some(_) => Some("the login has expired or is not this server's; sign in again at /login"),
-            None if wants_page(&req) => return Redirect::to("/login").into_response(),
             None => Some("this server needs `Authorization: Bearer <token>` (browsers: sign in at /login)"),
         },
         (Some(_), Some(_)) => Some("more than one Authorization header"),

@@ -57,6 +57,9 @@ async fn a_browser_signs_in_and_reads_with_the_cookie() {
         let r = send(&s.addr, "GET", "/api/runs/waiting-1", &[("Cookie", bad)], b"").await;
         assert_eq!(r.status, 401, "{bad}: {}", r.body);
     }
+    let stale = [("Cookie", forged.as_str()), ("Accept", "text/html")];
+    let r = send(&s.addr, "GET", "/runs/waiting-1", &stale, b"").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")), "a stale login signs in again");
     // The cookie does not make a cross-site write acceptable: the guard comes first.
     let r = send(
         &s.addr,
