@@ -14,6 +14,10 @@ use crate::guard::AllowedHosts;
 /// The default limit of a request body: 1 MiB. A larger one is refused with 413.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
+/// The queue runs started over HTTP go to unless the request or [`ServerConfig::queue`] names
+/// another.
+pub const DEFAULT_QUEUE: &str = "default";
+
 /// The shortest token accepted, in bytes: a short token can be guessed.
 pub const MIN_TOKEN_BYTES: usize = 16;
 
@@ -165,6 +169,7 @@ pub struct ServerConfig {
     pub(crate) hosts: AllowedHosts,
     pub(crate) body_limit: usize,
     pub(crate) agents: BTreeMap<String, TurnSender>,
+    pub(crate) queue: String,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -173,6 +178,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("auth", &self.auth)
             .field("hosts", &self.hosts)
             .field("body_limit", &self.body_limit)
+            .field("queue", &self.queue)
             .field("agents", &self.agents.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -191,6 +197,7 @@ impl ServerConfig {
             hosts: AllowedHosts::new(bound),
             body_limit: DEFAULT_BODY_LIMIT,
             agents: BTreeMap::new(),
+            queue: DEFAULT_QUEUE.to_owned(),
         })
     }
 
@@ -203,6 +210,14 @@ impl ServerConfig {
     /// The largest request body accepted, in bytes (default [`DEFAULT_BODY_LIMIT`]).
     pub fn body_limit(mut self, bytes: usize) -> ServerConfig {
         self.body_limit = bytes;
+        self
+    }
+
+    /// The queue `POST /api/runs` enqueues runs in when the request names none (default
+    /// [`DEFAULT_QUEUE`]). Define it on the engine (`wf.add_queue(Queue::new(name))`) and run a
+    /// queue worker for it (`wf.queue_worker([name]).start()`), in this process or another.
+    pub fn queue(mut self, name: impl Into<String>) -> ServerConfig {
+        self.queue = name.into();
         self
     }
 

@@ -1,5 +1,5 @@
 //! An HTTP API for durably that any language can call: start a run of a registered workflow
-//! (idempotent by run id), read runs (status, output, error, the signal awaited, steps), list
+//! (enqueued for a queue worker, idempotent by run id), read runs (status, output, error, the signal awaited, steps), list
 //! them, deliver a signal or an approval, cancel, fork, and list, read and talk to agent
 //! sessions. JSON over HTTP, described by an OpenAPI document generated from the handlers
 //! (`GET /openapi.json`, checked in as `docs/openapi.json`).
@@ -37,7 +37,9 @@ use axum::Router;
 use durably_core::Workflow;
 
 pub use api::{openapi, openapi_json};
-pub use config::{Auth, DEFAULT_BODY_LIMIT, MIN_TOKEN_BYTES, ServerConfig, ServerError, Token};
+pub use config::{
+    Auth, DEFAULT_BODY_LIMIT, DEFAULT_QUEUE, MIN_TOKEN_BYTES, ServerConfig, ServerError, Token,
+};
 pub use guard::AllowedHosts;
 pub use secure::secure;
 pub use text::preview;
@@ -48,6 +50,7 @@ pub fn router(wf: Workflow, config: ServerConfig) -> Router {
         wf,
         agents: std::sync::Arc::new(config.agents.clone()),
         body_limit: config.body_limit,
+        queue: config.queue.clone(),
     };
     secure(api::routes(state), &config)
 }

@@ -1,36 +1,32 @@
-//! Starting a run of a registered workflow: the one place the API starts runs.
+//! Starting runs: the two places the API makes a run execute.
 //!
-//! The run is created in the store first (so that it can be read as soon as the request is
-//! answered, and so that a recovery worker resumes it if this process dies), then executed in
-//! a task of its own through the engine's registry. A second start of the same run id in this
-//! process waits for the first execution instead of running it twice (rule 9 of
-//! docs/design.md).
+//! A new run is enqueued (rule 22 of docs/design.md): a queue worker of any process
+//! sharing the store executes it, and a start of the same run id changes nothing. A fork
+//! exists already when it is to run, so it cannot be enqueued: it executes in this process
+//! through the engine's registry, and a recovery worker resumes it if this process dies.
 
-use durably_core::store::prelude::*;
-use durably_core::{Error, NewRun, Result, Workflow, now_ms};
+use durably_core::{Result, Workflow};
 use serde_json::Value;
 
-/// Starts run `run_id` of the registered workflow `workflow` with `input`, without waiting for
-/// it to finish.
-pub(crate) async fn start_run(wf: &Workflow, workflow: &str, run_id: &str, input: &Value) -> Result<()> {
-    let json = serde_json::to_string(input).map_err(|source| Error::Serialize {
-        run_id: run_id.to_owned(),
-        step_id: "input".into(),
-        what: "workflow input",
-        type_name: "serde_json::Value",
-        source,
-    })?;
-    wf.store().open_run(NewRun::new(run_id, workflow, Some(json), now_ms())).await?;
-    let (wf, workflow, run_id, input) = (wf.clone(), workflow.to_owned(), run_id.to_owned(), input.clone());
+/// Enqueues run `run_id` of the registered workflow `workflow` with `input` in `queue`.
+pub(crate) async fn start_run(
+    wf: &Workflow,
+    queue: &str,
+    workflow: &str,
+    run_id: &str,
+    input: &Value,
+) -> Result<()> {
+    wf.enqueue(queue, workflow, run_id, input).await.map(drop)
+}
+
+/// Executes the existing run `run_id` of the registered workflow `workflow` in this process,
+/// without waiting for it to finish.
+pub(crate) fn execute_here(wf: &Workflow, workflow: &str, run_id: &str, input: Value) {
+    let (wf, workflow, run_id) = (wf.clone(), workflow.to_owned(), run_id.to_owned());
     tokio::spawn(async move {
         match wf.start::<Value, Value>(&workflow, run_id.clone(), &input).await {
-            Ok(_) => {
-                tracing::info!(run_id = %run_id, workflow = %workflow, "run started over HTTP completed")
-            }
-            Err(e) => {
-                tracing::info!(run_id = %run_id, workflow = %workflow, error = %e, "run started over HTTP ended")
-            }
+            Ok(_) => tracing::info!(run_id = %run_id, workflow = %workflow, "forked run completed"),
+            Err(e) => tracing::info!(run_id = %run_id, workflow = %workflow, error = %e, "forked run ended"),
         }
     });
-    Ok(())
 }

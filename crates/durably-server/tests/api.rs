@@ -54,7 +54,9 @@ async fn approve_and_reject_deliver_the_agent_approval_payload() {
     wait_for(&s.wf, "waiting-1", RunStatus::Completed).await;
     let (_, run) = get(&s.addr, "/api/runs/waiting-1").await;
     assert_eq!(run["output"], "published draft of Q3");
-    assert_eq!(run["signals"][0]["payload"], json!({ "approved": true }));
+    let signals = run["signals"].as_array().unwrap();
+    let approval = signals.iter().find(|s| s["name"] == "manager-approval").unwrap();
+    assert_eq!(approval["payload"], json!({ "approved": true }));
     let (code, body) = post(&s.addr, "/api/runs/waiting-1/approve", "{}").await;
     assert_eq!(code, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains("is completed, not waiting"), "{body}");
@@ -67,8 +69,8 @@ async fn approve_and_reject_deliver_the_agent_approval_payload() {
     assert_eq!(code, 200);
     wait_for(&s.wf, "waiting-2", RunStatus::Completed).await;
     assert_eq!(s.wf.output::<String>("waiting-2").await.unwrap().unwrap(), "held draft of Q4");
-    let signals = s.wf.store().list_signals("waiting-2").await.unwrap();
-    assert_eq!(signals[0].payload, r#"{"approved":false,"reason":"numbers are wrong"}"#);
+    let decision = s.wf.store().get_signal("waiting-2", "manager-approval").await.unwrap();
+    assert_eq!(decision.as_deref(), Some(r#"{"approved":false,"reason":"numbers are wrong"}"#));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

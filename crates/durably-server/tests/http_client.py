@@ -87,7 +87,8 @@ def main():
     check("250 EUR" in run["output"], "the output is the agent's answer", run["output"])
     names = [s["step_id"] for s in run["steps"]]
     check(any("transfer_funds" in n for n in names), "the tool call is a recorded step", names)
-    check(run["signals"][0]["payload"] == {"approved": True}, "the approval is recorded", run["signals"])
+    approvals = [s["payload"] for s in run["signals"] if s["name"] == signal]
+    check(approvals == [{"approved": True}], "the approval is recorded", run["signals"])
 
     turn = {"message": "Hello, what did you pay?", "turn_id": "py-turn-1"}
     status, reply = call("POST", "/api/sessions/payouts/py-chat/turns", turn)

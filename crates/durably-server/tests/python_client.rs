@@ -83,6 +83,8 @@ async fn a_python_client_starts_an_agent_run_approves_its_tool_call_and_reads_th
     let run = s.wf.get_run("py-payout-1").await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Completed);
     let signals = s.wf.store().list_signals("py-payout-1").await.unwrap();
-    assert_eq!(signals.len(), 1);
-    assert!(signals[0].name.starts_with("approve:"), "{signals:?}");
+    let approvals: Vec<_> = signals.iter().filter(|s| s.name.starts_with("approve:")).collect();
+    assert_eq!(approvals.len(), 1, "{signals:?}");
+    assert_eq!(approvals[0].payload, r#"{"approved":true}"#);
+    assert_eq!(run.queue.as_deref(), Some(durably_server::DEFAULT_QUEUE), "the run went through the queue");
 }

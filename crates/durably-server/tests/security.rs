@@ -219,11 +219,13 @@ async fn an_oversized_body_is_413_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_4xx() {
     let s = with_waiting_run().await;
-    let cases: [(&str, &str, u16, &str); 11] = [
+    let cases: [(&str, &str, u16, &str); 13] = [
         ("/api/runs", "{oops", 400, "not valid"),
         ("/api/runs", r#"{"workflow":"approval"}"#, 400, "missing field `run_id`"),
         ("/api/runs", r#"{"workflow":"approval","run_id":"a","extra":1}"#, 400, "unknown field `extra`"),
         ("/api/runs", r#"{"workflow":"nope","run_id":"a"}"#, 404, "no workflow is registered as `nope`"),
+        ("/api/runs", r#"{"workflow":"approval","run_id":"a","input":42}"#, 400, "run `a`"),
+        ("/api/runs", r#"{"workflow":"approval","run_id":"a","queue":"nope"}"#, 400, "no queue `nope`"),
         ("/api/runs", r#"{"workflow":"approval","run_id":"a\u0000b"}"#, 400, "contains a control character"),
         ("/api/runs", r#"{"workflow":"approval","run_id":""}"#, 400, "run_id is empty"),
         ("/api/runs/ghost/approve", "{}", 404, "no run with id `ghost`"),
@@ -293,7 +295,7 @@ async fn without_a_token_only_on_loopback_and_the_host_is_still_checked() {
     let config = ServerConfig::new(bound, Auth::InsecureLoopback).unwrap();
     let wf = common::engine();
     tokio::spawn(durably_server::serve(listener, durably_server::router(wf.clone(), config)));
-    let s = Server { addr: bound.to_string(), wf };
+    let s = Server { addr: bound.to_string(), wf, worker: None };
     let r = send(&s.addr, "GET", "/api/workflows", &[], b"").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(common::json(&r)["workflows"], serde_json::json!(["approval"]));

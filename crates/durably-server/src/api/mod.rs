@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::{DEFAULT_BODY_LIMIT, TurnSender};
+use crate::config::{DEFAULT_BODY_LIMIT, DEFAULT_QUEUE, TurnSender};
 
 mod runs;
 mod sessions;
@@ -29,11 +29,17 @@ pub(crate) struct ApiState {
     pub(crate) wf: Workflow,
     pub(crate) agents: Arc<BTreeMap<String, TurnSender>>,
     pub(crate) body_limit: usize,
+    pub(crate) queue: String,
 }
 
 impl ApiState {
     pub(crate) fn new(wf: Workflow) -> Self {
-        ApiState { wf, agents: Arc::default(), body_limit: DEFAULT_BODY_LIMIT }
+        ApiState {
+            wf,
+            agents: Arc::default(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            queue: DEFAULT_QUEUE.to_owned(),
+        }
     }
 }
 
@@ -245,6 +251,10 @@ pub(crate) struct RunView {
     error: Option<String>,
     /// The signal a waiting run waits for (`approve:<step>` for an agent's tool approval).
     waiting_on: Option<String>,
+    /// The queue it was enqueued in, if it was.
+    queue: Option<String>,
+    /// The run that started it as a child, if one did.
+    parent_id: Option<String>,
     /// When the run was created, in milliseconds since the Unix epoch.
     created_at_ms: i64,
     /// When it last changed.
@@ -267,6 +277,8 @@ impl RunView {
             workflow: run.workflow,
             error: run.error,
             waiting_on: run.waiting_on,
+            queue: run.queue,
+            parent_id: run.parent_id,
             created_at_ms: run.created_at_ms,
             updated_at_ms: run.updated_at_ms,
             steps: None,

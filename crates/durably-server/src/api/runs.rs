@@ -81,20 +81,24 @@ pub(crate) struct StartRun {
     /// The workflow's input.
     #[serde(default)]
     input: Value,
+    /// The queue to enqueue the run in (default: the server's, `default` unless configured).
+    #[serde(default)]
+    queue: Option<String>,
 }
 
 #[utoipa::path(
     post, path = "/api/runs", tag = "runs", request_body = StartRun,
     responses(
-        (status = 202, description = "The run was created and is executing", body = RunView),
+        (status = 202, description = "The run was enqueued for a queue worker", body = RunView),
         (status = 200, description = "A run with this id existed: it is returned, nothing is started", body = RunView),
-        (status = 400, description = "The body is not a start request", body = ErrorBody),
+        (status = 400, description = "The body is not a start request, the input does not fit the workflow, or the queue is not defined", body = ErrorBody),
         (status = 404, description = "No workflow of that name is registered", body = ErrorBody),
         (status = 409, description = "The run id belongs to another workflow", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
     )
 )]
-/// Starts a run of a registered workflow, idempotently by run id.
+/// Starts a run of a registered workflow, idempotently by run id: it is enqueued, and a queue
+/// worker of any process sharing the store executes it.
 pub(crate) async fn start_run(
     State(api): State<ApiState>,
     JsonBody(start): JsonBody<StartRun>,
@@ -124,7 +128,13 @@ pub(crate) async fn start_run(
         }
         return Ok((StatusCode::OK, axum::Json(RunView::summary(run))));
     }
-    start::start_run(wf, &start.workflow, &start.run_id, &start.input).await?;
+    let queue = start.queue.as_deref().filter(|q| !q.is_empty()).unwrap_or(&api.queue);
+    start::start_run(wf, queue, &start.workflow, &start.run_id, &start.input).await.map_err(|e| match e {
+        // The input was checked against the workflow's argument type before anything was
+        // enqueued: the client's mistake.
+        durably_core::Error::Deserialize { .. } => ApiError::bad_request(e.to_string()),
+        other => ApiError::from(other),
+    })?;
     let run = existing(wf, &start.run_id).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(RunView::summary(run))))
 }
@@ -365,7 +375,7 @@ pub(crate) async fn fork(
     let run = wf.fork(&run_id, &f.from_step, &new_id).await?;
     if wf.registered().contains(&run.workflow) {
         let input = run.input.as_deref().and_then(|i| serde_json::from_str(i).ok()).unwrap_or(Value::Null);
-        start::start_run(wf, &run.workflow, &new_id, &input).await?;
+        start::execute_here(wf, &run.workflow, &new_id, input);
     }
     Ok((StatusCode::CREATED, axum::Json(RunView::summary(existing(wf, &new_id).await?))))
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use durably_core::{Error, MemoryStore, RunStatus, Workflow, signal, step};
+use durably_core::{Error, MemoryStore, Queue, RunStatus, WorkerHandle, Workflow, signal, step};
 use durably_server::{Auth, ServerConfig, Token};
 use serde::Deserialize;
 use serde_json::Value;
@@ -35,10 +35,11 @@ struct Decision {
     approved: bool,
 }
 
-/// An engine with the workflow `approval` registered: a `draft` step, then a wait on
-/// `manager-approval`, then `published` or `held`.
+/// An engine with the queue `default` and the workflow `approval` registered: a `draft` step,
+/// then a wait on `manager-approval`, then `published` or `held`.
 pub fn engine() -> Workflow {
     let wf = Workflow::builder("server-tests").store(MemoryStore::new()).default_retries(0).build();
+    wf.add_queue(Queue::new(durably_server::DEFAULT_QUEUE)).unwrap();
     wf.register_fn("approval", |_ctx, title: String| async move {
         let draft = step("draft", move || {
             let title = title.clone();
@@ -54,6 +55,8 @@ pub fn engine() -> Workflow {
 pub struct Server {
     pub addr: String,
     pub wf: Workflow,
+    /// The queue worker executing the runs the API enqueues.
+    pub worker: Option<WorkerHandle>,
 }
 
 /// Serves `wf` on a loopback port with the test token, configured further by `more`.
@@ -62,7 +65,9 @@ pub async fn serve_with(wf: Workflow, more: impl FnOnce(ServerConfig) -> ServerC
     let bound = listener.local_addr().unwrap();
     let config = more(ServerConfig::new(bound, Auth::Token(Token::new(TOKEN).unwrap())).unwrap());
     tokio::spawn(durably_server::serve(listener, durably_server::router(wf.clone(), config)));
-    Server { addr: bound.to_string(), wf }
+    let has_queue = !wf.queues().is_empty();
+    let worker = has_queue.then(|| wf.queue_worker([durably_server::DEFAULT_QUEUE]).start().unwrap());
+    Server { addr: bound.to_string(), wf, worker }
 }
 
 pub async fn serve(wf: Workflow) -> Server {
