@@ -1,12 +1,13 @@
 //! The `durably` command line: inspect runs, answer signals and approvals, cancel, fork, purge,
-//! export and import runs, and serve a web dashboard (`durably ui`). The binary only parses;
+//! export and import runs, serve a web dashboard (`durably ui`) and the HTTP API with the
+//! dashboard behind a token (`durably serve`). The binary only parses;
 //! everything happens here, on a [`Workflow`] over the store named by `--store`.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use durably_core::{RunExport, RunFilter, RunRecord, RunStatus, Workflow, now_ms};
 
@@ -150,7 +151,25 @@ pub enum Command {
         #[arg(long = "allowed-host", value_name = "NAME")]
         allowed_hosts: Vec<String>,
     },
+    /// Serve the HTTP API (described at /openapi.json) and the dashboard, behind a bearer token.
+    Serve {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Also answer requests addressed to NAME (`host` or `host:port`); repeatable.
+        #[arg(long = "allowed-host", value_name = "NAME")]
+        allowed_hosts: Vec<String>,
+        /// Read the API token from this file (default: the DURABLY_TOKEN environment variable).
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// Serve without a token; refused unless the address is a loopback one.
+        #[arg(long)]
+        insecure_loopback: bool,
+    },
 }
+
+/// The environment variable `durably serve` reads its token from.
+pub const TOKEN_ENV: &str = "DURABLY_TOKEN";
 
 /// Logs to standard error, filtered by `RUST_LOG` (default: warnings).
 pub fn init_tracing() {
@@ -323,6 +342,30 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             writeln!(out, "durably dashboard on http://{}/", listener.local_addr()?)?;
             out.flush()?;
             ui::serve_with(listener, wf, hosts).await?;
+        }
+        Command::Serve { addr, allowed_hosts, token_file, insecure_loopback } => {
+            let auth = match token_file {
+                Some(path) => durably_server::Auth::Token(durably_server::Token::from_file(path)?),
+                None if std::env::var_os(TOKEN_ENV).is_some() => {
+                    durably_server::Auth::Token(durably_server::Token::from_env(TOKEN_ENV)?)
+                }
+                None if insecure_loopback => durably_server::Auth::InsecureLoopback,
+                None => bail!(
+                    "durably serve needs a token: --token-file PATH or {TOKEN_ENV} (or, on a loopback address \
+                     only, --insecure-loopback)"
+                ),
+            };
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("could not listen on {addr}"))?;
+            let bound = listener.local_addr()?;
+            let mut config = durably_server::ServerConfig::new(bound, auth)?;
+            for name in &allowed_hosts {
+                config = config.allow_host(name)?;
+            }
+            writeln!(out, "durably API on http://{bound}/api (OpenAPI at /openapi.json, dashboard at /)")?;
+            out.flush()?;
+            durably_server::serve(listener, durably_server::secure(ui::app(wf), &config)).await?;
         }
     }
     Ok(())
