@@ -20,6 +20,9 @@ pub const DEFAULT_WORKER_CONCURRENCY: usize = 16;
 pub const DEFAULT_PARK_AFTER: Duration = Duration::from_secs(5);
 /// The first pause after a wake-up that brought no run the worker could take.
 const MIN_BACKOFF: Duration = Duration::from_millis(5);
+/// How often a worker reports its queues' depth (a `durably.queue.depth` event per queue,
+/// which the OpenTelemetry layer turns into a gauge).
+const DEPTH_REPORT: Duration = Duration::from_secs(10);
 /// At most this many runs per claim.
 const CLAIM_BATCH: usize = 64;
 
@@ -139,12 +142,17 @@ impl QueueWorker {
         let mut running: JoinSet<String> = JoinSet::new();
         let mut per_queue: HashMap<String, usize> = HashMap::new();
         let mut backoff = MIN_BACKOFF;
+        let mut next_report = tokio::time::Instant::now();
         tracing::info!(target: "durably", queues = ?names, concurrency = self.concurrency, "queue worker started");
         loop {
             while let Some(done) = running.try_join_next() {
                 if let Ok(queue) = done {
                     per_queue.entry(queue).and_modify(|n| *n = n.saturating_sub(1));
                 }
+            }
+            if tokio::time::Instant::now() >= next_report {
+                next_report += DEPTH_REPORT;
+                report_depths(&*store, &queues).await;
             }
             let mut claimed_full_batch = false;
             let mut claimed_any = false;
@@ -214,6 +222,26 @@ impl QueueWorker {
         if drained.is_err() {
             tracing::info!(target: "durably", left = running.len(), "grace period over; stopping the runs still executing");
             running.shutdown().await;
+        }
+    }
+}
+
+/// One `durably.queue.depth` event per queue: its enqueued runs.
+async fn report_depths(store: &dyn crate::store::Store, queues: &[Queue]) {
+    for queue in queues {
+        match store.queue_stats(queue.name(), store.now_ms()).await {
+            Ok(stats) => tracing::event!(
+                target: "durably",
+                tracing::Level::DEBUG,
+                durably.queue = %queue.name(),
+                durably.queue.depth = stats.enqueued,
+                durably.queue.executing = stats.executing,
+                durably.queue.parked = stats.parked,
+                "queue depth"
+            ),
+            Err(e) => {
+                tracing::debug!(target: "durably", queue = queue.name(), error = %e, "could not read the queue's counts")
+            }
         }
     }
 }
