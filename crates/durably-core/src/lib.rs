@@ -28,6 +28,7 @@ mod patch;
 pub mod private;
 mod queue;
 mod recovery;
+mod schedule;
 mod signal;
 pub mod store;
 mod store_retry;
@@ -48,6 +49,7 @@ pub use memory::MemoryStore;
 pub use patch::patched;
 pub use queue::{EnqueueOptions, Queue, RunHandle};
 pub use recovery::{DurableWorkflow, RecoveryReport, WorkerHandle};
+pub use schedule::{MAX_MISSED_TICKS, Missed, Schedule};
 pub use signal::{signal, signal_timeout, sleep};
 pub use store::{
     Admin, Claim, EventRecord, Events, Journal, Lease, LeaseOutcome, Leases, NewEvent, NewRun, QueueLimits,

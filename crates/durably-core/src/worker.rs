@@ -143,8 +143,11 @@ impl QueueWorker {
         let mut per_queue: HashMap<String, usize> = HashMap::new();
         let mut backoff = MIN_BACKOFF;
         let mut next_report = tokio::time::Instant::now();
+        // Ticks the schedules of these queues (rule 24 of docs/design.md).
+        let mut ticker = crate::schedule::Ticker::new(&wf, &names);
         tracing::info!(target: "durably", queues = ?names, concurrency = self.concurrency, "queue worker started");
         loop {
+            ticker.tick().await;
             while let Some(done) = running.try_join_next() {
                 if let Ok(queue) = done {
                     per_queue.entry(queue).and_modify(|n| *n = n.saturating_sub(1));
@@ -194,7 +197,9 @@ impl QueueWorker {
             let full = running.len() >= self.concurrency;
             // A store may wake the worker for runs it cannot take (its limits are reached): a
             // wake-up that came at once and brought nothing is followed by a growing pause.
-            let (pause, poll, store, names) = (backoff, self.poll, &store, &names);
+            let tick_in = ticker.next_in();
+            let poll = tick_in.map_or(self.poll, |tick_in| tick_in.min(self.poll));
+            let (pause, store, names) = (backoff, &store, &names);
             let wait = async move {
                 let started = tokio::time::Instant::now();
                 store.wait_for_work(names, poll).await;
@@ -209,6 +214,7 @@ impl QueueWorker {
                         per_queue.entry(queue).and_modify(|n| *n = n.saturating_sub(1));
                     }
                 }
+                () = tokio::time::sleep(tick_in.unwrap_or_default()), if full && tick_in.is_some() => {}
                 () = wait, if !full => {
                     if !claimed_any {
                         backoff = (backoff * 2).min(self.poll);

@@ -40,6 +40,8 @@ pub(crate) struct Engine {
     pub(crate) registry: Registry,
     /// The queues defined on this engine.
     pub(crate) queues: crate::queue::Queues,
+    /// The schedules defined on this engine.
+    pub(crate) schedules: crate::schedule::Schedules,
     /// Runs executing in this process: a second execution of the same id waits for the first.
     active: Mutex<HashMap<String, Arc<ActiveRun>>>,
     /// Renews the leases of every run this engine executes, in one store call per period.
@@ -293,6 +295,7 @@ impl WorkflowBuilder {
                 lease_ttl: self.lease_ttl,
                 registry: Registry::default(),
                 queues: crate::queue::Queues::default(),
+                schedules: crate::schedule::Schedules::default(),
                 active: Mutex::new(HashMap::new()),
             }),
             wait_for_lease: self.wait_for_lease,
