@@ -110,11 +110,12 @@
 pub use durably_core::{
     Admin, Backoff, BoxError, Child, ChildHandle, DEFAULT_LEASE_TTL, DEFAULT_PARK_AFTER, DEFAULT_RETRIES,
     DEFAULT_WORKER_CONCURRENCY, DurableWorkflow, EnqueueOptions, Error, Events, Journal, Lease, LeaseOutcome,
-    Leases, MemoryStore, NewRun, Queue, QueueStats, QueueWorker, Queues, RecoveryReport, Result, RetryPolicy,
-    Retryable, RunContext, RunFilter, RunHandle, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
-    Signals, SingleProcess, State, StepInfo, StepRecord, StepStatus, Store, StoreErrorKind, TaskCall,
-    WorkerHandle, Workflow, WorkflowBuilder, backoff, child, current_step, idempotency_key, journal, now_ms,
-    patched, signal, signal_timeout, sleep, spawn, state, step, store,
+    Leases, MAX_MISSED_TICKS, MemoryStore, Missed, NewRun, Queue, QueueStats, QueueWorker, Queues,
+    RecoveryReport, Result, RetryPolicy, Retryable, RunContext, RunFilter, RunHandle, RunHistory, RunRecord,
+    RunStatus, RunUpdate, Schedule, SignalRecord, Signals, SingleProcess, State, StepInfo, StepRecord,
+    StepStatus, Store, StoreErrorKind, TaskCall, WorkerHandle, Workflow, WorkflowBuilder, backoff, child,
+    current_step, idempotency_key, journal, now_ms, patched, signal, signal_timeout, sleep, spawn, state,
+    step, store,
 };
 /// `#[durably::durable_pipeline]` is [`workflow`] under its python-durable name, for multi-agent
 /// pipelines: agent runs (`durably::agent::openai::OpenAiAgent::run`, the rig `DurableAgent`)
@@ -180,8 +181,8 @@ pub mod prelude {
     pub use crate::OpenSqlite as _;
     pub use crate::backoff::{constant, exponential, linear};
     pub use crate::{
-        Error, Queue, RunContext, State, Workflow, child, patched, signal, signal_timeout, sleep, spawn,
-        step, task, workflow,
+        Error, Missed, Queue, RunContext, Schedule, State, Workflow, child, patched, signal, signal_timeout,
+        sleep, spawn, step, task, workflow,
     };
 }
 

@@ -34,6 +34,7 @@ mod queues;
 mod recover;
 mod replay;
 mod retries;
+mod schedules;
 mod signals;
 
 pub use bad_input::*;
@@ -44,6 +45,7 @@ pub use queues::*;
 pub use recover::*;
 pub use replay::*;
 pub use retries::*;
+pub use schedules::*;
 pub use signals::*;
 
 /// The table of behaviours: hands every name, once, to the macro `[$then]` (a path), after the
@@ -144,6 +146,14 @@ macro_rules! __engine_table {
             cancelling_a_parent_cancels_its_children
             patched_keeps_runs_started_before_a_change_on_the_old_code
             a_stopped_worker_hands_its_runs_to_another
+            // schedules
+            each_tick_of_a_schedule_runs_once_across_two_workers
+            missed_ticks_are_all_enqueued_with_run_all
+            only_the_latest_missed_tick_is_enqueued_with_run_once
+            missed_ticks_are_skipped_with_skip
+            a_schedule_without_runs_in_the_store_has_missed_nothing
+            run_all_enqueues_at_most_the_latest_thousand_missed_ticks
+            add_schedule_refuses_bad_schedules_naming_them
         }
     };
 }
