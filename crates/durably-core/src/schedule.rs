@@ -39,6 +39,11 @@ const RETRY_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// What a worker does with the ticks of a schedule that passed while no worker of its queue ran:
 /// those after the schedule's last tick in the store and before the worker started.
+///
+/// A worker finds the last tick among the newest 1,000 runs of the schedule's workflow in its
+/// queue (give the schedule a queue of its own if that workflow is enqueued there often), so a
+/// schedule whose runs were all purged, or a new one, has missed nothing. Ticks that fall due
+/// while a worker runs are enqueued whatever the policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Missed {
@@ -423,19 +428,19 @@ async fn catch_up(wf: &Workflow, schedule: &Compiled, seen: DateTime<Utc>) -> Re
     if missed.is_empty() {
         return Ok(seen);
     }
-    let more = if missed.len() > MAX_MISSED_TICKS { "more than " } else { "" };
+    let over_bound = missed.len() > MAX_MISSED_TICKS;
+    let count = if over_bound { format!("more than {MAX_MISSED_TICKS}") } else { missed.len().to_string() };
+    missed.truncate(keep);
     tracing::info!(
-        target: "durably", schedule = name, %last, ?policy,
-        "{more}{} ticks passed while no worker ran; enqueuing {}", missed.len().min(MAX_MISSED_TICKS),
-        missed.len().min(keep),
+        target: "durably", schedule = name, last_tick = %last, ?policy, missed = %count, enqueued = missed.len(),
+        "ticks passed while no worker ran"
     );
-    if policy == Missed::RunAll && missed.len() > MAX_MISSED_TICKS {
+    if policy == Missed::RunAll && over_bound {
         tracing::warn!(
-            target: "durably", schedule = name, %last,
-            "Missed::RunAll enqueues at most {MAX_MISSED_TICKS} missed ticks: the older ones are skipped"
+            target: "durably", schedule = name, last_tick = %last,
+            "{count} ticks were missed; Missed::RunAll enqueues the latest {MAX_MISSED_TICKS} only (MAX_MISSED_TICKS), the older ones are skipped"
         );
     }
-    missed.truncate(keep);
     for tick in missed.into_iter().rev() {
         enqueue(wf, schedule, tick).await?;
     }
