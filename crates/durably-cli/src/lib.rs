@@ -13,6 +13,7 @@ use durably_core::{RunExport, RunFilter, RunRecord, RunStatus, Workflow, now_ms}
 
 pub mod format;
 pub mod queues;
+pub mod schedules;
 pub mod sessions;
 pub mod store;
 pub mod ui;
@@ -80,6 +81,15 @@ pub enum Command {
         /// Only this queue.
         #[arg(long)]
         queue: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the cron schedules whose ticks (runs `<schedule>@<tick time>`) are in the store.
+    Schedules {
+        /// Look at the newest this many runs.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -242,6 +252,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         }
         Command::Sessions { agent, json } => sessions::list(&wf, agent.as_deref(), json, out).await?,
         Command::Queues { queue, json } => queues::list(&wf, queue.as_deref(), json, out).await?,
+        Command::Schedules { limit, json } => schedules::list(&wf, limit, json, out).await?,
         Command::Pending { json } => {
             let runs = wf.list_runs(&RunFilter::new().status(RunStatus::Waiting)).await?;
             if json {

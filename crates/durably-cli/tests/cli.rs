@@ -287,3 +287,27 @@ async fn queues_lists_what_waits_executes_and_is_parked() {
         Some(Some("0"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_lists_the_schedules_whose_ticks_are_in_the_store() {
+    let (_dir, db) = prepared().await;
+    let table = ok(durably(&db).arg("schedules"));
+    assert!(table.starts_with("no schedule runs"), "{table}");
+    {
+        let wf = engine(sqlite(&db).await);
+        wf.add_queue(durably_core::Queue::new("reports")).unwrap();
+        wf.register_fn("report", |_ctx, (): ()| async move { Ok::<_, Error>(()) });
+        for tick in ["2026-12-01T08:00:00Z", "2026-12-02T08:00:00Z"] {
+            wf.enqueue("reports", "report", &format!("daily@{tick}"), &()).await.unwrap();
+        }
+    }
+    let table = ok(durably(&db).arg("schedules"));
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("SCHEDULE"), "{table}");
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row, ["daily", "report", "reports", "2", "2026-12-02", "08:00:00", "enqueued"], "{table}");
+    assert_eq!(lines.next(), None, "only the schedule's runs are listed: {table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(durably(&db).args(["schedules", "--json"]))).unwrap();
+    assert_eq!(json[0]["last_run_id"], "daily@2026-12-02T08:00:00Z");
+}

@@ -179,10 +179,35 @@ impl Schedule {
         self.missed
     }
 
-    /// The run id of the tick at `tick`: `<name>@<tick in RFC 3339, UTC, whole seconds>`.
-    pub fn run_id_at(&self, tick: DateTime<Utc>) -> String {
-        format!("{}@{}", self.name, tick.to_rfc3339_opts(SecondsFormat::Secs, true))
+    /// The run id of the tick at `tick_ms` (milliseconds since the Unix epoch):
+    /// `<name>@<the tick in RFC 3339, UTC, whole seconds>`, such as `nightly@2026-12-03T02:00:00Z`.
+    pub fn run_id_at(&self, tick_ms: i64) -> String {
+        tick_run_id(&self.name, at_ms(tick_ms))
     }
+
+    /// The schedule name and the tick time (milliseconds since the Unix epoch) of a tick's run
+    /// id; `None` for a run id of any other form.
+    ///
+    /// ```
+    /// use durably_core::Schedule;
+    ///
+    /// assert_eq!(Schedule::parse_run_id("nightly@1970-01-01T00:00:01Z"), Some(("nightly", 1_000)));
+    /// assert_eq!(Schedule::parse_run_id("order-7"), None);
+    /// ```
+    pub fn parse_run_id(run_id: &str) -> Option<(&str, i64)> {
+        let (name, tick) = run_id.split_once('@')?;
+        let time = DateTime::parse_from_rfc3339(tick).ok()?.with_timezone(&Utc);
+        (!name.is_empty() && format_tick(time) == tick).then_some((name, time.timestamp_millis()))
+    }
+}
+
+/// A tick time as its run ids spell it: RFC 3339, UTC, whole seconds.
+fn format_tick(tick: DateTime<Utc>) -> String {
+    tick.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn tick_run_id(name: &str, tick: DateTime<Utc>) -> String {
+    format!("{name}@{}", format_tick(tick))
 }
 
 /// A schedule checked by [`Workflow::add_schedule`], with its cron expression and time zone
@@ -303,7 +328,7 @@ impl Workflow {
         };
         self.engine
             .registry
-            .check_input(&compiled.schedule.workflow, &compiled.schedule.run_id_at(first), &compiled.input)
+            .check_input(&compiled.schedule.workflow, &tick_run_id(name.as_str(), first), &compiled.input)
             .map_err(|e| {
                 invalid(format!("its input cannot start workflow `{}`: {e}", compiled.schedule.workflow))
             })?;
@@ -453,20 +478,19 @@ async fn last_tick(wf: &Workflow, schedule: &Compiled) -> Result<Option<DateTime
         .workflow(&schedule.schedule.workflow)
         .queue(&schedule.queue)
         .limit(LAST_TICK_LOOKBACK);
-    let prefix = format!("{}@", schedule.schedule.name);
     let runs = wf.store().list_runs(&filter).await?;
     Ok(runs
         .iter()
-        .filter_map(|run| run.run_id.strip_prefix(&prefix))
-        .filter_map(|tick| DateTime::parse_from_rfc3339(tick).ok())
-        .map(|tick| tick.with_timezone(&Utc))
+        .filter_map(|run| Schedule::parse_run_id(&run.run_id))
+        .filter(|(name, _)| *name == schedule.schedule.name)
+        .map(|(_, tick_ms)| at_ms(tick_ms))
         .max())
 }
 
 /// Enqueues the tick's run. A store failure is returned, to try again; any other refusal (a
 /// run of another workflow holding the tick's id) is logged and the tick skipped.
 async fn enqueue(wf: &Workflow, schedule: &Compiled, tick: DateTime<Utc>) -> Result<()> {
-    let run_id = schedule.schedule.run_id_at(tick);
+    let run_id = tick_run_id(&schedule.schedule.name, tick);
     let queue = &schedule.queue;
     match wf
         .enqueue_json(
@@ -535,6 +559,19 @@ mod tests {
     #[test]
     fn a_tick_run_id_is_the_name_and_the_utc_second() {
         let schedule = Schedule::new("nightly", "0 2 * * *", "w");
-        assert_eq!(schedule.run_id_at(t("2026-12-03T02:00:00.250+00:00")), "nightly@2026-12-03T02:00:00Z");
+        let run_id = schedule.run_id_at(t("2026-12-03T02:00:00.250+00:00").timestamp_millis());
+        assert_eq!(run_id, "nightly@2026-12-03T02:00:00Z");
+        assert_eq!(
+            Schedule::parse_run_id(&run_id),
+            Some(("nightly", t("2026-12-03T02:00:00Z").timestamp_millis()))
+        );
+        for other in [
+            "nightly",
+            "@2026-12-03T02:00:00Z",
+            "nightly@2026-12-03T03:00:00+01:00",
+            "nightly@2026-12-03T02:00:00.250Z",
+        ] {
+            assert_eq!(Schedule::parse_run_id(other), None, "{other}");
+        }
     }
 }

@@ -54,11 +54,11 @@ async fn ticks(wf: &Workflow, name: &str) -> Vec<DateTime<Utc>> {
         .await
         .unwrap()
         .iter()
-        .filter_map(|run| run.run_id.strip_prefix(&prefix))
-        .map(|tick| {
-            let time = at(tick);
-            assert_eq!(tick, time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "a tick's run id");
-            time
+        .filter(|run| run.run_id.starts_with(&prefix))
+        .map(|run| {
+            let (schedule, tick_ms) = Schedule::parse_run_id(&run.run_id).expect("a tick's run id");
+            assert_eq!(schedule, name);
+            DateTime::from_timestamp_millis(tick_ms).unwrap()
         })
         .collect();
     ticks.sort();
