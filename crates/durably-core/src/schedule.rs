@@ -42,8 +42,9 @@ const RETRY_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 ///
 /// A worker finds the last tick among the newest 1,000 runs of the schedule's workflow in its
 /// queue (give the schedule a queue of its own if that workflow is enqueued there often), so a
-/// schedule whose runs were all purged, or a new one, has missed nothing. Ticks that fall due
-/// while a worker runs are enqueued whatever the policy.
+/// schedule whose runs were all purged, or a new one, has missed nothing (and purging its newest
+/// tick runs while older ones stay makes the ticks after those look missed). Ticks that fall
+/// due while a worker runs are enqueued whatever the policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Missed {
