@@ -338,9 +338,8 @@ fn main() -> ExitCode {
         Some(Command::WaitingChild { store, location, runs, poll_ms, namespace }) => {
             runtime.block_on(waiting::child(store, location, runs, Duration::from_millis(poll_ms), namespace))
         }
-        Some(Command::ParkedChild { store, location, runs, poll_ms, namespace }) => {
-            runtime.block_on(queues::parked_child(store, location, runs, Duration::from_millis(poll_ms), namespace))
-        }
+        Some(Command::ParkedChild { store, location, runs, poll_ms, namespace }) => runtime
+            .block_on(queues::parked_child(store, location, runs, Duration::from_millis(poll_ms), namespace)),
         None => runtime.block_on(bench(cli.opts)),
     };
     match result {

@@ -114,10 +114,9 @@ pub(crate) async fn throughput(target: &Target, runs: u64, workers: usize) -> an
         h.shutdown().await;
     }
     let executed = done.load(Ordering::Relaxed);
-    let completed = producer
-        .list_runs(&durably::RunFilter::new().status(durably::RunStatus::Completed))
-        .await?
-        .len() as u64;
+    let completed =
+        producer.list_runs(&durably::RunFilter::new().status(durably::RunStatus::Completed)).await?.len()
+            as u64;
     Ok(Record::throughput(&scenario, target.kind.label(), runs, total)
         .errors(runs.saturating_sub(completed))
         .with("workers", workers as u64)
@@ -238,19 +237,25 @@ pub(crate) async fn parked(target: &Target, runs: u64) -> anyhow::Result<Record>
         let stderr = String::from_utf8_lossy(&out.stderr);
         bail!("the parked child printed no report ({}): {}", out.status, stderr.trim());
     };
-    let r: ParkedReport = serde_json::from_str(line).with_context(|| format!("parked child said {line:?}"))?;
+    let r: ParkedReport =
+        serde_json::from_str(line).with_context(|| format!("parked child said {line:?}"))?;
     let samples: Vec<Duration> = r.resume_us.iter().map(|us| Duration::from_secs_f64(us / 1e6)).collect();
     let grown = r.rss_mb - r.baseline_rss_mb;
-    let mut rec = Record::throughput("parked_runs", target.kind.label(), r.runs, Duration::from_secs_f64(r.park_all_ms / 1e3))
-        .percentiles(&samples)
-        .errors(r.errors)
-        .with("baseline_rss_mb", round(r.baseline_rss_mb, 1))
-        .with("rss_mb", round(r.rss_mb, 1))
-        .with("hwm_mb", round(r.hwm_mb, 1))
-        .with("kb_per_run", round(grown * 1024.0 / r.runs.max(1) as f64, 3))
-        .with("rss_1m_extrapolated_mb", round(r.baseline_rss_mb + grown * 1e6 / r.runs.max(1) as f64, 0))
-        .with("enqueue_ms", round(r.enqueue_ms, 1))
-        .with("resume_samples", samples.len() as u64);
+    let mut rec = Record::throughput(
+        "parked_runs",
+        target.kind.label(),
+        r.runs,
+        Duration::from_secs_f64(r.park_all_ms / 1e3),
+    )
+    .percentiles(&samples)
+    .errors(r.errors)
+    .with("baseline_rss_mb", round(r.baseline_rss_mb, 1))
+    .with("rss_mb", round(r.rss_mb, 1))
+    .with("hwm_mb", round(r.hwm_mb, 1))
+    .with("kb_per_run", round(grown * 1024.0 / r.runs.max(1) as f64, 3))
+    .with("rss_1m_extrapolated_mb", round(r.baseline_rss_mb + grown * 1e6 / r.runs.max(1) as f64, 0))
+    .with("enqueue_ms", round(r.enqueue_ms, 1))
+    .with("resume_samples", samples.len() as u64);
     if let Some(e) = r.first_error {
         rec = rec.with("first_error", e);
     }
