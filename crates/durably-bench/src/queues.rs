@@ -52,10 +52,10 @@ async fn another(target: &Target, opened: &Opened) -> anyhow::Result<Opened> {
 async fn fill(wf: &Workflow, workflow: &str, prefix: &str, n: u64) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n {
-        if tasks.len() >= ENQUEUE_PARALLEL {
-            if let Some(r) = tasks.join_next().await {
-                r??;
-            }
+        if tasks.len() >= ENQUEUE_PARALLEL
+            && let Some(r) = tasks.join_next().await
+        {
+            r??;
         }
         let (wf, workflow, rid) = (wf.clone(), workflow.to_owned(), format!("{prefix}-{i}"));
         tasks.spawn(async move { wf.enqueue(QUEUE, &workflow, &rid, &i).await.map(|_| ()) });
