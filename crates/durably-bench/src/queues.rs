@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::report::{Record, round};
 use crate::stores::{Opened, StoreKind, Target, engine, open_store};
-use crate::waiting::status_mb;
+use crate::waiting::{run_child, status_mb};
 
 /// The queue of every scenario here, without limits.
 const QUEUE: &str = "bench";
@@ -210,33 +210,8 @@ struct ParkedReport {
 
 /// `parked_runs`: runs the `parked-child` and turns its report into the record.
 pub(crate) async fn parked(target: &Target, runs: u64) -> anyhow::Result<Record> {
-    let exe = std::env::current_exe().context("finding this program to run it as the parked child")?;
-    let child = tokio::process::Command::new(exe)
-        .arg("parked-child")
-        .arg("--store")
-        .arg(target.kind.label())
-        .arg("--location")
-        .arg(&target.location)
-        .arg("--runs")
-        .arg(runs.to_string())
-        .arg("--poll-ms")
-        .arg(target.poll.as_millis().to_string())
-        .arg("--namespace")
-        .arg(&target.namespace)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(DEADLINE, child)
-        .await
-        .map_err(|_| anyhow!("the parked child did not finish within {DEADLINE:?}"))?
-        .context("running the parked child")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let Some(line) = stdout.lines().rev().find(|l| l.starts_with('{')) else {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!("the parked child printed no report ({}): {}", out.status, stderr.trim());
-    };
+    let (status, line) = run_child("parked-child", target, runs, DEADLINE).await?;
+    let line = line.as_str();
     let r: ParkedReport =
         serde_json::from_str(line).with_context(|| format!("parked child said {line:?}"))?;
     let samples: Vec<Duration> = r.resume_us.iter().map(|us| Duration::from_secs_f64(us / 1e6)).collect();
@@ -259,9 +234,9 @@ pub(crate) async fn parked(target: &Target, runs: u64) -> anyhow::Result<Record>
     if let Some(e) = r.first_error {
         rec = rec.with("first_error", e);
     }
-    if !out.status.success() {
+    if !status.success() {
         let errors = rec.errors.max(1);
-        rec = rec.errors(errors).with("child_status", out.status.to_string());
+        rec = rec.errors(errors).with("child_status", status.to_string());
     }
     Ok(rec)
 }
