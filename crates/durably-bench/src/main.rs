@@ -74,32 +74,25 @@ enum Command {
     },
     /// Starts runs that wait on signals and reports its memory (waiting_runs).
     #[command(hide = true)]
-    WaitingChild {
-        #[arg(long)]
-        store: StoreKind,
-        #[arg(long)]
-        location: PathBuf,
-        #[arg(long)]
-        runs: u64,
-        #[arg(long)]
-        poll_ms: u64,
-        #[arg(long)]
-        namespace: String,
-    },
+    WaitingChild(ChildArgs),
     /// Parks runs waiting on a signal with a queue worker and reports its memory (parked_runs).
     #[command(hide = true)]
-    ParkedChild {
-        #[arg(long)]
-        store: StoreKind,
-        #[arg(long)]
-        location: PathBuf,
-        #[arg(long)]
-        runs: u64,
-        #[arg(long)]
-        poll_ms: u64,
-        #[arg(long)]
-        namespace: String,
-    },
+    ParkedChild(ChildArgs),
+}
+
+/// The arguments of the children that start runs on a store and report their memory.
+#[derive(Debug, clap::Args)]
+struct ChildArgs {
+    #[arg(long)]
+    store: StoreKind,
+    #[arg(long)]
+    location: PathBuf,
+    #[arg(long)]
+    runs: u64,
+    #[arg(long)]
+    poll_ms: u64,
+    #[arg(long)]
+    namespace: String,
 }
 
 /// The options of `soak`.
@@ -335,11 +328,20 @@ fn main() -> ExitCode {
         Some(Command::SignalChild { store, location, namespace }) => {
             runtime.block_on(signals::child(store, location, namespace))
         }
-        Some(Command::WaitingChild { store, location, runs, poll_ms, namespace }) => {
-            runtime.block_on(waiting::child(store, location, runs, Duration::from_millis(poll_ms), namespace))
-        }
-        Some(Command::ParkedChild { store, location, runs, poll_ms, namespace }) => runtime
-            .block_on(queues::parked_child(store, location, runs, Duration::from_millis(poll_ms), namespace)),
+        Some(Command::WaitingChild(a)) => runtime.block_on(waiting::child(
+            a.store,
+            a.location,
+            a.runs,
+            Duration::from_millis(a.poll_ms),
+            a.namespace,
+        )),
+        Some(Command::ParkedChild(a)) => runtime.block_on(queues::parked_child(
+            a.store,
+            a.location,
+            a.runs,
+            Duration::from_millis(a.poll_ms),
+            a.namespace,
+        )),
         None => runtime.block_on(bench(cli.opts)),
     };
     match result {
@@ -738,7 +740,7 @@ mod tests {
             "ns",
         ])
         .unwrap();
-        assert!(matches!(cli.command, Some(Command::WaitingChild { runs: 3, .. })));
+        assert!(matches!(cli.command, Some(Command::WaitingChild(ChildArgs { runs: 3, .. }))));
     }
 
     #[test]
