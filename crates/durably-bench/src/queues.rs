@@ -10,7 +10,8 @@
 //!   them all; the time from enqueuing the parent to its output.
 //! - `parked_runs`: in a child process of its own, `n` runs enqueued that wait on a signal are
 //!   parked by the worker (`park_after(0)`); the child's resident memory before the worker
-//!   starts and once every run is parked, then the resume latency of a sample (from
+//!   starts, once half and once every run is parked (the growth of the second half, per run,
+//!   extrapolates to 1,000,000 runs), then the resume latency of a sample (from
 //!   `complete()` to the run's body running again after its replay).
 
 use std::path::PathBuf;
@@ -198,6 +199,8 @@ pub(crate) async fn fan_out(target: &Target, children: u64) -> anyhow::Result<Re
 struct ParkedReport {
     runs: u64,
     baseline_rss_mb: f64,
+    /// Once half the runs were parked.
+    rss_half_mb: f64,
     rss_mb: f64,
     hwm_mb: f64,
     enqueue_ms: f64,
@@ -216,6 +219,10 @@ pub(crate) async fn parked(target: &Target, runs: u64) -> anyhow::Result<Record>
         serde_json::from_str(line).with_context(|| format!("parked child said {line:?}"))?;
     let samples: Vec<Duration> = r.resume_us.iter().map(|us| Duration::from_secs_f64(us / 1e6)).collect();
     let grown = r.rss_mb - r.baseline_rss_mb;
+    // What the second half of the runs added, per run: the first half also pays the
+    // allocator's and the store's one-time growth, which does not recur.
+    let marginal_kb = (r.rss_mb - r.rss_half_mb).max(0.0) * 1024.0 / (r.runs - r.runs / 2).max(1) as f64;
+    let to_1m = 1_000_000u64.saturating_sub(r.runs) as f64;
     let mut rec = Record::throughput(
         "parked_runs",
         target.kind.label(),
@@ -228,7 +235,9 @@ pub(crate) async fn parked(target: &Target, runs: u64) -> anyhow::Result<Record>
     .with("rss_mb", round(r.rss_mb, 1))
     .with("hwm_mb", round(r.hwm_mb, 1))
     .with("kb_per_run", round(grown * 1024.0 / r.runs.max(1) as f64, 3))
-    .with("rss_1m_extrapolated_mb", round(r.baseline_rss_mb + grown * 1e6 / r.runs.max(1) as f64, 0))
+    .with("rss_half_mb", round(r.rss_half_mb, 1))
+    .with("marginal_kb_per_run", round(marginal_kb, 3))
+    .with("rss_1m_extrapolated_mb", round(r.rss_mb + marginal_kb * to_1m / 1024.0, 0))
     .with("enqueue_ms", round(r.enqueue_ms, 1))
     .with("resume_samples", samples.len() as u64);
     if let Some(e) = r.first_error {
@@ -273,10 +282,14 @@ pub(crate) async fn parked_child(
     let baseline = status_mb("VmRSS:").unwrap_or(0.0);
     let started = Instant::now();
     let worker = wf.queue_worker([QUEUE]).concurrency(256).park_after(Duration::ZERO).start()?;
+    let mut rss_half = None;
     loop {
         let stats = wf.queue_stats(QUEUE).await?;
         if stats.parked >= runs {
             break;
+        }
+        if rss_half.is_none() && stats.parked >= runs / 2 {
+            rss_half = status_mb("VmRSS:");
         }
         if started.elapsed() > DEADLINE {
             bail!("only {} of {runs} runs were parked after {DEADLINE:?}", stats.parked);
@@ -338,6 +351,7 @@ pub(crate) async fn parked_child(
     let report = ParkedReport {
         runs,
         baseline_rss_mb: baseline,
+        rss_half_mb: rss_half.unwrap_or(baseline),
         rss_mb: rss,
         hwm_mb: hwm,
         enqueue_ms,

@@ -227,7 +227,10 @@ pub(crate) fn checks(rep: &Reporter) -> Vec<Check> {
             } else {
                 (
                     rec.extra_f64("rss_1m_extrapolated_mb"),
-                    format!("extrapolated from {} parked runs (baseline + growth × 1,000,000 / n)", rec.n),
+                    format!(
+                        "extrapolated from {} parked runs (RSS + the second half's growth per run × the runs to 1,000,000)",
+                        rec.n
+                    ),
                 )
             };
             out.push(check_at_most(
