@@ -20,6 +20,7 @@ mod agents;
 mod engine;
 mod floor;
 mod python;
+mod queues;
 mod report;
 mod servers;
 #[cfg(feature = "agent")]
@@ -73,18 +74,25 @@ enum Command {
     },
     /// Starts runs that wait on signals and reports its memory (waiting_runs).
     #[command(hide = true)]
-    WaitingChild {
-        #[arg(long)]
-        store: StoreKind,
-        #[arg(long)]
-        location: PathBuf,
-        #[arg(long)]
-        runs: u64,
-        #[arg(long)]
-        poll_ms: u64,
-        #[arg(long)]
-        namespace: String,
-    },
+    WaitingChild(ChildArgs),
+    /// Parks runs waiting on a signal with a queue worker and reports its memory (parked_runs).
+    #[command(hide = true)]
+    ParkedChild(ChildArgs),
+}
+
+/// The arguments of the children that start runs on a store and report their memory.
+#[derive(Debug, clap::Args)]
+struct ChildArgs {
+    #[arg(long)]
+    store: StoreKind,
+    #[arg(long)]
+    location: PathBuf,
+    #[arg(long)]
+    runs: u64,
+    #[arg(long)]
+    poll_ms: u64,
+    #[arg(long)]
+    namespace: String,
 }
 
 /// The options of `soak`.
@@ -167,6 +175,9 @@ enum Group {
     Signal,
     /// waiting_runs (in a child process).
     Waiting,
+    /// queue_throughput_1w, queue_throughput_4w, enqueue_to_start, fan_out, parked_runs (the
+    /// last in a child process).
+    Queues,
     /// agent_bare, agent_durable, agent_replay, session_turns, session_retry, session_replay
     /// (feature `agent`).
     Agent,
@@ -220,6 +231,18 @@ struct Options {
     /// Runs of waiting_runs [default: 10000; quick 200].
     #[arg(long)]
     waiting: Option<u64>,
+    /// One-step runs of queue_throughput_* [default: 2000; quick 50].
+    #[arg(long)]
+    queue_runs: Option<u64>,
+    /// Trials of enqueue_to_start [default: 200; quick 10].
+    #[arg(long)]
+    enqueue_trials: Option<u64>,
+    /// Children of fan_out [default: 1000; quick 20].
+    #[arg(long)]
+    fan_out: Option<u64>,
+    /// Runs of parked_runs [default: 100000; quick 200].
+    #[arg(long)]
+    parked: Option<u64>,
     /// Rows of the one-row-per-commit floors and of store_save_step [default: 2000; quick 50].
     #[arg(long)]
     floor_rows: Option<u64>,
@@ -254,6 +277,10 @@ struct Sizes {
     signal_inproc: u64,
     signal_poll: u64,
     waiting: u64,
+    queue_runs: u64,
+    enqueue_trials: u64,
+    fan_out: u64,
+    parked: u64,
     floor_rows: u64,
     floor_batch_rows: u64,
     repeat: u32,
@@ -274,6 +301,10 @@ impl Sizes {
             signal_inproc: pick(o.signal_inproc, 200, 5),
             signal_poll: pick(o.signal_poll, 20, 2),
             waiting: pick(o.waiting, 10_000, 200),
+            queue_runs: pick(o.queue_runs, 2000, 50),
+            enqueue_trials: pick(o.enqueue_trials, 200, 10),
+            fan_out: pick(o.fan_out, 1000, 20),
+            parked: pick(o.parked, 100_000, 200),
             floor_rows: pick(o.floor_rows, 2000, 50),
             floor_batch_rows: pick(o.floor_batch_rows, 20_000, 500),
             repeat: o.repeat.unwrap_or(if q { 1 } else { 3 }),
@@ -297,9 +328,20 @@ fn main() -> ExitCode {
         Some(Command::SignalChild { store, location, namespace }) => {
             runtime.block_on(signals::child(store, location, namespace))
         }
-        Some(Command::WaitingChild { store, location, runs, poll_ms, namespace }) => {
-            runtime.block_on(waiting::child(store, location, runs, Duration::from_millis(poll_ms), namespace))
-        }
+        Some(Command::WaitingChild(a)) => runtime.block_on(waiting::child(
+            a.store,
+            a.location,
+            a.runs,
+            Duration::from_millis(a.poll_ms),
+            a.namespace,
+        )),
+        Some(Command::ParkedChild(a)) => runtime.block_on(queues::parked_child(
+            a.store,
+            a.location,
+            a.runs,
+            Duration::from_millis(a.poll_ms),
+            a.namespace,
+        )),
         None => runtime.block_on(bench(cli.opts)),
     };
     match result {
@@ -574,6 +616,22 @@ async fn bench(o: Options) -> anyhow::Result<()> {
             let r = in_target(fresh("waiting"), async |t| waiting::waiting(t, sizes.waiting).await);
             emit(&mut rep, "waiting_runs", label, r.await);
         }
+        if on(Group::Queues) {
+            for workers in [1, 4] {
+                let r = in_target(fresh(&format!("queue-{workers}w")), async |t| {
+                    queues::throughput(t, sizes.queue_runs, workers).await
+                });
+                emit(&mut rep, &format!("queue_throughput_{workers}w"), label, r.await);
+            }
+            let r = in_target(fresh("enqueue-to-start"), async |t| {
+                queues::enqueue_to_start(t, sizes.enqueue_trials).await
+            });
+            emit(&mut rep, "enqueue_to_start", label, r.await);
+            let r = in_target(fresh("fan-out"), async |t| queues::fan_out(t, sizes.fan_out).await);
+            emit(&mut rep, "fan_out", label, r.await);
+            let r = in_target(fresh("parked"), async |t| queues::parked(t, sizes.parked).await);
+            emit(&mut rep, "parked_runs", label, r.await);
+        }
     }
 
     if let Some(py) = &o.compare_python {
@@ -682,7 +740,7 @@ mod tests {
             "ns",
         ])
         .unwrap();
-        assert!(matches!(cli.command, Some(Command::WaitingChild { runs: 3, .. })));
+        assert!(matches!(cli.command, Some(Command::WaitingChild(ChildArgs { runs: 3, .. }))));
     }
 
     #[test]

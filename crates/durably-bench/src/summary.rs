@@ -220,6 +220,39 @@ pub(crate) fn checks(rep: &Reporter) -> Vec<Check> {
             ));
         }
     }
+    for store in ["sqlite-full", "sqlite-normal", "postgres"] {
+        if let Some(rec) = r("parked_runs", store) {
+            let (value, note) = if rec.n >= 1_000_000 {
+                (rec.extra_f64("rss_mb"), String::new())
+            } else {
+                (
+                    rec.extra_f64("rss_1m_extrapolated_mb"),
+                    format!(
+                        "extrapolated from {} parked runs (RSS + the second half's growth per run × the runs to 1,000,000)",
+                        rec.n
+                    ),
+                )
+            };
+            out.push(check_at_most(
+                &format!("parked_runs {store}, worker resident memory with 1,000,000 waiting runs"),
+                300.0,
+                value.filter(|_| rec.errors == 0),
+                " MB",
+                &note,
+            ));
+        }
+    }
+    for store in ["redis", "postgres"] {
+        if let Some(rec) = r("parked_runs", store) {
+            out.push(check_at_most(
+                &format!("parked_runs {store}, resume p50 after the signal"),
+                10.0,
+                rec.p50_us.filter(|_| rec.errors == 0).map(|us| us / 1e3),
+                " ms",
+                "",
+            ));
+        }
+    }
     for (store, floor) in [("redis", "floor_redis_set"), ("postgres", "floor_postgres_insert")] {
         if let Some(rec) = r("steps_fresh", store) {
             out.push(check_at_most(

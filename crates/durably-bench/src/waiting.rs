@@ -46,11 +46,19 @@ struct Report {
     first_error: Option<String>,
 }
 
-/// Runs the `waiting-child` and turns its report into the `waiting_runs` record.
-pub(crate) async fn waiting(target: &Target, runs: u64) -> anyhow::Result<Record> {
-    let exe = std::env::current_exe().context("finding this program to run it as the waiting child")?;
-    let child = tokio::process::Command::new(exe)
-        .arg("waiting-child")
+/// Runs this program again as the hidden subcommand `child` (`waiting-child`,
+/// `parked-child`) on `target` with `runs`; returns its exit status and the last JSON line it
+/// printed (its report).
+pub(crate) async fn run_child(
+    child: &str,
+    target: &Target,
+    runs: u64,
+    timeout: Duration,
+) -> anyhow::Result<(std::process::ExitStatus, String)> {
+    let exe =
+        std::env::current_exe().with_context(|| format!("finding this program to run it as {child}"))?;
+    let output = tokio::process::Command::new(exe)
+        .arg(child)
         .arg("--store")
         .arg(target.kind.label())
         .arg("--location")
@@ -66,15 +74,22 @@ pub(crate) async fn waiting(target: &Target, runs: u64) -> anyhow::Result<Record
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(900), child)
+    let out = tokio::time::timeout(timeout, output)
         .await
-        .map_err(|_| anyhow!("the waiting child did not finish within 900 s"))?
-        .context("running the waiting child")?;
+        .map_err(|_| anyhow!("{child} did not finish within {timeout:?}"))?
+        .with_context(|| format!("running {child}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let Some(line) = stdout.lines().rev().find(|l| l.starts_with('{')) else {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!("the waiting child printed no report ({}): {}", out.status, stderr.trim());
+        bail!("{child} printed no report ({}): {}", out.status, stderr.trim());
     };
+    Ok((out.status, line.to_owned()))
+}
+
+/// Runs the `waiting-child` and turns its report into the `waiting_runs` record.
+pub(crate) async fn waiting(target: &Target, runs: u64) -> anyhow::Result<Record> {
+    let (status, line) = run_child("waiting-child", target, runs, Duration::from_secs(900)).await?;
+    let line = line.as_str();
     let r: Report = serde_json::from_str(line).with_context(|| format!("waiting child said {line:?}"))?;
     let ready = Duration::from_secs_f64(r.all_waiting_ms / 1e3);
     let mut rec = Record::throughput("waiting_runs", target.kind.label(), r.runs, ready)
@@ -89,9 +104,9 @@ pub(crate) async fn waiting(target: &Target, runs: u64) -> anyhow::Result<Record
     if let Some(e) = r.first_error {
         rec = rec.with("first_error", e);
     }
-    if !out.status.success() {
+    if !status.success() {
         let errors = rec.errors.max(1);
-        rec = rec.errors(errors).with("child_status", out.status.to_string());
+        rec = rec.errors(errors).with("child_status", status.to_string());
     }
     Ok(rec)
 }

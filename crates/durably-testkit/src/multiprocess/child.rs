@@ -7,9 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use durably::{Error, RunContext, Store, Workflow, now_ms};
+use durably::{Error, Queue, RunContext, Store, Workflow, now_ms};
 
-use super::{APP, DEADLINE, INPUT, KILLED_LEASE, Log, OpenStore, STEP_PAUSE, STEPS, var};
+use super::{
+    APP, DEADLINE, INPUT, JOB_PAUSE, KILLED_LEASE, Log, OpenStore, QUEUE, QUEUE_LEASE, QUEUE_POLL,
+    STEP_PAUSE, STEPS, queue_limits, var,
+};
 
 fn env(name: &str) -> String {
     std::env::var(name)
@@ -71,7 +74,45 @@ fn engine(store: Arc<dyn Store>, lease: Duration) -> Workflow {
     wf
 }
 
+/// An engine on `store` with queue [`QUEUE`] defined (see [`queue_limits`]) and workflow `job`
+/// registered, in the parent (to enqueue) and in the queue workers alike. Each execution of a
+/// `job` run logs `exec <run> <pid> <ms>` on entry, then its step `work` (the side effect)
+/// works [`JOB_PAUSE`] and returns twice the input, then it logs `end <run> <pid> <ms>` just
+/// before returning (its lease is still held then).
+pub(crate) fn queue_engine(store: Arc<dyn Store>, log: Log) -> Workflow {
+    let wf = Workflow::builder(APP).shared_store(store).lease_ttl(QUEUE_LEASE).build();
+    wf.add_queue(queue_limits(Queue::new(QUEUE))).expect("the queue's limits are valid");
+    let log = Arc::new(log);
+    wf.register_fn("job", move |ctx: RunContext, n: u64| {
+        let log = log.clone();
+        async move {
+            let (run_id, pid) = (ctx.run_id().to_owned(), std::process::id());
+            log.append(&format!("exec {run_id} {pid} {}", now_ms()));
+            let doubled = ctx
+                .step("work", move || async move {
+                    tokio::time::sleep(JOB_PAUSE).await;
+                    Ok::<_, std::io::Error>(n * 2)
+                })
+                .step_id("work")
+                .retries(0)
+                .await?;
+            log.append(&format!("end {run_id} {pid} {}", now_ms()));
+            Ok::<_, Error>(doubled)
+        }
+    });
+    wf
+}
+
 async fn child(role: &str, store: Arc<dyn Store>) {
+    if role == "queue-worker" {
+        // Claims and executes runs of the queue until the parent kills it.
+        let wf = queue_engine(store, Log(env(var::LOG).into()));
+        let worker = wf.queue_worker([QUEUE]).concurrency(3).poll_interval(QUEUE_POLL).start().unwrap();
+        Log(env(var::LOG).into()).append(&format!("worker {}", std::process::id()));
+        tokio::time::sleep(DEADLINE).await;
+        worker.shutdown().await;
+        panic!("the queue worker was supposed to be killed or stopped within {DEADLINE:?}");
+    }
     let run_id = env(var::RUN_ID);
     // A killed worker's run is recoverable this long after its last renewal; the others hold
     // theirs long enough that no load on the machine makes them lose it mid-step.

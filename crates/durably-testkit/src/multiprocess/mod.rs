@@ -48,6 +48,7 @@ macro_rules! __multiprocess_table {
             two_processes_starting_one_run_execute_each_step_once
             a_worker_killed_mid_step_is_recovered_by_another_process_rerunning_only_that_step
             a_signal_from_another_process_wakes_the_waiting_run
+            queue_workers_killed_at_random_run_every_run_once_within_the_queue_limits
         }
     };
 }
@@ -106,6 +107,25 @@ pub(crate) const INPUT: u64 = 100;
 pub(crate) const STEP_PAUSE: Duration = Duration::from_millis(150);
 /// The lease TTL of the worker that is killed, and of the one that recovers its run.
 pub(crate) const KILLED_LEASE: Duration = Duration::from_millis(1_500);
+/// The queue of the kill scenario, and its limits.
+pub(crate) const QUEUE: &str = "proof";
+pub(crate) const QUEUE_CONCURRENCY: u32 = 3;
+pub(crate) const QUEUE_PER_KEY: u32 = 1;
+/// At most [`RATE_STARTS`] claims per [`RATE_PERIOD`]; the period is shorter than the lease
+/// TTL, so a run claimed again after its worker died never has two claims in one window.
+pub(crate) const RATE_STARTS: u32 = 8;
+pub(crate) const RATE_PERIOD: Duration = Duration::from_millis(1_000);
+/// The lease TTL of the queue workers (renewed every third of it).
+pub(crate) const QUEUE_LEASE: Duration = Duration::from_millis(1_500);
+/// How often a queue worker claims without being woken (it finds lapsed leases this way).
+pub(crate) const QUEUE_POLL: Duration = Duration::from_millis(50);
+/// How long the side-effect step of a queued run works.
+pub(crate) const JOB_PAUSE: Duration = Duration::from_millis(120);
+
+/// `queue` with the kill scenario's limits.
+pub(crate) fn queue_limits(queue: durably::Queue) -> durably::Queue {
+    queue.concurrency(QUEUE_CONCURRENCY).per_key(QUEUE_PER_KEY).rate(RATE_STARTS, RATE_PERIOD)
+}
 /// How long any child, or any wait on one, may take before the test gives up.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -221,6 +241,10 @@ pub(crate) struct Child {
 }
 
 impl Child {
+    pub(crate) fn id(&self) -> u32 {
+        self.process.id()
+    }
+
     pub(crate) fn is_running(&mut self) -> bool {
         self.process.try_wait().expect("poll a child").is_none()
     }
