@@ -14,13 +14,30 @@ impl Admin for PostgresStore {
         // NULL is `LIMIT ALL`.
         let limit: Option<i64> = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         let status = filter.status.map(RunStatus::as_str);
-        let workflow = filter.workflow.as_deref();
-        let (sql, params): (&str, Vec<&(dyn ToSql + Sync)>) = match (&status, &workflow) {
-            (None, None) => (&self.statements.list_runs[0], vec![&limit]),
-            (Some(s), None) => (&self.statements.list_runs[1], vec![&limit, s]),
-            (None, Some(w)) => (&self.statements.list_runs[2], vec![&limit, w]),
-            (Some(s), Some(w)) => (&self.statements.list_runs[3], vec![&limit, s, w]),
-        };
+        let range = filter.run_id_range();
+        let mut conditions: Vec<(&str, &(dyn ToSql + Sync))> = Vec::new();
+        if let Some(status) = &status {
+            conditions.push(("status =", status));
+        }
+        if let Some(workflow) = &filter.workflow {
+            conditions.push(("workflow =", workflow));
+        }
+        // Run ids are `COLLATE "C"`: ordered by their bytes, so a prefix is a range of the key.
+        if let Some((from, to)) = &range {
+            conditions.push(("run_id >=", from));
+            if let Some(to) = to {
+                conditions.push(("run_id <", to));
+            }
+        }
+        let mut sql = self.statements.list_runs.clone();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
+        for (i, (condition, value)) in conditions.into_iter().enumerate() {
+            let word = if i == 0 { "WHERE" } else { "AND" };
+            sql.push_str(&format!(" {word} {condition} ${}", i + 2));
+            params.push(value);
+        }
+        sql.push_str(" ORDER BY created_at_ms DESC, run_id DESC LIMIT $1");
+        let sql = sql.as_str();
         let rows = on_connection!(self, "list_runs", None::<&str>, |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query(&stmt, &params).await?)

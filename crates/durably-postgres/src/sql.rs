@@ -100,8 +100,8 @@ pub(crate) struct Statements {
     pub(crate) deliver_signal: String,
     pub(crate) get_signal: String,
     pub(crate) get_run: String,
-    /// `list_runs` with no filter, by status, by workflow, by both.
-    pub(crate) list_runs: [String; 4],
+    /// `list_runs` up to its `WHERE`: the caller adds the filter's conditions and the order.
+    pub(crate) list_runs: String,
     pub(crate) list_steps: String,
     pub(crate) acquire_lease: String,
     pub(crate) release_lease: String,
@@ -116,11 +116,6 @@ pub(crate) struct Statements {
 impl Statements {
     pub(crate) fn new(schema: &str) -> Self {
         let s = quote_ident(schema);
-        let list_runs = |filter: &str| {
-            format!(
-                "SELECT {RUN_COLUMNS} FROM {s}.runs {filter} ORDER BY created_at_ms DESC, run_id DESC LIMIT $1"
-            )
-        };
         Statements {
             // One statement, so one round trip: create or resume the run, then return it (row
             // kind 0), its steps (kind 1) and its signals (kind 2). The rows of a data-modifying
@@ -195,12 +190,7 @@ impl Statements {
             ),
             get_signal: format!("SELECT payload_text FROM {s}.signals WHERE run_id = $1 AND name = $2"),
             get_run: format!("SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1"),
-            list_runs: [
-                list_runs(""),
-                list_runs("WHERE status = $2"),
-                list_runs("WHERE workflow = $2"),
-                list_runs("WHERE status = $2 AND workflow = $3"),
-            ],
+            list_runs: format!("SELECT {RUN_COLUMNS} FROM {s}.runs"),
             list_steps: format!(
                 "SELECT {STEP_COLUMNS} FROM {s}.steps WHERE run_id = $1 ORDER BY started_at_ms, step_id"
             ),

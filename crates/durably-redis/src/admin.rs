@@ -14,6 +14,7 @@ impl Admin for RedisStore {
         call.arg(filter.status.map(|s| s.as_str()).unwrap_or(""));
         opt_arg(&mut call, filter.workflow.as_deref());
         call.arg(filter.limit.map(|l| l.to_string()).unwrap_or_else(|| "-1".to_owned()));
+        opt_arg(&mut call, filter.run_id_prefix.as_deref());
         let flats: Vec<Vec<String>> =
             call.invoke_async(&mut self.conn.clone()).await.map_err(fail("list_runs", None))?;
         decode_runs(flats)

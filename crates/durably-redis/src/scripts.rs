@@ -193,11 +193,14 @@ redis.call('ZREM', IDX_EXPIRY, enc(f[1]) .. id)
 return 1
 "#;
 
-/// ARGV[3..]: status (`''`: any), has workflow (`1`/`0`), workflow, limit (`-1`: none).
-/// Returns matching run hashes (flat), newest first. Index entries of runs that expired are
-/// dropped on the way.
+/// ARGV[3..]: status (`''`: any), has workflow (`1`/`0`), workflow, limit (`-1`: none), has
+/// run id prefix (`1`/`0`), prefix. Returns matching run hashes (flat), newest first. Index
+/// entries of runs that expired are dropped on the way. A prefix is compared with each id of the
+/// index walked before its run is read, so a family of runs costs one call, but a walk of the
+/// index (the workflow's when one is given) on the server.
 const LIST_RUNS: &str = r#"
 local status, has_wf, wf, limit = ARGV[3], ARGV[4] == '1', ARGV[5], tonumber(ARGV[6])
+local has_pfx, pfx = ARGV[7] == '1', ARGV[8]
 local out = {}
 if limit == 0 then return out end
 local idx = IDX_ALL
@@ -208,13 +211,15 @@ while true do
   if #ids == 0 then break end
   local removed = 0
   for _, id in ipairs(ids) do
-    local rec = redis.call('HGETALL', key('run', id))
-    if #rec == 0 then
-      redis.call('ZREM', idx, id)
-      removed = removed + 1
-    elseif (status == '' or field(rec, 'status') == status) and (not has_wf or field(rec, 'wf') == wf) then
-      out[#out + 1] = rec
-      if limit > 0 and #out >= limit then return out end
+    if not has_pfx or string.sub(id, 1, #pfx) == pfx then
+      local rec = redis.call('HGETALL', key('run', id))
+      if #rec == 0 then
+        redis.call('ZREM', idx, id)
+        removed = removed + 1
+      elseif (status == '' or field(rec, 'status') == status) and (not has_wf or field(rec, 'wf') == wf) then
+        out[#out + 1] = rec
+        if limit > 0 and #out >= limit then return out end
+      end
     end
   end
   start = start + #ids - removed

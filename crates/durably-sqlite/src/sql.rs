@@ -85,18 +85,6 @@ macro_rules! run_columns {
     };
 }
 
-macro_rules! list_runs_sql {
-    ($where:literal) => {
-        concat!(
-            "SELECT ",
-            run_columns!(),
-            " FROM runs ",
-            $where,
-            " ORDER BY created_at_ms DESC, run_id DESC LIMIT ?1"
-        )
-    };
-}
-
 const OPEN_RUN: &str = "
 INSERT INTO runs (run_id, workflow, status, input, output, error, waiting_on, created_at_ms, updated_at_ms)
 VALUES (?1, ?2, 'running', ?3, NULL, NULL, NULL, ?4, ?4)
@@ -378,30 +366,38 @@ pub(crate) fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunRecor
     }
 }
 
-/// Runs matching a filter, newest first.
+/// Runs matching a filter, newest first. A run id prefix is a range of the primary key, so
+/// reading the runs of one family (a session's turns) costs what they are, not the table.
 pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunRecord>, Fail> {
     // SQLite reads a negative LIMIT as "no limit".
     let limit = filter.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-    let status = filter.status.map(RunStatus::as_str);
-    let mut stmt;
-    let rows = match (status, filter.workflow.as_deref()) {
-        (None, None) => {
-            stmt = conn.prepare_cached(list_runs_sql!(""))?;
-            stmt.query(params![limit])?
-        }
-        (Some(status), None) => {
-            stmt = conn.prepare_cached(list_runs_sql!("WHERE status = ?2"))?;
-            stmt.query(params![limit, status])?
-        }
-        (None, Some(workflow)) => {
-            stmt = conn.prepare_cached(list_runs_sql!("WHERE workflow = ?2"))?;
-            stmt.query(params![limit, workflow])?
-        }
-        (Some(status), Some(workflow)) => {
-            stmt = conn.prepare_cached(list_runs_sql!("WHERE status = ?2 AND workflow = ?3"))?;
-            stmt.query(params![limit, status, workflow])?
-        }
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut values: Vec<rusqlite::types::Value> = vec![limit.into()];
+    let mut bind = |clause: &'static str, value: String| {
+        clauses.push(clause);
+        values.push(value.into());
     };
+    if let Some(status) = filter.status {
+        bind("status = ?", status.as_str().to_owned());
+    }
+    if let Some(workflow) = &filter.workflow {
+        bind("workflow = ?", workflow.clone());
+    }
+    if let Some((from, to)) = filter.run_id_range() {
+        bind("run_id >= ?", from.to_owned());
+        if let Some(to) = to {
+            bind("run_id < ?", to);
+        }
+    }
+    let mut sql = format!("SELECT {} FROM runs", run_columns!());
+    for (i, clause) in clauses.iter().enumerate() {
+        sql.push_str(if i == 0 { " WHERE " } else { " AND " });
+        // `?` numbered from 2: the limit is ?1.
+        sql.push_str(&clause.replace('?', &format!("?{}", i + 2)));
+    }
+    sql.push_str(" ORDER BY created_at_ms DESC, run_id DESC LIMIT ?1");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query(rusqlite::params_from_iter(values))?;
     collect(rows, decode_run)
 }
 
