@@ -111,6 +111,10 @@ pub(crate) struct TurnRecord<U> {
     pub(crate) model_calls: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) summary: Option<Summary>,
+    /// The turn's tool calls and their results: the messages between its user message and its
+    /// answer, in the client library's JSON, sent again with the history of later turns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) exchange: Vec<serde_json::Value>,
 }
 
 /// One turn as read from the store.
@@ -126,8 +130,8 @@ pub(crate) struct TurnState<U> {
 /// What an agent gives the session core: its engine and settings, its message type, and one
 /// invocation with a history inside the current run.
 pub(crate) trait Conversational: Clone + Send + Sync + 'static {
-    /// The client library's message type.
-    type Message: Clone + Send + 'static;
+    /// The client library's message type (a turn's tool calls are kept in its JSON).
+    type Message: Serialize + DeserializeOwned + Clone + Send + 'static;
     /// The client library's usage type.
     type Usage: Serialize + DeserializeOwned + Clone + Default + Send + Sync + 'static;
     /// The agent's stream event.
@@ -225,28 +229,41 @@ fn turn_input(run: &RunRecord) -> Result<TurnInput> {
     })
 }
 
-/// How many turn runs [`read_turns`] asks the store for at once.
-const READ_BATCH: u32 = 16;
+/// The run id prefix of every turn of `session` of `agent`: `<agent>:<session>#`. A session id
+/// holds no `#` (see [`check_id`]), so no other session's turns share it.
+pub(crate) fn turn_prefix(agent: &str, session: &str) -> String {
+    format!("{agent}:{session}#")
+}
 
-/// The turns of `session`, in order: runs `#1`, `#2`… until one is missing (asked for
-/// [`READ_BATCH`] at a time, so a store across the network costs a round trip per batch).
+/// The turns of `session`, in order, read in one store call (`list_runs` with the session's
+/// run id prefix) whatever the number of turns. The turns
+/// are dense from `#1`: the runs after a missing number are not the session's (a turn is
+/// created only after every earlier one exists), and a run like `#01` is no turn at all.
 pub(crate) async fn read_turns<U: DeserializeOwned>(
     wf: &Workflow,
     agent: &str,
     session: &str,
 ) -> Result<Vec<TurnState<U>>> {
-    let mut runs = Vec::new();
-    'batches: for batch in 0.. {
-        let first = batch * READ_BATCH + 1;
-        let ids: Vec<String> = (first..first + READ_BATCH).map(|n| turn_run_id(agent, session, n)).collect();
-        let found = futures::future::try_join_all(ids.iter().map(|id| wf.get_run(id))).await?;
-        for (run_id, run) in ids.into_iter().zip(found) {
-            match run {
-                Some(run) => runs.push((run_id, run)),
-                None => break 'batches,
-            }
-        }
-    }
+    let filter = RunFilter::new().run_id_prefix(turn_prefix(agent, session));
+    let mut numbered: Vec<(u32, RunRecord)> = wf
+        .list_runs(&filter)
+        .await?
+        .into_iter()
+        // A store outside this workspace may not know the prefix filter: checked again here.
+        .filter(|run| filter.matches(run))
+        .filter_map(|run| {
+            let n = run.run_id.rsplit_once('#')?.1;
+            let turn = n.parse::<u32>().ok().filter(|t| *t >= 1 && n == t.to_string())?;
+            Some((turn, run))
+        })
+        .collect();
+    numbered.sort_by_key(|(turn, _)| *turn);
+    let runs: Vec<(String, RunRecord)> = numbered
+        .into_iter()
+        .enumerate()
+        .take_while(|(i, (turn, _))| usize::try_from(*turn).is_ok_and(|t| t == i + 1))
+        .map(|(_, (_, run))| (run.run_id.clone(), run))
+        .collect();
     let mut turns = Vec::with_capacity(runs.len());
     for (run_id, run) in runs {
         if run.workflow != SESSION_WORKFLOW {
@@ -311,12 +328,11 @@ pub(crate) async fn list_sessions(wf: &Workflow) -> Result<Vec<SessionInfo>> {
 pub(crate) async fn delete_session(wf: &Workflow, agent: &str, session: &str) -> Result<usize> {
     check_id("session id", session)?;
     let mut deleted = 0;
-    for n in 1.. {
-        let run_id = turn_run_id(agent, session, n);
-        if !wf.store().delete_run(&run_id).await? {
-            break;
+    // The last turn first: a delete cut short leaves turns `#1..#k`, still a session.
+    for turn in read_turns::<serde_json::Value>(wf, agent, session).await?.iter().rev() {
+        if wf.store().delete_run(&turn_run_id(agent, session, turn.input.turn)).await? {
+            deleted += 1;
         }
-        deleted += 1;
     }
     Ok(deleted)
 }
@@ -365,10 +381,47 @@ fn summary_message(text: &str) -> ChatMessage {
 }
 
 /// The history a turn sends, and the compaction it makes first if any.
-struct Plan {
-    history: Vec<ChatMessage>,
+struct Plan<M> {
+    history: Vec<M>,
     /// The last turn to summarize, and the prompt that asks for the summary.
     compaction: Option<(u32, String)>,
+}
+
+/// The messages of a turn's record between its user message and its answer (its tool calls
+/// and results), in the client library's type.
+fn exchange<M: DeserializeOwned>(
+    run_id: impl Fn() -> String,
+    record: &TurnRecord<impl Sized>,
+) -> Result<Vec<M>> {
+    record
+        .exchange
+        .iter()
+        .map(|m| {
+            serde_json::from_value(m.clone()).map_err(|source| Error::Deserialize {
+                run_id: run_id(),
+                step_id: "output".into(),
+                what: "tool call message of a session turn",
+                type_name: std::any::type_name::<M>(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<M>>>()
+}
+
+/// The tool calls and results of a turn that sent `prompt` and got `messages` back: what
+/// follows the prompt's message, the answer (the last message) aside. Empty when the prompt is
+/// not found (a reply that does not carry its conversation).
+fn turn_exchange<M: Serialize>(prompt: &M, messages: &[M]) -> Vec<serde_json::Value> {
+    let (Ok(prompt), Ok(values)) = (
+        serde_json::to_value(prompt),
+        messages.iter().map(serde_json::to_value).collect::<serde_json::Result<Vec<_>>>(),
+    ) else {
+        return Vec::new();
+    };
+    match values.iter().rposition(|m| *m == prompt) {
+        Some(at) if at + 2 < values.len() => values[at + 1..values.len() - 1].to_vec(),
+        _ => Vec::new(),
+    }
 }
 
 impl<A: Conversational> SessionCore<A> {
@@ -433,7 +486,7 @@ impl<A: Conversational> SessionCore<A> {
                 }
                 if let Some(record) = &turns[k].record {
                     // Completed: its recorded answer, read with the session (no store write).
-                    return Ok(Self::reply(self.plan(&turns[..k]).history, recorded, record));
+                    return self.reply(self.plan(&turns[..k])?.history, recorded, record);
                 }
                 let input = recorded.clone();
                 return self.execute(&wf, &turns[..k], input, sink).await.map(|(_, reply)| reply);
@@ -480,30 +533,40 @@ impl<A: Conversational> SessionCore<A> {
         }
     }
 
-    /// The history turn `turns.len() + 1` sends, after a compaction if one is due.
-    fn plan(&self, turns: &[TurnState<A::Usage>]) -> Plan {
-        let done: Vec<(u32, &TurnState<A::Usage>)> =
-            turns.iter().filter(|t| t.record.is_some()).map(|t| (t.input.turn, t)).collect();
-        let summary = done.iter().rev().find_map(|(_, t)| t.record.as_ref().and_then(|r| r.summary.clone()));
+    /// The history turn `turns.len() + 1` sends, after a compaction if one is due: the summary
+    /// if there is one, then each later turn's message, tool calls and results, and answer. The
+    /// history limit counts messages and answers; a turn's tool calls go with its message.
+    fn plan(&self, turns: &[TurnState<A::Usage>]) -> Result<Plan<A::Message>> {
+        let done: Vec<(&TurnState<A::Usage>, &TurnRecord<A::Usage>)> =
+            turns.iter().filter_map(|t| t.record.as_ref().map(|r| (t, r))).collect();
+        let summary = done.iter().rev().find_map(|(_, r)| r.summary.clone());
         let through = summary.as_ref().map_or(0, |s| s.through);
-        let uncovered: Vec<&TurnState<A::Usage>> =
-            done.iter().filter(|(n, _)| *n > through).map(|(_, t)| *t).collect();
-        let owned: Vec<TurnState<A::Usage>> = uncovered.iter().map(|t| (*t).clone()).collect();
-        let recent = transcript(&owned);
-        if let (Some(after), Some(last)) = (self.options.compact_after, uncovered.last())
+        let uncovered: Vec<_> = done.into_iter().filter(|(t, _)| t.input.turn > through).collect();
+        if let (Some(after), Some((last, _))) = (self.options.compact_after, uncovered.last())
             && after > 0
             && uncovered.len() >= after
         {
-            let prompt = compaction_prompt(summary.as_ref(), &recent);
-            return Plan { history: Vec::new(), compaction: Some((last.input.turn, prompt)) };
+            let owned: Vec<TurnState<A::Usage>> = uncovered.iter().map(|(t, _)| (*t).clone()).collect();
+            let prompt = compaction_prompt(summary.as_ref(), &transcript(&owned));
+            return Ok(Plan { history: Vec::new(), compaction: Some((last.input.turn, prompt)) });
         }
         let mut history = Vec::new();
         if let Some(s) = &summary {
-            history.push(summary_message(&s.text));
+            history.push(A::message(&summary_message(&s.text)));
         }
-        let keep = self.options.history_limit.unwrap_or(usize::MAX);
-        history.extend(recent.iter().skip(recent.len().saturating_sub(keep)).cloned());
-        Plan { history, compaction: None }
+        // Messages and answers are numbered 0, 1, 2…; the first `skip` of them are left out.
+        let skip = (2 * uncovered.len()).saturating_sub(self.options.history_limit.unwrap_or(usize::MAX));
+        for (i, (turn, record)) in uncovered.into_iter().enumerate() {
+            if 2 * i >= skip {
+                history.push(A::message(&ChatMessage::user(&turn.input.message)));
+                let run_id = || turn_run_id(self.name(), &self.id, turn.input.turn);
+                history.extend(exchange::<A::Message>(run_id, record)?);
+            }
+            if 2 * i + 1 >= skip {
+                history.push(A::message(&ChatMessage::assistant(&record.output)));
+            }
+        }
+        Ok(Plan { history, compaction: None })
     }
 
     /// Executes the turn `input` (created, resumed, or returned from its record) after
@@ -515,7 +578,7 @@ impl<A: Conversational> SessionCore<A> {
         input: TurnInput,
         sink: Option<Sink<A::Event>>,
     ) -> Result<(TurnRecord<A::Usage>, AgentResponse<A::Message, A::Usage>)> {
-        let plan = self.plan(earlier);
+        let plan = self.plan(earlier)?;
         let run_id = turn_run_id(self.name(), &self.id, input.turn);
         let agent = self.agent.clone();
         let name = self.name().to_owned();
@@ -528,7 +591,7 @@ impl<A: Conversational> SessionCore<A> {
                     let prefix = format!("{name}.compact");
                     let made = agent.invoke_with(prefix, Vec::new(), prompt, None).await?;
                     let summary = Summary { through, text: made.output };
-                    let history = vec![summary_message(&summary.text)];
+                    let history = vec![A::message(&summary_message(&summary.text))];
                     (history, Some(summary))
                 }
                 None => (history, None),
@@ -538,10 +601,11 @@ impl<A: Conversational> SessionCore<A> {
                 detail: "a session turn ran outside its run".into(),
             })?;
             let prefix = step_id(&name, "", Step::Invocation(&ctx)).id;
-            let history = history.iter().map(A::message).collect();
+            let prompt = A::message(&ChatMessage::user(&message));
             let response = agent.invoke_with(prefix, history, message, sink).await?;
             Ok::<_, Error>(TurnRecord {
                 turn_id,
+                exchange: turn_exchange(&prompt, &response.messages),
                 output: response.output,
                 usage: response.usage,
                 model_calls: response.turns,
@@ -551,25 +615,27 @@ impl<A: Conversational> SessionCore<A> {
         let turn_input = WorkflowInput::new().arg("turn", &input);
         let record: TurnRecord<A::Usage> =
             run_workflow(wf, SESSION_WORKFLOW, RunId::Explicit(run_id), turn_input, body).await?;
-        let reply = Self::reply(sent, &input, &record);
+        let reply = self.reply(sent, &input, &record)?;
         Ok((record, reply))
     }
 
     /// The reply of the turn `input` whose record is `record`: the history it sent (`planned`,
-    /// or the summary it made, which replaced what it covered), its message and its answer.
+    /// or the summary it made, which replaced what it covered), its message, its tool calls and
+    /// results, and its answer.
     fn reply(
-        planned: Vec<ChatMessage>,
+        &self,
+        planned: Vec<A::Message>,
         input: &TurnInput,
         record: &TurnRecord<A::Usage>,
-    ) -> AgentResponse<A::Message, A::Usage> {
-        let sent = match &record.summary {
-            Some(made) => vec![summary_message(&made.text)],
+    ) -> Result<AgentResponse<A::Message, A::Usage>> {
+        let mut messages = match &record.summary {
+            Some(made) => vec![A::message(&summary_message(&made.text))],
             None => planned,
         };
-        let mut messages: Vec<A::Message> = sent.iter().map(A::message).collect();
         messages.push(A::message(&ChatMessage::user(&input.message)));
+        messages.extend(exchange(|| turn_run_id(self.name(), &self.id, input.turn), record)?);
         messages.push(A::message(&ChatMessage::assistant(&record.output)));
-        AgentResponse::new(record.output.clone(), messages, record.usage.clone(), record.model_calls)
+        Ok(AgentResponse::new(record.output.clone(), messages, record.usage.clone(), record.model_calls))
     }
 }
 
