@@ -17,7 +17,10 @@
 //! - History: `.history_limit(n)` sends at most the last `n` messages of the earlier turns;
 //!   `.compact_after(k)` summarizes every `k` turns with a model call recorded as a step.
 
-pub use crate::core::session::{ChatMessage, MAX_ID_BYTES, Role, SESSION_WORKFLOW, SessionInfo};
+pub use crate::core::session::{
+    ChatMessage, MAX_ID_BYTES, ResumedTurn, Role, SESSION_WORKFLOW, Session, SessionAgent, SessionInfo,
+    resume,
+};
 
 use durably_core::{Result, Workflow};
 

@@ -246,6 +246,42 @@ async fn a_crashed_turn_resumes_without_repeating_recorded_calls(store: Arc<dyn 
     assert_eq!(resumed.messages().await.unwrap().len(), 4);
 }
 
+/// A turn whose process died is resumed by `sessions::resume` of its agent on another engine
+/// (a service's start or worker), with no send: its recorded model call is not sent again,
+/// turn 1's history reaches the model, and nothing is left to resume afterwards.
+async fn resume_finishes_an_interrupted_turn_without_a_send(store: Arc<dyn Store>) {
+    let mock = MockOpenAi::start().await;
+    mock.push(MockReply::text("Hello."));
+    mock.push(MockReply::tool_calls([("lookup", json!({ "order": "E5" }))]));
+    mock.push(MockReply::text("E5 has shipped."));
+    let ran = Arc::new(AtomicU64::new(0));
+    let wf = engine(&store);
+    bot(&wf, &mock, &ran, None).session("resume").send("Hi").await.unwrap();
+    let doomed = bot(&wf, &mock, &ran, Some(Arc::new(tokio::sync::Notify::new()))).session("resume");
+    let turn = tokio::spawn(async move { doomed.send("Where is E5?").await });
+    while ran.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    turn.abort();
+    assert!(turn.await.unwrap_err().is_cancelled());
+
+    let wf2 = engine(&store);
+    let agent = bot(&wf2, &mock, &ran, None);
+    // Another agent's resume leaves the turn alone.
+    let other = OpenAiAgent::builder(&wf2).name("other").api_base(mock.base_url()).api_key("sk-x").build();
+    assert!(sessions::resume(&other).await.unwrap().is_empty());
+    let resumed = sessions::resume(&agent).await.unwrap();
+    assert_eq!(resumed.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["bot:resume#2"]);
+    for (_, task) in resumed {
+        assert_eq!(task.await.unwrap().unwrap().output, "E5 has shipped.");
+    }
+    assert_eq!((mock.requests(), ran.load(Ordering::SeqCst)), (3, 2), "a recorded call was made again");
+    assert!(mock.received()[2].to_string().contains("Hello."));
+    assert_eq!(wf2.get_run("bot:resume#2").await.unwrap().unwrap().status, RunStatus::Completed);
+    assert!(sessions::resume(&agent).await.unwrap().is_empty(), "a finished turn was resumed");
+    assert_eq!(agent.session("resume").messages().await.unwrap().len(), 4);
+}
+
 /// While a turn executes on one engine, a send of the same session on another fails at once
 /// with `RunInProgress` naming that turn; with `wait(true)` it waits, then sends after it, with
 /// that turn in its history.
@@ -317,6 +353,7 @@ macro_rules! on_store {
                 history_reaches_the_model_and_reads_back
                 a_turn_id_is_idempotent
                 a_crashed_turn_resumes_without_repeating_recorded_calls
+                resume_finishes_an_interrupted_turn_without_a_send
                 one_turn_at_a_time_across_engines
                 a_send_reads_its_session_in_one_store_call
             );

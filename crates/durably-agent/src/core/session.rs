@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use durably_core::private::{RunId, WorkflowInput, run_workflow};
+use durably_core::store::Leases as _;
 use durably_core::{Error, Result, RunContext, RunFilter, RunRecord, RunStatus, Workflow};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
@@ -127,15 +128,25 @@ pub(crate) struct TurnState<U> {
     pub(crate) record: Option<TurnRecord<U>>,
 }
 
-/// What an agent gives the session core: its engine and settings, its message type, and one
-/// invocation with a history inside the current run.
-pub(crate) trait Conversational: Clone + Send + Sync + 'static {
+/// An agent a [`Session`] converses with: rig's `DurableAgent` and the `OpenAiAgent`. It names
+/// the types a session's replies and streams have for that agent.
+pub trait SessionAgent {
     /// The client library's message type (a turn's tool calls are kept in its JSON).
     type Message: Serialize + DeserializeOwned + Clone + Send + 'static;
     /// The client library's usage type.
     type Usage: Serialize + DeserializeOwned + Clone + Default + Send + Sync + 'static;
+    /// The stream a session's `stream` returns.
+    type Stream;
+}
+
+/// What an agent gives the session core: its engine and settings, its message type, and one
+/// invocation with a history inside the current run.
+pub(crate) trait Conversational: SessionAgent + Clone + Send + Sync + 'static {
     /// The agent's stream event.
     type Event: RunEvent<Response = AgentResponse<Self::Message, Self::Usage>> + Send + 'static;
+
+    /// The stream of the turn that `start` sends, given the sink its events go to.
+    fn stream_of(start: TurnStart<Self>) -> Self::Stream;
 
     fn engine(&self) -> &Workflow;
     fn settings(&self) -> &Settings;
@@ -151,6 +162,16 @@ pub(crate) trait Conversational: Clone + Send + Sync + 'static {
         sink: Option<Sink<Self::Event>>,
     ) -> BoxFuture<'static, Result<AgentResponse<Self::Message, Self::Usage>>>;
 }
+
+/// A turn of a streaming send, started with the sink its events go to.
+pub(crate) type TurnStart<A> = Box<
+    dyn FnOnce(
+            Sink<<A as Conversational>::Event>,
+        ) -> BoxFuture<
+            'static,
+            Result<AgentResponse<<A as SessionAgent>::Message, <A as SessionAgent>::Usage>>,
+        > + Send,
+>;
 
 /// How a session sends: the history it keeps, and what a send does when another one is busy.
 #[derive(Debug, Clone, Copy, Default)]
@@ -637,6 +658,155 @@ impl<A: Conversational> SessionCore<A> {
         messages.push(A::message(&ChatMessage::assistant(&record.output)));
         Ok(AgentResponse::new(record.output.clone(), messages, record.usage.clone(), record.model_calls))
     }
+}
+
+/// A durable conversation with an agent; from the agent's `session(id)`: `rig::Session` and
+/// `openai::Session` are this type for each agent. Cheap to clone.
+///
+/// Each [`send`](Self::send) is one turn, a run of its own (`<agent>:<session>#<n>`) whose
+/// model and tool calls are steps; the history sent with it is rebuilt from the earlier turns'
+/// messages, tool calls and results, and answers. See [the sessions module](crate::sessions)
+/// for how turns are stored, and the README's "Conversations" section.
+#[derive(Clone)]
+pub struct Session<A> {
+    core: SessionCore<A>,
+}
+
+impl<A> std::fmt::Debug for Session<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.core.fmt(f)
+    }
+}
+
+// The bound is the agents' own trait: `Session` is only ever made by an agent's `session(id)`.
+#[allow(private_bounds)]
+impl<A: Conversational> Session<A> {
+    pub(crate) fn new(agent: A, id: String) -> Self {
+        Session { core: SessionCore::new(agent, id) }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.core.id
+    }
+
+    /// Sends at most the last `n` messages of the earlier turns (user messages and answers; a
+    /// turn's tool calls and results go with its message) with each turn (after the summary,
+    /// when there is one). Default: all of them.
+    pub fn history_limit(mut self, n: usize) -> Self {
+        self.core.options.history_limit = Some(n);
+        self
+    }
+
+    /// Once `turns` turns are not covered by a summary, the next turn first asks the model to
+    /// summarize them (a model call recorded as a step of that turn, not repeated on replay),
+    /// and sends the summary in their place from then on. Default: never.
+    pub fn compact_after(mut self, turns: usize) -> Self {
+        self.core.options.compact_after = Some(turns);
+        self
+    }
+
+    /// Whether a send waits while another turn of the session executes (in this process or
+    /// another): `true` waits for it; `false` (the default) fails at once with
+    /// `Error::RunInProgress` naming the session's busy turn.
+    pub fn wait(mut self, wait: bool) -> Self {
+        self.core.options.wait = wait;
+        self
+    }
+
+    /// Sends `message` as a new turn and returns the answer. Its `messages` are the history
+    /// sent, the message, the turn's tool calls and results, and the answer.
+    pub async fn send(&self, message: impl Into<String>) -> Result<AgentResponse<A::Message, A::Usage>> {
+        self.core.send(None, message.into(), None).await
+    }
+
+    /// Sends `message` as the turn `turn_id` (a request id, say): the same turn id again
+    /// returns the recorded answer with no model request, or resumes the turn where it stopped
+    /// if it did not finish. The same turn id with another message fails with
+    /// `Error::NonDeterminism`.
+    pub async fn send_with_id(
+        &self,
+        turn_id: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<AgentResponse<A::Message, A::Usage>> {
+        self.core.send(Some(turn_id.into()), message.into(), None).await
+    }
+
+    /// Like [`send`](Self::send), streaming the answer as the agent's `stream` does: live
+    /// text as it comes, a completed turn's recorded answer at once, then the response.
+    pub fn stream(&self, message: impl Into<String>) -> A::Stream {
+        let (core, message) = (self.core.clone(), message.into());
+        A::stream_of(Box::new(move |sink| {
+            Box::pin(async move { core.send(None, message, Some(sink)).await })
+        }))
+    }
+
+    /// Like [`send_with_id`](Self::send_with_id), streaming the answer.
+    pub fn stream_with_id(&self, turn_id: impl Into<String>, message: impl Into<String>) -> A::Stream {
+        let (core, turn_id, message) = (self.core.clone(), turn_id.into(), message.into());
+        A::stream_of(Box::new(move |sink| {
+            Box::pin(async move { core.send(Some(turn_id), message, Some(sink)).await })
+        }))
+    }
+
+    /// The conversation so far: each completed turn's message and answer, in order, read
+    /// from the store.
+    pub async fn messages(&self) -> Result<Vec<ChatMessage>> {
+        self.core.messages().await
+    }
+
+    /// Deletes the session (every turn's run); returns how many turns were deleted.
+    pub async fn delete(&self) -> Result<usize> {
+        self.core.delete().await
+    }
+}
+
+/// How many unfinished runs [`resume`] asks the store for at once.
+const RESUME_BATCH: usize = 1000;
+
+/// A turn that [`resume`] resumed: its run id, and the task executing it.
+pub type ResumedTurn<A> = (
+    String,
+    tokio::task::JoinHandle<Result<AgentResponse<<A as SessionAgent>::Message, <A as SessionAgent>::Usage>>>,
+);
+
+/// Resumes every unfinished turn of `agent`'s sessions that no live lease covers (its process
+/// died, or stopped renewing), as `Workflow::recover` does for registered workflows: each in a
+/// task of its own, from its recorded steps, with the history it was sent with (the session's
+/// default history options). A turn waiting for an approval waits again in its task. A turn
+/// another process takes first ends with `Error::RunInProgress` and is not executed twice.
+///
+/// `recover` and `run_worker` leave session turns alone (they list them as unregistered: a
+/// turn needs its agent); a service calls this beside them, at start and on its worker's
+/// interval. The next send of a session also finishes its unfinished turn first.
+///
+/// Needs a Tokio runtime (it spawns the turns).
+#[allow(private_bounds)]
+pub async fn resume<A: Conversational>(agent: &A) -> Result<Vec<ResumedTurn<A>>> {
+    let store = agent.engine().store();
+    let prefix = format!("{}:", agent.settings().name);
+    let mut resumed = Vec::new();
+    for run in store.recoverable_runs(store.now_ms(), RESUME_BATCH).await? {
+        if run.workflow != SESSION_WORKFLOW || !run.run_id.starts_with(&prefix) {
+            continue;
+        }
+        let input = turn_input(&run)?;
+        if turn_run_id(&input.agent, &input.session, input.turn) != run.run_id {
+            continue;
+        }
+        let core = SessionCore::new(agent.clone(), input.session);
+        tracing::info!(target: "durably", run_id = %run.run_id, "sessions: resuming an unfinished turn");
+        let task = tokio::spawn(async move { core.send(Some(input.turn_id), input.message, None).await });
+        resumed.push((run.run_id, task));
+    }
+    Ok(resumed)
+}
+
+/// The sessions of `agent` in its engine's store, most recently active first.
+pub(crate) async fn sessions_of<A: Conversational>(agent: &A) -> Result<Vec<SessionInfo>> {
+    let mut all = list_sessions(agent.engine()).await?;
+    all.retain(|s| s.agent == agent.settings().name);
+    Ok(all)
 }
 
 fn short(text: &str) -> String {
