@@ -167,8 +167,8 @@ enum Group {
     Signal,
     /// waiting_runs (in a child process).
     Waiting,
-    /// agent_bare, agent_durable, agent_replay, session_turns, session_retry, session_replay
-    /// (feature `agent`).
+    /// agent_bare, agent_durable, agent_replay, session_turns, session_retry, session_replay,
+    /// session_send (feature `agent`).
     Agent,
 }
 

@@ -3,9 +3,11 @@
 //! [`SESSION_WORKFLOW`]. The run's input is the turn (`{"turn": {agent, session, turn,
 //! turn_id, message}}`); its steps are the agent's model and tool calls, as in any agent run;
 //! its output is the turn's record (the answer, usage, model calls and, when the turn
-//! compacted the history, the summary). Nothing is copied from one turn to the next: the
-//! history a turn sends is rebuilt from the earlier turns' inputs and outputs, so storage grows
-//! with the messages, not with their square.
+//! compacted the history, the summary; when it called tools, those calls and their results).
+//! Nothing is copied from one turn to the next: the history a turn sends is rebuilt from the
+//! earlier turns' inputs and outputs, read in one `list_runs` call by the turns' run id prefix,
+//! so storage grows with the messages, not with their square, and a send costs one store read
+//! whatever the session's length.
 //!
 //! One turn at a time: a turn executes under its run's lease, and a send first finishes an
 //! unfinished turn of the session (another process's, or one that crashed): with `wait(true)`
@@ -558,8 +560,7 @@ impl<A: Conversational> SessionCore<A> {
     /// if there is one, then each later turn's message, tool calls and results, and answer. The
     /// history limit counts messages and answers; a turn's tool calls go with its message.
     fn plan(&self, turns: &[TurnState<A::Usage>]) -> Result<Plan<A::Message>> {
-        let done: Vec<(&TurnState<A::Usage>, &TurnRecord<A::Usage>)> =
-            turns.iter().filter_map(|t| t.record.as_ref().map(|r| (t, r))).collect();
+        let done: Vec<_> = turns.iter().filter_map(|t| t.record.as_ref().map(|r| (t, r))).collect();
         let summary = done.iter().rev().find_map(|(_, r)| r.summary.clone());
         let through = summary.as_ref().map_or(0, |s| s.through);
         let uncovered: Vec<_> = done.into_iter().filter(|(t, _)| t.input.turn > through).collect();
