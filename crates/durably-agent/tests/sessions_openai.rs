@@ -274,6 +274,21 @@ struct LookupArgs {
     order: String,
 }
 
+/// The agent `bot` with a tool `lookup` that says an order shipped on May 2.
+fn looking_up(wf: &Workflow, mock: &MockOpenAi) -> OpenAiAgent {
+    let lookup =
+        durably_agent::openai::Tool::new("lookup", "Looks an order up", |a: LookupArgs| async move {
+            Ok::<_, std::io::Error>(format!("order {} shipped on May 2", a.order))
+        });
+    OpenAiAgent::builder(wf)
+        .name("bot")
+        .api_base(mock.base_url())
+        .api_key("sk-test-sessions")
+        .tool(lookup)
+        .model_config(TaskConfig::new(0, constant(0.0)))
+        .build()
+}
+
 /// The messages of a request body, whole.
 fn messages(body: &Value) -> Vec<Value> {
     body["messages"].as_array().unwrap().clone()
@@ -286,20 +301,7 @@ async fn a_later_turn_sends_the_tool_calls_and_results_of_earlier_turns() {
     mock.push_all(["A1 has shipped.", "It was A1.", "Still A1."].map(MockReply::text));
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
-    let lookup = || {
-        durably_agent::openai::Tool::new("lookup", "Looks an order up", |a: LookupArgs| async move {
-            Ok::<_, std::io::Error>(format!("order {} shipped on May 2", a.order))
-        })
-    };
-    let bot = |wf: &Workflow| {
-        OpenAiAgent::builder(wf)
-            .name("bot")
-            .api_base(mock.base_url())
-            .api_key("sk-test-sessions")
-            .tool(lookup())
-            .model_config(TaskConfig::new(0, constant(0.0)))
-            .build()
-    };
+    let bot = |wf: &Workflow| looking_up(wf, &mock);
     let wf = engine(&db).await;
     let session = bot(&wf).session("orders");
     let first = session.send_with_id("t1", "Where is A1?").await.unwrap();
@@ -342,15 +344,7 @@ async fn the_history_limit_keeps_a_tool_result_with_its_call() {
     mock.push_all(["B2 has shipped.", "ok", "bye"].map(MockReply::text));
     let dir = tempfile::tempdir().unwrap();
     let wf = engine(&dir.path().join("s.db")).await;
-    let bot = OpenAiAgent::builder(&wf)
-        .name("bot")
-        .api_base(mock.base_url())
-        .api_key("sk-test-sessions")
-        .tool(durably_agent::openai::Tool::new("lookup", "Looks an order up", |a: LookupArgs| async move {
-            Ok::<_, std::io::Error>(format!("order {} shipped", a.order))
-        }))
-        .model_config(TaskConfig::new(0, constant(0.0)))
-        .build();
+    let bot = looking_up(&wf, &mock);
     // At most three messages and answers: the tool call and result are not counted…
     let session = bot.session("limited-tools").history_limit(3);
     session.send("Where is B2?").await.unwrap();

@@ -160,6 +160,15 @@ async fn reached(wf: &Workflow, run_id: &str, status: RunStatus) {
     panic!("turn {run_id} never reached {status:?}");
 }
 
+/// Drops the execution of `turn` once its tool runs, as a crash would.
+async fn crash_in_its_tool<T: std::fmt::Debug>(turn: tokio::task::JoinHandle<T>, ran: &AtomicU64) {
+    while ran.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    turn.abort();
+    assert!(turn.await.unwrap_err().is_cancelled());
+}
+
 /// Three turns, the first with a tool call: each later request carries the earlier turns'
 /// messages, tool call and result, and answers; a new engine reads the conversation back,
 /// lists the session and deletes it.
@@ -229,11 +238,7 @@ async fn a_crashed_turn_resumes_without_repeating_recorded_calls(store: Arc<dyn 
     let never = Arc::new(tokio::sync::Notify::new());
     let doomed = bot(&wf, &mock, &ran, Some(never)).session("crash");
     let turn = tokio::spawn(async move { doomed.send_with_id("req-2", "Where is C3?").await });
-    while ran.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    turn.abort();
-    assert!(turn.await.unwrap_err().is_cancelled());
+    crash_in_its_tool(turn, &ran).await;
     assert_eq!(mock.requests(), 2);
     assert_eq!(wf.get_run("bot:crash#2").await.unwrap().unwrap().status, RunStatus::Running);
 
@@ -259,11 +264,7 @@ async fn resume_finishes_an_interrupted_turn_without_a_send(store: Arc<dyn Store
     bot(&wf, &mock, &ran, None).session("resume").send("Hi").await.unwrap();
     let doomed = bot(&wf, &mock, &ran, Some(Arc::new(tokio::sync::Notify::new()))).session("resume");
     let turn = tokio::spawn(async move { doomed.send("Where is E5?").await });
-    while ran.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    turn.abort();
-    assert!(turn.await.unwrap_err().is_cancelled());
+    crash_in_its_tool(turn, &ran).await;
 
     let wf2 = engine(&store);
     let agent = bot(&wf2, &mock, &ran, None);
