@@ -267,15 +267,17 @@ pub(crate) async fn read_turns<U: DeserializeOwned>(
     agent: &str,
     session: &str,
 ) -> Result<Vec<TurnState<U>>> {
-    let filter = RunFilter::new().run_id_prefix(turn_prefix(agent, session));
+    let prefix = turn_prefix(agent, session);
+    let filter = RunFilter::new().run_id_prefix(prefix.clone());
     let mut numbered: Vec<(u32, RunRecord)> = wf
         .list_runs(&filter)
         .await?
         .into_iter()
-        // A store outside this workspace may not know the prefix filter: checked again here.
-        .filter(|run| filter.matches(run))
         .filter_map(|run| {
-            let n = run.run_id.rsplit_once('#')?.1;
+            // Only `<prefix><n>`: not another agent's turns whose name extends this prefix
+            // (an agent named `a:b#1` has turns `a:b#1:<session>#<n>`), nor a run of a store
+            // that ignored the prefix.
+            let n = run.run_id.strip_prefix(&prefix)?;
             let turn = n.parse::<u32>().ok().filter(|t| *t >= 1 && n == t.to_string())?;
             Some((turn, run))
         })
@@ -821,6 +823,38 @@ fn short(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn turns_of_an_agent_whose_name_extends_the_prefix_are_not_read() {
+        let wf = Workflow::builder("t").store(durably_core::MemoryStore::new()).build();
+        for run_id in ["a:b#1", "a:b#1:c#1", "a:b#01", "a:b#x"] {
+            let input = WorkflowInput::new().arg(
+                "turn",
+                &TurnInput {
+                    agent: "a".into(),
+                    session: "b".into(),
+                    turn: 1,
+                    turn_id: run_id.into(),
+                    message: "m".into(),
+                },
+            );
+            let record = TurnRecord {
+                turn_id: run_id.to_owned(),
+                output: "o".into(),
+                usage: serde_json::Value::Null,
+                model_calls: 1,
+                summary: None,
+                exchange: Vec::new(),
+            };
+            let body = move || async move { Ok::<_, Error>(record) };
+            let made = run_workflow(&wf, SESSION_WORKFLOW, RunId::Explicit(run_id.into()), input, body).await;
+            assert!(made.is_ok(), "{run_id}: {made:?}");
+        }
+        let turns = read_turns::<serde_json::Value>(&wf, "a", "b").await;
+        assert!(turns.is_ok(), "{:?}", turns.as_ref().err());
+        let turns = turns.unwrap_or_default();
+        assert_eq!(turns.iter().map(|t| t.input.turn_id.as_str()).collect::<Vec<_>>(), ["a:b#1"]);
+    }
 
     #[test]
     fn bad_ids_are_refused_by_name() {
