@@ -103,16 +103,18 @@
 //! | feature  | default | what it adds |
 //! |----------|---------|--------------|
 //! | `sqlite` | yes     | [`SqliteStore`] and [`Workflow::open`](OpenSqlite::open), the embedded zero-config store |
+//! | `otel`   | no      | `durably::otel`: OpenTelemetry traces (one trace per run) and metrics over OTLP |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use durably_core::{
-    Admin, Backoff, BoxError, DEFAULT_LEASE_TTL, DEFAULT_RETRIES, DurableWorkflow, Error, Journal, Lease,
-    LeaseOutcome, Leases, MemoryStore, NewRun, RecoveryReport, Result, RetryPolicy, Retryable, RunContext,
-    RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, Signals, SingleProcess, State,
-    StepInfo, StepRecord, StepStatus, Store, StoreErrorKind, TaskCall, WorkerHandle, Workflow,
-    WorkflowBuilder, backoff, current_step, idempotency_key, journal, now_ms, signal, signal_timeout, sleep,
-    spawn, state, step, store,
+    Admin, Backoff, BoxError, Child, ChildHandle, DEFAULT_LEASE_TTL, DEFAULT_PARK_AFTER, DEFAULT_RETRIES,
+    DEFAULT_WORKER_CONCURRENCY, DurableWorkflow, EnqueueOptions, Error, Events, Journal, Lease, LeaseOutcome,
+    Leases, MemoryStore, NewRun, Queue, QueueStats, QueueWorker, Queues, RecoveryReport, Result, RetryPolicy,
+    Retryable, RunContext, RunFilter, RunHandle, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
+    Signals, SingleProcess, State, StepInfo, StepRecord, StepStatus, Store, StoreErrorKind, TaskCall,
+    WorkerHandle, Workflow, WorkflowBuilder, backoff, child, current_step, idempotency_key, journal, now_ms,
+    patched, signal, signal_timeout, sleep, spawn, state, step, store,
 };
 /// `#[durably::durable_pipeline]` is [`workflow`] under its python-durable name, for multi-agent
 /// pipelines: agent runs (`durably::agent::openai::OpenAiAgent::run`, the rig `DurableAgent`)
@@ -178,7 +180,8 @@ pub mod prelude {
     pub use crate::OpenSqlite as _;
     pub use crate::backoff::{constant, exponential, linear};
     pub use crate::{
-        Error, RunContext, State, Workflow, signal, signal_timeout, sleep, spawn, step, task, workflow,
+        Error, Queue, RunContext, State, Workflow, child, patched, signal, signal_timeout, sleep, spawn,
+        step, task, workflow,
     };
 }
 
@@ -187,6 +190,25 @@ pub mod prelude {
 #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
 pub mod codec {
     pub use durably_codec::*;
+}
+
+/// OpenTelemetry (feature `otel`): the `durably-otel` crate. Each run is one trace across its
+/// executions, each step a span (replayed ones marked), each model request a span with the
+/// GenAI semantic-convention attributes; metrics of runs, steps, retries and tokens; all
+/// exported over OTLP/HTTP.
+///
+/// ```no_run
+/// # fn main() -> Result<(), durably::otel::Error> {
+/// // OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318), OTEL_SERVICE_NAME.
+/// let telemetry = durably::otel::init(durably::otel::OtelConfig::default())?;
+/// // ... run workflows ...
+/// telemetry.shutdown()?;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel {
+    pub use durably_otel::*;
 }
 
 /// The Redis store (feature `redis`).

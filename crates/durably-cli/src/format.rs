@@ -52,17 +52,7 @@ pub fn parse_age(text: &str) -> Result<i64> {
     Ok(n.saturating_mul(unit_ms))
 }
 
-/// The first `max` characters of `text` on one line, with `…` when cut.
-pub fn preview(text: &str, max: usize) -> String {
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if flat.chars().count() <= max {
-        flat
-    } else {
-        let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
-    }
-}
+pub use durably_server::preview;
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {

@@ -1,16 +1,18 @@
 //! The `durably` command line: inspect runs, answer signals and approvals, cancel, fork, purge,
-//! export and import runs, and serve a web dashboard (`durably ui`). The binary only parses;
+//! export and import runs, serve a web dashboard (`durably ui`) and the HTTP API with the
+//! dashboard behind a token (`durably serve`). The binary only parses;
 //! everything happens here, on a [`Workflow`] over the store named by `--store`.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use durably_core::{RunExport, RunFilter, RunRecord, RunStatus, Workflow, now_ms};
 
 pub mod format;
+pub mod queues;
 pub mod sessions;
 pub mod store;
 pub mod ui;
@@ -37,12 +39,15 @@ pub struct Cli {
 pub enum Command {
     /// List runs, newest first.
     Runs {
-        /// Only runs in this status (running, waiting, completed, failed, cancelled).
+        /// Only runs in this status (enqueued, running, waiting, completed, failed, cancelled).
         #[arg(long)]
         status: Option<String>,
         /// Only runs of this workflow.
         #[arg(long)]
         workflow: Option<String>,
+        /// Only runs enqueued in this queue.
+        #[arg(long)]
+        queue: Option<String>,
         /// Only runs created within this age (45s, 30m, 2h, 7d, 1w).
         #[arg(long)]
         since: Option<String>,
@@ -66,6 +71,15 @@ pub enum Command {
         /// Only the sessions of this agent.
         #[arg(long)]
         agent: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the queues of the store: runs enqueued, executing and parked, and the oldest wait.
+    Queues {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -137,7 +151,25 @@ pub enum Command {
         #[arg(long = "allowed-host", value_name = "NAME")]
         allowed_hosts: Vec<String>,
     },
+    /// Serve the HTTP API (described at /openapi.json) and the dashboard, behind a bearer token.
+    Serve {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Also answer requests addressed to NAME (`host` or `host:port`); repeatable.
+        #[arg(long = "allowed-host", value_name = "NAME")]
+        allowed_hosts: Vec<String>,
+        /// Read the API token from this file (default: the DURABLY_TOKEN environment variable).
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// Serve without a token; refused unless the address is a loopback one.
+        #[arg(long)]
+        insecure_loopback: bool,
+    },
 }
+
+/// The environment variable `durably serve` reads its token from.
+pub const TOKEN_ENV: &str = "DURABLY_TOKEN";
 
 /// Logs to standard error, filtered by `RUST_LOG` (default: warnings).
 pub fn init_tracing() {
@@ -165,13 +197,16 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     let creates = matches!(cli.command, Command::Import { .. });
     let wf = open_workflow(&cli.store, creates).await?;
     match cli.command {
-        Command::Runs { status, workflow, since, limit, json } => {
+        Command::Runs { status, workflow, queue, since, limit, json } => {
             let mut filter = RunFilter::new();
             if let Some(status) = status {
                 filter = filter.status(parse_status(&status)?);
             }
             if let Some(workflow) = workflow {
                 filter = filter.workflow(workflow);
+            }
+            if let Some(queue) = queue {
+                filter = filter.queue(queue);
             }
             let since_ms = since.as_deref().map(format::parse_age).transpose()?;
             if since_ms.is_none() {
@@ -206,6 +241,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             }
         }
         Command::Sessions { agent, json } => sessions::list(&wf, agent.as_deref(), json, out).await?,
+        Command::Queues { queue, json } => queues::list(&wf, queue.as_deref(), json, out).await?,
         Command::Pending { json } => {
             let runs = wf.list_runs(&RunFilter::new().status(RunStatus::Waiting)).await?;
             if json {
@@ -306,6 +342,30 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             writeln!(out, "durably dashboard on http://{}/", listener.local_addr()?)?;
             out.flush()?;
             ui::serve_with(listener, wf, hosts).await?;
+        }
+        Command::Serve { addr, allowed_hosts, token_file, insecure_loopback } => {
+            let auth = match token_file {
+                Some(path) => durably_server::Auth::Token(durably_server::Token::from_file(path)?),
+                None if std::env::var_os(TOKEN_ENV).is_some() => {
+                    durably_server::Auth::Token(durably_server::Token::from_env(TOKEN_ENV)?)
+                }
+                None if insecure_loopback => durably_server::Auth::InsecureLoopback,
+                None => bail!(
+                    "durably serve needs a token: --token-file PATH or {TOKEN_ENV} (or, on a loopback address \
+                     only, --insecure-loopback)"
+                ),
+            };
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("could not listen on {addr}"))?;
+            let bound = listener.local_addr()?;
+            let mut config = durably_server::ServerConfig::new(bound, auth)?;
+            for name in &allowed_hosts {
+                config = config.allow_host(name)?;
+            }
+            writeln!(out, "durably API on http://{bound}/api (OpenAPI at /openapi.json, dashboard at /)")?;
+            out.flush()?;
+            durably_server::serve(listener, durably_server::secure(ui::app(wf), &config)).await?;
         }
     }
     Ok(())

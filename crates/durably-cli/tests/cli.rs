@@ -254,3 +254,36 @@ async fn the_store_comes_from_durably_store_when_no_flag_is_given() {
     cmd.env_remove("DURABLY_STORE").current_dir(dir.path()).arg("pending");
     assert!(ok(&mut cmd).contains("approval-1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_lists_what_waits_executes_and_is_parked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("durably.db");
+    {
+        let store = sqlite(&db).await;
+        let wf = durably_core::Workflow::builder("shop").shared_store(store).build();
+        wf.add_queue(durably_core::Queue::new("emails")).unwrap();
+        wf.register_fn("send", |_ctx, to: String| async move { Ok::<_, Error>(to) });
+        for i in 0..3 {
+            wf.enqueue("emails", "send", &format!("mail-{i}"), &format!("user-{i}")).await.unwrap();
+        }
+    }
+    let table = ok(durably(&db).arg("queues"));
+    let line = table.lines().find(|l| l.starts_with("emails")).unwrap_or_else(|| panic!("{table}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&cells[1..4], ["3", "0", "0"], "{table}");
+    assert!(line.contains("ago"), "the oldest wait is shown: {table}");
+    let json = ok(durably(&db).args(["queues", "--json"]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["enqueued"], 3);
+    let enqueued = ok(durably(&db).args(["runs", "--queue", "emails", "--status", "enqueued"]));
+    assert_eq!(enqueued.lines().count(), 4, "a header and three runs: {enqueued}");
+    assert_eq!(
+        ok(durably(&db).args(["queues", "--queue", "none"]))
+            .lines()
+            .nth(1)
+            .map(|l| l.split_whitespace().nth(1)),
+        Some(Some("0"))
+    );
+}

@@ -44,7 +44,8 @@ async fn the_runs_page_lists_runs_and_filters_by_status() {
     assert_eq!(code, StatusCode::BAD_REQUEST);
     let (code, json) = get(format!("{}/api/runs?status=failed", s.base)).await;
     assert_eq!(code, StatusCode::OK);
-    let runs: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let runs = doc["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["run_id"], "order-2");
 }
@@ -97,7 +98,7 @@ async fn approve_delivers_the_signal_and_the_run_completes() {
     assert_eq!(published.get(), 2);
     let (_, doc) = get(format!("{}/api/runs/approval-2", s.base)).await;
     let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
-    assert_eq!(doc["signals"][0]["payload"], r#"{"approved":true}"#);
+    assert_eq!(doc["signals"][0]["payload"], serde_json::json!({ "approved": true }));
     // The run is no longer waiting: a second decision is refused.
     let (code, body) = post(format!("{}/api/runs/approval-2/approve", s.base), "").await;
     assert_eq!(code, StatusCode::CONFLICT, "{body}");
@@ -126,12 +127,12 @@ async fn reject_sends_the_note_as_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signal_and_cancel_endpoints_check_their_input() {
     let s = dashboard().await;
-    let (code, body) = post(format!("{}/api/runs/approval-1/signal/other", s.base), "{oops").await;
+    let (code, body) = post(format!("{}/api/runs/approval-1/signals/other", s.base), "{oops").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["error"].as_str().unwrap().contains("not JSON"));
-    let (code, _) = post(format!("{}/api/runs/nope/signal/x", s.base), "1").await;
+    let (code, _) = post(format!("{}/api/runs/nope/signals/x", s.base), "1").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
-    let (code, body) = post(format!("{}/api/runs/approval-1/signal/other", s.base), r#"{"k":1}"#).await;
+    let (code, body) = post(format!("{}/api/runs/approval-1/signals/other", s.base), r#"{"k":1}"#).await;
     assert_eq!((code, body["delivered"].as_bool()), (StatusCode::OK, Some(true)));
     let (code, body) = post(format!("{}/api/runs/approval-1/cancel", s.base), "").await;
     assert_eq!((code, body["cancelled"].as_bool()), (StatusCode::OK, Some(true)));

@@ -13,44 +13,11 @@ use std::process::{Child, Command, Stdio};
 
 use common::{dashboard, engine, prepare, sqlite};
 use durably_core::{RunStatus, Workflow};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use durably_testkit::raw_http::{self, Reply};
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends one HTTP/1.1 request to `addr` with exactly `headers` (plus `Host: addr` unless they
-/// name a host, and a `Content-Length`) and reads the whole reply.
+/// One request with exactly `headers` (see `durably_testkit::raw_http`).
 async fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let mut req = format!("{method} {path} HTTP/1.1\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()));
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Reply { status, headers, body: body.to_owned() }
+    raw_http::send(addr, method, path, headers, body.as_bytes()).await.unwrap()
 }
 
 /// `approval-1` is still waiting on `manager-approval`: no signal delivered, not cancelled.
@@ -71,7 +38,7 @@ const ENDPOINTS: [&str; 4] = [
     "/api/runs/approval-1/approve",
     "/api/runs/approval-1/reject",
     "/api/runs/approval-1/cancel",
-    "/api/runs/approval-1/signal/manager-approval",
+    "/api/runs/approval-1/signals/manager-approval",
 ];
 
 /// POSTs `body` with `headers` to every endpoint that changes a run; each must refuse it.

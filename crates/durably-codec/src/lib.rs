@@ -34,8 +34,8 @@ use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use durably_core::store::prelude::*;
 use durably_core::{
-    Error, LeaseOutcome, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
-    StepRecord,
+    Claim, Error, EventRecord, LeaseOutcome, NewEvent, NewRun, QueueStats, QueuedRun, Result, RunFilter,
+    RunHistory, RunRecord, RunUpdate, SignalRecord, StepRecord,
 };
 
 const PREFIX: &str = "\"dv1:";
@@ -214,6 +214,10 @@ fn aad_signal(run_id: &str, name: &str) -> String {
     format!("run {run_id:?} signal {name:?}")
 }
 
+fn aad_event(run_id: &str) -> String {
+    format!("run {run_id:?} event")
+}
+
 #[async_trait]
 impl<S: Store> Journal for CodecStore<S> {
     async fn open_run(&self, mut run: NewRun) -> Result<RunHistory> {
@@ -325,5 +329,62 @@ impl<S: Store> Admin for CodecStore<S> {
     }
     async fn delete_run(&self, run_id: &str) -> Result<bool> {
         self.inner.delete_run(run_id).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Queues for CodecStore<S> {
+    async fn enqueue(&self, run: &QueuedRun) -> Result<(RunRecord, bool)> {
+        let mut encoded = run.clone();
+        encoded.input = self.enc_opt(&run.input, &aad_run(&run.run_id, "input"))?;
+        let (stored, created) = self.inner.enqueue(&encoded).await?;
+        Ok((self.decode_run(stored)?, created))
+    }
+    async fn claim_runs(&self, claim: &Claim) -> Result<Vec<RunRecord>> {
+        let runs = self.inner.claim_runs(claim).await?;
+        runs.into_iter().map(|run| self.decode_run(run)).collect()
+    }
+    async fn park_run(
+        &self,
+        run_id: &str,
+        owner: &str,
+        waiting_on: &str,
+        wake_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<bool> {
+        self.inner.park_run(run_id, owner, waiting_on, wake_at_ms, now_ms).await
+    }
+    async fn queue_stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats> {
+        self.inner.queue_stats(queue, now_ms).await
+    }
+    async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {
+        self.inner.wait_for_work(queues, max_wait).await
+    }
+}
+
+/// Event data is encoded like every other value; kinds stay in clear.
+#[async_trait]
+impl<S: Store> Events for CodecStore<S> {
+    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
+        let aad = aad_event(run_id);
+        let encoded = events
+            .iter()
+            .map(|e| Ok(NewEvent::new(e.kind.clone(), self.codec.encode(&e.data, &aad)?, e.at_ms)))
+            .collect::<Result<Vec<_>>>()?;
+        self.inner.append_events(run_id, &encoded).await
+    }
+    async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {
+        let aad = aad_event(run_id);
+        let events = self.inner.read_events(run_id, from, limit).await?;
+        events
+            .into_iter()
+            .map(|mut e| {
+                e.data = self.codec.decode(e.data, run_id, None, &aad)?;
+                Ok(e)
+            })
+            .collect()
+    }
+    async fn wait_for_events(&self, run_id: &str, from: u64, max_wait: Duration) {
+        self.inner.wait_for_events(run_id, from, max_wait).await
     }
 }

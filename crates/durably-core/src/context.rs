@@ -88,6 +88,24 @@ pub(crate) struct RunState {
     /// A status write started without waiting for it (the run going back to `running` after a
     /// signal): the next status write awaits it first, so status writes stay in order.
     pub(crate) pending_status: Mutex<Option<tokio::task::JoinHandle<Result<bool>>>>,
+    /// The queue the run was enqueued in: its children go there unless told otherwise.
+    pub(crate) queue: Option<String>,
+    /// For an execution by a queue worker: when and as whom a wait parks the run.
+    park: Option<Parking>,
+    /// Set once this execution parked the run; the engine then drops the run's body.
+    parked: AtomicBool,
+    parked_notify: Notify,
+}
+
+/// When a wait parks its run (rule 25 of docs/design.md): only executions by a queue worker
+/// park, and only waits expected to outlast `after`.
+#[derive(Debug, Clone)]
+pub(crate) struct Parking {
+    /// A wait for a signal parks once it has waited this long in memory; a sleep or a deadline
+    /// further away than this parks at once.
+    pub(crate) after: Duration,
+    /// The lease owner executing the run, whose lease the park releases.
+    pub(crate) owner: String,
 }
 
 impl Drop for RunState {
@@ -140,9 +158,15 @@ impl StepIds {
 }
 
 impl RunContext {
-    pub(crate) fn new(env: Arc<Env>, history: RunHistory, lease: Option<Arc<LeaseState>>) -> Self {
+    pub(crate) fn new(
+        env: Arc<Env>,
+        history: RunHistory,
+        lease: Option<Arc<LeaseState>>,
+        park: Option<Parking>,
+    ) -> Self {
         let steps = history.steps.into_iter().map(|s| (s.step_id.clone(), s)).collect();
         let signals = history.signals.into_iter().map(|s| (s.name, s.payload)).collect();
+        let queue = history.run.queue;
         LIVE_CONTEXTS.fetch_add(1, Ordering::Relaxed);
         RunContext {
             inner: Arc::new(RunState {
@@ -155,9 +179,77 @@ impl RunContext {
                 lease,
                 wake: Arc::new(Notify::new()),
                 pending_status: Mutex::new(None),
+                queue,
+                park,
+                parked: AtomicBool::new(false),
+                parked_notify: Notify::new(),
             }),
             scope: None,
         }
+    }
+
+    /// How long a wait may last in memory before it parks the run; `None` when this execution
+    /// never parks.
+    pub(crate) fn park_after(&self) -> Option<Duration> {
+        self.inner.park.as_ref().map(|p| p.after)
+    }
+
+    /// True when every step recorded before this execution has been claimed by it: the run
+    /// executes code past what it recorded (not replaying an older run's steps).
+    pub(crate) fn at_frontier(&self) -> bool {
+        let steps = lock(&self.inner.steps);
+        let ids = lock(&self.inner.ids);
+        steps.keys().all(|step_id| ids.claims.contains_key(step_id))
+    }
+
+    /// True once this execution parked the run.
+    pub(crate) fn is_parked(&self) -> bool {
+        self.inner.parked.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once this execution parked the run.
+    pub(crate) async fn until_parked(&self) {
+        loop {
+            let notified = self.inner.parked_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_parked() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Parks the run while it waits for `waiting_on` or until `wake_at_ms`: the store releases
+    /// its lease, and the engine drops the body at this await point, as a crash would, so a
+    /// worker resumes it by replay. Never returns `Ok`: the future stays pending once the run
+    /// is parked; a cancelled run fails with [`Error::Cancelled`].
+    pub(crate) async fn park(&self, waiting_on: &str, wake_at_ms: Option<i64>) -> Result<()> {
+        let Some(parking) = &self.inner.park else {
+            return Err(Error::Invalid {
+                what: "park",
+                detail: format!(
+                    "run `{}` is not executed by a queue worker, so it cannot park",
+                    self.run_id()
+                ),
+            });
+        };
+        // A status write still in flight (`running` after an earlier wait) must not land on
+        // the parked run.
+        crate::cancel::settle_pending(self).await?;
+        self.check_cancelled()?;
+        let store = self.store();
+        let parked =
+            store.park_run(self.run_id(), &parking.owner, waiting_on, wake_at_ms, store.now_ms()).await?;
+        if !parked {
+            self.cancel();
+            return Err(Error::Cancelled { run_id: self.run_id().to_owned() });
+        }
+        tracing::info!(target: "durably", run_id = %self.run_id(), waiting_on, ?wake_at_ms, "run parked");
+        self.inner.parked.store(true, Ordering::SeqCst);
+        self.inner.parked_notify.notify_waiters();
+        std::future::pending::<()>().await;
+        Ok(())
     }
 
     /// The context of the run executing the current task, if any.

@@ -178,6 +178,18 @@ pub enum Error {
         holder: Option<String>,
     },
 
+    /// The execution put the run aside while it waits (a parked run: rule 25 of
+    /// docs/design.md): its lease and memory are given up, and a worker resumes it by replay
+    /// once `waiting_on` is delivered or its timer is due. Only executions by a queue worker
+    /// park; the worker takes this as the end of its execution, not as a failure.
+    #[error("run `{run_id}` is parked until `{waiting_on}` arrives or its timer is due; a worker resumes it")]
+    Parked {
+        /// The run.
+        run_id: String,
+        /// The signal it waits for (`durably.sleep` for a sleep).
+        waiting_on: String,
+    },
+
     /// A run that was asked for does not exist.
     #[error("no run with id `{run_id}`")]
     RunNotFound {
@@ -325,6 +337,7 @@ impl Error {
             | Error::Cancelled { run_id }
             | Error::RunInProgress { run_id, .. }
             | Error::LeaseLost { run_id, .. }
+            | Error::Parked { run_id, .. }
             | Error::RunNotFound { run_id }
             | Error::Corrupt { run_id, .. } => Some(run_id),
             Error::Store { run_id, .. } => run_id.as_deref(),

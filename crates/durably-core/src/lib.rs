@@ -15,6 +15,7 @@
 mod admin;
 pub mod backoff;
 mod cancel;
+mod child;
 mod context;
 mod env;
 mod error;
@@ -22,29 +23,37 @@ pub mod journal;
 mod json;
 mod lease;
 mod memory;
+mod patch;
 #[doc(hidden)]
 pub mod private;
+mod queue;
 mod recovery;
 mod signal;
 pub mod store;
 mod store_retry;
 mod sync;
 mod task;
+mod worker;
 mod workflow;
 
 pub use admin::{EXPORT_FORMAT, RunExport};
 pub use backoff::{Backoff, RetryPolicy};
 pub use cancel::CANCEL_POLL;
+pub use child::{Child, ChildHandle, child};
 pub use context::{RunContext, StepInfo, current_step, idempotency_key, spawn, state};
 pub use env::State;
 pub use error::{BoxError, Error, Result, RetryAfter, Retryable, StoreErrorKind};
 pub use lease::DEFAULT_LEASE_TTL;
 pub use memory::MemoryStore;
+pub use patch::patched;
+pub use queue::{EnqueueOptions, Queue, RunHandle};
 pub use recovery::{DurableWorkflow, RecoveryReport, WorkerHandle};
 pub use signal::{signal, signal_timeout, sleep};
 pub use store::{
-    Admin, Journal, Lease, LeaseOutcome, Leases, NewRun, RunFilter, RunHistory, RunRecord, RunStatus,
-    RunUpdate, SignalRecord, Signals, SingleProcess, StepRecord, StepStatus, Store, now_ms,
+    Admin, Claim, EventRecord, Events, Journal, Lease, LeaseOutcome, Leases, NewEvent, NewRun, QueueLimits,
+    QueueStats, QueuedRun, Queues, Rate, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate,
+    SignalRecord, Signals, SingleProcess, StepRecord, StepStatus, Store, now_ms,
 };
 pub use task::{TaskCall, step};
+pub use worker::{DEFAULT_PARK_AFTER, DEFAULT_WORKER_CONCURRENCY, QueueWorker};
 pub use workflow::{DEFAULT_RETRIES, Workflow, WorkflowBuilder};

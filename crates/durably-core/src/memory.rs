@@ -1,7 +1,7 @@
 //! `MemoryStore`: everything in a map, gone with the process. For tests, and for workflows that
 //! want retries and step structure without persistence.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -9,8 +9,9 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    Admin, Journal, Lease, LeaseOutcome, Leases, NewRun, RunFilter, RunHistory, RunRecord, RunStatus,
-    RunUpdate, SignalRecord, Signals, StepRecord, WaitRegistry,
+    Admin, Claim, EventRecord, Events, Journal, Lease, LeaseOutcome, Leases, NewEvent, NewRun, QueueStats,
+    QueuedRun, Queues, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, Signals,
+    StepRecord, WaitRegistry,
 };
 
 /// A store in memory. Cloning it is not supported; share it through `Arc`.
@@ -19,6 +20,10 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     /// The `wait_for_signal` callers of every engine sharing this store, by run.
     waits: WaitRegistry<String>,
+    /// The `wait_for_work` callers, by queue.
+    work: WaitRegistry<String>,
+    /// The `wait_for_events` callers, by run.
+    readers: WaitRegistry<String>,
 }
 
 #[derive(Debug, Default)]
@@ -28,6 +33,33 @@ struct Inner {
     steps: HashMap<String, (Vec<StepRecord>, HashMap<String, usize>)>,
     signals: HashMap<String, Vec<SignalRecord>>,
     leases: HashMap<String, Lease>,
+    /// Priority and concurrency key of each enqueued run.
+    queued: HashMap<String, (i32, Option<String>)>,
+    /// The claim times of each queue within its rate window, oldest first.
+    claims: HashMap<String, VecDeque<i64>>,
+    events: HashMap<String, Vec<EventRecord>>,
+}
+
+impl Inner {
+    fn lease_is_live(&self, run_id: &str, now_ms: i64) -> bool {
+        self.leases.get(run_id).is_some_and(|l| l.expires_at_ms > now_ms)
+    }
+
+    /// Runnable by the rule of [`Queues::claim_runs`].
+    fn runnable(&self, run: &RunRecord, now_ms: i64) -> bool {
+        let ready = match run.status {
+            RunStatus::Enqueued | RunStatus::Running => true,
+            RunStatus::Waiting => run.wake_at_ms.is_none_or(|at| at <= now_ms),
+            _ => false,
+        };
+        ready && !self.lease_is_live(&run.run_id, now_ms)
+    }
+
+    /// Executing by the rule of [`QueueLimits`](crate::store::QueueLimits): unfinished, under a
+    /// live lease.
+    fn executing(&self, run: &RunRecord, now_ms: i64) -> bool {
+        !run.status.is_final() && run.status != RunStatus::Failed && self.lease_is_live(&run.run_id, now_ms)
+    }
 }
 
 impl MemoryStore {
@@ -50,11 +82,15 @@ impl Journal for MemoryStore {
         let run = match inner.runs.get_mut(&new.run_id) {
             Some(run) => {
                 if run.workflow == new.workflow
-                    && matches!(run.status, RunStatus::Running | RunStatus::Waiting | RunStatus::Failed)
+                    && matches!(
+                        run.status,
+                        RunStatus::Enqueued | RunStatus::Running | RunStatus::Waiting | RunStatus::Failed
+                    )
                 {
                     run.status = RunStatus::Running;
                     run.error = None;
                     run.waiting_on = None;
+                    run.wake_at_ms = None;
                     run.updated_at_ms = new.now_ms;
                 }
                 run.clone()
@@ -89,6 +125,7 @@ impl Journal for MemoryStore {
         run.output.clone_from(&update.output);
         run.error.clone_from(&update.error);
         run.waiting_on.clone_from(&update.waiting_on);
+        run.wake_at_ms = None;
         run.updated_at_ms = update.now_ms;
         Ok(())
     }
@@ -112,8 +149,20 @@ impl Signals for MemoryStore {
             return Ok(false);
         }
         list.push(signal.clone());
+        let mut unparked = None;
+        if let Some(run) = inner.runs.get_mut(run_id)
+            && run.status == RunStatus::Waiting
+            && run.waiting_on.as_deref() == Some(signal.name.as_str())
+            && let Some(at) = run.wake_at_ms
+        {
+            run.wake_at_ms = Some(at.min(signal.delivered_at_ms));
+            unparked = run.queue.clone();
+        }
         drop(inner);
         self.waits.wake(run_id);
+        if let Some(queue) = unparked {
+            self.work.wake(&queue);
+        }
         Ok(true)
     }
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
@@ -201,7 +250,8 @@ impl Leases for MemoryStore {
             .runs
             .values()
             .filter(|r| matches!(r.status, RunStatus::Running | RunStatus::Waiting))
-            .filter(|r| inner.leases.get(&r.run_id).is_none_or(|l| l.expires_at_ms <= now_ms))
+            .filter(|r| r.wake_at_ms.is_none())
+            .filter(|r| !inner.lease_is_live(&r.run_id, now_ms))
             .cloned()
             .collect();
         runs.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then_with(|| a.run_id.cmp(&b.run_id)));
@@ -219,6 +269,7 @@ impl Leases for MemoryStore {
         run.output.clone_from(&update.output);
         run.error.clone_from(&update.error);
         run.waiting_on.clone_from(&update.waiting_on);
+        run.wake_at_ms = None;
         run.updated_at_ms = update.now_ms;
         Ok(true)
     }
@@ -240,6 +291,188 @@ impl Admin for MemoryStore {
         inner.steps.remove(run_id);
         inner.signals.remove(run_id);
         inner.leases.remove(run_id);
+        inner.queued.remove(run_id);
+        inner.events.remove(run_id);
         Ok(inner.runs.remove(run_id).is_some())
+    }
+}
+
+#[async_trait]
+impl Queues for MemoryStore {
+    async fn enqueue(&self, new: &QueuedRun) -> Result<(RunRecord, bool)> {
+        let mut inner = self.lock();
+        if let Some(run) = inner.runs.get(&new.run_id) {
+            return Ok((run.clone(), false));
+        }
+        let mut run = RunRecord::new(&new.run_id, &new.workflow, new.input.clone(), new.now_ms);
+        run.status = RunStatus::Enqueued;
+        run.queue = Some(new.queue.clone());
+        run.parent_id.clone_from(&new.parent_id);
+        inner.runs.insert(new.run_id.clone(), run.clone());
+        inner.queued.insert(new.run_id.clone(), (new.priority, new.key.clone()));
+        drop(inner);
+        self.work.wake(&new.queue);
+        Ok((run, true))
+    }
+
+    async fn claim_runs(&self, claim: &Claim) -> Result<Vec<RunRecord>> {
+        let now = claim.now_ms;
+        let limits = claim.limits;
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let in_queue = |run: &&RunRecord| run.queue.as_deref() == Some(claim.queue.as_str());
+        let key_of = |inner: &Inner, run_id: &str| inner.queued.get(run_id).and_then(|(_, key)| key.clone());
+
+        let mut executing = 0u32;
+        let mut per_key: HashMap<String, u32> = HashMap::new();
+        let mut candidates = Vec::new();
+        for run in inner.runs.values().filter(in_queue) {
+            if inner.executing(run, now) {
+                executing += 1;
+                if let Some(key) = key_of(inner, &run.run_id) {
+                    *per_key.entry(key).or_default() += 1;
+                }
+            } else if inner.runnable(run, now) {
+                let priority = inner.queued.get(&run.run_id).map_or(0, |(p, _)| *p);
+                candidates.push((-i64::from(priority), run.created_at_ms, run.run_id.clone()));
+            }
+        }
+        candidates.sort();
+
+        let window = inner.claims.entry(claim.queue.clone()).or_default();
+        if let Some(rate) = limits.rate {
+            while window.front().is_some_and(|&at| at <= now - rate.period_ms) {
+                window.pop_front();
+            }
+        }
+        let mut claimed = Vec::new();
+        for (_, _, run_id) in candidates {
+            let full = claimed.len() >= claim.max
+                || limits.concurrency.is_some_and(|max| executing >= max)
+                || limits.rate.is_some_and(|rate| window.len() >= rate.starts as usize);
+            if full {
+                break;
+            }
+            let key = inner.queued.get(&run_id).and_then(|(_, key)| key.clone());
+            if let (Some(key), Some(max)) = (&key, limits.per_key)
+                && per_key.get(key).copied().unwrap_or(0) >= max
+            {
+                continue;
+            }
+            let Some(run) = inner.runs.get_mut(&run_id) else { continue };
+            run.status = RunStatus::Running;
+            run.waiting_on = None;
+            run.wake_at_ms = None;
+            run.updated_at_ms = now;
+            claimed.push(run.clone());
+            let expires_at_ms = now.saturating_add(i64::try_from(claim.ttl.as_millis()).unwrap_or(i64::MAX));
+            inner.leases.insert(run_id, Lease::new(&claim.owner, expires_at_ms));
+            executing += 1;
+            if let Some(key) = key {
+                *per_key.entry(key).or_default() += 1;
+            }
+            window.push_back(now);
+        }
+        if limits.rate.is_none() {
+            window.clear();
+        }
+        Ok(claimed)
+    }
+
+    async fn park_run(
+        &self,
+        run_id: &str,
+        owner: &str,
+        waiting_on: &str,
+        wake_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let mut inner = self.lock();
+        let delivered =
+            inner.signals.get(run_id).is_some_and(|list| list.iter().any(|s| s.name == waiting_on));
+        let run =
+            inner.runs.get_mut(run_id).ok_or_else(|| Error::RunNotFound { run_id: run_id.to_owned() })?;
+        if run.status == RunStatus::Cancelled {
+            return Ok(false);
+        }
+        run.status = RunStatus::Waiting;
+        run.waiting_on = Some(waiting_on.to_owned());
+        run.wake_at_ms = Some(if delivered { now_ms } else { wake_at_ms.unwrap_or(i64::MAX) });
+        run.updated_at_ms = now_ms;
+        let queue = run.queue.clone();
+        if inner.leases.get(run_id).is_some_and(|l| l.owner == owner) {
+            inner.leases.remove(run_id);
+        }
+        drop(inner);
+        if let (true, Some(queue)) = (delivered, queue) {
+            self.work.wake(&queue);
+        }
+        Ok(true)
+    }
+
+    async fn queue_stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats> {
+        let inner = self.lock();
+        let mut stats = QueueStats::default();
+        for run in inner.runs.values().filter(|r| r.queue.as_deref() == Some(queue)) {
+            if inner.executing(run, now_ms) {
+                stats.executing += 1;
+            } else if run.status == RunStatus::Enqueued {
+                stats.enqueued += 1;
+                stats.oldest_enqueued_at_ms =
+                    Some(stats.oldest_enqueued_at_ms.map_or(run.created_at_ms, |t| t.min(run.created_at_ms)));
+            } else if run.status == RunStatus::Waiting && run.wake_at_ms.is_some() {
+                stats.parked += 1;
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {
+        let waiting: Vec<_> = queues.iter().map(|q| self.work.register(q.clone())).collect();
+        let look = async {
+            let inner = self.lock();
+            let now = crate::store::now_ms();
+            inner
+                .runs
+                .values()
+                .any(|r| r.queue.as_ref().is_some_and(|q| queues.contains(q)) && inner.runnable(r, now))
+        };
+        if look.await {
+            return;
+        }
+        let waits = waiting.iter().map(|w| Box::pin(w.wait_unless(async { false }, max_wait)));
+        if waiting.is_empty() {
+            tokio::time::sleep(max_wait).await;
+        } else {
+            futures::future::select_all(waits).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Events for MemoryStore {
+    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
+        let mut inner = self.lock();
+        let log = inner.events.entry(run_id.to_owned()).or_default();
+        let first = log.len() as u64;
+        for (i, event) in events.iter().enumerate() {
+            log.push(EventRecord::new(first + i as u64, event.clone()));
+        }
+        drop(inner);
+        self.readers.wake(run_id);
+        Ok(first)
+    }
+
+    async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {
+        let inner = self.lock();
+        let log = inner.events.get(run_id).map(Vec::as_slice).unwrap_or_default();
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(log.len());
+        Ok(log[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn wait_for_events(&self, run_id: &str, from: u64, max_wait: Duration) {
+        let waiting = self.readers.register(run_id.to_owned());
+        let look = async { self.lock().events.get(run_id).is_some_and(|log| log.len() as u64 > from) };
+        waiting.wait_unless(look, max_wait).await;
     }
 }

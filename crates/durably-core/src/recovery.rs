@@ -30,6 +30,14 @@ pub trait DurableWorkflow: 'static {
     /// The workflow name recorded with its runs.
     const NAME: &'static str;
 
+    /// Checks that `input` (a JSON object of the workflow's arguments) can start a run, without
+    /// starting one: [`Workflow::enqueue`] refuses what would fail only in a worker. The
+    /// default accepts everything; `#[durably::workflow]` decodes every argument.
+    fn check_input(run_id: &str, input: &str) -> Result<()> {
+        let _ = (run_id, input);
+        Ok(())
+    }
+
     /// Executes run `run_id` with `input`, the JSON object of the workflow's arguments as the
     /// run stored it, and returns the run's output as JSON.
     fn execute_stored(wf: Workflow, run_id: String, input: Option<String>) -> StoredRun;
@@ -80,7 +88,8 @@ impl RecoveryReport {
     }
 }
 
-/// A worker started by [`Workflow::worker`]: recovers runs in the background until shut down.
+/// A worker started by [`Workflow::worker`] (recovers runs in the background) or by
+/// [`QueueWorker::start`](crate::QueueWorker::start) (claims queued runs), until shut down.
 #[derive(Debug)]
 #[must_use = "dropping the handle stops the worker at once"]
 pub struct WorkerHandle {
@@ -89,6 +98,10 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    pub(crate) fn new(stop: tokio::sync::oneshot::Sender<()>, task: JoinHandle<()>) -> Self {
+        WorkerHandle { stop: Some(stop), task }
+    }
+
     /// Stops the worker: no more recovery passes, and the runs it resumed that are still
     /// executing stop at their next await point and release their leases (another worker
     /// resumes them from their checkpoints). Returns once the worker has stopped.
@@ -113,7 +126,7 @@ impl Workflow {
     /// its unfinished runs: `wf.register::<run_pipeline>()`. Registering a name again replaces
     /// the earlier registration.
     pub fn register<W: DurableWorkflow>(&self) -> &Self {
-        self.engine.registry.insert(W::NAME.to_owned(), Arc::new(W::execute_stored));
+        self.engine.registry.insert(W::NAME.to_owned(), Arc::new(W::execute_stored), W::check_input);
         self
     }
 
@@ -154,7 +167,9 @@ impl Workflow {
                 output_json(&run_id, &out)
             })
         });
-        self.engine.registry.insert(name, runner);
+        self.engine.registry.insert(name, runner, |run_id, input| {
+            decode::<I>(run_id, "input", "workflow input", Some(input)).map(drop)
+        });
         self
     }
 

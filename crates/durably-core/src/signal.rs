@@ -16,6 +16,9 @@ use crate::store::{RunStatus, RunUpdate, StepRecord, StepStatus, now_ms};
 /// cancellation from another process could be noticed, once stores report it).
 const MAX_STORE_WAIT: Duration = Duration::from_secs(60);
 
+/// What a parked sleep waits for: a signal nobody delivers, so only its timer wakes it.
+pub(crate) const SLEEP_WAIT: &str = "durably.sleep";
+
 fn outside(what: &str) -> Error {
     Error::Invalid { what: "call", detail: format!("`{what}` can only be awaited inside a workflow run") }
 }
@@ -112,10 +115,15 @@ fn until(deadline_ms: i64) -> Duration {
 }
 
 /// Waits for a delivered payload, or `None` at the deadline.
-async fn wait_signal(ctx: &RunContext, name: &str, deadline_ms: Option<i64>) -> Result<Option<String>> {
+pub(crate) async fn wait_signal(
+    ctx: &RunContext,
+    name: &str,
+    deadline_ms: Option<i64>,
+) -> Result<Option<String>> {
     let run_id = ctx.run_id().to_owned();
     let store = ctx.store().clone();
     let mut marked_waiting = false;
+    let mut waiting_since: Option<tokio::time::Instant> = None;
     let result = loop {
         // Register for wake-ups before looking, so a delivery in between is not missed.
         let notified = ctx.inner.wake.notified();
@@ -145,6 +153,17 @@ async fn wait_signal(ctx: &RunContext, name: &str, deadline_ms: Option<i64>) -> 
             }
             None => MAX_STORE_WAIT,
         };
+        // An execution by a queue worker parks a wait that outlasts its threshold: at once for
+        // a deadline further away than that, after that long in memory for an open wait.
+        let since = *waiting_since.get_or_insert_with(tokio::time::Instant::now);
+        let park_in = ctx.park_after().map(|after| match deadline_ms {
+            Some(_) if left > after => Duration::ZERO,
+            Some(_) => Duration::MAX,
+            None => after.saturating_sub(since.elapsed()),
+        });
+        if park_in == Some(Duration::ZERO) {
+            break ctx.park(name, deadline_ms).await.map(|()| None);
+        }
         if !marked_waiting {
             if let Err(e) = ctx.check_cancelled() {
                 break Err(e);
@@ -156,9 +175,10 @@ async fn wait_signal(ctx: &RunContext, name: &str, deadline_ms: Option<i64>) -> 
             marked_waiting = true;
             tracing::info!(target: "durably", run_id = %run_id, signal = name, "run waiting on signal");
         }
+        let wait = left.min(MAX_STORE_WAIT).min(park_in.unwrap_or(Duration::MAX));
         tokio::select! {
             _ = &mut notified => {}
-            _ = store.wait_for_signal(&run_id, name, left.min(MAX_STORE_WAIT)) => {}
+            _ = store.wait_for_signal(&run_id, name, wait) => {}
         }
     };
     if marked_waiting && !ctx.is_cancelled() && !ctx.lease_lost() {
@@ -184,6 +204,9 @@ async fn sleep_in(ctx: &RunContext, duration: Duration) -> Result<()> {
             wake
         }
     };
+    if ctx.park_after().is_some_and(|after| until(wake_ms) > after) {
+        ctx.park(SLEEP_WAIT, Some(wake_ms)).await?;
+    }
     ctx.sleep_or_cancel(until(wake_ms)).await
 }
 

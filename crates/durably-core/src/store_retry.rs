@@ -21,8 +21,8 @@ use async_trait::async_trait;
 use crate::backoff::{RetryPolicy, linear};
 use crate::error::{Result, StoreErrorKind};
 use crate::store::{
-    Admin, Journal, LeaseOutcome, Leases, NewRun, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
-    Signals, StepRecord, Store,
+    Admin, Claim, EventRecord, Events, Journal, LeaseOutcome, Leases, NewEvent, NewRun, QueueStats,
+    QueuedRun, Queues, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord, Signals, StepRecord, Store,
 };
 
 /// The engine's default for store calls: three more attempts, 50 ms, 250 ms and 450 ms apart.
@@ -147,5 +147,49 @@ impl Admin for RetryingStore {
     async fn delete_run(&self, run_id: &str) -> Result<bool> {
         // Not retried: a second attempt after a lost answer would report the run absent.
         self.inner.delete_run(run_id).await
+    }
+}
+
+#[async_trait]
+impl Queues for RetryingStore {
+    async fn enqueue(&self, run: &QueuedRun) -> Result<(RunRecord, bool)> {
+        // Not retried: after a lost answer a second attempt would report the run as existing.
+        self.inner.enqueue(run).await
+    }
+    async fn claim_runs(&self, claim: &Claim) -> Result<Vec<RunRecord>> {
+        // Not retried: runs claimed by a first attempt whose answer was lost would not be
+        // returned by a second; the worker claims again on its next round, and those runs
+        // come back when their unrenewed leases lapse.
+        self.inner.claim_runs(claim).await
+    }
+    async fn park_run(
+        &self,
+        run_id: &str,
+        owner: &str,
+        waiting_on: &str,
+        wake_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<bool> {
+        self.again("park_run", || self.inner.park_run(run_id, owner, waiting_on, wake_at_ms, now_ms)).await
+    }
+    async fn queue_stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats> {
+        self.again("queue_stats", || self.inner.queue_stats(queue, now_ms)).await
+    }
+    async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {
+        self.inner.wait_for_work(queues, max_wait).await
+    }
+}
+
+#[async_trait]
+impl Events for RetryingStore {
+    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
+        // Not retried: a second attempt after a lost answer would append the events twice.
+        self.inner.append_events(run_id, events).await
+    }
+    async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {
+        self.again("read_events", || self.inner.read_events(run_id, from, limit)).await
+    }
+    async fn wait_for_events(&self, run_id: &str, from: u64, max_wait: Duration) {
+        self.inner.wait_for_events(run_id, from, max_wait).await
     }
 }

@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 
 use crate::backoff::{Backoff, RetryPolicy};
 use crate::cancel::CancelWatcher;
-use crate::context::RunContext;
+use crate::context::{Parking, RunContext};
 use crate::env::{Env, States};
 use crate::error::{BoxError, Chain, Error, Result};
 use crate::json::decode;
@@ -38,6 +38,8 @@ pub(crate) struct Engine {
     pub(crate) lease_ttl: Duration,
     /// Workflows that `recover` can resume, by name.
     pub(crate) registry: Registry,
+    /// The queues defined on this engine.
+    pub(crate) queues: crate::queue::Queues,
     /// Runs executing in this process: a second execution of the same id waits for the first.
     active: Mutex<HashMap<String, Arc<ActiveRun>>>,
     /// Renews the leases of every run this engine executes, in one store call per period.
@@ -50,23 +52,42 @@ pub(crate) struct Engine {
 pub(crate) type Runner =
     Arc<dyn Fn(Workflow, String, Option<String>) -> BoxFuture<'static, Result<String>> + Send + Sync>;
 
+/// Checks that a JSON input starts a registered workflow (`run id`, input): what `enqueue`
+/// asks before it stores anything.
+pub(crate) type InputCheck = fn(&str, &str) -> Result<()>;
+
 /// The registered workflows of an engine, by name.
 #[derive(Default)]
 pub(crate) struct Registry {
-    runners: Mutex<HashMap<String, Runner>>,
+    runners: Mutex<HashMap<String, (Runner, InputCheck)>>,
 }
 
 impl Registry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Runner>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (Runner, InputCheck)>> {
         self.runners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Runner> {
-        self.lock().get(name).cloned()
+        self.lock().get(name).map(|(runner, _)| runner.clone())
     }
 
-    pub(crate) fn insert(&self, name: String, runner: Runner) {
-        self.lock().insert(name, runner);
+    pub(crate) fn insert(&self, name: String, runner: Runner, check: InputCheck) {
+        self.lock().insert(name, (runner, check));
+    }
+
+    /// Fails with [`Error::Invalid`] unless `workflow` is registered and `input` starts it.
+    pub(crate) fn check_input(&self, workflow: &str, run_id: &str, input: &str) -> Result<()> {
+        let check = self.lock().get(workflow).map(|(_, check)| *check);
+        let Some(check) = check else {
+            return Err(Error::Invalid {
+                what: "workflow name",
+                detail: format!(
+                    "no workflow is registered as `{workflow}` on this engine (to enqueue run `{run_id}`); \
+                     register it first"
+                ),
+            });
+        };
+        check(run_id, input)
     }
 
     pub(crate) fn names(&self) -> Vec<String> {
@@ -88,6 +109,23 @@ enum Outcome {
     Cancelled,
 }
 
+impl Outcome {
+    /// `{"status": "completed", "output": …}`, `{"status": "failed", "error": "…"}` or
+    /// `{"status": "cancelled"}`: the payload of the signals that announce a run's end.
+    fn to_json(&self) -> String {
+        let value = match self {
+            Outcome::Completed(json) => {
+                let output =
+                    serde_json::from_str::<serde_json::Value>(json).unwrap_or(serde_json::Value::Null);
+                serde_json::json!({ "status": "completed", "output": output })
+            }
+            Outcome::Failed(error) => serde_json::json!({ "status": "failed", "error": error }),
+            Outcome::Cancelled => serde_json::json!({ "status": "cancelled" }),
+        };
+        value.to_string()
+    }
+}
+
 /// A durable workflow engine: an app name, a store and task defaults. Cheap to clone; clones
 /// share everything.
 ///
@@ -98,6 +136,9 @@ pub struct Workflow {
     pub(crate) engine: Arc<Engine>,
     /// Wait for a lease held elsewhere instead of failing with `RunInProgress`.
     wait_for_lease: bool,
+    /// Set on the handle a queue worker executes runs with: waits of queued runs longer than
+    /// this park the run.
+    park_after: Option<Duration>,
 }
 
 impl std::fmt::Debug for Workflow {
@@ -251,9 +292,11 @@ impl WorkflowBuilder {
                 owner,
                 lease_ttl: self.lease_ttl,
                 registry: Registry::default(),
+                queues: crate::queue::Queues::default(),
                 active: Mutex::new(HashMap::new()),
             }),
             wait_for_lease: self.wait_for_lease,
+            park_after: None,
         }
     }
 }
@@ -322,7 +365,13 @@ impl Workflow {
     /// engine (`true`) or fail with [`Error::RunInProgress`] (`false`), whatever the builder
     /// said. For one call: `run_pipeline(&wf.waiting_for_lease(true), args)`.
     pub fn waiting_for_lease(&self, wait: bool) -> Workflow {
-        Workflow { engine: self.engine.clone(), wait_for_lease: wait }
+        Workflow { wait_for_lease: wait, ..self.clone() }
+    }
+
+    /// The handle a queue worker executes runs with: waits of queued runs longer than `after`
+    /// park the run.
+    pub(crate) fn parking(&self, after: Duration) -> Workflow {
+        Workflow { park_after: Some(after), ..self.clone() }
     }
 
     /// The app name.
@@ -380,7 +429,9 @@ impl Workflow {
         Fut: Future<Output = Result<T, BoxError>>,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
-        let span = tracing::info_span!("durably.run", durably.run_id = %run_id, durably.workflow = %workflow);
+        // `durably.app` with the run id names the run's trace; `durably.status` is how it ended.
+        let span = tracing::info_span!("durably.run", durably.app = %self.engine.env.app, durably.run_id = %run_id,
+            durably.workflow = %workflow, durably.status = tracing::field::Empty);
         async move {
             let input = input?;
             loop {
@@ -467,7 +518,12 @@ impl Workflow {
             _ => {}
         }
         let replayable = history.steps.len();
-        let ctx = RunContext::new(self.engine.env.clone(), history, Some(lease.state.clone()));
+        let (queue, parent_id) = (history.run.queue.clone(), history.run.parent_id.clone());
+        let park = match (self.park_after, &queue) {
+            (Some(after), Some(_)) => Some(Parking { after, owner: self.engine.owner.clone() }),
+            _ => None,
+        };
+        let ctx = RunContext::new(self.engine.env.clone(), history, Some(lease.state.clone()), park);
         lease.start_renewal(&self.engine.renewer, ctx.inner.wake.clone());
         let _cancel_watch = self.engine.cancel_watcher.watch(ctx.clone());
         *lock(&guard.slot.ctx) = Some(ctx.clone());
@@ -476,7 +532,15 @@ impl Workflow {
         // The body is created inside the run's scope too: a closure that returns a task call
         // directly creates it (and takes its step id) right there.
         let fut = ctx.enter(|| body(ctx.clone()));
-        let result = ctx.within(fut).await;
+        let result = tokio::select! {
+            result = ctx.within(fut) => Some(result),
+            () = ctx.until_parked() => None,
+        };
+        let Some(result) = result else {
+            // The body was dropped at its wait; the store keeps the run until it is runnable.
+            let waiting_on = self.get_run(&run_id).await.ok().flatten().and_then(|r| r.waiting_on);
+            return Err(Error::Parked { run_id, waiting_on: waiting_on.unwrap_or_default() });
+        };
         if ctx.lease_lost() {
             // Another executor owns the run now: record nothing, and let callers waiting in this
             // process try again (they will find its lease).
@@ -484,21 +548,60 @@ impl Workflow {
             tracing::warn!(target: "durably", error = %err, "execution stopped: lease lost");
             return Err(err);
         }
-        let (outcome, result) = self.finish(&ctx, result).await;
+        let (outcome, result) = self.finish(&ctx, parent_id.as_deref(), result).await;
+        let status = match outcome {
+            Outcome::Completed(_) => "completed",
+            Outcome::Failed(_) => "failed",
+            Outcome::Cancelled => "cancelled",
+        };
+        tracing::Span::current().record("durably.status", status);
+        if queue.is_some() {
+            self.announce_done(&run_id, &outcome).await;
+        }
         let _ = guard.slot.outcome.send(Some(outcome));
         result
+    }
+
+    /// Tells [`RunHandle::result`](crate::RunHandle::result) callers in every process that a
+    /// queued run ended, through the run's own done signal. A failure is logged: they look at
+    /// the run's record again on their own, at least every second.
+    async fn announce_done(&self, run_id: &str, outcome: &Outcome) {
+        let done = SignalRecord::new(crate::queue::DONE_SIGNAL, outcome.to_json(), now_ms());
+        if let Err(e) = self.engine.env.store.deliver_signal(run_id, &done).await {
+            tracing::warn!(target: "durably", run_id, error = %e, "could not announce the end of the run");
+        }
+    }
+
+    /// Delivers a child run's outcome to its parent, *before* the child's final status is
+    /// written: a crash in between leaves the child unfinished, so it executes again and
+    /// delivers again (first write wins), and the parent is never left waiting for a child that
+    /// ended. The delivery also makes a parked parent runnable.
+    async fn announce_to_parent(
+        &self,
+        ctx: &RunContext,
+        parent: Option<&str>,
+        outcome: &Outcome,
+    ) -> Result<()> {
+        let Some(parent) = parent else { return Ok(()) };
+        let signal = SignalRecord::new(crate::child::child_signal(ctx.run_id()), outcome.to_json(), now_ms());
+        self.engine.env.store.deliver_signal(parent, &signal).await.map(drop)
     }
 
     /// Records a run's outcome and turns it into the caller's result.
     async fn finish<T: Serialize>(
         &self,
         ctx: &RunContext,
+        parent: Option<&str>,
         result: Result<T, BoxError>,
     ) -> (Outcome, Result<T>) {
         let run_id = ctx.run_id().to_owned();
         let error = match result {
             Ok(value) => match serde_json::to_string(&value) {
                 Ok(json) => {
+                    let outcome = Outcome::Completed(json.clone());
+                    if let Err(e) = self.announce_to_parent(ctx, parent, &outcome).await {
+                        return (Outcome::Failed(e.to_string()), Err(e));
+                    }
                     let update = RunUpdate::new(RunStatus::Completed, now_ms()).output(json.clone());
                     return match crate::cancel::update_unless_cancelled(ctx, &update).await {
                         Ok(()) => {
@@ -524,6 +627,9 @@ impl Workflow {
         };
         if ctx.is_cancelled() || matches!(error, Error::Cancelled { .. }) {
             tracing::info!(target: "durably", "run cancelled");
+            if let Err(e) = self.announce_to_parent(ctx, parent, &Outcome::Cancelled).await {
+                tracing::warn!(target: "durably", error = %e, "could not tell the parent run that this child was cancelled");
+            }
             return (Outcome::Cancelled, Err(Error::Cancelled { run_id }));
         }
         let text = match &error {
@@ -531,6 +637,9 @@ impl Workflow {
             other => Chain(other).to_string(),
         };
         tracing::warn!(target: "durably", error = %text, "run failed");
+        if let Err(e) = self.announce_to_parent(ctx, parent, &Outcome::Failed(text.clone())).await {
+            tracing::warn!(target: "durably", error = %e, "could not tell the parent run that this child failed");
+        }
         let update = RunUpdate::new(RunStatus::Failed, now_ms()).error(&text);
         if let Err(store_err) = crate::cancel::update_unless_cancelled(ctx, &update).await {
             if let Error::Cancelled { .. } = store_err {
@@ -580,7 +689,31 @@ impl Workflow {
             ctx.cancel();
         }
         tracing::info!(target: "durably", run_id = %run_id, "run cancelled");
+        self.cancel_children(run_id).await?;
         Ok(true)
+    }
+
+    /// Cancels the unfinished children of `parent_id`, and theirs (rule 23 of docs/design.md).
+    async fn cancel_children(&self, parent_id: &str) -> Result<()> {
+        let mut parents = vec![parent_id.to_owned()];
+        while let Some(parent) = parents.pop() {
+            for child in self.list_runs(&RunFilter::new().parent(&parent)).await? {
+                if child.status.is_final() {
+                    continue;
+                }
+                self.engine
+                    .env
+                    .store
+                    .update_run(&child.run_id, &RunUpdate::new(RunStatus::Cancelled, now_ms()))
+                    .await?;
+                if let Some(ctx) = self.active_context(&child.run_id) {
+                    ctx.cancel();
+                }
+                tracing::info!(target: "durably", run_id = %child.run_id, parent = %parent, "child run cancelled with its parent");
+                parents.push(child.run_id);
+            }
+        }
+        Ok(())
     }
 
     /// True while run `run_id` is executing in this engine.

@@ -151,3 +151,6 @@ async fn a_renewal_in_flight_at_the_release_never_takes_the_lease_back() {
         store.inner.acquire_lease("r", "another-owner", Duration::from_secs(60), durably_core::now_ms());
     assert_eq!(other.await.unwrap(), LeaseOutcome::Acquired, "a renewal took the released lease back");
 }
+
+impl durably_core::store::Queues for GatedRenewal {}
+impl durably_core::store::Events for GatedRenewal {}

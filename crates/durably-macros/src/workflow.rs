@@ -169,6 +169,7 @@ pub(crate) fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<To
                 .durably_decode(&mut #args_var, #arg_name)?;
         }
     });
+    let decode_args: Vec<TokenStream> = decode_args.collect();
 
     let struct_doc = format!(" Explicit-id entry points of the workflow `{display}`.");
     let with_id_doc = match &args.id {
@@ -235,6 +236,20 @@ pub(crate) fn try_expand(attr: TokenStream, item: TokenStream) -> syn::Result<To
         #(#cfg)*
         impl ::durably::__private::DurableWorkflow for #ident {
             const NAME: &'static str = #name;
+
+            #[allow(unused_variables)]
+            fn check_input(
+                #stored_id: &str,
+                #stored_var: &str,
+            ) -> ::core::result::Result<(), ::durably::Error> {
+                #[allow(unused_imports)]
+                use ::durably::__private::{DecodeFallback as _, DecodeViaSerde as _};
+                #[allow(unused_mut, unused_variables)]
+                let mut #args_var =
+                    ::durably::__private::StoredArgs::parse(#stored_id, #name, ::core::option::Option::Some(#stored_var))?;
+                #(#decode_args)*
+                ::core::result::Result::Ok(())
+            }
 
             fn execute_stored(
                 #wf: ::durably::Workflow,

@@ -14,30 +14,38 @@ impl Admin for PostgresStore {
         // NULL is `LIMIT ALL`.
         let limit: Option<i64> = filter.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         let status = filter.status.map(RunStatus::as_str);
-        let range = filter.run_id_range();
-        let mut conditions: Vec<(&str, &(dyn ToSql + Sync))> = Vec::new();
-        if let Some(status) = &status {
-            conditions.push(("status =", status));
-        }
-        if let Some(workflow) = &filter.workflow {
-            conditions.push(("workflow =", workflow));
-        }
-        // Run ids are `COLLATE "C"`: ordered by their bytes, so a prefix is a range of the key.
-        if let Some((from, to)) = &range {
-            conditions.push(("run_id >=", from));
-            if let Some(to) = to {
-                conditions.push(("run_id <", to));
+        // In the order of `LIST_FILTERS`: bit `i` of the statement's index is filter `i`.
+        let wanted =
+            [status, filter.workflow.as_deref(), filter.queue.as_deref(), filter.parent_id.as_deref()];
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
+        let mut index = 0;
+        for (bit, value) in wanted.iter().enumerate() {
+            if let Some(value) = value {
+                params.push(value);
+                index |= 1 << bit;
             }
         }
-        let mut sql = self.statements.list_runs.clone();
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&limit];
-        for (i, (condition, value)) in conditions.into_iter().enumerate() {
-            let word = if i == 0 { "WHERE" } else { "AND" };
-            sql.push_str(&format!(" {word} {condition} ${}", i + 2));
-            params.push(value);
+        // A run id prefix: the range of run ids it selects (run ids are `COLLATE "C"`, ordered
+        // by their bytes, so the range is one of the primary key), added to the statement.
+        let range = filter.run_id_range();
+        let mut ranged = None;
+        if let Some((from, to)) = &range {
+            let base = &self.statements.list_runs[index];
+            let (select, order) = base.split_at(base.find(" ORDER BY").unwrap_or(base.len()));
+            let mut sql = format!(
+                "{select} {} run_id >= ${}",
+                if index == 0 { "WHERE" } else { "AND" },
+                params.len() + 1
+            );
+            params.push(from);
+            if let Some(to) = to {
+                params.push(to);
+                sql.push_str(&format!(" AND run_id < ${}", params.len()));
+            }
+            sql.push_str(order);
+            ranged = Some(sql);
         }
-        sql.push_str(" ORDER BY created_at_ms DESC, run_id DESC LIMIT $1");
-        let sql = sql.as_str();
+        let sql = ranged.as_ref().unwrap_or(&self.statements.list_runs[index]);
         let rows = on_connection!(self, "list_runs", None::<&str>, |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query(&stmt, &params).await?)

@@ -14,7 +14,7 @@ use crate::DEFAULT_APPLICATION_NAME;
 use crate::PostgresStore;
 use crate::batch::StepBatcher;
 use crate::error::{ConnectError, connect_error, describe};
-use crate::listener::{Listener, Waiters};
+use crate::listener::{Channels, Listener, Waiters};
 use crate::schema::migrate;
 use crate::sql::Statements;
 
@@ -154,6 +154,11 @@ impl PostgresStoreBuilder {
         drop(client);
 
         let channel = channel_name(&self.schema);
+        let channels = Channels {
+            signals: channel.clone(),
+            work: channel_name_of("work", &self.schema),
+            events: channel_name_of("events", &self.schema),
+        };
         let waiters = Arc::new(Waiters::default());
         let mut listen_config = config.clone();
         let listen_name =
@@ -161,7 +166,7 @@ impl PostgresStoreBuilder {
         listen_config.application_name(&listen_name);
         // A dead network would otherwise go unnoticed for hours on an idle LISTEN connection.
         listen_config.keepalives(true).keepalives_idle(Duration::from_secs(30));
-        let listener = Listener::start(listen_config, channel.clone(), Arc::clone(&waiters))
+        let listener = Listener::start(listen_config, channels.clone(), Arc::clone(&waiters))
             .await
             .map_err(|e| Error::store("connect", None, ConnectError { target: target.clone(), source: e }))?;
 
@@ -175,6 +180,8 @@ impl PostgresStoreBuilder {
             steps,
             schema: self.schema,
             channel,
+            work_channel: channels.work,
+            events_channel: channels.events,
             target,
             waiters,
             _listener: listener,
@@ -207,13 +214,18 @@ pub(crate) fn describe_target(config: &tokio_postgres::Config) -> String {
 /// The notification channel of a schema: channels are database-wide, so each schema has its
 /// own. A hash keeps it under PostgreSQL's 63-byte identifier limit.
 pub(crate) fn channel_name(schema: &str) -> String {
+    channel_name_of("signals", schema)
+}
+
+/// The channel of `kind` (`signals`, `work`, `events`) of a schema.
+pub(crate) fn channel_name_of(kind: &str, schema: &str) -> String {
     // FNV-1a, 64 bits: stable across processes, builds and platforms.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in schema.as_bytes() {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("durably_signals_{hash:016x}")
+    format!("durably_{kind}_{hash:016x}")
 }
 
 #[cfg(test)]
@@ -227,6 +239,8 @@ mod tests {
         assert_eq!(a, channel_name("durably"));
         assert_ne!(a, channel_name("durably2"));
         assert!(channel_name(&"x".repeat(63)).len() < 63);
+        assert!(channel_name_of("events", &"x".repeat(63)).len() < 63);
+        assert_ne!(channel_name_of("work", "durably"), a, "each kind has its own channel");
     }
 
     #[test]

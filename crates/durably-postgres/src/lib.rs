@@ -30,6 +30,12 @@
 //! - **Wake-ups without polling**: `deliver_signal` sends `pg_notify` in the statement that
 //!   records the signal, and each store keeps one dedicated `LISTEN` connection that wakes the
 //!   waiting runs of its process (and reconnects on its own if that connection drops).
+//! - **Queues**: a claim is one transaction serialized per queue by an advisory lock
+//!   (`pg_advisory_xact_lock` on a hash of schema and queue), so the limits it reads (executing
+//!   runs, per-key counts, claims in the rate window) hold across every worker; times are the
+//!   server's, as for leases. `enqueue`, and a delivery that makes a parked run runnable,
+//!   notify the queue on the schema's work channel; `append_events` notifies the run on its
+//!   events channel. The same `LISTEN` connection wakes `wait_for_work` and `wait_for_events`.
 //! - **One round trip per operation**: `open_run` creates or resumes the run and returns it
 //!   with all its steps and signals in a single statement; `save_step` is one upsert.
 //! - **Group commit**: the checkpoints of concurrent runs are written together, one
@@ -43,10 +49,13 @@
 //!
 //! | table | key | holds |
 //! |-------|-----|-------|
-//! | `runs` | `run_id` | workflow, status, input, output, error, `waiting_on`, created/updated times (ms); indexed by `(status, created_at_ms)`, `(workflow, created_at_ms)` and `created_at_ms` |
+//! | `runs` | `run_id` | workflow, status, input, output, error, `waiting_on`, created/updated times (ms), and for queued runs `queue`, `priority`, `queue_key`, `parent_id`, `wake_at_ms` (set while parked); indexed by `(status, created_at_ms)`, `(workflow, created_at_ms)`, `created_at_ms`, the runnable runs per queue `(queue, status, priority DESC, created_at_ms, run_id)`, `parent_id` and `wake_at_ms` |
 //! | `steps` | `(run_id, step_id)` | task name, status, value, error, attempts, request hash, start/finish times |
 //! | `signals` | `(run_id, name)` | payload, delivery time |
 //! | `leases` | `run_id` | owner, `expires_at_ms` (server clock) |
+//! | `queue_claims` | `(queue, claimed_at_ms)` | how many runs of the queue were claimed that millisecond, for the rate limit; pruned by claims |
+//! | `events` | `(run_id, event_offset)` | each run's event log: kind, data (verbatim text), time |
+//! | `event_heads` | `run_id` | the next offset of each log (its row lock orders concurrent appends) |
 //! | `durably_schema_version` | one row | the schema version |
 //!
 //! JSON values are kept twice. `input_text`, `output_text`, `value_text` and `payload_text`
@@ -127,6 +136,10 @@ pub struct PostgresStore {
     steps: batch::StepBatcher,
     schema: String,
     channel: String,
+    /// The channel `enqueue` and unparking deliveries notify (payload: the queue).
+    work_channel: String,
+    /// The channel `append_events` notifies (payload: the run id).
+    events_channel: String,
     target: String,
     waiters: Arc<Waiters>,
     _listener: Listener,
@@ -173,8 +186,10 @@ macro_rules! on_connection {
 
 mod admin;
 mod batch;
+mod events;
 mod journal;
 mod leases;
+mod queues;
 mod signals;
 
 pub use crate::builder::PostgresStoreBuilder;

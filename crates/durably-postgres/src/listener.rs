@@ -1,8 +1,11 @@
 //! Cross-process wake-ups: one dedicated connection per store that `LISTEN`s on the store's
-//! channel and wakes the `wait_for_signal` callers of the run named in each notification.
+//! channels and wakes the waiters named in each notification: the `wait_for_signal` callers of
+//! a run (signal channel), the `wait_for_work` callers of a queue (work channel), the
+//! `wait_for_events` callers of a run's log (events channel).
 //!
 //! `deliver_signal` sends `pg_notify(channel, run_id)` in the statement that records the
-//! signal, so the notification goes out when (and only when) the delivery commits. The listener
+//! signal, so the notification goes out when (and only when) the delivery commits; `enqueue`,
+//! a delivery that unparks a run and `append_events` do the same on their channels. The listener
 //! reconnects with a capped backoff when its connection drops; after every (re)connection it
 //! wakes every waiter, since notifications sent while it was away are lost, and waiters re-read
 //! the store when woken.
@@ -22,10 +25,23 @@ use crate::sql::quote_ident;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The waiters of one store, by run id, and whether notifications are being received.
+/// The notification channels of one store.
+#[derive(Debug, Clone)]
+pub(crate) struct Channels {
+    pub(crate) signals: String,
+    pub(crate) work: String,
+    pub(crate) events: String,
+}
+
+/// The waiters of one store, and whether notifications are being received.
 #[derive(Debug, Default)]
 pub(crate) struct Waiters {
+    /// `wait_for_signal` callers, by run id.
     pub(crate) registry: WaitRegistry<String>,
+    /// `wait_for_work` callers, by queue.
+    pub(crate) work: WaitRegistry<String>,
+    /// `wait_for_events` callers, by run id.
+    pub(crate) events: WaitRegistry<String>,
     /// True while the listener's `LISTEN` is in force.
     connected: AtomicBool,
 }
@@ -35,17 +51,43 @@ impl Waiters {
     pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
     }
+
+    fn wake_all(&self) {
+        self.registry.wake_all();
+        self.work.wake_all();
+        self.events.wake_all();
+    }
+
+    /// Wakes the waiters a notification on `channel` names ('': all of that channel's).
+    fn wake(&self, channels: &Channels, channel: &str, payload: &str) {
+        let registry = if channel == channels.work {
+            &self.work
+        } else if channel == channels.events {
+            &self.events
+        } else {
+            &self.registry
+        };
+        if payload.is_empty() {
+            registry.wake_all();
+        } else {
+            registry.wake(payload);
+        }
+    }
 }
 
 /// One live `LISTEN` session: the client (dropping it closes the connection) and the
 /// notifications its connection receives.
 struct Session {
     _client: tokio_postgres::Client,
-    payloads: mpsc::UnboundedReceiver<String>,
+    /// Each notification's channel and payload.
+    payloads: mpsc::UnboundedReceiver<(String, String)>,
 }
 
-/// Opens a connection and starts listening on `channel`.
-async fn listen(config: &tokio_postgres::Config, channel: &str) -> Result<Session, tokio_postgres::Error> {
+/// Opens a connection and starts listening on every channel.
+async fn listen(
+    config: &tokio_postgres::Config,
+    channels: &Channels,
+) -> Result<Session, tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, payloads) = mpsc::unbounded_channel();
     // Drives the connection; ends (dropping `tx`) when the connection does.
@@ -53,7 +95,7 @@ async fn listen(config: &tokio_postgres::Config, channel: &str) -> Result<Sessio
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(AsyncMessage::Notification(n))) => {
-                    if tx.send(n.payload().to_owned()).is_err() {
+                    if tx.send((n.channel().to_owned(), n.payload().to_owned())).is_err() {
                         return;
                     }
                 }
@@ -66,7 +108,14 @@ async fn listen(config: &tokio_postgres::Config, channel: &str) -> Result<Sessio
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {}", quote_ident(channel))).await?;
+    client
+        .batch_execute(&format!(
+            "LISTEN {}; LISTEN {}; LISTEN {}",
+            quote_ident(&channels.signals),
+            quote_ident(&channels.work),
+            quote_ident(&channels.events)
+        ))
+        .await?;
     Ok(Session { _client: client, payloads })
 }
 
@@ -87,38 +136,35 @@ impl Listener {
     /// listening in a task for as long as the returned value lives.
     pub(crate) async fn start(
         config: tokio_postgres::Config,
-        channel: String,
+        channels: Channels,
         waiters: Arc<Waiters>,
     ) -> Result<Self, tokio_postgres::Error> {
-        let first = listen(&config, &channel).await?;
+        let first = listen(&config, &channels).await?;
         waiters.connected.store(true, Ordering::Release);
-        let task = tokio::spawn(run(config, channel, waiters, first));
+        let task = tokio::spawn(run(config, channels, waiters, first));
         Ok(Listener { task })
     }
 }
 
-async fn run(config: tokio_postgres::Config, channel: String, waiters: Arc<Waiters>, first: Session) {
+async fn run(config: tokio_postgres::Config, channels: Channels, waiters: Arc<Waiters>, first: Session) {
+    let channel = &channels.signals;
     let mut session = Some(first);
     let mut backoff = FIRST_BACKOFF;
     loop {
         if let Some(mut live) = session.take() {
             waiters.connected.store(true, Ordering::Release);
             // Anything sent while no session listened is lost: let every waiter look again.
-            waiters.registry.wake_all();
+            waiters.wake_all();
             backoff = FIRST_BACKOFF;
-            while let Some(payload) = live.payloads.recv().await {
-                if payload.is_empty() {
-                    waiters.registry.wake_all();
-                } else {
-                    waiters.registry.wake(payload.as_str());
-                }
+            while let Some((from, payload)) = live.payloads.recv().await {
+                waiters.wake(&channels, &from, &payload);
             }
             waiters.connected.store(false, Ordering::Release);
             tracing::debug!(target: "durably", channel = %channel, "PostgreSQL listener reconnecting");
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        match listen(&config, &channel).await {
+        match listen(&config, &channels).await {
             Ok(live) => session = Some(live),
             Err(e) => {
                 tracing::warn!(target: "durably", channel = %channel, error = %crate::error::describe(&e), "PostgreSQL listener cannot reconnect");

@@ -18,8 +18,14 @@ impl Signals for PostgresStore {
         // would report the delivery as a duplicate.
         let rows = on_connection!(self, "deliver_signal", Some(run_id), |client| async {
             let stmt = client.prepare_cached(sql).await?;
-            let params: [&(dyn ToSql + Sync); 5] =
-                [&run_id, &signal.name, &signal.payload, &signal.delivered_at_ms, &self.channel];
+            let params: [&(dyn ToSql + Sync); 6] = [
+                &run_id,
+                &signal.name,
+                &signal.payload,
+                &signal.delivered_at_ms,
+                &self.channel,
+                &self.work_channel,
+            ];
             Ok(client.query(&stmt, &params).await?)
         })?;
         Ok(!rows.is_empty())

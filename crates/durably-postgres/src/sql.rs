@@ -4,13 +4,19 @@
 //! the statements do not depend on a connection's `search_path`. Every value travels as a bind
 //! parameter; only the (quoted) schema name is ever formatted into SQL text.
 
-use durably_core::{Error, RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus};
+use durably_core::{
+    Error, EventRecord, NewEvent, RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus,
+};
 use tokio_postgres::Row;
 
 /// The schema version this version of durably-postgres writes and understands, kept in the
 /// `durably_schema_version` table of the store's schema. A schema with a higher version is
 /// refused when the store connects.
-pub const SCHEMA_VERSION: i32 = 1;
+///
+/// - 1: `runs`, `steps`, `signals`, `leases`.
+/// - 2: adds queues (the queue columns of `runs`, `queue_claims`) and event logs (`events`,
+///   `event_heads`).
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Quotes an identifier for PostgreSQL: `my "schema"` becomes `"my ""schema"""`.
 pub(crate) fn quote_ident(name: &str) -> String {
@@ -25,7 +31,8 @@ pub(crate) fn quote_ident(name: &str) -> String {
 /// verbatim text (`*_text`, what durably reads back byte for byte) and a generated `jsonb`
 /// column for queries (NULL when the text is not valid `jsonb`, e.g. a string holding
 /// `\u0000`).
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE FUNCTION {s}.durably_try_jsonb(t text) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
     AS $f$ BEGIN RETURN t::jsonb; EXCEPTION WHEN others THEN RETURN NULL; END $f$;
@@ -76,11 +83,52 @@ CREATE TABLE {s}.leases (
     owner         text COLLATE "C" NOT NULL,
     expires_at_ms bigint NOT NULL
 );
-"#];
+"#,
+    // Version 2: queues and event logs. A queued run keeps its queue, priority, concurrency key
+    // and parent in its row; `wake_at_ms` is set only while it is parked. `runs_runnable` serves
+    // claims, `runs_by_parent` the listing of children, `runs_by_wake` finding due timers.
+    // `queue_claims` counts each queue's claims per millisecond for the rate limit (claims prune
+    // what left the window). `events` keeps each run's log verbatim (text, no `jsonb` twin: a log
+    // is written far more often than it is queried); `event_heads` holds each log's next offset,
+    // whose row lock makes concurrent appends take consecutive offsets in turn.
+    r#"
+ALTER TABLE {s}.runs
+    ADD COLUMN queue      text COLLATE "C",
+    ADD COLUMN priority   integer NOT NULL DEFAULT 0,
+    ADD COLUMN queue_key  text COLLATE "C",
+    ADD COLUMN parent_id  text COLLATE "C",
+    ADD COLUMN wake_at_ms bigint;
+CREATE INDEX runs_runnable ON {s}.runs (queue, status, priority DESC, created_at_ms, run_id)
+    WHERE queue IS NOT NULL;
+CREATE INDEX runs_by_parent ON {s}.runs (parent_id, created_at_ms, run_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX runs_by_wake ON {s}.runs (wake_at_ms) WHERE wake_at_ms IS NOT NULL;
+
+CREATE TABLE {s}.queue_claims (
+    queue         text COLLATE "C" NOT NULL,
+    claimed_at_ms bigint NOT NULL,
+    claims        bigint NOT NULL,
+    PRIMARY KEY (queue, claimed_at_ms)
+);
+
+CREATE TABLE {s}.events (
+    run_id       text COLLATE "C" NOT NULL,
+    event_offset bigint NOT NULL,
+    kind         text COLLATE "C" NOT NULL,
+    data         text COLLATE "C" NOT NULL,
+    at_ms        bigint NOT NULL,
+    PRIMARY KEY (run_id, event_offset)
+);
+
+CREATE TABLE {s}.event_heads (
+    run_id      text COLLATE "C" NOT NULL PRIMARY KEY,
+    next_offset bigint NOT NULL
+);
+"#,
+];
 
 /// The columns of a run, in the order [`decode_run`] reads them.
-const RUN_COLUMNS: &str =
-    "run_id, workflow, status, input_text, output_text, error, waiting_on, created_at_ms, updated_at_ms";
+const RUN_COLUMNS: &str = "run_id, workflow, status, input_text, output_text, error, waiting_on, created_at_ms, \
+     updated_at_ms, queue, parent_id, wake_at_ms";
 
 /// The columns of a step, in the order [`decode_step`] reads them.
 const STEP_COLUMNS: &str =
@@ -88,6 +136,43 @@ const STEP_COLUMNS: &str =
 
 /// The server's clock in milliseconds since the Unix epoch.
 const SERVER_NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
+
+/// The server's clock now, not at the start of the transaction (which may have waited for a
+/// lock since).
+pub(crate) const SERVER_CLOCK_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// A notification payload naming `$x` (a run id, a queue), or '' (wake every waiter) when it is
+/// too long for a payload (8000 bytes).
+fn payload(x: &str) -> String {
+    format!("CASE WHEN octet_length({x}) <= 7000 THEN {x} ELSE '' END")
+}
+
+/// A live lease covers `r.run_id` at time `now`.
+fn live_lease(s: &str, now: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM {s}.leases l WHERE l.run_id = r.run_id AND l.expires_at_ms > {now})")
+}
+
+/// Run `r` is runnable by the rule of `Queues::claim_runs` at time `now`, the lease aside. The
+/// status list stands alone so that `runs_runnable` serves `queue = $1 AND status IN (…)` and
+/// skips the queue's finished runs.
+fn ready(now: &str) -> String {
+    format!(
+        "r.status IN ('enqueued', 'running', 'waiting') \
+         AND (r.status <> 'waiting' OR r.wake_at_ms IS NULL OR r.wake_at_ms <= {now})"
+    )
+}
+
+/// The runs `r` of queue `$1` that execute at `now` (unfinished, under a live lease `l`),
+/// found from the live leases, which are few, rather than from the queue's runs.
+fn executing_runs(s: &str, now: &str) -> String {
+    format!(
+        "{s}.leases l JOIN {s}.runs r ON r.run_id = l.run_id
+         WHERE l.expires_at_ms > {now} AND r.queue = $1 AND r.status IN ('enqueued', 'running', 'waiting')"
+    )
+}
+
+/// Bit `i` of a `list_runs` statement's index: the filter on column `LIST_FILTERS[i]`.
+pub(crate) const LIST_FILTERS: [&str; 4] = ["status", "workflow", "queue", "parent_id"];
 
 /// Every statement of the store, with the schema filled in.
 #[derive(Debug)]
@@ -100,8 +185,9 @@ pub(crate) struct Statements {
     pub(crate) deliver_signal: String,
     pub(crate) get_signal: String,
     pub(crate) get_run: String,
-    /// `list_runs` up to its `WHERE`: the caller adds the filter's conditions and the order.
-    pub(crate) list_runs: String,
+    /// `list_runs` for each combination of filters: entry `i` filters by the columns of the
+    /// bits of `i` in [`LIST_FILTERS`], their values in that order from `$2`.
+    pub(crate) list_runs: Vec<String>,
     pub(crate) list_steps: String,
     pub(crate) acquire_lease: String,
     pub(crate) release_lease: String,
@@ -111,11 +197,47 @@ pub(crate) struct Statements {
     pub(crate) list_signals: String,
     pub(crate) delete_run: String,
     pub(crate) update_run_unless_cancelled: String,
+    pub(crate) enqueue: String,
+    /// Serializes the claims of one queue until the transaction ends.
+    pub(crate) lock_queue: String,
+    pub(crate) prune_claims: String,
+    pub(crate) clear_claims: String,
+    pub(crate) count_claims: String,
+    pub(crate) record_claims: String,
+    pub(crate) count_executing: String,
+    pub(crate) claim_candidates: String,
+    pub(crate) claim_leases: String,
+    pub(crate) claim_runs: String,
+    pub(crate) release_unclaimed: String,
+    /// Locks a run's row: what `park_run` waits on while a delivery to the run commits.
+    pub(crate) lock_run: String,
+    pub(crate) park_run: String,
+    pub(crate) queue_stats: String,
+    pub(crate) runnable_queues: String,
+    pub(crate) append_events: String,
+    pub(crate) read_events: String,
 }
 
 impl Statements {
     pub(crate) fn new(schema: &str) -> Self {
         let s = quote_ident(schema);
+        let list_runs = (0..1 << LIST_FILTERS.len())
+            .map(|mask: usize| {
+                let conditions: Vec<String> = LIST_FILTERS
+                    .iter()
+                    .enumerate()
+                    .filter(|(bit, _)| mask & (1 << bit) != 0)
+                    .enumerate()
+                    .map(|(n, (_, column))| format!("{column} = ${}", n + 2))
+                    .collect();
+                let filter =
+                    if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+                format!(
+                    "SELECT {RUN_COLUMNS} FROM {s}.runs {filter} ORDER BY created_at_ms DESC, run_id DESC LIMIT $1"
+                )
+            })
+            .collect();
+        let now = "$2";
         Statements {
             // One statement, so one round trip: create or resume the run, then return it (row
             // kind 0), its steps (kind 1) and its signals (kind 2). The rows of a data-modifying
@@ -126,11 +248,13 @@ impl Statements {
                     INSERT INTO {s}.runs AS r (run_id, workflow, status, input_text, created_at_ms, updated_at_ms)
                     VALUES ($1, $2, 'running', $3, $4, $4)
                     ON CONFLICT (run_id) DO UPDATE SET
-                        status = 'running', error = NULL, waiting_on = NULL,
+                        status = 'running', error = NULL, waiting_on = NULL, wake_at_ms = NULL,
                         updated_at_ms = excluded.updated_at_ms
-                    WHERE r.workflow = excluded.workflow AND r.status IN ('running', 'waiting', 'failed')
+                    WHERE r.workflow = excluded.workflow
+                      AND r.status IN ('enqueued', 'running', 'waiting', 'failed')
                     RETURNING r.run_id, r.workflow, r.status, r.input_text, r.output_text, r.error,
-                              r.waiting_on, r.created_at_ms, r.updated_at_ms
+                              r.waiting_on, r.created_at_ms, r.updated_at_ms, r.queue, r.parent_id,
+                              r.wake_at_ms
                 ), run AS (
                     SELECT * FROM up
                     UNION ALL
@@ -139,14 +263,16 @@ impl Statements {
                 )
                 SELECT 0 AS kind, run_id AS t1, workflow AS t2, status AS t3, input_text AS t4,
                        output_text AS t5, error AS t6, waiting_on AS t7,
-                       created_at_ms AS n1, updated_at_ms AS n2, NULL::bigint AS n3
+                       created_at_ms AS n1, updated_at_ms AS n2, NULL::bigint AS n3,
+                       queue AS t8, parent_id AS t9, wake_at_ms AS n4
                 FROM run
                 UNION ALL
                 SELECT 1, step_id, name, status, value_text, error, request_hash, NULL,
-                       started_at_ms, finished_at_ms, attempts
+                       started_at_ms, finished_at_ms, attempts, NULL, NULL, NULL
                 FROM {s}.steps WHERE run_id = $1
                 UNION ALL
-                SELECT 2, name, payload_text, NULL, NULL, NULL, NULL, NULL, delivered_at_ms, NULL, NULL
+                SELECT 2, name, payload_text, NULL, NULL, NULL, NULL, NULL, delivered_at_ms, NULL, NULL,
+                       NULL, NULL, NULL
                 FROM {s}.signals WHERE run_id = $1"
             ),
             save_step: format!(
@@ -172,25 +298,42 @@ impl Statements {
             ),
             update_run: format!(
                 "UPDATE {s}.runs SET status = $2, output_text = $3, error = $4, waiting_on = $5,
-                     updated_at_ms = $6
+                     wake_at_ms = NULL, updated_at_ms = $6
                  WHERE run_id = $1"
             ),
-            // The notification goes out with the insert's commit, and only when this call
-            // delivered the signal. Its payload is the run id, or '' (wake every waiter) for a
-            // run id too long for a notification payload (8000 bytes).
+            // The notifications go out with the insert's commit, and only when this call
+            // delivered the signal: on the signal channel `$5` (payload: the run id), and, when
+            // the run is parked on this signal, on the work channel `$6` (payload: its queue).
+            //
+            // The delivery rewrites the run's row whether or not it is parked, so that it takes
+            // the row's lock: a `park_run` that locked the row first is waited for, and the
+            // re-check of the row (READ COMMITTED) then sees the run parked; a `park_run` that
+            // comes second waits for this commit and sees the signal. Either way no wake-up is
+            // lost. The wake time is the earlier of the caller's and the server's clock, so a
+            // caller's clock running ahead never delays the claim.
             deliver_signal: format!(
                 "WITH ins AS (
                     INSERT INTO {s}.signals (run_id, name, payload_text, delivered_at_ms)
                     VALUES ($1, $2, $3, $4)
                     ON CONFLICT (run_id, name) DO NOTHING
                     RETURNING run_id
+                 ), unpark AS (
+                    UPDATE {s}.runs AS r SET wake_at_ms = CASE
+                        WHEN r.status = 'waiting' AND r.waiting_on = $2 AND r.wake_at_ms IS NOT NULL
+                        THEN LEAST(r.wake_at_ms, $4, {SERVER_NOW_MS}) ELSE r.wake_at_ms END
+                    WHERE r.run_id = $1 AND EXISTS (SELECT 1 FROM ins)
+                    RETURNING CASE WHEN r.status = 'waiting' AND r.waiting_on = $2 AND r.wake_at_ms IS NOT NULL
+                                   THEN r.queue END AS queue
                  )
-                 SELECT pg_notify($5, CASE WHEN octet_length(run_id) <= 7000 THEN run_id ELSE '' END)::text
-                 FROM ins"
+                 SELECT pg_notify($5, {run_payload})::text,
+                        (SELECT pg_notify($6, {queue_payload})::text FROM unpark WHERE queue IS NOT NULL)
+                 FROM ins",
+                run_payload = payload("run_id"),
+                queue_payload = payload("queue"),
             ),
             get_signal: format!("SELECT payload_text FROM {s}.signals WHERE run_id = $1 AND name = $2"),
             get_run: format!("SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1"),
-            list_runs: format!("SELECT {RUN_COLUMNS} FROM {s}.runs"),
+            list_runs,
             list_steps: format!(
                 "SELECT {STEP_COLUMNS} FROM {s}.steps WHERE run_id = $1 ORDER BY started_at_ms, step_id"
             ),
@@ -240,7 +383,7 @@ impl Statements {
             ),
             recoverable_runs: format!(
                 "SELECT {RUN_COLUMNS} FROM {s}.runs r
-                 WHERE r.status IN ('running', 'waiting')
+                 WHERE r.status IN ('running', 'waiting') AND r.wake_at_ms IS NULL
                    AND NOT EXISTS (
                        SELECT 1 FROM {s}.leases l
                        WHERE l.run_id = r.run_id AND l.expires_at_ms > COALESCE($1::bigint, {SERVER_NOW_MS}))
@@ -255,7 +398,9 @@ impl Statements {
             delete_run: format!(
                 "WITH steps AS (DELETE FROM {s}.steps WHERE run_id = $1),
                       signals AS (DELETE FROM {s}.signals WHERE run_id = $1),
-                      leases AS (DELETE FROM {s}.leases WHERE run_id = $1)
+                      leases AS (DELETE FROM {s}.leases WHERE run_id = $1),
+                      events AS (DELETE FROM {s}.events WHERE run_id = $1),
+                      heads AS (DELETE FROM {s}.event_heads WHERE run_id = $1)
                  DELETE FROM {s}.runs WHERE run_id = $1 RETURNING 1"
             ),
             // The row lock of the UPDATE re-checks the status against the latest committed
@@ -264,11 +409,139 @@ impl Statements {
             update_run_unless_cancelled: format!(
                 "WITH upd AS (
                     UPDATE {s}.runs SET status = $2, output_text = $3, error = $4, waiting_on = $5,
-                        updated_at_ms = $6
+                        wake_at_ms = NULL, updated_at_ms = $6
                     WHERE run_id = $1 AND status <> 'cancelled'
                     RETURNING 1
                  )
                  SELECT EXISTS (SELECT 1 FROM upd), EXISTS (SELECT 1 FROM {s}.runs WHERE run_id = $1)"
+            ),
+            // The first column says whether this call created the run; the last notifies the
+            // work channel `$9` of a created run's queue. A run created by a concurrent
+            // transaction can be invisible to the fallback read: the caller tries again.
+            enqueue: format!(
+                "WITH ins AS (
+                    INSERT INTO {s}.runs (run_id, workflow, status, input_text, created_at_ms,
+                                          updated_at_ms, queue, priority, queue_key, parent_id)
+                    VALUES ($1, $2, 'enqueued', $3, $4, $4, $5, $6, $7, $8)
+                    ON CONFLICT (run_id) DO NOTHING
+                    RETURNING {RUN_COLUMNS}
+                 )
+                 SELECT true, ins.*, pg_notify($9, {queue_payload})::text FROM ins
+                 UNION ALL
+                 SELECT false, {RUN_COLUMNS}, NULL FROM {s}.runs
+                 WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM ins)",
+                queue_payload = payload("queue"),
+            ),
+            lock_queue: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))".to_owned(),
+            prune_claims: format!("DELETE FROM {s}.queue_claims WHERE queue = $1 AND claimed_at_ms <= $2"),
+            clear_claims: format!("DELETE FROM {s}.queue_claims WHERE queue = $1"),
+            count_claims: format!("SELECT COALESCE(SUM(claims), 0)::bigint FROM {s}.queue_claims WHERE queue = $1"),
+            record_claims: format!(
+                "INSERT INTO {s}.queue_claims AS c (queue, claimed_at_ms, claims) VALUES ($1, $2, $3)
+                 ON CONFLICT (queue, claimed_at_ms) DO UPDATE SET claims = c.claims + excluded.claims"
+            ),
+            count_executing: format!("SELECT count(*) FROM {}", executing_runs(&s, now)),
+            // Runnable runs of queue `$1` at `$2`, at most `$4`, in claim order; under a per-key
+            // limit `$3`, only as many of each key as its executing runs leave room for (each
+            // key's candidates are numbered in claim order).
+            claim_candidates: format!(
+                "WITH executing AS (
+                    SELECT r.queue_key, count(*) AS n FROM {executing}
+                      AND r.queue_key IS NOT NULL
+                    GROUP BY r.queue_key
+                 ), candidates AS (
+                    SELECT r.run_id, r.queue_key, r.priority, r.created_at_ms,
+                           row_number() OVER (PARTITION BY r.queue_key
+                                              ORDER BY r.priority DESC, r.created_at_ms, r.run_id) AS nth
+                    FROM {s}.runs r
+                    WHERE r.queue = $1 AND {ready} AND NOT {live}
+                 )
+                 SELECT c.run_id::text FROM candidates c LEFT JOIN executing e ON e.queue_key = c.queue_key
+                 WHERE $3::bigint IS NULL OR c.queue_key IS NULL OR c.nth + COALESCE(e.n, 0) <= $3::bigint
+                 ORDER BY c.priority DESC, c.created_at_ms, c.run_id
+                 LIMIT $4",
+                executing = executing_runs(&s, now),
+                live = live_lease(&s, now),
+                ready = ready(now),
+            ),
+            // Takes the leases of the chosen runs unless another owner took one meanwhile (an
+            // engine executing the run in place): the row lock of ON CONFLICT decides.
+            claim_leases: format!(
+                "INSERT INTO {s}.leases AS l (run_id, owner, expires_at_ms)
+                 SELECT id, $2, $3 FROM unnest($1::text[]) AS ids(id)
+                 ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms
+                 WHERE l.owner = excluded.owner OR l.expires_at_ms <= $4
+                 RETURNING l.run_id::text"
+            ),
+            // Re-checked on the latest version of each row (READ COMMITTED), so a run that
+            // stopped being runnable meanwhile (cancelled, opened in place) is left alone.
+            claim_runs: format!(
+                "UPDATE {s}.runs r SET status = 'running', waiting_on = NULL, wake_at_ms = NULL, updated_at_ms = $2
+                 WHERE r.run_id = ANY($1::text[]) AND r.queue = $3 AND {ready}
+                 RETURNING {RUN_COLUMNS}",
+                ready = ready(now),
+            ),
+            release_unclaimed: format!(
+                "DELETE FROM {s}.leases WHERE run_id = ANY($1::text[]) AND owner = $2"
+            ),
+            lock_run: format!("SELECT status, queue FROM {s}.runs WHERE run_id = $1 FOR UPDATE"),
+            // Runs after `lock_run`, in its own statement, so its snapshot shows a delivery
+            // that committed while the lock was awaited. Returns whether the signal was
+            // delivered, and notifies the work channel `$6` then.
+            park_run: format!(
+                "WITH sig AS (
+                    SELECT EXISTS (SELECT 1 FROM {s}.signals WHERE run_id = $1 AND name = $2) AS delivered
+                 ), upd AS (
+                    UPDATE {s}.runs SET status = 'waiting', waiting_on = $2,
+                        wake_at_ms = CASE WHEN (SELECT delivered FROM sig) THEN LEAST($4, {SERVER_NOW_MS}) ELSE $3 END,
+                        updated_at_ms = $4
+                    WHERE run_id = $1
+                    RETURNING queue
+                 ), released AS (
+                    DELETE FROM {s}.leases WHERE run_id = $1 AND owner = $5
+                 )
+                 SELECT (SELECT delivered FROM sig),
+                        (SELECT pg_notify($6, {queue_payload})::text FROM upd
+                         WHERE queue IS NOT NULL AND (SELECT delivered FROM sig))",
+                queue_payload = payload("queue"),
+            ),
+            queue_stats: format!(
+                "SELECT (SELECT count(*) FROM {executing}),
+                        count(*) FILTER (WHERE r.status = 'enqueued'),
+                        count(*) FILTER (WHERE r.status = 'waiting' AND r.wake_at_ms IS NOT NULL),
+                        min(r.created_at_ms) FILTER (WHERE r.status = 'enqueued')
+                 FROM {s}.runs r
+                 WHERE r.queue = $1 AND r.status IN ('enqueued', 'waiting') AND NOT {live}",
+                executing = executing_runs(&s, SERVER_NOW_MS),
+                live = live_lease(&s, SERVER_NOW_MS),
+            ),
+            // One runnable run is enough: `EXISTS` stops at it.
+            runnable_queues: format!(
+                "SELECT q::text FROM unnest($1::text[]) AS q
+                 WHERE EXISTS (SELECT 1 FROM {s}.runs r WHERE r.queue = q AND {ready} AND NOT {live})",
+                ready = ready(SERVER_NOW_MS),
+                live = live_lease(&s, SERVER_NOW_MS),
+            ),
+            // The head row's lock serializes appends to one log: each takes the next offsets
+            // from the latest committed head, so two never share one and none is skipped. The
+            // notification (payload: the run id) goes to the events channel `$5`.
+            append_events: format!(
+                "WITH head AS (
+                    INSERT INTO {s}.event_heads AS h (run_id, next_offset)
+                    VALUES ($1, cardinality($2::text[]))
+                    ON CONFLICT (run_id) DO UPDATE SET next_offset = h.next_offset + excluded.next_offset
+                    RETURNING h.next_offset - cardinality($2::text[]) AS first
+                 ), ins AS (
+                    INSERT INTO {s}.events (run_id, event_offset, kind, data, at_ms)
+                    SELECT $1, head.first + e.i - 1, e.kind, e.data, e.at_ms
+                    FROM head, unnest($2::text[], $3::text[], $4::int8[]) WITH ORDINALITY AS e(kind, data, at_ms, i)
+                 )
+                 SELECT first, pg_notify($5, {run_payload})::text FROM head",
+                run_payload = payload("$1"),
+            ),
+            read_events: format!(
+                "SELECT event_offset, kind, data, at_ms FROM {s}.events
+                 WHERE run_id = $1 AND event_offset >= $2 ORDER BY event_offset LIMIT $3"
             ),
         }
     }
@@ -295,8 +568,14 @@ fn corrupt(run_id: &str, step_id: Option<&str>, detail: impl Into<String>) -> Er
     Error::Corrupt { run_id: run_id.to_owned(), step_id: step_id.map(str::to_owned), detail: detail.into() }
 }
 
-/// A run from columns `base..base + 9` in [`RUN_COLUMNS`] order.
-pub(crate) fn decode_run_at(row: &Row, base: usize, run_id_hint: &str) -> Result<RunRecord, Error> {
+/// A run from columns `base..base + 9` in [`RUN_COLUMNS`] order, and its queue, parent and
+/// wake time from columns `extra..extra + 3`.
+pub(crate) fn decode_run_at(
+    row: &Row,
+    base: usize,
+    extra: usize,
+    run_id_hint: &str,
+) -> Result<RunRecord, Error> {
     let run_id: String = col(row, base, run_id_hint, None)?;
     let status: String = col(row, base + 2, &run_id, None)?;
     let status: RunStatus = status.parse().map_err(|e: Error| corrupt(&run_id, None, e.to_string()))?;
@@ -311,12 +590,33 @@ pub(crate) fn decode_run_at(row: &Row, base: usize, run_id_hint: &str) -> Result
     run.error = col(row, base + 5, &run_id, None)?;
     run.waiting_on = col(row, base + 6, &run_id, None)?;
     run.updated_at_ms = col(row, base + 8, &run_id, None)?;
+    run.queue = col(row, extra, &run_id, None)?;
+    run.parent_id = col(row, extra + 1, &run_id, None)?;
+    run.wake_at_ms = col(row, extra + 2, &run_id, None)?;
     Ok(run)
+}
+
+/// A run from a row of [`RUN_COLUMNS`] from column `base` on.
+pub(crate) fn decode_run_from(row: &Row, base: usize, run_id_hint: &str) -> Result<RunRecord, Error> {
+    decode_run_at(row, base, base + 9, run_id_hint)
 }
 
 /// A run from a row of [`RUN_COLUMNS`].
 pub(crate) fn decode_run(row: &Row, run_id_hint: &str) -> Result<RunRecord, Error> {
-    decode_run_at(row, 0, run_id_hint)
+    decode_run_from(row, 0, run_id_hint)
+}
+
+/// An event from a row of `event_offset, kind, data, at_ms`.
+pub(crate) fn decode_event(row: &Row, run_id: &str) -> Result<EventRecord, Error> {
+    let offset: i64 = col(row, 0, run_id, None)?;
+    let offset = u64::try_from(offset)
+        .map_err(|_| corrupt(run_id, None, format!("event offset {offset} is negative")))?;
+    let event = NewEvent::new(
+        col::<String>(row, 1, run_id, None)?,
+        col::<String>(row, 2, run_id, None)?,
+        col::<i64>(row, 3, run_id, None)?,
+    );
+    Ok(EventRecord::new(offset, event))
 }
 
 /// Builds a step record from its decoded columns, checking status and attempts.
@@ -381,7 +681,7 @@ pub(crate) enum HistoryRow {
 pub(crate) fn decode_history_row(row: &Row, run_id: &str) -> Result<HistoryRow, Error> {
     let kind: i32 = col(row, 0, run_id, None)?;
     match kind {
-        0 => decode_run_at(row, 1, run_id).map(HistoryRow::Run),
+        0 => decode_run_at(row, 1, 11, run_id).map(HistoryRow::Run),
         1 => {
             let step_id: String = col(row, 1, run_id, None)?;
             let sid = Some(step_id.as_str());

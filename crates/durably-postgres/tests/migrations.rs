@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::{SchemaGuard, fresh, raw, start, step, unique, url};
 use durably_core::store::prelude::*;
-use durably_core::{Error, RunFilter};
+use durably_core::{Claim, Error, LeaseOutcome, NewEvent, QueuedRun, RunFilter, RunStatus, now_ms};
 use durably_postgres::{PostgresStore, SCHEMA_VERSION};
 
 async fn version(schema: &str) -> Vec<i32> {
@@ -43,7 +43,19 @@ async fn first_connect_creates_the_schema_its_tables_and_indexes_at_the_current_
     let Some((builder, guard)) = fresh().await else { return };
     assert!(tables(&guard.0).await.is_empty(), "the schema must not exist before");
     let _store = builder.connect().await.unwrap();
-    assert_eq!(tables(&guard.0).await, ["durably_schema_version", "leases", "runs", "signals", "steps"]);
+    assert_eq!(
+        tables(&guard.0).await,
+        [
+            "durably_schema_version",
+            "event_heads",
+            "events",
+            "leases",
+            "queue_claims",
+            "runs",
+            "signals",
+            "steps"
+        ]
+    );
     assert_eq!(version(&guard.0).await, [SCHEMA_VERSION]);
     let indexes: Vec<String> = raw()
         .await
@@ -53,7 +65,14 @@ async fn first_connect_creates_the_schema_its_tables_and_indexes_at_the_current_
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for wanted in ["runs_by_created", "runs_by_status", "runs_by_workflow"] {
+    for wanted in [
+        "runs_by_created",
+        "runs_by_status",
+        "runs_by_workflow",
+        "runs_runnable",
+        "runs_by_parent",
+        "runs_by_wake",
+    ] {
         assert!(indexes.iter().any(|i| i == wanted), "index {wanted} missing: {indexes:?}");
     }
 }
@@ -178,7 +197,12 @@ async fn a_schema_name_with_quotes_and_spaces_works() {
     let store = PostgresStore::builder(url()).schema(&schema).pool_size(1).connect().await.unwrap();
     start(&store, "r").await;
     assert!(store.get_run("r").await.unwrap().is_some());
-    assert_eq!(tables(&guard.0).await.len(), 5);
+    assert_eq!(tables(&guard.0).await.len(), 8);
+    // Queues and event logs too: their statements, locks and channels carry the odd name.
+    store.enqueue(&QueuedRun::new("job", "wf", None, "q", 1_000)).await.unwrap();
+    let claim = Claim::new("q", "w", std::time::Duration::from_secs(60), now_ms(), 10);
+    assert_eq!(store.claim_runs(&claim).await.unwrap().len(), 1);
+    assert_eq!(store.append_events("job", &[NewEvent::new("text", "1", 1)]).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -199,4 +223,96 @@ async fn a_malformed_url_is_invalid_and_does_not_echo_it() {
     let err = PostgresStore::connect("postgres://u:secretpw@[bad").await.unwrap_err();
     assert!(matches!(err, Error::Invalid { what: "PostgreSQL URL", .. }), "{err:?}");
     assert!(!err.to_string().contains("secretpw"), "{err}");
+}
+
+/// Schema version 1 exactly as durably-postgres created it before queues and event logs
+/// (`{s}` is the quoted schema), with a few records.
+const SCHEMA_V1_AS_SHIPPED: &str = r#"
+CREATE SCHEMA {s};
+CREATE TABLE {s}.durably_schema_version (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), version integer NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO {s}.durably_schema_version (version) VALUES (1);
+CREATE FUNCTION {s}.durably_try_jsonb(t text) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    AS $f$ BEGIN RETURN t::jsonb; EXCEPTION WHEN others THEN RETURN NULL; END $f$;
+CREATE TABLE {s}.runs (
+    run_id text COLLATE "C" NOT NULL PRIMARY KEY, workflow text COLLATE "C" NOT NULL,
+    status text COLLATE "C" NOT NULL, input_text text COLLATE "C", output_text text COLLATE "C",
+    error text COLLATE "C", waiting_on text COLLATE "C", created_at_ms bigint NOT NULL,
+    updated_at_ms bigint NOT NULL,
+    input jsonb GENERATED ALWAYS AS ({s}.durably_try_jsonb(input_text)) STORED,
+    output jsonb GENERATED ALWAYS AS ({s}.durably_try_jsonb(output_text)) STORED
+);
+CREATE INDEX runs_by_created ON {s}.runs (created_at_ms, run_id);
+CREATE INDEX runs_by_status ON {s}.runs (status, created_at_ms, run_id);
+CREATE INDEX runs_by_workflow ON {s}.runs (workflow, created_at_ms, run_id);
+CREATE TABLE {s}.steps (
+    run_id text COLLATE "C" NOT NULL, step_id text COLLATE "C" NOT NULL, name text COLLATE "C" NOT NULL,
+    status text COLLATE "C" NOT NULL, value_text text COLLATE "C", error text COLLATE "C",
+    attempts bigint NOT NULL, request_hash text COLLATE "C", started_at_ms bigint NOT NULL,
+    finished_at_ms bigint,
+    value jsonb GENERATED ALWAYS AS ({s}.durably_try_jsonb(value_text)) STORED,
+    PRIMARY KEY (run_id, step_id)
+);
+CREATE TABLE {s}.signals (
+    run_id text COLLATE "C" NOT NULL, name text COLLATE "C" NOT NULL, payload_text text COLLATE "C" NOT NULL,
+    delivered_at_ms bigint NOT NULL,
+    payload jsonb GENERATED ALWAYS AS ({s}.durably_try_jsonb(payload_text)) STORED,
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE {s}.leases (
+    run_id text COLLATE "C" NOT NULL PRIMARY KEY, owner text COLLATE "C" NOT NULL,
+    expires_at_ms bigint NOT NULL
+);
+INSERT INTO {s}.runs (run_id, workflow, status, input_text, waiting_on, created_at_ms, updated_at_ms)
+    VALUES ('old-wait', 'wf', 'waiting', '{"n":1}', 'go', 1000, 1000);
+INSERT INTO {s}.steps (run_id, step_id, name, status, value_text, attempts, started_at_ms, finished_at_ms)
+    VALUES ('old-wait', 'fetch', 'fetch', 'completed', '"v"', 1, 1000, 1001);
+INSERT INTO {s}.signals (run_id, name, payload_text, delivered_at_ms) VALUES ('old-wait', 'other', 'true', 1002);
+INSERT INTO {s}.leases VALUES ('old-lease', 'old-owner', 9000000000000);
+"#;
+
+#[tokio::test]
+async fn a_version_1_schema_is_upgraded_in_place_with_queues_and_event_logs() {
+    assert_eq!(SCHEMA_VERSION, 2, "this test upgrades version 1 to the current version 2");
+    let Some((builder, guard)) = fresh().await else { return };
+    let quoted = format!("\"{}\"", guard.0);
+    raw().await.batch_execute(&SCHEMA_V1_AS_SHIPPED.replace("{s}", &quoted)).await.unwrap();
+
+    let store = builder.clone().connect().await.unwrap();
+    assert_eq!(version(&guard.0).await, [2], "the schema is marked as upgraded");
+
+    // Every version 1 record is still there, read with the new columns empty.
+    let run = store.get_run("old-wait").await.unwrap().expect("the v1 run survives");
+    assert_eq!((run.status, run.input.as_deref()), (RunStatus::Waiting, Some(r#"{"n":1}"#)));
+    assert_eq!((run.queue, run.parent_id, run.wake_at_ms), (None, None, None));
+    assert_eq!(store.list_steps("old-wait").await.unwrap().len(), 1);
+    assert_eq!(store.get_signal("old-wait", "other").await.unwrap().as_deref(), Some("true"));
+    assert!(matches!(
+        store.acquire_lease("old-lease", "b", std::time::Duration::from_secs(60), now_ms()).await.unwrap(),
+        LeaseOutcome::HeldBy(lease) if lease.owner == "old-owner"
+    ));
+    let ids = |runs: Vec<durably_core::RunRecord>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+    assert_eq!(ids(store.recoverable_runs(now_ms(), 10).await.unwrap()), ["old-wait"]);
+
+    // The new columns and tables work: a queue, a claim, a parked run, an event log.
+    let job = QueuedRun::new("new-job", "wf", None, "q", 2_000).parent("old-wait");
+    let (queued, created) = store.enqueue(&job).await.unwrap();
+    assert!(created);
+    assert_eq!((queued.status, queued.queue.as_deref()), (RunStatus::Enqueued, Some("q")));
+    let claim = Claim::new("q", "w", std::time::Duration::from_secs(60), now_ms(), 10);
+    assert_eq!(ids(store.claim_runs(&claim).await.unwrap()), ["new-job"]);
+    assert!(store.park_run("new-job", "w", "go", None, now_ms()).await.unwrap());
+    assert_eq!(store.queue_stats("q", now_ms()).await.unwrap().parked, 1);
+    assert_eq!(ids(store.list_runs(&RunFilter::new().parent("old-wait")).await.unwrap()), ["new-job"]);
+    assert_eq!(store.append_events("old-wait", &[NewEvent::new("text", "{}", 1)]).await.unwrap(), 0);
+    drop(store);
+
+    // Connecting again migrates nothing more and keeps what the new version wrote.
+    let store = builder.connect().await.unwrap();
+    assert_eq!(version(&guard.0).await, [2]);
+    assert_eq!(store.get_run("new-job").await.unwrap().unwrap().wake_at_ms, Some(i64::MAX));
+    assert_eq!(store.read_events("old-wait", 0, 10).await.unwrap().len(), 1);
 }

@@ -109,3 +109,61 @@ async fn stores_on_other_schemas_do_not_wake_each_other() {
     assert!(!waiting.is_finished(), "a delivery in another schema woke the waiter");
     waiting.abort();
 }
+
+/// Runs `wait` in the background and gives it time to register; its task returns how long it
+/// waited. (A write that lands before the registration is found by the wait's own look, so the
+/// pause only keeps the test meaningful, never makes it fail.)
+async fn in_background<F>(wait: F) -> JoinHandle<Duration>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        wait.await;
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    task
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_enqueued_or_unparked_by_another_store_wakes_a_worker_waiting_for_work() {
+    let Some((waiter, sender, _guard)) = pair().await else { return };
+    let queues = vec!["q".to_owned()];
+    let wait = {
+        let (store, queues) = (Arc::clone(&waiter), queues.clone());
+        async move { store.wait_for_work(&queues, MAX_WAIT).await }
+    };
+    let waiting = in_background(wait).await;
+    sender.enqueue(&durably_core::QueuedRun::new("job", "wf", None, "q", 1_000)).await.unwrap();
+    let waited = waiting.await.unwrap();
+    assert!(waited < WOKEN_BEFORE, "woken after {waited:?}: the enqueue did not notify");
+
+    let claim = durably_core::Claim::new("q", "w", MAX_WAIT, durably_core::now_ms(), 1);
+    assert_eq!(waiter.claim_runs(&claim).await.unwrap().len(), 1);
+    assert!(waiter.park_run("job", "w", "go", None, durably_core::now_ms()).await.unwrap());
+    let wait = {
+        let store = Arc::clone(&waiter);
+        async move { store.wait_for_work(&queues, MAX_WAIT).await }
+    };
+    let waiting = in_background(wait).await;
+    assert!(
+        sender.deliver_signal("job", &SignalRecord::new("go", "true", durably_core::now_ms())).await.unwrap()
+    );
+    let waited = waiting.await.unwrap();
+    assert!(waited < WOKEN_BEFORE, "woken after {waited:?}: the unparking delivery did not notify");
+    assert_eq!(waiter.claim_runs(&claim).await.unwrap().len(), 1, "the unparked run is claimable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_appended_by_another_store_wake_a_reader() {
+    let Some((waiter, sender, _guard)) = pair().await else { return };
+    let wait = {
+        let store = Arc::clone(&waiter);
+        async move { store.wait_for_events("r", 0, MAX_WAIT).await }
+    };
+    let waiting = in_background(wait).await;
+    sender.append_events("r", &[durably_core::NewEvent::new("text", "\"hi\"", 1)]).await.unwrap();
+    let waited = waiting.await.unwrap();
+    assert!(waited < WOKEN_BEFORE, "woken after {waited:?}: the append did not notify");
+}

@@ -13,6 +13,8 @@ impl Admin for RedisStore {
         let mut call = self.invoke(&self.scripts.list_runs);
         call.arg(filter.status.map(|s| s.as_str()).unwrap_or(""));
         opt_arg(&mut call, filter.workflow.as_deref());
+        opt_arg(&mut call, filter.queue.as_deref());
+        opt_arg(&mut call, filter.parent_id.as_deref());
         call.arg(filter.limit.map(|l| l.to_string()).unwrap_or_else(|| "-1".to_owned()));
         opt_arg(&mut call, filter.run_id_prefix.as_deref());
         let flats: Vec<Vec<String>> =

@@ -1,13 +1,15 @@
 //! How records are laid out in Redis values, and the size limit Redis puts on them.
 //!
 //! - A run is a hash with the fields `id`, `wf`, `status`, `input`, `output`, `error`,
-//!   `waiting_on`, `created`, `updated`; an absent optional field is an absent hash field.
+//!   `waiting_on`, `created`, `updated`, and for a queued run `queue`, `priority`, `rank`, `key`,
+//!   `parent`, `wake_at`; an absent optional field is an absent hash field.
 //! - A step is the JSON of its [`StepRecord`] (serde keeps every string exact).
 //! - A signal is `<delivered_at_ms>:<payload>`, under its name in the run's signals hash.
+//! - An event is `<at_ms>:<kind length>:<kind><data>`, at its offset in the run's events list.
 
 use std::fmt;
 
-use durably_core::{Error, Result, RunRecord, RunStatus, SignalRecord, StepRecord};
+use durably_core::{Error, EventRecord, NewEvent, Result, RunRecord, RunStatus, SignalRecord, StepRecord};
 
 /// The largest value Redis accepts in one argument or one hash field (`proto-max-bulk-len`,
 /// 512 MiB by default).
@@ -95,10 +97,32 @@ pub(crate) fn decode_signal(run_id: &str, name: String, value: &str) -> Result<S
     Ok(SignalRecord::new(name, payload, at))
 }
 
+/// Encodes an event in the run's events list.
+pub(crate) fn encode_event(event: &NewEvent) -> String {
+    format!("{}:{}:{}{}", event.at_ms, event.kind.len(), event.kind, event.data)
+}
+
+/// Decodes the event at `offset` of run `run_id`'s log.
+pub(crate) fn decode_event(run_id: &str, offset: u64, value: &str) -> Result<EventRecord> {
+    let corrupt = || Error::Corrupt {
+        run_id: run_id.to_owned(),
+        step_id: None,
+        detail: format!("the event at offset {offset} is not `<at>:<kind length>:<kind><data>`"),
+    };
+    let (at, rest) = value.split_once(':').ok_or_else(corrupt)?;
+    let (len, rest) = rest.split_once(':').ok_or_else(corrupt)?;
+    let at: i64 = at.parse().map_err(|_| corrupt())?;
+    let len: usize = len.parse().map_err(|_| corrupt())?;
+    let kind = rest.get(..len).ok_or_else(corrupt)?;
+    let data = rest.get(len..).ok_or_else(corrupt)?;
+    Ok(EventRecord::new(offset, NewEvent::new(kind, data, at)))
+}
+
 /// Decodes the `[field, value, field, value, …]` of a run hash.
 pub(crate) fn decode_run(run_id: &str, flat: Vec<String>) -> Result<RunRecord> {
     let mut fields = flat.into_iter();
     let (mut id, mut wf, mut status, mut created, mut updated) = (None, None, None, None, None);
+    let mut wake_at = None;
     let mut run = RunRecord::new(run_id, "", None, 0);
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         match name.as_str() {
@@ -111,6 +135,9 @@ pub(crate) fn decode_run(run_id: &str, flat: Vec<String>) -> Result<RunRecord> {
             "output" => run.output = Some(value),
             "error" => run.error = Some(value),
             "waiting_on" => run.waiting_on = Some(value),
+            "queue" => run.queue = Some(value),
+            "parent" => run.parent_id = Some(value),
+            "wake_at" => wake_at = Some(value),
             _ => {}
         }
     }
@@ -126,6 +153,9 @@ pub(crate) fn decode_run(run_id: &str, flat: Vec<String>) -> Result<RunRecord> {
         status.ok_or_else(|| missing("status"))?.parse::<RunStatus>().map_err(|e| corrupt(e.to_string()))?;
     run.created_at_ms = time("created", created)?;
     run.updated_at_ms = time("updated", updated)?;
+    if wake_at.is_some() {
+        run.wake_at_ms = Some(time("wake_at", wake_at)?);
+    }
     Ok(run)
 }
 
@@ -141,6 +171,15 @@ mod tests {
         let signal = SignalRecord::new("s", r#"{"a":"b:c"}"#, -5);
         let text = encode_signal(&signal);
         assert_eq!(decode_signal("r", "s".into(), &text).unwrap(), signal);
+    }
+
+    #[test]
+    fn events_keep_colons_and_digits_in_their_kind_and_data() {
+        let event = NewEvent::new("a:1", "2:{\"x\":\"3:y\"}", -7);
+        let text = encode_event(&event);
+        assert_eq!(decode_event("r", 4, &text).unwrap(), EventRecord::new(4, event));
+        let err = decode_event("r", 9, "5:99:short").unwrap_err();
+        assert!(err.to_string().contains("offset 9"), "{err}");
     }
 
     #[test]

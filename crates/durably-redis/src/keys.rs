@@ -11,12 +11,26 @@
 //! | `<prefix>:steps:<n>:<id>`             | hash       | step id → step record (JSON)            |
 //! | `<prefix>:signals:<n>:<id>`           | hash       | signal name → `<delivered_at>:<payload>` |
 //! | `<prefix>:lease:<n>:<id>`             | string     | `<expires_at>:<owner>`, with `PXAT`     |
+//! | `<prefix>:events:<n>:<id>`            | list       | events, at their offsets (`<at>:<n>:<kind><data>`) |
 //! | `<prefix>:wake:<n>:<id>`              | channel    | signal names, published on delivery     |
+//! | `<prefix>:appended:<n>:<id>`          | channel    | the log's length, published on append   |
+//! | `<prefix>:work:<n>:<queue>`           | channel    | run ids enqueued or unparked            |
+//! | `<prefix>:queue:<n>:<queue>:ready`    | sorted set | candidates `<rank><id>`, score 0 (byte order) |
+//! | `<prefix>:queue:<n>:<queue>:enqueued` | sorted set | `enqueued` run ids by creation time     |
+//! | `<prefix>:queue:<n>:<queue>:active`   | sorted set | claimed (running) run ids               |
+//! | `<prefix>:queue:<n>:<queue>:parked`   | set        | parked run ids                          |
+//! | `<prefix>:queue:<n>:<queue>:timers`   | sorted set | parked run ids not yet due, by wake time |
+//! | `<prefix>:queue:<n>:<queue>:claims`   | sorted set | claim times (server clock) in the rate window |
+//! | `<prefix>:index:queue:<n>:<queue>`    | sorted set | run ids enqueued in that queue          |
+//! | `<prefix>:index:parent:<n>:<id>`      | sorted set | child run ids of that run               |
 //! | `<prefix>:index:all`                  | sorted set | run ids by creation time                |
 //! | `<prefix>:index:status:<status>`      | sorted set | run ids in that status                  |
 //! | `<prefix>:index:unfinished`           | sorted set | running and waiting run ids             |
 //! | `<prefix>:index:workflow:<n>:<name>`  | sorted set | run ids of that workflow                |
-//! | `<prefix>:index:expiry`               | sorted set | `<n>:<workflow><id>` by last write time  |
+//! | `<prefix>:index:expiry`               | sorted set | `<n>:<workflow><id>` by last write time (queued runs: see `exp_member` in `scripts.rs`) |
+//!
+//! A queued run's rank (24 hex digits: priority descending, then creation time) is kept in its
+//! hash, so that its `ready` member sorts by priority, then age, then run id.
 
 /// Builds the key names of one store.
 #[derive(Debug, Clone)]
@@ -52,6 +66,21 @@ impl Keys {
         self.of("signals", run_id)
     }
 
+    /// The run's event log.
+    pub(crate) fn events(&self, run_id: &str) -> String {
+        self.of("events", run_id)
+    }
+
+    /// The pub/sub channel on which appends to the run's event log are announced.
+    pub(crate) fn appended(&self, run_id: &str) -> String {
+        self.of("appended", run_id)
+    }
+
+    /// The pub/sub channel on which work in `queue` is announced.
+    pub(crate) fn work(&self, queue: &str) -> String {
+        self.of("work", queue)
+    }
+
     /// The pub/sub channel on which deliveries to the run are announced.
     pub(crate) fn wake(&self, run_id: &str) -> String {
         self.of("wake", run_id)
@@ -69,5 +98,6 @@ mod tests {
         assert_ne!(keys.steps("1:a"), keys.steps("a"));
         assert_eq!(keys.run("a:b"), "p:run:3:a:b");
         assert_eq!(keys.wake("🦀"), "p:wake:4:🦀");
+        assert_eq!(keys.work("q:1"), "p:work:3:q:1");
     }
 }

@@ -25,7 +25,7 @@
 //!   survive anything, choose PostgreSQL (or SQLite on one machine).
 //!
 //! # Time to live
-//! Every key of a run (its record, steps and signals) gets the store's TTL again on every
+//! Every key of a run (its record, steps, signals and events) gets the store's TTL again on every
 //! write to the run, and the shared indexes that list it on every status change and at least
 //! every sixteenth of the TTL while steps are saved: a run expires
 //! [`ttl`](RedisStoreBuilder::ttl) after its *last* write, never in the middle of being worked
@@ -71,6 +71,17 @@
 //!   publishes on that channel in the script that records it, so no delivery goes unnoticed.
 //!   Waiters of one run share a subscription; a dropped connection wakes them, and the next
 //!   wait opens a new one.
+//! - Queues: `claim_runs` is one script that counts the queue's executing runs (those with a
+//!   live lease, by the server's clock), prunes the rate window (server clock too), makes due
+//!   parked runs and runs whose lease lapsed candidates again, and takes candidates by priority,
+//!   then age, then run id. It looks at no more than 256 candidates per call, so a long head of
+//!   runs whose key is at its limit delays the ones behind it to a later call. Wake times of
+//!   parked runs are the engine's times, compared with the claim's `now_ms`; the `now_ms` of
+//!   `queue_stats` is ignored (live leases are counted by the server's clock).
+//!   `wait_for_work` and `wait_for_events` wake through pub/sub like signal waits: a channel
+//!   per queue (published on enqueue and when a parked run's signal arrives) and per event log.
+//! - Event logs are lists: an event's offset is its index, assigned by the append script, and
+//!   a log expires with its run's other keys.
 //! - The scripts touch index keys they compute, so the store needs a single Redis server (or a
 //!   primary with replicas), not Redis Cluster.
 //!
@@ -79,14 +90,17 @@ mod admin;
 mod builder;
 mod codec;
 mod error;
+mod events;
 mod journal;
 mod keys;
 mod leases;
 mod listener;
+mod queues;
 mod scripts;
 mod signals;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -211,6 +225,32 @@ impl RedisStore {
             2 => Ok(false),
             _ => Ok(true),
         }
+    }
+
+    /// Waits for a message on pub/sub `channel`, or at most `max_wait`, unless `done` says there
+    /// is no need. `done` runs once the subscription is active, so that whatever is published
+    /// after it looked wakes the wait (it also returns `true` when the store cannot tell: the
+    /// caller then looks again itself). Without a pub/sub connection, sleeps a short while.
+    async fn wait_on(&self, channel: String, done: impl Future<Output = bool> + Send, max_wait: Duration) {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let fallback = || tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL_FALLBACK));
+        let Some(listener) = self.listener().await else {
+            fallback().await;
+            return;
+        };
+        let waiter = listener.waiter(channel);
+        let look = async {
+            match tokio::time::timeout_at(deadline, waiter.subscribe()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    fallback().await;
+                    return true;
+                }
+                Err(_) => return true,
+            }
+            done.await
+        };
+        waiter.waiting().wait_unless(look, max_wait).await;
     }
 
     /// The shared pub/sub connection, opened on first use and again after it dropped.

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use durably_core::store::prelude::*;
 use durably_core::{Error, Result, SignalRecord};
 
+use crate::RedisStore;
 use crate::codec::{check_size, decode_signal, encode_signal, sort_signals};
 use crate::error::{Context, fail};
-use crate::{POLL_FALLBACK, RedisStore};
 
 #[async_trait]
 impl Signals for RedisStore {
@@ -21,7 +21,7 @@ impl Signals for RedisStore {
             signal.payload.len() + 21,
         )?;
         let mut call = self.invoke(&self.scripts.deliver_signal);
-        call.arg(run_id).arg(&signal.name).arg(encode_signal(signal));
+        call.arg(run_id).arg(&signal.name).arg(encode_signal(signal)).arg(signal.delivered_at_ms);
         let delivered: i64 = call.invoke_async(&mut self.conn.clone()).await.map_err(|e| {
             Error::store(op, Some(run_id), Context::new(format!("signal `{}`", signal.name), e))
         })?;
@@ -50,26 +50,8 @@ impl Signals for RedisStore {
         Ok(signals)
     }
     async fn wait_for_signal(&self, run_id: &str, name: &str, max_wait: Duration) {
-        let deadline = tokio::time::Instant::now() + max_wait;
-        let fallback = || tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL_FALLBACK));
-        let Some(listener) = self.listener().await else {
-            fallback().await;
-            return;
-        };
-        let waiter = listener.waiter(self.keys.wake(run_id));
-        let look = async {
-            // Subscribe before looking, so that a delivery after the look is announced to us.
-            match tokio::time::timeout_at(deadline, waiter.subscribe()).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    fallback().await;
-                    return true;
-                }
-                Err(_) => return true,
-            }
-            // Delivered already, or the store failed: the engine's own look will tell.
-            !matches!(self.get_signal(run_id, name).await, Ok(None))
-        };
-        waiter.waiting().wait_unless(look, max_wait).await;
+        // Delivered already, or the store failed: the engine's own look will tell.
+        let delivered = async { !matches!(self.get_signal(run_id, name).await, Ok(None)) };
+        self.wait_on(self.keys.wake(run_id), delivered, max_wait).await;
     }
 }

@@ -1,5 +1,6 @@
 //! Key layout: everything under the prefix, stores with different prefixes independent, and
-//! run ids with separators and glob characters in keys that never collide.
+//! run ids (and queue names, parents, concurrency keys) with separators and glob characters in
+//! keys that never collide.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +11,8 @@ use std::collections::BTreeSet;
 use common::{Cleanup, fresh_prefix, keys_under, raw, server_or_skip};
 use durably_core::store::prelude::*;
 use durably_core::{
-    LeaseOutcome, NewRun, RunFilter, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus,
+    Claim, LeaseOutcome, NewEvent, NewRun, QueueLimits, QueuedRun, RunFilter, RunStatus, RunUpdate,
+    SignalRecord, StepRecord, StepStatus,
 };
 use durably_redis::RedisStore;
 
@@ -96,5 +98,41 @@ async fn ids_with_separators_get_keys_of_their_own_and_keep_the_id_verbatim() {
         let steps = store.list_steps(id).await.unwrap();
         assert_eq!(steps.len(), 1, "run {id:?} sees another run's steps: {steps:?}");
         assert_eq!(steps[0].value, Some(i.to_string()));
+    }
+}
+
+#[tokio::test]
+async fn queues_parents_and_keys_with_separators_stay_apart() {
+    let Some(url) = server_or_skip() else { return };
+    let prefix = fresh_prefix();
+    let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
+    let store = store(&url, &prefix).await;
+    let names = ["a", "a:ready", "1:a", "a:1", "*", "{a}", "3:a:b", "a\nb", "", "🦀:🦀"];
+    let now = durably_core::now_ms();
+    for (i, name) in names.iter().enumerate() {
+        // Each run has the name as its queue, its parent, its key and its id (events too).
+        let run = QueuedRun::new(*name, "wf", None, *name, now + i as i64).parent(*name).key(*name);
+        assert!(store.enqueue(&run).await.unwrap().1);
+        store.append_events(name, &[NewEvent::new(*name, *name, i as i64)]).await.unwrap();
+    }
+    let mut one_per_key = QueueLimits::default();
+    one_per_key.per_key = Some(1);
+    for (i, name) in names.iter().enumerate() {
+        let in_queue = store.list_runs(&RunFilter::new().queue(*name)).await.unwrap();
+        assert_eq!(in_queue.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), [*name], "queue {name:?}");
+        let children = store.list_runs(&RunFilter::new().parent(*name)).await.unwrap();
+        assert_eq!(children.len(), 1, "parent {name:?}: {children:?}");
+        let stats = store.queue_stats(name, now).await.unwrap();
+        assert_eq!(stats.enqueued, 1, "queue {name:?}: {stats:?}");
+        let claim = Claim::new(*name, "w", std::time::Duration::from_secs(60), now, 10).limits(one_per_key);
+        let claimed = store.claim_runs(&claim).await.unwrap();
+        assert_eq!(claimed.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), [*name], "queue {name:?}");
+        assert_eq!(claimed[0].queue.as_deref(), Some(*name));
+        let events = store.read_events(name, 0, 10).await.unwrap();
+        assert_eq!(events.len(), 1, "run {name:?} sees another run's events: {events:?}");
+        assert_eq!(
+            (events[0].kind.as_str(), events[0].data.as_str(), events[0].at_ms),
+            (*name, *name, i as i64)
+        );
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::{Cleanup, fresh_prefix, keys_under, raw, server_or_skip};
 use durably_core::store::prelude::*;
-use durably_core::{NewRun, RunFilter, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus};
+use durably_core::{
+    Claim, NewEvent, NewRun, QueuedRun, RunFilter, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus,
+};
 use durably_redis::RedisStore;
 
 async fn store(url: &str, prefix: &str, ttl: Duration) -> RedisStore {
@@ -164,4 +166,104 @@ async fn index_entries_of_expired_runs_are_swept_by_later_writes() {
     let expiry: Vec<String> =
         redis::cmd("ZRANGE").arg(format!("{prefix}:index:expiry")).arg(0).arg(-1).query(&mut conn).unwrap();
     assert_eq!(expiry, ["4:evennew"]);
+}
+
+/// Enqueues three children of `parent` in `queue`, claims two and parks one of those: every
+/// per-queue structure has a member.
+async fn fill_a_queue(store: &RedisStore, queue: &str, parent: &str) {
+    let now = durably_core::now_ms();
+    for i in 0..3 {
+        let run = QueuedRun::new(format!("{queue}-{i}"), "wf", None, queue, now + i).parent(parent).key("k");
+        store.enqueue(&run).await.unwrap();
+    }
+    let mut claim = Claim::new(queue, "w", Duration::from_secs(60), now, 2);
+    claim.limits.rate = Some(durably_core::Rate::new(10, 60_000));
+    assert_eq!(store.claim_runs(&claim).await.unwrap().len(), 2);
+    assert!(store.park_run(&format!("{queue}-0"), "w", "go", None, now).await.unwrap());
+    store.append_events(&format!("{queue}-1"), &[NewEvent::new("text", "{}", now)]).await.unwrap();
+}
+
+#[tokio::test]
+async fn queue_and_event_keys_get_the_ttl() {
+    let Some(url) = server_or_skip() else { return };
+    let prefix = fresh_prefix();
+    let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
+    let store = store(&url, &prefix, Duration::from_secs(3_600)).await;
+    fill_a_queue(&store, "q", "p").await;
+    let keys = pttls(&url, &prefix);
+    for part in [
+        ":events:",
+        ":queue:1:q:enqueued",
+        ":queue:1:q:ready",
+        ":queue:1:q:active",
+        ":queue:1:q:parked",
+        ":queue:1:q:claims",
+        ":index:queue:",
+        ":index:parent:",
+        ":lease:",
+    ] {
+        assert!(keys.iter().any(|(k, _)| k.contains(part)), "no `{part}` key among {keys:?}");
+    }
+    for (key, pttl) in &keys {
+        if key.contains(":lease:") {
+            continue; // A lease lasts its own TTL.
+        }
+        assert!((3_500_000..=3_600_000).contains(pttl), "{key} has PTTL {pttl} ms, not about one hour");
+    }
+}
+
+#[tokio::test]
+async fn a_signal_that_unparks_a_run_refreshes_its_queue_keys() {
+    let Some(url) = server_or_skip() else { return };
+    let prefix = fresh_prefix();
+    let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
+    let store = store(&url, &prefix, Duration::from_secs(3_600)).await;
+    fill_a_queue(&store, "q", "p").await;
+    let mut conn = raw(&url);
+    // The queue sat idle for most of the TTL while its run was parked.
+    for key in keys_under(&url, &prefix).unwrap() {
+        redis::cmd("PEXPIRE").arg(&key).arg(60_000).query::<i64>(&mut conn).unwrap();
+    }
+    store.deliver_signal("q-0", &SignalRecord::new("go", "1", durably_core::now_ms())).await.unwrap();
+    for (key, pttl) in pttls(&url, &prefix) {
+        if key.contains(":queue:") {
+            assert!(pttl > 3_500_000, "{key} kept PTTL {pttl} ms after the delivery that unparked a run");
+        }
+    }
+    let claim = Claim::new("q", "w2", Duration::from_secs(60), durably_core::now_ms(), 10);
+    let woken: Vec<String> = store.claim_runs(&claim).await.unwrap().into_iter().map(|r| r.run_id).collect();
+    assert_eq!(woken, ["q-0", "q-2"], "the woken run and the enqueued one, oldest first");
+}
+
+#[tokio::test]
+async fn queued_runs_that_expired_are_swept_from_their_queue() {
+    let Some(url) = server_or_skip() else { return };
+    let prefix = fresh_prefix();
+    let _cleanup = Cleanup { url: url.clone(), prefix: prefix.clone() };
+    let short = store(&url, &prefix, Duration::from_millis(1_000)).await;
+    fill_a_queue(&short, "q", "p").await;
+    let stats = short.queue_stats("q", 0).await.unwrap();
+    assert_eq!((stats.enqueued, stats.executing, stats.parked), (1, 1, 1));
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // A long-lived store keeps the queue's keys alive; its next enqueue sweeps the old runs.
+    let long = store(&url, &prefix, Duration::from_secs(3_600)).await;
+    long.enqueue(&QueuedRun::new("new", "wf", None, "q", durably_core::now_ms()).parent("p")).await.unwrap();
+    let stats = long.queue_stats("q", 0).await.unwrap();
+    assert_eq!((stats.enqueued, stats.executing, stats.parked), (1, 0, 0), "{stats:?}");
+    let mut conn = raw(&url);
+    for key in keys_under(&url, &prefix).unwrap() {
+        let members: Vec<String> =
+            match redis::cmd("TYPE").arg(&key).query::<String>(&mut conn).unwrap().as_str() {
+                "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query(&mut conn).unwrap(),
+                "set" => redis::cmd("SMEMBERS").arg(&key).query(&mut conn).unwrap(),
+                _ => continue,
+            };
+        if key.ends_with(":index:expiry") || key.ends_with(":claims") {
+            continue;
+        }
+        assert!(members.iter().all(|m| m.ends_with("new")), "{key} still lists expired runs: {members:?}");
+    }
+    let ids: Vec<String> =
+        long.list_runs(&RunFilter::new().parent("p")).await.unwrap().into_iter().map(|r| r.run_id).collect();
+    assert_eq!(ids, ["new"]);
 }

@@ -10,14 +10,15 @@ use durably_core::{BoxError, Error, Result, StoreErrorKind};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::options::SqliteOptions;
-use crate::sql::{Fail, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION, kind_of};
+use crate::sql::{Fail, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_VERSION, kind_of};
 use crate::writer::retry_busy;
 
 /// How many idle read connections the pool keeps.
 const MAX_IDLE_READERS: usize = 4;
 
-/// Cached prepared statements per connection: every statement of the store fits.
-const STATEMENT_CACHE: usize = 32;
+/// Cached prepared statements per connection: every statement of the store fits, with the 16
+/// filter combinations of `list_runs`.
+const STATEMENT_CACHE: usize = 64;
 
 /// An error while opening the database, naming the file.
 #[derive(Debug)]
@@ -144,6 +145,9 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
             }
             if found < 2 {
                 conn.execute_batch(SCHEMA_V2)?;
+            }
+            if found < 3 {
+                conn.execute_batch(SCHEMA_V3)?;
             }
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             conn.execute_batch("COMMIT")?;

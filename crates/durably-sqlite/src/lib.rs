@@ -26,6 +26,12 @@
 //!   all waiting runs at once (and only when the file changed). A run being executed holds a lease (a row
 //!   of the `leases` table, taken in a write transaction), so two processes never execute one
 //!   run at once, and a run whose process died can be recovered once its lease expires.
+//! - **Queues and event logs**: a claim, a park and an append are jobs of the writer thread, so
+//!   each runs in its `BEGIN IMMEDIATE` transaction under the file's write lock: a claim's
+//!   limits (executing runs, per-key counts, claims in the rate window) hold across processes,
+//!   and concurrent appends never share an offset. The same poller wakes `wait_for_work` and
+//!   `wait_for_events` callers when another process made work runnable or appended events;
+//!   the store's own writes wake them at once.
 //! - **Durability** is [`Durability::Full`] by default (`synchronous = FULL`: a returned write
 //!   survives a power cut); [`Durability::Normal`] survives a process crash but may lose the
 //!   last commits on power loss.
@@ -49,8 +55,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use durably_core::store::prelude::*;
 use durably_core::{
-    Error, LeaseOutcome, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
-    StepRecord, StoreErrorKind,
+    Claim, Error, EventRecord, LeaseOutcome, NewEvent, NewRun, QueueStats, QueuedRun, Result, RunFilter,
+    RunHistory, RunRecord, RunUpdate, SignalRecord, StepRecord, StoreErrorKind,
 };
 use rusqlite::Connection;
 
@@ -94,8 +100,9 @@ enum Reads {
 pub struct WriterStats {
     /// Transactions committed.
     pub commits: u64,
-    /// Writes (`open_run`, `save_step`, `update_run`, `deliver_signal`) committed. More writes
-    /// than commits means group commit put several writes in one transaction.
+    /// Writes (`open_run`, `save_step`, `update_run`, `deliver_signal`, claims, appends…)
+    /// committed. More writes than commits means group commit put several writes in one
+    /// transaction.
     pub writes: u64,
 }
 
@@ -313,13 +320,16 @@ impl Journal for SqliteStore {
 impl Signals for SqliteStore {
     async fn deliver_signal(&self, run_id: &str, signal: &SignalRecord) -> Result<bool> {
         let (owned, record) = (run_id.to_owned(), signal.clone());
-        let delivered = self
+        let delivery = self
             .write("deliver_signal", run_id, move |conn| sql::deliver_signal(conn, &owned, &record))
             .await?;
-        if delivered {
+        if delivery.delivered {
             self.poller.wake(run_id, &signal.name);
         }
-        Ok(delivered)
+        if let Some(queue) = &delivery.unparked {
+            self.poller.wake_work(queue);
+        }
+        Ok(delivery.delivered)
     }
     async fn get_signal(&self, run_id: &str, name: &str) -> Result<Option<String>> {
         let (owned, name) = (run_id.to_owned(), name.to_owned());
@@ -413,5 +423,110 @@ impl Admin for SqliteStore {
     async fn delete_run(&self, run_id: &str) -> Result<bool> {
         let owned = run_id.to_owned();
         self.write("delete_run", run_id, move |conn| sql::delete_run(conn, &owned)).await
+    }
+}
+
+/// Every write is one job of the writer thread, so it runs in a `BEGIN IMMEDIATE` transaction
+/// holding the file's write lock: a claim's counts, choice and writes are one atomic step
+/// against every store and process sharing the file. Times are the callers' `now_ms`, by the
+/// clock of the machine the processes share, as for leases.
+#[async_trait]
+impl Queues for SqliteStore {
+    async fn enqueue(&self, run: &QueuedRun) -> Result<(RunRecord, bool)> {
+        let queued = run.clone();
+        let (stored, created) =
+            self.write("enqueue", &run.run_id, move |conn| sql::enqueue(conn, &queued)).await?;
+        if created {
+            self.poller.wake_work(&run.queue);
+        }
+        Ok((stored, created))
+    }
+
+    async fn claim_runs(&self, claim: &Claim) -> Result<Vec<RunRecord>> {
+        if claim.max == 0 {
+            return Ok(Vec::new());
+        }
+        let request = claim.clone();
+        self.submit(true, "claim_runs", None, move |conn| sql::claim_runs(conn, &request)).await
+    }
+
+    async fn park_run(
+        &self,
+        run_id: &str,
+        owner: &str,
+        waiting_on: &str,
+        wake_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let (owned, owner, waiting_on) = (run_id.to_owned(), owner.to_owned(), waiting_on.to_owned());
+        let parked = self
+            .write("park_run", run_id, move |conn| {
+                sql::park_run(conn, &owned, &owner, &waiting_on, wake_at_ms, now_ms)
+            })
+            .await?;
+        if let Some(queue) = &parked.runnable_in {
+            self.poller.wake_work(queue);
+        }
+        Ok(parked.parked)
+    }
+
+    async fn queue_stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats> {
+        let queue = queue.to_owned();
+        self.read("queue_stats", None, move |conn| sql::queue_stats(conn, &queue, now_ms)).await
+    }
+
+    /// Returns when this store made work runnable in one of `queues`, or the poller found a
+    /// runnable run there after another process wrote to the file, or after `max_wait`.
+    async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {
+        if queues.is_empty() {
+            tokio::time::sleep(max_wait).await;
+            return;
+        }
+        let waiting: Vec<_> = queues.iter().map(|queue| self.poller.register_work(queue)).collect();
+        let look = || async {
+            let Ok(json) = serde_json::to_string(queues) else { return true };
+            let now = durably_core::now_ms();
+            let found =
+                self.read("wait_for_work", None, move |conn| sql::runnable_queues(conn, &json, now)).await;
+            // Work already, or the store failed: the worker's claim will tell.
+            !matches!(found, Ok(queues) if queues.is_empty())
+        };
+        // The last wait looks: `select_all` polls the waits in order, so every wake-up is armed
+        // before the look, and work made runnable after the look wakes one of them.
+        let last = waiting.len() - 1;
+        let waits = waiting
+            .iter()
+            .enumerate()
+            .map(|(i, w)| Box::pin(w.wait_unless(async move { i == last && look().await }, max_wait)));
+        futures::future::select_all(waits).await;
+    }
+}
+
+/// Appends are writes of the writer thread: the next offset is read and the events written in
+/// one transaction under the file's write lock, so concurrent appends never share an offset.
+#[async_trait]
+impl Events for SqliteStore {
+    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
+        let (owned, batch) = (run_id.to_owned(), events.to_vec());
+        let first =
+            self.write("append_events", run_id, move |conn| sql::append_events(conn, &owned, &batch)).await?;
+        self.poller.wake_events(run_id, first.saturating_add(events.len() as u64));
+        Ok(first)
+    }
+
+    async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {
+        let owned = run_id.to_owned();
+        self.read("read_events", Some(run_id), move |conn| sql::read_events(conn, &owned, from, limit)).await
+    }
+
+    /// Returns when this store appended at or past `from`, or the poller found such an event
+    /// appended by another process, or after `max_wait`.
+    async fn wait_for_events(&self, run_id: &str, from: u64, max_wait: Duration) {
+        let waiting = self.poller.register_events(run_id, from);
+        let look = async {
+            // Appended already, or the store failed: the reader's own read will tell.
+            !matches!(self.read_events(run_id, from, 1).await, Ok(events) if events.is_empty())
+        };
+        waiting.wait_unless(look, max_wait).await;
     }
 }

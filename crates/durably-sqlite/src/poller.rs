@@ -1,4 +1,4 @@
-//! Signal wake-ups: one poller per store, instead of one poll per waiting run.
+//! Wake-ups: one poller per store, instead of one poll per waiting run, worker or reader.
 //!
 //! A `wait_for_signal` call registers its `(run_id, name)` in the store's [`WaitRegistry`] and
 //! waits to be woken. A delivery through this store wakes its waiters at once. Deliveries by other
@@ -14,6 +14,9 @@
 //! before its own last look, and the thread reads `data_version` before it takes the registered
 //! pairs, so a delivery committed after that look changes the version the thread saw last and is
 //! found by its next query.
+//!
+//! The same thread serves `wait_for_work` (by queue: it asks which waited queues have a runnable
+//! run) and `wait_for_events` (by run and offset: it asks which logs reached the offset).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,14 +33,17 @@ use crate::writer::retry_busy;
 /// What a wait is for: a run id and a signal name.
 pub(crate) type Key = (String, String);
 
+/// What an events wait is for: a run id and the offset it waits to exist.
+pub(crate) type EventKey = (String, u64);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the slot consistent; a poisoned lock is usable.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The signal waits of one store, and its poll thread.
+/// The waits of one store, and its poll thread.
 pub(crate) struct Poller {
-    waits: WaitRegistry<Key>,
+    waits: Waits,
     task: Arc<Mutex<TaskSlot>>,
     /// The database file the thread reads; `None` for an in-memory database.
     path: Option<PathBuf>,
@@ -53,9 +59,23 @@ struct TaskSlot {
     started: u64,
 }
 
+/// Every registry of waits of one store.
+#[derive(Clone, Default)]
+struct Waits {
+    signals: WaitRegistry<Key>,
+    work: WaitRegistry<String>,
+    events: WaitRegistry<EventKey>,
+}
+
+impl Waits {
+    fn is_empty(&self) -> bool {
+        self.signals.is_empty() && self.work.is_empty() && self.events.is_empty()
+    }
+}
+
 impl Poller {
     pub(crate) fn new(path: Option<PathBuf>, interval: Duration, busy_timeout: Duration) -> Self {
-        Poller { waits: WaitRegistry::new(), task: Arc::default(), path, interval, busy_timeout }
+        Poller { waits: Waits::default(), task: Arc::default(), path, interval, busy_timeout }
     }
 
     /// Registers a wait for signal `name` of `run_id`, and starts the poll thread if it is not
@@ -63,7 +83,28 @@ impl Poller {
     pub(crate) fn register(&self, run_id: &str, name: &str) -> Waiting<Key> {
         // Registered before the slot is read: a thread that is ending either still sees this wait
         // (and goes on) or has freed the slot by then (and a new one starts here).
-        let waiting = self.waits.register((run_id.to_owned(), name.to_owned()));
+        let waiting = self.waits.signals.register((run_id.to_owned(), name.to_owned()));
+        self.ensure_thread();
+        waiting
+    }
+
+    /// Registers a wait for work in `queue` (see [`register`](Self::register)).
+    pub(crate) fn register_work(&self, queue: &str) -> Waiting<String> {
+        let waiting = self.waits.work.register(queue.to_owned());
+        self.ensure_thread();
+        waiting
+    }
+
+    /// Registers a wait for an event at offset `from` of `run_id`'s log (see
+    /// [`register`](Self::register)).
+    pub(crate) fn register_events(&self, run_id: &str, from: u64) -> Waiting<EventKey> {
+        let waiting = self.waits.events.register((run_id.to_owned(), from));
+        self.ensure_thread();
+        waiting
+    }
+
+    /// Starts the poll thread unless it runs (or the database is in memory).
+    fn ensure_thread(&self) {
         let mut slot = lock(&self.task);
         if slot.running.is_none()
             && let Some(path) = &self.path
@@ -87,17 +128,30 @@ impl Poller {
                 Err(e) => tracing::warn!(error = %e, "durably-sqlite: cannot start the signal poll thread"),
             }
         }
-        waiting
     }
 
     /// Wakes the waits for signal `name` of `run_id` (delivered through this store).
     pub(crate) fn wake(&self, run_id: &str, name: &str) {
-        self.waits.wake(&(run_id.to_owned(), name.to_owned()));
+        self.waits.signals.wake(&(run_id.to_owned(), name.to_owned()));
+    }
+
+    /// Wakes the waits for work in `queue` (made runnable through this store).
+    pub(crate) fn wake_work(&self, queue: &str) {
+        self.waits.work.wake(queue);
+    }
+
+    /// Wakes the waits for events of `run_id` below offset `end` (appended through this store).
+    pub(crate) fn wake_events(&self, run_id: &str, end: u64) {
+        for key in self.waits.events.keys() {
+            if key.0 == run_id && key.1 < end {
+                self.waits.events.wake(&key);
+            }
+        }
     }
 
     /// How many distinct signals are waited on.
     pub(crate) fn waited_on(&self) -> usize {
-        self.waits.len()
+        self.waits.signals.len()
     }
 }
 
@@ -111,7 +165,7 @@ impl Drop for Poller {
 
 /// What the poll thread needs to look.
 struct Look {
-    waits: WaitRegistry<Key>,
+    waits: Waits,
     /// The store's thread slot; gone with the store.
     slot: Weak<Mutex<TaskSlot>>,
     path: PathBuf,
@@ -208,16 +262,40 @@ impl Look {
         }
         // Taken after the version was read: a wait registered meanwhile is asked about now.
         let pairs: Vec<[String; 2]> =
-            self.waits.keys().into_iter().map(|(run_id, name)| [run_id, name]).collect();
-        if pairs.is_empty() {
-            return Ok(version);
+            self.waits.signals.keys().into_iter().map(|(run_id, name)| [run_id, name]).collect();
+        if !pairs.is_empty() {
+            let json = encoded(serde_json::to_string(&pairs))?;
+            for key in retry_busy(|| sql::delivered_among(conn, &json))? {
+                self.waits.signals.wake(&key);
+            }
         }
-        let json = serde_json::to_string(&pairs)
-            .map_err(|e| Fail::Message(format!("cannot encode the awaited signals: {e}")))?;
-        let delivered = retry_busy(|| sql::delivered_among(conn, &json))?;
-        for key in delivered {
-            self.waits.wake(&key);
+        let queues = self.waits.work.keys();
+        if !queues.is_empty() {
+            let json = encoded(serde_json::to_string(&queues))?;
+            let now = durably_core::now_ms();
+            for queue in retry_busy(|| sql::runnable_queues(conn, &json, now))? {
+                self.waits.work.wake(&queue);
+            }
+        }
+        // An offset beyond what SQLite's integers hold is never reached: not asked about.
+        let reads: Vec<(String, i64)> = self
+            .waits
+            .events
+            .keys()
+            .into_iter()
+            .filter_map(|(run_id, from)| i64::try_from(from).ok().map(|from| (run_id, from)))
+            .collect();
+        if !reads.is_empty() {
+            let json = encoded(serde_json::to_string(&reads))?;
+            for key in retry_busy(|| sql::events_among(conn, &json))? {
+                self.waits.events.wake(&key);
+            }
         }
         Ok(version)
     }
+}
+
+/// The JSON array a poll query takes its keys from.
+fn encoded(json: serde_json::Result<String>) -> Result<String, Fail> {
+    json.map_err(|e| Fail::Message(format!("cannot encode the awaited keys: {e}")))
 }

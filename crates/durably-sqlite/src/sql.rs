@@ -8,11 +8,11 @@
 use std::fmt;
 
 use durably_core::{
-    Error, Lease, LeaseOutcome, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
-    StepRecord, StepStatus, StoreErrorKind,
+    Claim, Error, EventRecord, Lease, LeaseOutcome, NewEvent, NewRun, QueueStats, QueuedRun, RunFilter,
+    RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus, StoreErrorKind,
 };
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, Row, params};
+use rusqlite::types::{ToSql, ValueRef};
+use rusqlite::{Connection, ErrorCode, Row, params, params_from_iter};
 
 /// The schema version this version of durably-sqlite writes and understands, kept in the
 /// file's `PRAGMA user_version` (0 is a file durably has not set up yet). A file with a higher
@@ -20,7 +20,8 @@ use rusqlite::{Connection, ErrorCode, Row, params};
 ///
 /// - 1: `runs`, `steps`, `signals`.
 /// - 2: adds `leases` (one row per run executing somewhere, for several processes on one file).
-pub const SCHEMA_VERSION: i64 = 2;
+/// - 3: adds queues (the queue columns of `runs`, `queue_claims`) and event logs (`events`).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The tables of schema version 1.
 ///
@@ -79,9 +80,79 @@ CREATE TABLE IF NOT EXISTS leases (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// What schema version 3 adds to version 2: queues and event logs.
+///
+/// A queued run keeps its queue, priority, concurrency key and parent in its row; `wake_at_ms`
+/// is set only while it is parked. `runs_runnable` serves claims (the runs of one queue by
+/// status, in the order claims take them), `runs_by_parent` the listing of children, and
+/// `runs_by_wake` finding due timers. `queue_claims` counts the claims of each queue per
+/// millisecond, for the rate limit; claims prune what fell out of the window. `events` holds
+/// each run's log, its key the run id and the dense offset.
+pub(crate) const SCHEMA_V3: &str = "
+ALTER TABLE runs ADD COLUMN queue TEXT;
+ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN queue_key TEXT;
+ALTER TABLE runs ADD COLUMN parent_id TEXT;
+ALTER TABLE runs ADD COLUMN wake_at_ms INTEGER;
+CREATE INDEX IF NOT EXISTS runs_runnable ON runs (queue, status, priority DESC, created_at_ms, run_id)
+    WHERE queue IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id, created_at_ms, run_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_by_wake ON runs (wake_at_ms) WHERE wake_at_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS queue_claims (
+    queue         TEXT NOT NULL,
+    claimed_at_ms INTEGER NOT NULL,
+    claims        INTEGER NOT NULL,
+    PRIMARY KEY (queue, claimed_at_ms)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    run_id       TEXT NOT NULL,
+    event_offset INTEGER NOT NULL,
+    kind         TEXT NOT NULL,
+    data         TEXT NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    PRIMARY KEY (run_id, event_offset)
+) STRICT, WITHOUT ROWID;
+";
+
 macro_rules! run_columns {
     () => {
-        "run_id, workflow, status, input, output, error, waiting_on, created_at_ms, updated_at_ms"
+        "run_id, workflow, status, input, output, error, waiting_on, created_at_ms, updated_at_ms, \
+         queue, parent_id, wake_at_ms"
+    };
+}
+
+/// A live lease covers `runs.run_id` at the time in parameter `$now`.
+macro_rules! live_lease {
+    ($now:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM leases WHERE leases.run_id = runs.run_id AND leases.expires_at_ms > ",
+            $now,
+            ")"
+        )
+    };
+}
+
+/// Runnable by the rule of `Queues::claim_runs`, at time `$now` (the lease aside). The status
+/// list stands alone so that `runs_runnable` serves `queue = ? AND status IN (…)` and skips
+/// the queue's finished runs.
+macro_rules! ready {
+    ($now:literal) => {
+        concat!(
+            "runs.status IN ('enqueued', 'running', 'waiting') AND (runs.status <> 'waiting' OR ",
+            "runs.wake_at_ms IS NULL OR runs.wake_at_ms <= ",
+            $now,
+            ")"
+        )
+    };
+}
+
+/// The runs of queue `?1` that execute at `?2` (unfinished, under a live lease), found from
+/// the live leases, which are few, rather than from the queue's runs, which may be many.
+macro_rules! executing_runs {
+    () => {
+        "leases CROSS JOIN runs ON runs.run_id = leases.run_id
+         WHERE leases.expires_at_ms > ?2 AND runs.queue = ?1
+           AND runs.status IN ('enqueued', 'running', 'waiting')"
     };
 }
 
@@ -89,13 +160,14 @@ const OPEN_RUN: &str = "
 INSERT INTO runs (run_id, workflow, status, input, output, error, waiting_on, created_at_ms, updated_at_ms)
 VALUES (?1, ?2, 'running', ?3, NULL, NULL, NULL, ?4, ?4)
 ON CONFLICT (run_id) DO UPDATE SET
-    status = 'running', error = NULL, waiting_on = NULL, updated_at_ms = excluded.updated_at_ms
-WHERE runs.workflow = excluded.workflow AND runs.status IN ('running', 'waiting', 'failed')";
+    status = 'running', error = NULL, waiting_on = NULL, wake_at_ms = NULL,
+    updated_at_ms = excluded.updated_at_ms
+WHERE runs.workflow = excluded.workflow AND runs.status IN ('enqueued', 'running', 'waiting', 'failed')";
 
 const GET_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE run_id = ?1");
 
 const UPDATE_RUN: &str = "
-UPDATE runs SET status = ?2, output = ?3, error = ?4, waiting_on = ?5, updated_at_ms = ?6
+UPDATE runs SET status = ?2, output = ?3, error = ?4, waiting_on = ?5, wake_at_ms = NULL, updated_at_ms = ?6
 WHERE run_id = ?1";
 
 const SAVE_STEP: &str = "
@@ -144,11 +216,12 @@ const DELIVERED_AMONG: &str = "
 SELECT s.run_id, s.name FROM json_each(?1) AS w
 JOIN signals AS s ON s.run_id = json_extract(w.value, '$[0]') AND s.name = json_extract(w.value, '$[1]')";
 
-/// Unfinished runs without a live lease, oldest first (through `runs_by_status`).
+/// Unfinished runs without a live lease, oldest first (through `runs_by_status`); parked runs
+/// (`wake_at_ms` set) are not recovered but claimed.
 const RECOVERABLE_RUNS: &str = concat!(
     "SELECT ",
     run_columns!(),
-    " FROM runs WHERE status IN ('running', 'waiting')",
+    " FROM runs WHERE status IN ('running', 'waiting') AND wake_at_ms IS NULL",
     " AND NOT EXISTS (SELECT 1 FROM leases WHERE leases.run_id = runs.run_id AND leases.expires_at_ms > ?1)",
     " ORDER BY created_at_ms, run_id LIMIT ?2"
 );
@@ -251,15 +324,36 @@ pub(crate) fn update_run(conn: &Connection, run_id: &str, update: &RunUpdate) ->
     Ok(())
 }
 
-/// Records a signal unless one of that name exists; true when this call recorded it.
-pub(crate) fn deliver_signal(conn: &Connection, run_id: &str, signal: &SignalRecord) -> Result<bool, Fail> {
+/// What `deliver_signal` did: whether it recorded the signal, and the queue of the parked run
+/// it made runnable, if any.
+pub(crate) struct Delivery {
+    pub(crate) delivered: bool,
+    pub(crate) unparked: Option<String>,
+}
+
+/// Records a signal unless one of that name exists, and moves the wake time of a run parked on
+/// it to the delivery (in the writer's transaction, so no park can slip in between).
+pub(crate) fn deliver_signal(
+    conn: &Connection,
+    run_id: &str,
+    signal: &SignalRecord,
+) -> Result<Delivery, Fail> {
     let inserted = conn.prepare_cached(DELIVER_SIGNAL)?.execute(params![
         run_id,
         signal.name,
         signal.payload,
         signal.delivered_at_ms
     ])?;
-    Ok(inserted == 1)
+    if inserted != 1 {
+        return Ok(Delivery { delivered: false, unparked: None });
+    }
+    let mut stmt = conn.prepare_cached(UNPARK)?;
+    let mut rows = stmt.query(params![run_id, signal.name, signal.delivered_at_ms])?;
+    let unparked = match rows.next()? {
+        Some(row) => opt_text(row, 0, "queue").map_err(|d| corrupt(run_id, None, d))?,
+        None => None,
+    };
+    Ok(Delivery { delivered: true, unparked })
 }
 
 /// Takes the lease on `run_id` for `owner` until `now_ms + ttl_ms`, or reports the live lease
@@ -366,38 +460,46 @@ pub(crate) fn get_run(conn: &Connection, run_id: &str) -> Result<Option<RunRecor
     }
 }
 
-/// Runs matching a filter, newest first. A run id prefix is a range of the primary key, so
-/// reading the runs of one family (a session's turns) costs what they are, not the table.
+/// Runs matching a filter, newest first.
 pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunRecord>, Fail> {
     // SQLite reads a negative LIMIT as "no limit".
     let limit = filter.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-    let mut clauses: Vec<&str> = Vec::new();
-    let mut values: Vec<rusqlite::types::Value> = vec![limit.into()];
-    let mut bind = |clause: &'static str, value: String| {
-        clauses.push(clause);
-        values.push(value.into());
-    };
-    if let Some(status) = filter.status {
-        bind("status = ?", status.as_str().to_owned());
-    }
-    if let Some(workflow) = &filter.workflow {
-        bind("workflow = ?", workflow.clone());
-    }
-    if let Some((from, to)) = filter.run_id_range() {
-        bind("run_id >= ?", from.to_owned());
-        if let Some(to) = to {
-            bind("run_id < ?", to);
+    let status = filter.status.map(RunStatus::as_str);
+    // One statement per combination of filters (at most 16, each cached), so that each uses
+    // the index of its most selective column.
+    let range = filter.run_id_range();
+    let mut args: Vec<&dyn ToSql> = vec![&limit];
+    let mut conditions = Vec::new();
+    let wanted: [(&str, Option<&str>); 4] = [
+        ("status", status),
+        ("workflow", filter.workflow.as_deref()),
+        ("queue", filter.queue.as_deref()),
+        ("parent_id", filter.parent_id.as_deref()),
+    ];
+    for (column, value) in &wanted {
+        if let Some(value) = value {
+            args.push(value);
+            conditions.push(format!("{column} = ?{}", args.len()));
         }
     }
-    let mut sql = format!("SELECT {} FROM runs", run_columns!());
-    for (i, clause) in clauses.iter().enumerate() {
-        sql.push_str(if i == 0 { " WHERE " } else { " AND " });
-        // `?` numbered from 2: the limit is ?1.
-        sql.push_str(&clause.replace('?', &format!("?{}", i + 2)));
+    // A run id prefix is a range of the primary key: reading the runs of one family (a
+    // session's turns) costs what they are, not the table.
+    if let Some((from, to)) = &range {
+        args.push(from);
+        conditions.push(format!("run_id >= ?{}", args.len()));
+        if let Some(to) = to {
+            args.push(to);
+            conditions.push(format!("run_id < ?{}", args.len()));
+        }
+    }
+    let mut sql = concat!("SELECT ", run_columns!(), " FROM runs").to_owned();
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
     }
     sql.push_str(" ORDER BY created_at_ms DESC, run_id DESC LIMIT ?1");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query(rusqlite::params_from_iter(values))?;
+    let rows = stmt.query(params_from_iter(args))?;
     collect(rows, decode_run)
 }
 
@@ -466,6 +568,9 @@ fn decode_run(row: &Row<'_>) -> Result<RunRecord, Fail> {
     run.error = opt_text(row, 5, "error").map_err(bad)?;
     run.waiting_on = opt_text(row, 6, "waiting_on").map_err(bad)?;
     run.updated_at_ms = int(row, 8, "updated_at_ms").map_err(bad)?;
+    run.queue = opt_text(row, 9, "queue").map_err(bad)?;
+    run.parent_id = opt_text(row, 10, "parent_id").map_err(bad)?;
+    run.wake_at_ms = opt_int(row, 11, "wake_at_ms").map_err(bad)?;
     Ok(run)
 }
 
@@ -552,18 +657,19 @@ fn int(row: &Row<'_>, idx: usize, column: &str) -> Result<i64, String> {
 const DELETE_RUN_STEPS: &str = "DELETE FROM steps WHERE run_id = ?1";
 const DELETE_RUN_SIGNALS: &str = "DELETE FROM signals WHERE run_id = ?1";
 const DELETE_RUN_LEASE: &str = "DELETE FROM leases WHERE run_id = ?1";
+const DELETE_RUN_EVENTS: &str = "DELETE FROM events WHERE run_id = ?1";
 const DELETE_RUN: &str = "DELETE FROM runs WHERE run_id = ?1";
 
 const UPDATE_RUN_UNLESS_CANCELLED: &str = "
-UPDATE runs SET status = ?2, output = ?3, error = ?4, waiting_on = ?5, updated_at_ms = ?6
+UPDATE runs SET status = ?2, output = ?3, error = ?4, waiting_on = ?5, wake_at_ms = NULL, updated_at_ms = ?6
 WHERE run_id = ?1 AND status <> 'cancelled'";
 
 const RUN_EXISTS: &str = "SELECT 1 FROM runs WHERE run_id = ?1";
 
-/// Deletes a run with its steps, signals and lease (one transaction); true when the run row
-/// existed.
+/// Deletes a run with its steps, signals, lease and events (one transaction); true when the
+/// run row existed. A queue's claim times belong to the queue, not to the run.
 pub(crate) fn delete_run(conn: &Connection, run_id: &str) -> Result<bool, Fail> {
-    for sql in [DELETE_RUN_STEPS, DELETE_RUN_SIGNALS, DELETE_RUN_LEASE] {
+    for sql in [DELETE_RUN_STEPS, DELETE_RUN_SIGNALS, DELETE_RUN_LEASE, DELETE_RUN_EVENTS] {
         conn.prepare_cached(sql)?.execute([run_id])?;
     }
     Ok(conn.prepare_cached(DELETE_RUN)?.execute([run_id])? == 1)
@@ -591,6 +697,289 @@ pub(crate) fn update_run_unless_cancelled(
     } else {
         Err(Fail::Store(Error::RunNotFound { run_id: run_id.to_owned() }))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues
+
+/// Moves a parked run's wake time to the delivery of the signal it waits for.
+const UNPARK: &str = "
+UPDATE runs SET wake_at_ms = MIN(wake_at_ms, ?3)
+WHERE run_id = ?1 AND status = 'waiting' AND waiting_on = ?2 AND wake_at_ms IS NOT NULL
+RETURNING queue";
+
+const ENQUEUE: &str = "
+INSERT INTO runs (run_id, workflow, status, input, created_at_ms, updated_at_ms, queue, priority, queue_key, parent_id)
+VALUES (?1, ?2, 'enqueued', ?3, ?4, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (run_id) DO NOTHING";
+
+const PRUNE_CLAIMS: &str = "DELETE FROM queue_claims WHERE queue = ?1 AND claimed_at_ms <= ?2";
+const CLEAR_CLAIMS: &str = "DELETE FROM queue_claims WHERE queue = ?1";
+const COUNT_CLAIMS: &str = "SELECT COALESCE(SUM(claims), 0) FROM queue_claims WHERE queue = ?1";
+const RECORD_CLAIMS: &str = "
+INSERT INTO queue_claims (queue, claimed_at_ms, claims) VALUES (?1, ?2, ?3)
+ON CONFLICT (queue, claimed_at_ms) DO UPDATE SET claims = claims + excluded.claims";
+
+/// The runs of queue `?1` that execute at `?2`: unfinished, under a live lease.
+const COUNT_EXECUTING: &str = concat!("SELECT COUNT(*) FROM ", executing_runs!());
+
+/// The runs a claim of queue `?1` at `?2` takes, at most `?4`, in claim order: runnable, and,
+/// under a per-key limit `?3`, only as many of each key as its executing runs leave room for
+/// (each key's candidates are numbered in claim order).
+const CLAIM_CANDIDATES: &str = concat!(
+    "WITH executing AS (
+        SELECT runs.queue_key, COUNT(*) AS n FROM ",
+    executing_runs!(),
+    " AND runs.queue_key IS NOT NULL GROUP BY runs.queue_key
+     ), candidates AS (
+        SELECT run_id, queue_key, priority, created_at_ms,
+               ROW_NUMBER() OVER (PARTITION BY queue_key ORDER BY priority DESC, created_at_ms, run_id) AS nth
+        FROM runs WHERE queue = ?1 AND ",
+    ready!("?2"),
+    " AND NOT ",
+    live_lease!("?2"),
+    " )
+     SELECT c.run_id FROM candidates c LEFT JOIN executing e ON e.queue_key = c.queue_key
+     WHERE ?3 IS NULL OR c.queue_key IS NULL OR c.nth + COALESCE(e.n, 0) <= ?3
+     ORDER BY c.priority DESC, c.created_at_ms, c.run_id
+     LIMIT ?4"
+);
+
+const CLAIM_RUN: &str = "
+UPDATE runs SET status = 'running', waiting_on = NULL, wake_at_ms = NULL, updated_at_ms = ?2 WHERE run_id = ?1";
+
+/// The claimer's lease: the candidates had no live lease, and the write lock keeps it so.
+const CLAIM_LEASE: &str = "
+INSERT INTO leases (run_id, owner, expires_at_ms) VALUES (?1, ?2, ?3)
+ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms";
+
+const PARK_SIGNAL_DELIVERED: &str = "SELECT 1 FROM signals WHERE run_id = ?1 AND name = ?2";
+
+const PARK_RUN: &str = "
+UPDATE runs SET status = 'waiting', waiting_on = ?2, wake_at_ms = ?3, updated_at_ms = ?4
+WHERE run_id = ?1 AND status <> 'cancelled'
+RETURNING queue";
+
+/// Executing, enqueued and parked runs of queue `?1` at `?2`, and the oldest enqueued (each
+/// through `runs_runnable`, or the leases).
+const QUEUE_STATS: &str = concat!(
+    "SELECT (SELECT COUNT(*) FROM ",
+    executing_runs!(),
+    "), enqueued.n, parked.n, enqueued.oldest
+     FROM (SELECT COUNT(*) AS n, MIN(created_at_ms) AS oldest FROM runs
+           WHERE queue = ?1 AND status = 'enqueued' AND NOT ",
+    live_lease!("?2"),
+    ") AS enqueued,
+          (SELECT COUNT(*) AS n FROM runs
+           WHERE queue = ?1 AND status = 'waiting' AND wake_at_ms IS NOT NULL AND NOT ",
+    live_lease!("?2"),
+    ") AS parked"
+);
+
+/// Which of the queues of the JSON array `?1` have a runnable run at `?2` (one is enough).
+const RUNNABLE_QUEUES: &str = concat!(
+    "SELECT w.value FROM json_each(?1) AS w WHERE EXISTS (SELECT 1 FROM runs WHERE runs.queue = w.value AND ",
+    ready!("?2"),
+    " AND NOT ",
+    live_lease!("?2"),
+    ")"
+);
+
+/// Creates an enqueued run unless its id exists; the run as stored, and whether this call
+/// created it.
+pub(crate) fn enqueue(conn: &Connection, run: &QueuedRun) -> Result<(RunRecord, bool), Fail> {
+    let created = conn.prepare_cached(ENQUEUE)?.execute(params![
+        run.run_id,
+        run.workflow,
+        run.input,
+        run.now_ms,
+        run.queue,
+        run.priority,
+        run.key,
+        run.parent_id,
+    ])? == 1;
+    let stored = get_run(conn, &run.run_id)?
+        .ok_or_else(|| Fail::Message("the run's row is missing right after it was written".to_owned()))?;
+    Ok((stored, created))
+}
+
+/// Claims runs of `claim.queue` under its limits (see `Queues::claim_runs`). Runs in the
+/// writer's `BEGIN IMMEDIATE` transaction: the file's write lock makes the counts, the choice
+/// and the writes one atomic step against every other store and process on the file.
+pub(crate) fn claim_runs(conn: &Connection, claim: &Claim) -> Result<Vec<RunRecord>, Fail> {
+    let now = claim.now_ms;
+    let limits = claim.limits;
+    let queue = claim.queue.as_str();
+    let mut allowed = i64::try_from(claim.max).unwrap_or(i64::MAX);
+    match limits.rate {
+        Some(rate) => {
+            conn.prepare_cached(PRUNE_CLAIMS)?.execute(params![queue, now.saturating_sub(rate.period_ms)])?;
+            let recent: i64 = conn.prepare_cached(COUNT_CLAIMS)?.query_row([queue], |row| row.get(0))?;
+            allowed = allowed.min(i64::from(rate.starts).saturating_sub(recent));
+        }
+        None => {
+            conn.prepare_cached(CLEAR_CLAIMS)?.execute([queue])?;
+        }
+    }
+    if let Some(concurrency) = limits.concurrency {
+        let executing: i64 =
+            conn.prepare_cached(COUNT_EXECUTING)?.query_row(params![queue, now], |row| row.get(0))?;
+        allowed = allowed.min(i64::from(concurrency).saturating_sub(executing));
+    }
+    if allowed <= 0 {
+        return Ok(Vec::new());
+    }
+    let per_key = limits.per_key.map(i64::from);
+    let chosen: Vec<String> = {
+        let mut stmt = conn.prepare_cached(CLAIM_CANDIDATES)?;
+        let rows = stmt.query(params![queue, now, per_key, allowed])?;
+        collect(rows, |row| text(row, 0, "run_id").map_err(|d| corrupt(&lossy(row, 0), None, d)))?
+    };
+    let expires_at_ms = now.saturating_add(i64::try_from(claim.ttl.as_millis()).unwrap_or(i64::MAX));
+    let mut claimed = Vec::with_capacity(chosen.len());
+    for run_id in &chosen {
+        conn.prepare_cached(CLAIM_RUN)?.execute(params![run_id, now])?;
+        conn.prepare_cached(CLAIM_LEASE)?.execute(params![run_id, claim.owner, expires_at_ms])?;
+        let run = get_run(conn, run_id)?.ok_or_else(|| {
+            Fail::Message(format!("claimed run `{run_id}` vanished inside the transaction"))
+        })?;
+        claimed.push(run);
+    }
+    if limits.rate.is_some() && !claimed.is_empty() {
+        let count = i64::try_from(claimed.len()).unwrap_or(i64::MAX);
+        conn.prepare_cached(RECORD_CLAIMS)?.execute(params![queue, now, count])?;
+    }
+    Ok(claimed)
+}
+
+/// What `park_run` did: whether it parked the run, and the run's queue when the awaited signal
+/// was already delivered (the run is runnable at once).
+pub(crate) struct Parked {
+    pub(crate) parked: bool,
+    pub(crate) runnable_in: Option<String>,
+}
+
+/// Parks a run unless it is cancelled (see `Queues::park_run`), releasing `owner`'s lease.
+pub(crate) fn park_run(
+    conn: &Connection,
+    run_id: &str,
+    owner: &str,
+    waiting_on: &str,
+    wake_at_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<Parked, Fail> {
+    let delivered = conn.prepare_cached(PARK_SIGNAL_DELIVERED)?.exists([run_id, waiting_on])?;
+    let wake_at = if delivered { now_ms } else { wake_at_ms.unwrap_or(i64::MAX) };
+    let mut stmt = conn.prepare_cached(PARK_RUN)?;
+    let mut rows = stmt.query(params![run_id, waiting_on, wake_at, now_ms])?;
+    let queue = match rows.next()? {
+        Some(row) => opt_text(row, 0, "queue").map_err(|d| corrupt(run_id, None, d))?,
+        None => {
+            drop(rows);
+            return if conn.prepare_cached(RUN_EXISTS)?.exists([run_id])? {
+                Ok(Parked { parked: false, runnable_in: None })
+            } else {
+                Err(Fail::Store(Error::RunNotFound { run_id: run_id.to_owned() }))
+            };
+        }
+    };
+    drop(rows);
+    conn.prepare_cached(RELEASE_LEASE)?.execute([run_id, owner])?;
+    Ok(Parked { parked: true, runnable_in: queue.filter(|_| delivered) })
+}
+
+/// The counts of one queue at `now_ms`.
+pub(crate) fn queue_stats(conn: &Connection, queue: &str, now_ms: i64) -> Result<QueueStats, Fail> {
+    let mut stmt = conn.prepare_cached(QUEUE_STATS)?;
+    let mut rows = stmt.query(params![queue, now_ms])?;
+    let row = rows.next()?.ok_or_else(|| Fail::Message("an aggregate returned no row".to_owned()))?;
+    let bad = |detail: String| corrupt(&format!("(queue `{queue}`)"), None, detail);
+    let count = |idx: usize, column: &str| -> Result<u64, Fail> {
+        let n = int(row, idx, column).map_err(bad)?;
+        u64::try_from(n).map_err(|_| bad(format!("{column} is {n}")))
+    };
+    let mut stats = QueueStats::default();
+    stats.executing = count(0, "executing")?;
+    stats.enqueued = count(1, "enqueued")?;
+    stats.parked = count(2, "parked")?;
+    stats.oldest_enqueued_at_ms = opt_int(row, 3, "oldest enqueued").map_err(bad)?;
+    Ok(stats)
+}
+
+/// The queues among `queues_json` (a JSON array) with a runnable run at `now_ms`.
+pub(crate) fn runnable_queues(
+    conn: &Connection,
+    queues_json: &str,
+    now_ms: i64,
+) -> Result<Vec<String>, Fail> {
+    let mut stmt = conn.prepare_cached(RUNNABLE_QUEUES)?;
+    let rows = stmt.query(params![queues_json, now_ms])?;
+    collect(rows, |row| text(row, 0, "queue").map_err(|d| corrupt("(a queue)", None, d)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+const NEXT_OFFSET: &str = "SELECT COALESCE(MAX(event_offset) + 1, 0) FROM events WHERE run_id = ?1";
+
+const APPEND_EVENT: &str =
+    "INSERT INTO events (run_id, event_offset, kind, data, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+const READ_EVENTS: &str = "
+SELECT event_offset, kind, data, at_ms FROM events
+WHERE run_id = ?1 AND event_offset >= ?2 ORDER BY event_offset LIMIT ?3";
+
+/// Which of the `[run_id, from]` pairs of the JSON array `?1` have an event at `from` or later.
+const EVENTS_AMONG: &str = "
+SELECT json_extract(w.value, '$[0]'), json_extract(w.value, '$[1]') FROM json_each(?1) AS w
+WHERE EXISTS (SELECT 1 FROM events AS e
+              WHERE e.run_id = json_extract(w.value, '$[0]') AND e.event_offset >= json_extract(w.value, '$[1]'))";
+
+/// Appends `events` at the next offsets of `run_id`'s log. In the writer's transaction, which
+/// holds the file's write lock: no other append can take the same offsets.
+pub(crate) fn append_events(conn: &Connection, run_id: &str, events: &[NewEvent]) -> Result<u64, Fail> {
+    let first: i64 = conn.prepare_cached(NEXT_OFFSET)?.query_row([run_id], |row| row.get(0))?;
+    let mut insert = conn.prepare_cached(APPEND_EVENT)?;
+    for (i, event) in (first..).zip(events) {
+        insert.execute(params![run_id, i, event.kind, event.data, event.at_ms])?;
+    }
+    u64::try_from(first).map_err(|_| corrupt(run_id, None, format!("event offset {first} is negative")))
+}
+
+/// At most `limit` events of `run_id` from offset `from`.
+pub(crate) fn read_events(
+    conn: &Connection,
+    run_id: &str,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<EventRecord>, Fail> {
+    // Offsets are stored as SQLite integers: none is beyond `i64::MAX`.
+    let Ok(from) = i64::try_from(from) else { return Ok(Vec::new()) };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(READ_EVENTS)?;
+    let rows = stmt.query(params![run_id, from, limit])?;
+    collect(rows, |row| {
+        let bad = |detail: String| corrupt(run_id, None, format!("an event: {detail}"));
+        let offset = int(row, 0, "event_offset").map_err(bad)?;
+        let offset = u64::try_from(offset).map_err(|_| bad(format!("offset {offset} is negative")))?;
+        let event = NewEvent::new(
+            text(row, 1, "kind").map_err(bad)?,
+            text(row, 2, "data").map_err(bad)?,
+            int(row, 3, "at_ms").map_err(bad)?,
+        );
+        Ok(EventRecord::new(offset, event))
+    })
+}
+
+/// The `(run_id, from)` pairs among `pairs_json` whose log has an event at `from` or later.
+pub(crate) fn events_among(conn: &Connection, pairs_json: &str) -> Result<Vec<(String, u64)>, Fail> {
+    let mut stmt = conn.prepare_cached(EVENTS_AMONG)?;
+    let rows = stmt.query([pairs_json])?;
+    collect(rows, |row| {
+        let run_id = text(row, 0, "run_id").map_err(|d| corrupt(&lossy(row, 0), None, d))?;
+        let from = int(row, 1, "from").map_err(|d| corrupt(&run_id, None, d))?;
+        Ok((run_id, u64::try_from(from).unwrap_or(0)))
+    })
 }
 
 /// How an SQLite error is classified for the engine.

@@ -9,7 +9,9 @@ use common::{raw, start, step, temp_db};
 use std::time::Duration;
 
 use durably_core::store::prelude::*;
-use durably_core::{Error, LeaseOutcome, NewRun, RunFilter, RunRecord, RunStatus, now_ms};
+use durably_core::{
+    Claim, Error, LeaseOutcome, NewEvent, NewRun, QueuedRun, RunFilter, RunRecord, RunStatus, now_ms,
+};
 use durably_sqlite::{SCHEMA_VERSION, SqliteStore};
 
 #[tokio::test]
@@ -74,13 +76,13 @@ PRAGMA user_version = 1;
 
 #[tokio::test]
 async fn a_version_1_file_is_upgraded_in_place_keeping_every_record() {
-    assert_eq!(SCHEMA_VERSION, 2, "this test upgrades version 1 to the current version 2");
+    assert_eq!(SCHEMA_VERSION, 3, "this test upgrades version 1 to the current version 3");
     let db = temp_db();
     raw(&db.path).execute_batch(SCHEMA_V1_AS_SHIPPED).unwrap();
 
     let store = SqliteStore::open(&db.path).await.unwrap();
     let version: i64 = raw(&db.path).pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 2, "the file is marked as upgraded");
+    assert_eq!(version, 3, "the file is marked as upgraded");
 
     // Everything written by version 1 is still there.
     let run = store.get_run("old-run").await.unwrap().expect("the v1 run survives");
@@ -108,6 +110,58 @@ async fn a_version_1_file_is_upgraded_in_place_keeping_every_record() {
         store.acquire_lease("old-run", "b", ttl, now_ms()).await.unwrap(),
         LeaseOutcome::HeldBy(lease) if lease.owner == "a"
     ));
+}
+
+/// Schema version 2 as shipped: version 1 plus `leases`, with a lease and a waiting run.
+const SCHEMA_V2_AS_SHIPPED: &str = r#"
+CREATE TABLE leases (
+    run_id TEXT NOT NULL PRIMARY KEY, owner TEXT NOT NULL, expires_at_ms INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT INTO runs VALUES ('old-wait', 'wf', 'waiting', NULL, NULL, NULL, 'go', 800, 800);
+INSERT INTO leases VALUES ('old-run', 'old-owner', 9000000000000);
+PRAGMA user_version = 2;
+"#;
+
+#[tokio::test]
+async fn a_version_2_file_is_upgraded_in_place_with_queues_and_event_logs() {
+    assert_eq!(SCHEMA_VERSION, 3, "this test upgrades version 2 to the current version 3");
+    let db = temp_db();
+    raw(&db.path).execute_batch(SCHEMA_V1_AS_SHIPPED).unwrap();
+    raw(&db.path).execute_batch(SCHEMA_V2_AS_SHIPPED).unwrap();
+
+    let store = SqliteStore::open(&db.path).await.unwrap();
+    let version: i64 = raw(&db.path).pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, 3, "the file is marked as upgraded");
+
+    // The old records read with the new columns empty, and the old lease still holds.
+    let run = store.get_run("old-wait").await.unwrap().expect("the v2 run survives");
+    assert_eq!((run.status, run.waiting_on.as_deref()), (RunStatus::Waiting, Some("go")));
+    assert_eq!((run.queue, run.parent_id, run.wake_at_ms), (None, None, None));
+    assert!(matches!(
+        store.acquire_lease("old-run", "b", Duration::from_secs(60), now_ms()).await.unwrap(),
+        LeaseOutcome::HeldBy(lease) if lease.owner == "old-owner"
+    ));
+    // A run that is not parked is still recovered.
+    let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+    assert_eq!(ids(store.recoverable_runs(now_ms(), 10).await.unwrap()), ["old-wait"]);
+
+    // The new tables and columns work: a queue, a claim, a parked run, an event log.
+    let (queued, created) =
+        store.enqueue(&QueuedRun::new("new-job", "wf", None, "q", 2_000).parent("old-run")).await.unwrap();
+    assert!(created);
+    assert_eq!((queued.status, queued.queue.as_deref()), (RunStatus::Enqueued, Some("q")));
+    let claim = Claim::new("q", "w", Duration::from_secs(60), now_ms(), 10);
+    assert_eq!(ids(store.claim_runs(&claim).await.unwrap()), ["new-job"]);
+    assert!(store.park_run("new-job", "w", "go", None, now_ms()).await.unwrap());
+    assert_eq!(store.queue_stats("q", now_ms()).await.unwrap().parked, 1);
+    assert_eq!(ids(store.list_runs(&RunFilter::new().parent("old-run")).await.unwrap()), ["new-job"]);
+    assert_eq!(store.append_events("old-run", &[NewEvent::new("text", "{}", 1)]).await.unwrap(), 0);
+    drop(store);
+
+    // Reopening migrates nothing more and keeps what the new version wrote.
+    let store = SqliteStore::open(&db.path).await.unwrap();
+    assert_eq!(store.get_run("new-job").await.unwrap().unwrap().wake_at_ms, Some(i64::MAX));
+    assert_eq!(store.read_events("old-run", 0, 10).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -89,7 +89,7 @@ async fn a_new_file_gets_the_current_schema_version() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["leases", "runs", "signals", "steps"]);
+    assert_eq!(tables, ["events", "leases", "queue_claims", "runs", "signals", "steps"]);
 }
 
 #[tokio::test]

@@ -106,3 +106,45 @@ async fn a_delivery_through_the_store_wakes_its_waits_at_once_in_memory_too() ->
     }
     Ok(())
 }
+
+/// A worker waiting for work on one store is woken by a run another process enqueues, or a
+/// parked run another process's signal makes runnable, through the poller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_work_is_woken_by_an_enqueue_and_an_unpark_of_another_process() {
+    let db = temp_db();
+    let worker = Arc::new(open_polling(&db.path).await);
+    let other = open_polling(&db.path).await;
+    let queues = vec!["q".to_owned()];
+    let wait = {
+        let (worker, queues) = (Arc::clone(&worker), queues.clone());
+        tokio::spawn(async move { worker.wait_for_work(&queues, FOREVER).await })
+    };
+    other.enqueue(&durably_core::QueuedRun::new("job", "wf", None, "q", 1_000)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), wait).await.expect("woken by the enqueue").unwrap();
+
+    let claim = durably_core::Claim::new("q", "w", FOREVER, durably_core::now_ms(), 1);
+    assert_eq!(worker.claim_runs(&claim).await.unwrap().len(), 1);
+    assert!(worker.park_run("job", "w", "go", None, durably_core::now_ms()).await.unwrap());
+    let wait = {
+        let worker = Arc::clone(&worker);
+        tokio::spawn(async move { worker.wait_for_work(&queues, FOREVER).await })
+    };
+    let signal = SignalRecord::new("go", "true", durably_core::now_ms());
+    assert!(other.deliver_signal("job", &signal).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(30), wait).await.expect("woken by the unpark").unwrap();
+}
+
+/// A reader following a run's log on one store is woken by events another process appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_events_is_woken_by_an_append_of_another_process() {
+    let db = temp_db();
+    let reader = Arc::new(open_polling(&db.path).await);
+    let other = open_polling(&db.path).await;
+    let wait = {
+        let reader = Arc::clone(&reader);
+        tokio::spawn(async move { reader.wait_for_events("r", 0, FOREVER).await })
+    };
+    other.append_events("r", &[durably_core::NewEvent::new("text", "\"hi\"", 1)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), wait).await.expect("woken by the append").unwrap();
+    assert_eq!(reader.read_events("r", 0, 10).await.unwrap().len(), 1);
+}

@@ -18,8 +18,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use durably_core::store::prelude::*;
 use durably_core::{
-    Error, LeaseOutcome, NewRun, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
-    StepRecord,
+    Claim, Error, EventRecord, LeaseOutcome, NewEvent, NewRun, QueueStats, QueuedRun, Result, RunFilter,
+    RunHistory, RunRecord, RunUpdate, SignalRecord, StepRecord,
 };
 
 /// A `Store` operation, for choosing where a fault lands.
@@ -52,6 +52,18 @@ pub enum Op {
     ListSignals,
     /// [`Store::delete_run`](durably_core::store::Admin::delete_run)
     DeleteRun,
+    /// [`Store::enqueue`](durably_core::store::Queues::enqueue)
+    Enqueue,
+    /// [`Store::claim_runs`](durably_core::store::Queues::claim_runs)
+    ClaimRuns,
+    /// [`Store::park_run`](durably_core::store::Queues::park_run)
+    ParkRun,
+    /// [`Store::queue_stats`](durably_core::store::Queues::queue_stats)
+    QueueStats,
+    /// [`Store::append_events`](durably_core::store::Events::append_events)
+    AppendEvents,
+    /// [`Store::read_events`](durably_core::store::Events::read_events)
+    ReadEvents,
 }
 
 impl Op {
@@ -71,6 +83,12 @@ impl Op {
             Op::RecoverableRuns => "recoverable_runs",
             Op::ListSignals => "list_signals",
             Op::DeleteRun => "delete_run",
+            Op::Enqueue => "enqueue",
+            Op::ClaimRuns => "claim_runs",
+            Op::ParkRun => "park_run",
+            Op::QueueStats => "queue_stats",
+            Op::AppendEvents => "append_events",
+            Op::ReadEvents => "read_events",
         }
     }
 }
@@ -281,5 +299,45 @@ impl<S: Store> Admin for FaultStore<S> {
     }
     async fn delete_run(&self, run_id: &str) -> Result<bool> {
         self.call(Op::DeleteRun, Some(run_id), self.inner.delete_run(run_id)).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Queues for FaultStore<S> {
+    async fn enqueue(&self, run: &QueuedRun) -> Result<(RunRecord, bool)> {
+        self.call(Op::Enqueue, Some(&run.run_id), self.inner.enqueue(run)).await
+    }
+    async fn claim_runs(&self, claim: &Claim) -> Result<Vec<RunRecord>> {
+        self.call(Op::ClaimRuns, None, self.inner.claim_runs(claim)).await
+    }
+    async fn park_run(
+        &self,
+        run_id: &str,
+        owner: &str,
+        waiting_on: &str,
+        wake_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let park = self.inner.park_run(run_id, owner, waiting_on, wake_at_ms, now_ms);
+        self.call(Op::ParkRun, Some(run_id), park).await
+    }
+    async fn queue_stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats> {
+        self.call(Op::QueueStats, None, self.inner.queue_stats(queue, now_ms)).await
+    }
+    async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {
+        self.inner.wait_for_work(queues, max_wait).await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Events for FaultStore<S> {
+    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
+        self.call(Op::AppendEvents, Some(run_id), self.inner.append_events(run_id, events)).await
+    }
+    async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {
+        self.call(Op::ReadEvents, Some(run_id), self.inner.read_events(run_id, from, limit)).await
+    }
+    async fn wait_for_events(&self, run_id: &str, from: u64, max_wait: Duration) {
+        self.inner.wait_for_events(run_id, from, max_wait).await
     }
 }

@@ -44,6 +44,8 @@ pub mod faults;
 pub mod mock_openai;
 #[cfg(feature = "engine")]
 pub mod multiprocess;
+#[cfg(feature = "raw-http")]
+pub mod raw_http;
 
 /// A store under test, with values that must outlive it (a temporary directory, a server
 /// handle). The store is dropped first, then the guards in the order they were added.

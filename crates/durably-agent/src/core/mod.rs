@@ -11,6 +11,7 @@
 //! - [`listing`]: tool lists served from outside (MCP), recorded when a run starts.
 //! - [`limits`]: per-attempt timeouts, the run's recorded deadline, the budget.
 //! - [`model`]: the model-call step.
+//! - [`genai`]: a model request's span, with the GenAI semantic-convention fields.
 //! - [`tool`]: the approval-gated tool-call step.
 //! - [`stream`]: a run as a stream: live chunks, or the recorded text of a completed run.
 //! - [`provider`]: a provider's HTTP error read from its status, body and `retry-after`.
@@ -24,6 +25,7 @@
 pub(crate) mod completed;
 #[cfg(any(feature = "rig", feature = "openai"))]
 pub(crate) mod extract;
+pub(crate) mod genai;
 pub(crate) mod ids;
 pub(crate) mod input;
 pub(crate) mod invocation;

@@ -23,6 +23,7 @@ use super::stream::{Accumulator, Sink, StreamEvent};
 use super::tools::{Tool, ToolError};
 use crate::TaskConfig;
 use crate::core::extract::Output;
+use crate::core::genai::{ModelReply, ModelTarget, ReplyFacts};
 use crate::core::ids::Step;
 use crate::core::invocation::Invocation;
 use crate::core::plan::{Plan, default_run_id, execute};
@@ -505,7 +506,8 @@ impl OpenAiAgent {
         let client = self.client.clone();
         let attempt_request = request.clone();
         let attempt_sink = sink.cloned();
-        let model = inv.model_call(&request, REQUEST, move || {
+        let target = ModelTarget { provider: Some(PROVIDER.into()), model: Some(request.model.clone()) };
+        let model = inv.model_call(&request, REQUEST, target, move || {
             let client = client.clone();
             let request = attempt_request.clone();
             let sink = attempt_sink.clone();
@@ -586,3 +588,24 @@ impl OpenAiAgent {
 
 /// The type name of the requests, for errors.
 const REQUEST: &str = "async_openai::types::chat::CreateChatCompletionRequest";
+
+/// `gen_ai.provider.name` of the OpenAI chat API (an OpenAI-compatible server speaks it too).
+const PROVIDER: &str = "openai";
+
+impl ModelReply for CreateChatCompletionResponse {
+    fn facts(&self) -> ReplyFacts {
+        ReplyFacts {
+            provider: None,
+            request_model: None,
+            response_model: Some(self.model.clone()),
+            input_tokens: self.usage.as_ref().map(|u| u64::from(u.prompt_tokens)),
+            output_tokens: self.usage.as_ref().map(|u| u64::from(u.completion_tokens)),
+            finish_reasons: self
+                .choices
+                .iter()
+                .filter_map(|c| c.finish_reason.as_ref())
+                .filter_map(|r| serde_json::to_value(r).ok()?.as_str().map(str::to_owned))
+                .collect(),
+        }
+    }
+}

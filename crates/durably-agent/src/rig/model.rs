@@ -10,7 +10,7 @@ use std::task::Poll;
 use durably_core::{Error, TaskCall};
 use futures::StreamExt;
 use futures::channel::mpsc;
-use rig_core::completion::CompletionRequest;
+use rig_core::completion::{CompletionRequest, FinishReason};
 use rig_core::effect::{EffectKind, HandlerDescriptor, Outcome, family};
 use rig_core::error::{ErrorKind, ErrorReport};
 use rig_core::operation::Completion;
@@ -20,6 +20,7 @@ use rig_core::streaming::Relayed;
 
 use super::failure::model_error;
 use super::invocation::RigInvocation;
+use crate::core::genai::{ModelReply, ModelTarget, ReplyFacts};
 use crate::core::model::ModelCall;
 
 /// The route label the durable handler is registered under (`using_model`).
@@ -35,6 +36,35 @@ fn spend(inv: &RigInvocation, step_id: &str, outcome: &Outcome) -> Result<(), Er
     let usage = &response.usage;
     let (input, output) = (usage.input_tokens.unwrap_or(0), usage.output_tokens.unwrap_or(0));
     inv.add_usage(step_id, input, output, usage.total_tokens.unwrap_or(input + output))
+}
+
+/// The provider and the models are in the response's `origin`; rig names the provider only
+/// there.
+impl ModelReply for Outcome {
+    fn facts(&self) -> ReplyFacts {
+        let Outcome::Completion(response) = self else { return ReplyFacts::default() };
+        let origin = &response.origin;
+        ReplyFacts {
+            provider: Some(origin.provider.clone()),
+            request_model: Some(origin.model.clone()),
+            response_model: origin.response_model.clone(),
+            input_tokens: response.usage.input_tokens,
+            output_tokens: response.usage.output_tokens,
+            finish_reasons: response.finish_reason().map(|r| reason_name(&r)).into_iter().collect(),
+        }
+    }
+}
+
+/// A finish reason in the GenAI conventions' spelling, which is rig's wire spelling
+/// (`stop`, `length`, `tool_calls`, `content_filter`, or the provider's own).
+fn reason_name(reason: &FinishReason) -> String {
+    match reason {
+        FinishReason::Other(name) => name.clone(),
+        other => serde_json::to_value(other)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{other:?}")),
+    }
 }
 
 /// A durably error as rig sees it: a report that fails the turn without retries in rig.
@@ -71,7 +101,8 @@ impl DurableModel {
         let kind = kind.clone();
         let id = dispatch.id();
         let context = dispatch.adapter_context();
-        self.inv.model_call(request, "rig_core::completion::CompletionRequest", move || {
+        let target = ModelTarget { provider: None, model: request.model.clone() };
+        self.inv.model_call(request, "rig_core::completion::CompletionRequest", target, move || {
             let inner = inner.clone();
             let kind = kind.clone();
             let context = context.clone();

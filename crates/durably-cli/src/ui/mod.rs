@@ -1,27 +1,25 @@
 //! `durably ui`: a small dashboard served from the binary. Server-rendered HTML with one small
 //! script file (no build step): a runs page with status filters, a run page with a timeline of
-//! its steps, their values, and Approve / Reject buttons for a run waiting on a signal, and a
-//! JSON API under `/api` that the buttons (and scripts) use. Every request passes the guard
-//! (`guard.rs`) first: the dashboard can approve payouts, so it answers only requests addressed
-//! to it and changes runs only for its own pages and for scripts that send JSON.
-
-use std::sync::Arc;
+//! its steps, their values, and Approve / Reject buttons for a run waiting on a signal. The
+//! buttons (and scripts) use the HTTP API of `durably_server` under `/api`, served beside the
+//! pages. Every request passes `durably_server`'s guard first: the dashboard can approve
+//! payouts, so it answers only requests addressed to it and changes runs only for its own pages
+//! and for scripts that send JSON. `durably serve` serves the same pages behind the API's
+//! token as well.
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use durably_core::{Error, RunFilter, RunStatus, Workflow};
 use serde::Deserialize;
 use serde_json::json;
 
-mod api;
 mod assets;
-mod guard;
 mod pages;
 mod timeline;
 
-pub use guard::AllowedHosts;
+pub use durably_server::AllowedHosts;
 
 /// Serves the dashboard on `listener` until the process ends, answering requests whose `Host`
 /// names the listener's own address (and `localhost` when it is a loopback one).
@@ -43,19 +41,19 @@ pub async fn serve_with(
 /// The dashboard's routes behind its guard, for embedding or testing; `hosts` are the names
 /// its requests may be addressed to ([`AllowedHosts::new`] with the address it is served on).
 pub fn router(wf: Workflow, hosts: AllowedHosts) -> Router {
+    durably_server::guard::guarded(app(wf), hosts)
+}
+
+/// The pages, their files and the API, with no security layer: [`router`] puts the guard in
+/// front, `durably serve` the guard and the API's token.
+pub fn app(wf: Workflow) -> Router {
     Router::new()
         .route("/", get(pages::runs_page))
         .route("/runs/{run_id}", get(pages::run_page))
         .route("/assets/dashboard.css", get(assets::stylesheet))
         .route("/assets/run.js", get(assets::run_script))
-        .route("/api/runs", get(api::runs))
-        .route("/api/runs/{run_id}", get(api::run))
-        .route("/api/runs/{run_id}/approve", post(api::approve))
-        .route("/api/runs/{run_id}/reject", post(api::reject))
-        .route("/api/runs/{run_id}/signal/{name}", post(api::signal))
-        .route("/api/runs/{run_id}/cancel", post(api::cancel))
-        .with_state(wf)
-        .layer(axum::middleware::from_fn_with_state(Arc::new(hosts), guard::guard))
+        .with_state(wf.clone())
+        .merge(durably_server::api_routes(wf))
 }
 
 /// An error page or JSON error with the right status code.

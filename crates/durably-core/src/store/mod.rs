@@ -3,8 +3,10 @@
 //!
 //! A store is [`Journal`] (runs and their steps), [`Signals`] (delivery and waking waiters),
 //! [`Leases`] (what keeps processes sharing a store from running a run twice or overwriting a
-//! cancellation) and [`Admin`] (listing and deleting runs). [`Store`] is implemented for every
-//! type that implements all four, so `Arc<dyn Store>` is what the engine holds.
+//! cancellation), [`Admin`] (listing and deleting runs), [`Queues`] (runs waiting for a
+//! worker, parked runs) and [`Events`] (each run's event log). [`Store`] is implemented for
+//! every type that implements all six, so `Arc<dyn Store>` is what the engine holds. `Queues`
+//! and `Events` have defaults that refuse: a store without them still runs workflows in place.
 //!
 //! Calling a store's methods needs the trait that declares them in scope:
 //! `use durably_core::store::prelude::*;` brings all of them.
@@ -13,16 +15,20 @@
 //! from the [`SingleProcess`] adapter.
 
 mod admin;
+mod events;
 mod journal;
 mod leases;
+mod queues;
 mod records;
 mod signals;
 mod single;
 mod waits;
 
 pub use admin::Admin;
+pub use events::{EventRecord, Events, NewEvent};
 pub use journal::Journal;
 pub use leases::Leases;
+pub use queues::{Claim, QueueLimits, QueueStats, QueuedRun, Queues, Rate};
 pub use records::{
     Lease, LeaseOutcome, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
     StepRecord, StepStatus,
@@ -33,18 +39,19 @@ pub use waits::{WaitRegistry, Waiting};
 
 /// Everything needed to call a store: `use durably_core::store::prelude::*;`.
 pub mod prelude {
-    pub use super::{Admin, Journal, Leases, Signals, Store};
+    pub use super::{Admin, Events, Journal, Leases, Queues, Signals, Store};
 }
 
-/// Where durably keeps runs, steps and signals: a [`Journal`], [`Signals`], [`Leases`] and
-/// [`Admin`] in one, shared between tasks and threads (`Arc<dyn Store>`).
+/// Where durably keeps runs, steps and signals: a [`Journal`], [`Signals`], [`Leases`],
+/// [`Admin`], [`Queues`] and [`Events`] in one, shared between tasks and threads
+/// (`Arc<dyn Store>`).
 ///
-/// It is implemented for every type that implements the four; implement those. Every method
+/// It is implemented for every type that implements the six; implement those. Every method
 /// that writes must have made its write durable (to the store's own standard) before it
 /// returns. The conformance suite in `durably-testkit` checks each behaviour.
-pub trait Store: Journal + Signals + Leases + Admin + Send + Sync + 'static {}
+pub trait Store: Journal + Signals + Leases + Admin + Queues + Events + Send + Sync + 'static {}
 
-impl<S: Journal + Signals + Leases + Admin + Send + Sync + 'static + ?Sized> Store for S {}
+impl<S: Journal + Signals + Leases + Admin + Queues + Events + Send + Sync + 'static + ?Sized> Store for S {}
 
 /// The current time in milliseconds since the Unix epoch, by this machine's clock.
 pub fn now_ms() -> i64 {

@@ -46,6 +46,7 @@ macro_rules! status_names {
 }
 
 status_names!(RunStatus, "run status", {
+    Enqueued => "enqueued",
     Running => "running",
     Waiting => "waiting",
     Completed => "completed",
@@ -64,9 +65,12 @@ status_names!(StepStatus, "step status", {
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum RunStatus {
+    /// In a queue, waiting for a worker to claim it.
+    Enqueued,
     /// Executing (or interrupted while executing: a crash leaves a run `running`).
     Running,
-    /// Waiting on a signal.
+    /// Waiting on a signal, a child run or a timer; a parked run (see
+    /// [`Queues::park_run`](crate::store::Queues::park_run)) holds no lease while it waits.
     Waiting,
     /// Finished; its output is stored.
     Completed,
@@ -118,6 +122,13 @@ pub struct RunRecord {
     pub created_at_ms: i64,
     /// When the run last changed.
     pub updated_at_ms: i64,
+    /// The queue the run was enqueued in; `None` for a run started in place.
+    pub queue: Option<String>,
+    /// The run that started this one as its child.
+    pub parent_id: Option<String>,
+    /// For a parked `waiting` run: when a worker may resume it (its timer, or the time its
+    /// signal was delivered). `None` for every other run.
+    pub wake_at_ms: Option<i64>,
 }
 
 impl RunRecord {
@@ -138,6 +149,9 @@ impl RunRecord {
             waiting_on: None,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
+            queue: None,
+            parent_id: None,
+            wake_at_ms: None,
         }
     }
 }
@@ -274,6 +288,10 @@ pub struct RunFilter {
     pub workflow: Option<String>,
     /// Only runs whose id starts with this text (byte for byte, case-sensitive).
     pub run_id_prefix: Option<String>,
+    /// Only runs enqueued in this queue.
+    pub queue: Option<String>,
+    /// Only children of this run.
+    pub parent_id: Option<String>,
     /// At most this many runs.
     pub limit: Option<usize>,
 }
@@ -303,6 +321,18 @@ impl RunFilter {
         self
     }
 
+    /// Only runs enqueued in `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Only the children of run `parent_id`.
+    pub fn parent(mut self, parent_id: impl Into<String>) -> Self {
+        self.parent_id = Some(parent_id.into());
+        self
+    }
+
     /// At most `limit` runs.
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = Some(limit);
@@ -313,6 +343,8 @@ impl RunFilter {
     pub fn matches(&self, run: &RunRecord) -> bool {
         self.status.is_none_or(|s| s == run.status)
             && self.workflow.as_deref().is_none_or(|w| w == run.workflow)
+            && self.queue.as_deref().is_none_or(|q| run.queue.as_deref() == Some(q))
+            && self.parent_id.as_deref().is_none_or(|p| run.parent_id.as_deref() == Some(p))
             && self.run_id_prefix.as_deref().is_none_or(|p| run.run_id.starts_with(p))
     }
 

@@ -37,11 +37,16 @@ pub trait Signals: Send + Sync {
     }
 }
 
-/// The error of an optional operation a store does not implement.
+/// The error of an optional operation a store does not implement, asked for run `run_id`.
 pub(crate) fn unsupported(op: &str, run_id: &str) -> Error {
+    unsupported_for(op, &format!("run `{run_id}`"))
+}
+
+/// The error of an optional operation a store does not implement, asked for `subject`.
+pub(crate) fn unsupported_for(op: &str, subject: &str) -> Error {
     Error::Invalid {
         what: "store operation",
-        detail: format!("this store does not implement `{op}` (asked for run `{run_id}`)"),
+        detail: format!("this store does not implement `{op}` (asked for {subject})"),
     }
 }
 

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    Admin, Journal, LeaseOutcome, Leases, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate,
-    SignalRecord, Signals, StepRecord,
+    Admin, Events, Journal, LeaseOutcome, Leases, NewRun, Queues, RunFilter, RunHistory, RunRecord,
+    RunStatus, RunUpdate, SignalRecord, Signals, StepRecord,
 };
 
 /// Wraps a store that only one process uses and gives it [`Leases`]: every lease is granted
@@ -199,6 +199,12 @@ impl<S: Journal + Admin> Leases for SingleProcess<S> {
         }
     }
 }
+
+/// No queues: a store only one process uses runs its workflows in place.
+impl<S: Send + Sync> Queues for SingleProcess<S> {}
+
+/// No event log.
+impl<S: Send + Sync> Events for SingleProcess<S> {}
 
 #[cfg(test)]
 mod tests {

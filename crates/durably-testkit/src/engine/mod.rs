@@ -30,6 +30,7 @@ mod bad_input;
 mod executors;
 mod faults;
 mod leases;
+mod queues;
 mod recover;
 mod replay;
 mod retries;
@@ -39,6 +40,7 @@ pub use bad_input::*;
 pub use executors::*;
 pub use faults::*;
 pub use leases::*;
+pub use queues::*;
 pub use recover::*;
 pub use replay::*;
 pub use retries::*;
@@ -129,6 +131,19 @@ macro_rules! __engine_table {
             a_run_that_was_waiting_on_a_signal_is_recovered_and_waits_again
             a_worker_recovers_runs_until_shut_down
             run_worker_stops_when_its_shutdown_future_resolves
+            // queues, parked runs, children, patches
+            an_enqueued_run_is_executed_by_a_worker_and_awaited_from_another_engine
+            enqueueing_a_run_id_twice_executes_it_once
+            enqueue_refuses_bad_input_and_stores_nothing
+            workers_keep_the_queue_concurrency_and_per_key_limits
+            a_waiting_run_is_parked_and_resumed_by_replay_when_its_signal_arrives
+            a_parked_sleep_resumes_when_its_timer_is_due
+            a_child_run_returns_its_output_and_is_started_once
+            a_fan_out_of_children_joins_every_output
+            a_failed_child_fails_the_parents_await
+            cancelling_a_parent_cancels_its_children
+            patched_keeps_runs_started_before_a_change_on_the_old_code
+            a_stopped_worker_hands_its_runs_to_another
         }
     };
 }

@@ -6,7 +6,7 @@ async function send(path, body) {
   const res = await fetch('/api/runs/' + encodeURIComponent(runId) + path, {
     method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(body || {})
   });
-  // A refusal of the dashboard's guard is plain text, the API's own errors are JSON.
+  // A refusal of the guard is plain text, the API's own errors are JSON.
   const text = await res.text();
   let data;
   try { data = JSON.parse(text); } catch (_) { data = {error: text.trim()}; }
@@ -19,9 +19,9 @@ function follow() {
     if (!res.ok) return;
     const doc = await res.json();
     const el = document.getElementById('status');
-    el.textContent = doc.run.status;
-    el.className = 's s-' + doc.run.status;
-    if (doc.run.status !== 'running' && doc.run.status !== 'waiting') { clearInterval(timer); location.reload(); }
+    el.textContent = doc.status;
+    el.className = 's s-' + doc.status;
+    if (doc.status !== 'running' && doc.status !== 'waiting') { clearInterval(timer); location.reload(); }
   }, 300);
 }
 for (const [id, path] of [['approve', '/approve'], ['reject', '/reject']]) {

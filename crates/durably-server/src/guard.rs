@@ -1,47 +1,48 @@
-//! The dashboard's guard against the browser it is opened in. A web page on any site can make
-//! the operator's browser send requests to `http://127.0.0.1:8080`, and the dashboard can
-//! approve payouts, so every request passes three rules before it is routed:
+//! The guard against the browser a server is reached from, shared by the HTTP API and the
+//! dashboard (rule 21 of docs/design.md). A web page on any site can make a browser send
+//! requests to `http://127.0.0.1:8080`, and these servers can approve payouts, so every request
+//! passes three rules before it is routed:
 //!
-//! 1. **Host** (DNS rebinding): the `Host` header must name the dashboard: the address it is
+//! 1. **Host** (DNS rebinding): the `Host` header must name the server: the address it is
 //!    bound to, `localhost` when that is a loopback address, or a name given with
-//!    `--allowed-host`. A page on `evil.example` whose name was rebound to 127.0.0.1 sends
-//!    `Host: evil.example` and is refused, reads included.
+//!    [`AllowedHosts::allow`] (`--allowed-host`). A page on `evil.example` whose name was
+//!    rebound to 127.0.0.1 sends `Host: evil.example` and is refused, reads included.
 //! 2. **Same origin**: a request that is not GET or HEAD is refused when the browser marks it
 //!    as not `Sec-Fetch-Site: same-origin`, or when its `Origin` is not `http://` + its `Host`
-//!    (or `https://` + a name given with `--allowed-host`, for a TLS proxy in front). Browsers
-//!    set both headers themselves; a page cannot forge them.
+//!    (or `https://` + an allowed name, for a TLS proxy in front). Browsers set both headers
+//!    themselves; a page cannot forge them.
 //! 3. **JSON**: a request that is not GET or HEAD must send `Content-Type: application/json`.
-//!    A cross-site page can send that type only after a CORS preflight, which the dashboard
-//!    never grants (it sends no CORS headers and refuses OPTIONS), and an HTML form cannot send
-//!    it at all. Scripts and curl, which send no `Origin`, are held to this rule alone; it
-//!    needs no secret to distribute, unlike a CSRF token.
+//!    A cross-site page can send that type only after a CORS preflight, which the server never
+//!    grants (it sends no CORS headers and refuses OPTIONS), and an HTML form cannot send it at
+//!    all (no `text/plain` or form posts). Scripts and curl, which send no `Origin`, are held
+//!    to this rule alone; it needs no secret to distribute, unlike a CSRF token.
 //!
 //! A refused request gets 403 with a one-line plain-text reason and reaches no handler, so it
 //! changes nothing. Every response, refusals included, carries a strict Content-Security-Policy
-//! (scripts and styles only from the dashboard's own files, no framing, no form posts) and the
+//! (scripts and styles only from the server's own files, no framing, no form posts) and the
 //! headers that stop framing, MIME sniffing, referrers and cross-origin reads.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use anyhow::bail;
 use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::format;
+use crate::ServerError;
+use crate::text::preview;
 
-/// Scripts, styles and fetches from the dashboard itself only; nothing inline, no framing, no
+/// Scripts, styles and fetches from the server itself only; nothing inline, no framing, no
 /// form submissions, no `<base>`.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The names a request's `Host` header may carry for the dashboard to answer it.
+/// The names a request's `Host` header may carry for the server to answer it.
 #[derive(Debug, Clone)]
 pub struct AllowedHosts {
-    /// The port the dashboard is bound to.
+    /// The port the server is bound to.
     port: u16,
     names: Vec<Name>,
 }
@@ -51,7 +52,7 @@ pub struct AllowedHosts {
 struct Name {
     host: String,
     port: Port,
-    /// Given with `--allowed-host`: the dashboard may be behind a TLS proxy there, so its pages'
+    /// Given with `--allowed-host`: the server may be behind a TLS proxy there, so its pages'
     /// origin may be `https://`; on the bound address it serves plain HTTP only.
     configured: bool,
 }
@@ -61,12 +62,12 @@ enum Port {
     /// This port; a `Host` without one too when it is 80, which browsers leave out.
     Exactly(u16),
     /// A name given without a port: with no port (behind a proxy on 80 or 443) or the
-    /// dashboard's own.
+    /// server's own.
     NoneOr(u16),
 }
 
 impl AllowedHosts {
-    /// The address the dashboard is bound to, as `ip:port`; with `localhost:port` when it is a
+    /// The address the server is bound to, as `ip:port`; with `localhost:port` when it is a
     /// loopback address, and the loopback names when it is the unspecified address (0.0.0.0 or
     /// `[::]` accept connections on loopback too). Other names need [`AllowedHosts::allow`].
     pub fn new(bound: SocketAddr) -> Self {
@@ -84,14 +85,12 @@ impl AllowedHosts {
     }
 
     /// Also admits `name`: a host name or address (`dash.example`, `10.0.0.5`, `[fd00::5]`),
-    /// matched without a port or with the dashboard's own, or `name:port`, matched with exactly
-    /// that port. Case does not matter.
-    pub fn allow(mut self, name: &str) -> anyhow::Result<Self> {
+    /// matched without a port or with the server's own, or `name:port`, matched with exactly
+    /// that port. Case does not matter. Fails with [`ServerError::AllowedHost`] for anything else
+    /// (a scheme, a path, an empty name, a port that is not a number).
+    pub fn allow(mut self, name: &str) -> Result<Self, ServerError> {
         let Some((host, port)) = split_authority(name) else {
-            bail!(
-                "--allowed-host takes a host name or address, optionally with `:PORT` (like \
-                 `dash.example` or `dash.example:8443`), not `{name}`"
-            );
+            return Err(ServerError::AllowedHost { name: name.to_owned() });
         };
         let port = port.map_or(Port::NoneOr(self.port), Port::Exactly);
         self.names.push(Name { host, port, configured: true });
@@ -116,8 +115,8 @@ impl AllowedHosts {
         let host = host_of(headers, uri)?;
         let Some(name) = self.matching(host) else {
             return Err(format!(
-                "Host `{}` is not this dashboard's address (start it with --allowed-host NAME to admit a name)",
-                format::preview(host, 80)
+                "Host `{}` is not this server's address (start it with --allowed-host NAME to admit a name)",
+                preview(host, 80)
             ));
         };
         if matches!(*method, Method::GET | Method::HEAD) {
@@ -126,8 +125,8 @@ impl AllowedHosts {
         for site in headers.get_all("sec-fetch-site") {
             if site.as_bytes() != b"same-origin" {
                 return Err(format!(
-                    "a request marked `Sec-Fetch-Site: {}` may not change runs; only the dashboard's own pages may",
-                    format::preview(&String::from_utf8_lossy(site.as_bytes()), 40)
+                    "a request marked `Sec-Fetch-Site: {}` may not change runs; only this server's own pages may",
+                    preview(&String::from_utf8_lossy(site.as_bytes()), 40)
                 ));
             }
         }
@@ -138,8 +137,8 @@ impl AllowedHosts {
                 .or_else(|| origin.strip_prefix("https://").filter(|_| name.configured));
             if !authority.is_some_and(|a| a.eq_ignore_ascii_case(host)) {
                 return Err(format!(
-                    "Origin `{}` is not this dashboard's; only its own pages may change runs",
-                    format::preview(&origin, 80)
+                    "Origin `{}` is not this server's; only its own pages may change runs",
+                    preview(&origin, 80)
                 ));
             }
         }
@@ -206,18 +205,31 @@ fn host_of<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Result<&'a str, String> 
     }
 }
 
+/// Puts the guard in front of `router`: every request passes [`AllowedHosts`]' rules before it
+/// is routed, and every response carries the security headers.
+pub fn guarded(router: axum::Router, hosts: AllowedHosts) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(Arc::new(hosts), guard))
+}
+
 /// The middleware: refuses what [`AllowedHosts::check`] refuses, before routing, and puts the
 /// security headers on every response.
-pub(super) async fn guard(State(hosts): State<Arc<AllowedHosts>>, req: Request, next: Next) -> Response {
+async fn guard(State(hosts): State<Arc<AllowedHosts>>, req: Request, next: Next) -> Response {
     let mut res = match hosts.check(req.method(), req.headers(), req.uri()) {
         Ok(()) => next.run(req).await,
         Err(reason) => {
-            tracing::warn!(method = %req.method(), path = req.uri().path(), %reason, "dashboard refused a request");
+            tracing::warn!(method = %req.method(), path = req.uri().path(), %reason, "refused a request");
             let body = format!("refused: {reason}\n");
             (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body)
                 .into_response()
         }
     };
+    security_headers(&mut res);
+    res
+}
+
+/// The headers every response carries: the Content-Security-Policy, no framing, no sniffing,
+/// no referrer, no cross-origin reads.
+pub(crate) fn security_headers(res: &mut Response) {
     let headers = res.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -227,7 +239,6 @@ pub(super) async fn guard(State(hosts): State<Arc<AllowedHosts>>, req: Request, 
         HeaderName::from_static("cross-origin-resource-policy"),
         HeaderValue::from_static("same-origin"),
     );
-    res
 }
 
 #[cfg(test)]

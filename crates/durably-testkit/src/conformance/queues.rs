@@ -1,0 +1,331 @@
+//! The behaviours of [`Queues`](durably_core::store::Queues): enqueueing with deduplication,
+//! claims in priority order under global, per-key and rate limits (also when owners race),
+//! parked runs and what makes them runnable again, and the queue counts.
+//!
+//! Like the lease tests, these pass the real time and real TTLs, so they hold for stores that
+//! keep lease time by their server's clock.
+
+// A test suite reports failure by panicking: the workspace's library lints do not apply here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use durably_core::{
+    Claim, LeaseOutcome, NewRun, QueueLimits, QueuedRun, Rate, RunFilter, RunRecord, RunStatus, RunUpdate,
+    Store,
+};
+
+use super::support::*;
+
+const Q: &str = "conformance-queue";
+
+fn queued(run_id: &str, now_ms: i64) -> QueuedRun {
+    QueuedRun::new(run_id, WF, Some(format!("{{\"id\":{run_id:?}}}")), Q, now_ms)
+}
+
+async fn enqueue<S: Store>(store: &S, run: QueuedRun) -> (RunRecord, bool) {
+    let run_id = run.run_id.clone();
+    store.enqueue(&run).await.unwrap_or_else(|e| panic!("enqueue(`{run_id}`) failed: {e}"))
+}
+
+async fn claim<S: Store>(store: &S, owner: &str, max: usize, limits: QueueLimits) -> Vec<RunRecord> {
+    claim_with(store, owner, max, limits, LONG_TTL).await
+}
+
+async fn claim_with<S: Store>(
+    store: &S,
+    owner: &str,
+    max: usize,
+    limits: QueueLimits,
+    ttl: Duration,
+) -> Vec<RunRecord> {
+    let request = Claim::new(Q, owner, ttl, durably_core::now_ms(), max).limits(limits);
+    store.claim_runs(&request).await.unwrap_or_else(|e| panic!("claim_runs({request:?}) failed: {e}"))
+}
+
+async fn park<S: Store>(store: &S, run_id: &str, owner: &str, signal: &str, wake_at_ms: Option<i64>) -> bool {
+    store
+        .park_run(run_id, owner, signal, wake_at_ms, durably_core::now_ms())
+        .await
+        .unwrap_or_else(|e| panic!("park_run(`{run_id}`) failed: {e}"))
+}
+
+fn limits(concurrency: Option<u32>, per_key: Option<u32>, rate: Option<Rate>) -> QueueLimits {
+    let mut limits = QueueLimits::default();
+    limits.concurrency = concurrency;
+    limits.per_key = per_key;
+    limits.rate = rate;
+    limits
+}
+
+/// Ends a claimed run as an executor does: completed, then its lease released.
+async fn finish<S: Store>(store: &S, run_id: &str, owner: &str) {
+    update(store, run_id, RunUpdate::new(RunStatus::Completed, durably_core::now_ms()).output("1")).await;
+    store.release_lease(run_id, owner).await.unwrap();
+}
+
+/// `enqueue` creates an `enqueued` run in its queue, with its input and parent, and says so.
+pub async fn enqueue_creates_an_enqueued_run_in_its_queue<S: Store>(store: Arc<S>) {
+    let (run, created) = enqueue(&*store, queued("job-1", 1_000).parent("parent-1").priority(3)).await;
+    assert!(created, "a new run id must be created");
+    assert_eq!(run.status, RunStatus::Enqueued);
+    assert_eq!(run.queue.as_deref(), Some(Q));
+    assert_eq!(run.parent_id.as_deref(), Some("parent-1"));
+    assert_eq!(run.input.as_deref(), Some(r#"{"id":"job-1"}"#));
+    assert_eq!(run.workflow, WF);
+    assert_eq!(expect_run(&*store, "job-1").await, run, "get_run must return what enqueue returned");
+}
+
+/// Enqueuing a run id that exists changes nothing and returns the stored run: a run id is
+/// executed once however often it is enqueued.
+pub async fn enqueue_of_an_existing_run_id_changes_nothing<S: Store>(store: Arc<S>) {
+    let (first, _) = enqueue(&*store, queued("job-1", 1_000)).await;
+    let mut again = queued("job-1", 2_000);
+    again.input = Some(r#"{"other":true}"#.to_owned());
+    let (second, created) = enqueue(&*store, again).await;
+    assert!(!created, "an existing run id must not be created again");
+    assert_eq!(second, first);
+    // A run started in place is not enqueued either.
+    open(&*store, new_run("in-place", None, 1_000)).await;
+    let (existing, created) = enqueue(&*store, queued("in-place", 2_000)).await;
+    assert!(!created);
+    assert_eq!(existing.status, RunStatus::Running);
+    assert_eq!(existing.queue, None);
+}
+
+/// A claim takes the highest priority first, then the oldest, then by run id; a claimed run is
+/// `running` under the claimer's lease.
+pub async fn claim_takes_runs_by_priority_then_age<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("c-old", 1_000)).await;
+    enqueue(&*store, queued("b-new", 3_000)).await;
+    enqueue(&*store, queued("a-urgent", 5_000).priority(5)).await;
+    enqueue(&*store, queued("a-same-age", 3_000)).await;
+    let claimed = claim(&*store, "worker-a", 10, QueueLimits::default()).await;
+    assert_eq!(ids(&claimed), ["a-urgent", "c-old", "a-same-age", "b-new"]);
+    for run in &claimed {
+        assert_eq!(run.status, RunStatus::Running, "{} must be running once claimed", run.run_id);
+        let stored = expect_run(&*store, &run.run_id).await;
+        assert_eq!(stored.status, RunStatus::Running);
+        match acquire(&*store, &run.run_id, "someone-else", LONG_TTL).await {
+            LeaseOutcome::HeldBy(lease) => assert_eq!(lease.owner, "worker-a"),
+            other => panic!("a claimed run's lease must be the claimer's, got {other:?}"),
+        }
+    }
+    assert!(claim(&*store, "worker-b", 10, QueueLimits::default()).await.is_empty());
+}
+
+/// A claim takes at most `max` runs, and only from its own queue.
+pub async fn claim_takes_at_most_max_runs_of_its_own_queue<S: Store>(store: Arc<S>) {
+    for i in 0..5 {
+        enqueue(&*store, queued(&format!("job-{i}"), 1_000 + i)).await;
+    }
+    enqueue(&*store, QueuedRun::new("elsewhere", WF, None, "other-queue", 500)).await;
+    let claimed = claim(&*store, "w", 2, QueueLimits::default()).await;
+    assert_eq!(ids(&claimed), ["job-0", "job-1"]);
+    let rest = claim(&*store, "w", 10, QueueLimits::default()).await;
+    assert_eq!(ids(&rest), ["job-2", "job-3", "job-4"]);
+    assert_eq!(expect_run(&*store, "elsewhere").await.status, RunStatus::Enqueued);
+}
+
+/// The queue's concurrency counts executing runs of every owner, and frees a slot when a run
+/// ends and its lease is released.
+pub async fn claim_keeps_the_concurrency_limit_across_owners<S: Store>(store: Arc<S>) {
+    for i in 0..4 {
+        enqueue(&*store, queued(&format!("job-{i}"), 1_000 + i)).await;
+    }
+    let two = limits(Some(2), None, None);
+    let a = claim(&*store, "worker-a", 1, two).await;
+    let b = claim(&*store, "worker-b", 10, two).await;
+    assert_eq!(ids(&a), ["job-0"]);
+    assert_eq!(ids(&b), ["job-1"], "the second owner gets only what the limit leaves");
+    assert!(claim(&*store, "worker-c", 10, two).await.is_empty());
+    finish(&*store, "job-0", "worker-a").await;
+    assert_eq!(ids(&claim(&*store, "worker-c", 10, two).await), ["job-2"]);
+}
+
+/// Per-key concurrency skips a run whose key is at its limit and takes the next one.
+pub async fn claim_keeps_the_per_key_limit<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("t1-a", 1_000).key("tenant-1")).await;
+    enqueue(&*store, queued("t1-b", 1_001).key("tenant-1")).await;
+    enqueue(&*store, queued("t2-a", 1_002).key("tenant-2")).await;
+    enqueue(&*store, queued("no-key", 1_003)).await;
+    let one = limits(None, Some(1), None);
+    assert_eq!(ids(&claim(&*store, "w", 10, one).await), ["t1-a", "t2-a", "no-key"]);
+    assert!(claim(&*store, "w", 10, one).await.is_empty(), "tenant-1 is at its limit");
+    finish(&*store, "t1-a", "w").await;
+    assert_eq!(ids(&claim(&*store, "w", 10, one).await), ["t1-b"]);
+}
+
+/// The rate limit counts claims in the last period, whether or not the runs still execute.
+pub async fn claim_keeps_the_rate_limit<S: Store>(store: Arc<S>) {
+    for i in 0..5 {
+        enqueue(&*store, queued(&format!("job-{i}"), 1_000 + i)).await;
+    }
+    let rate = limits(None, None, Some(Rate::new(2, 1_000)));
+    assert_eq!(ids(&claim(&*store, "w", 10, rate).await), ["job-0", "job-1"]);
+    finish(&*store, "job-0", "w").await;
+    finish(&*store, "job-1", "w").await;
+    assert!(claim(&*store, "w", 10, rate).await.is_empty(), "two claims already in this period");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(ids(&claim(&*store, "w", 10, rate).await), ["job-2", "job-3"]);
+}
+
+/// A claimed run whose lease lapsed (its worker died) is claimed again, and no longer counts
+/// against the concurrency limit.
+pub async fn a_run_whose_lease_lapsed_is_claimed_again<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("job-1", 1_000)).await;
+    let one = limits(Some(1), None, None);
+    assert_eq!(ids(&claim_with(&*store, "dead", 1, one, SHORT_TTL).await), ["job-1"]);
+    assert!(claim(&*store, "alive", 1, one).await.is_empty(), "the lease is still live");
+    tokio::time::sleep(PAST_SHORT_TTL).await;
+    let again = claim(&*store, "alive", 1, one).await;
+    assert_eq!(ids(&again), ["job-1"]);
+    assert_eq!(again[0].status, RunStatus::Running);
+}
+
+/// Owners racing for a queue never claim one run twice nor exceed the concurrency limit.
+pub async fn racing_claims_keep_the_limit_and_never_share_a_run<S: Store>(store: Arc<S>) {
+    for i in 0..20 {
+        enqueue(&*store, queued(&format!("job-{i:02}"), 1_000 + i)).await;
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            claim(&*store, &format!("owner-{i}"), 3, limits(Some(5), None, None)).await
+        }));
+    }
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.expect("a claim task panicked").into_iter().map(|r| r.run_id));
+    }
+    let distinct: BTreeSet<&String> = claimed.iter().collect();
+    assert_eq!(distinct.len(), claimed.len(), "a run was claimed twice: {claimed:?}");
+    assert_eq!(claimed.len(), 5, "the limit of 5 must be reached and kept: {claimed:?}");
+}
+
+/// Parking sets `waiting` with what it waits for, releases the lease, and the run is neither
+/// claimable nor recoverable until something wakes it.
+pub async fn park_run_releases_the_lease_and_hides_the_run<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("job-1", 1_000)).await;
+    claim(&*store, "w", 1, QueueLimits::default()).await;
+    assert!(park(&*store, "job-1", "w", "approval", None).await);
+    let run = expect_run(&*store, "job-1").await;
+    assert_eq!(run.status, RunStatus::Waiting);
+    assert_eq!(run.waiting_on.as_deref(), Some("approval"));
+    assert_eq!(run.wake_at_ms, Some(i64::MAX), "a park without a timer waits for ever");
+    assert_eq!(acquire(&*store, "job-1", "other", LONG_TTL).await, LeaseOutcome::Acquired);
+    store.release_lease("job-1", "other").await.unwrap();
+    assert!(claim(&*store, "w2", 10, QueueLimits::default()).await.is_empty());
+    let recoverable = store.recoverable_runs(durably_core::now_ms(), 10).await.unwrap();
+    assert!(ids(&recoverable).is_empty(), "a parked run is not recoverable: {:?}", ids(&recoverable));
+    let stats = store.queue_stats(Q, durably_core::now_ms()).await.unwrap();
+    assert_eq!((stats.enqueued, stats.executing, stats.parked), (0, 0, 1));
+}
+
+/// Delivering the awaited signal makes a parked run claimable; another signal does not.
+pub async fn delivering_the_awaited_signal_wakes_a_parked_run<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("job-1", 1_000)).await;
+    claim(&*store, "w", 1, QueueLimits::default()).await;
+    park(&*store, "job-1", "w", "approval", None).await;
+    deliver(&*store, "job-1", "unrelated", "1", durably_core::now_ms()).await;
+    assert!(claim(&*store, "w", 10, QueueLimits::default()).await.is_empty());
+    deliver(&*store, "job-1", "approval", "true", durably_core::now_ms()).await;
+    let woken = claim(&*store, "w", 10, QueueLimits::default()).await;
+    assert_eq!(ids(&woken), ["job-1"]);
+    assert_eq!(woken[0].status, RunStatus::Running);
+    assert_eq!(woken[0].wake_at_ms, None, "a claim clears the wake time");
+}
+
+/// A signal delivered before the park (between the run's last look and the park) leaves the
+/// run claimable at once: no wake-up is lost.
+pub async fn a_signal_delivered_before_parking_leaves_the_run_claimable<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("job-1", 1_000)).await;
+    claim(&*store, "w", 1, QueueLimits::default()).await;
+    deliver(&*store, "job-1", "approval", "true", durably_core::now_ms()).await;
+    assert!(park(&*store, "job-1", "w", "approval", None).await);
+    assert_eq!(ids(&claim(&*store, "w2", 10, QueueLimits::default()).await), ["job-1"]);
+}
+
+/// A parked run with a timer is claimable once the timer is due, not before.
+pub async fn a_parked_run_is_claimable_when_its_timer_is_due<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("later", 1_000)).await;
+    enqueue(&*store, queued("soon", 1_001)).await;
+    claim(&*store, "w", 2, QueueLimits::default()).await;
+    let now = durably_core::now_ms();
+    park(&*store, "later", "w", "durably.sleep", Some(now + 3_600_000)).await;
+    park(&*store, "soon", "w", "durably.sleep", Some(now + 300)).await;
+    assert!(claim(&*store, "w", 10, QueueLimits::default()).await.is_empty());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ids(&claim(&*store, "w", 10, QueueLimits::default()).await), ["soon"]);
+}
+
+/// Parking a cancelled run changes nothing and says so.
+pub async fn park_run_of_a_cancelled_run_changes_nothing<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("job-1", 1_000)).await;
+    claim(&*store, "w", 1, QueueLimits::default()).await;
+    update(&*store, "job-1", RunUpdate::new(RunStatus::Cancelled, durably_core::now_ms())).await;
+    assert!(!park(&*store, "job-1", "w", "approval", None).await);
+    let run = expect_run(&*store, "job-1").await;
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert_eq!(run.wake_at_ms, None);
+}
+
+/// Opening an enqueued run in place executes it: `running`, no longer claimable.
+pub async fn open_run_of_an_enqueued_run_sets_running<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("job-1", 1_000)).await;
+    let history = open(&*store, NewRun::new("job-1", WF, None, 2_000)).await;
+    assert_eq!(history.run.status, RunStatus::Running);
+    assert_eq!(history.run.input.as_deref(), Some(r#"{"id":"job-1"}"#), "the enqueued input stays");
+    assert_eq!(history.run.queue.as_deref(), Some(Q));
+}
+
+/// `queue_stats` counts enqueued, executing and parked runs of one queue, and the oldest
+/// enqueued time.
+pub async fn queue_stats_counts_enqueued_executing_and_parked<S: Store>(store: Arc<S>) {
+    let empty = store.queue_stats(Q, durably_core::now_ms()).await.unwrap();
+    assert_eq!((empty.enqueued, empty.executing, empty.parked, empty.oldest_enqueued_at_ms), (0, 0, 0, None));
+    for i in 0..5 {
+        enqueue(&*store, queued(&format!("job-{i}"), 1_000 + i)).await;
+    }
+    enqueue(&*store, QueuedRun::new("elsewhere", WF, None, "other-queue", 1)).await;
+    claim(&*store, "w", 2, QueueLimits::default()).await;
+    park(&*store, "job-1", "w", "approval", None).await;
+    let stats = store.queue_stats(Q, durably_core::now_ms()).await.unwrap();
+    assert_eq!((stats.enqueued, stats.executing, stats.parked), (3, 1, 1));
+    assert_eq!(stats.oldest_enqueued_at_ms, Some(1_002));
+}
+
+/// `list_runs` filters by queue and by parent.
+pub async fn list_runs_filters_by_queue_and_parent<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("child-1", 1_000).parent("p")).await;
+    enqueue(&*store, queued("child-2", 1_001).parent("p")).await;
+    enqueue(&*store, queued("orphan", 1_002)).await;
+    enqueue(&*store, QueuedRun::new("elsewhere", WF, None, "other-queue", 1_003).parent("p")).await;
+    open(&*store, new_run("in-place", None, 1_004)).await;
+    let children = list_runs(&*store, RunFilter::new().parent("p")).await;
+    assert_eq!(ids(&children), ["elsewhere", "child-2", "child-1"]);
+    let in_queue = list_runs(&*store, RunFilter::new().queue(Q)).await;
+    assert_eq!(ids(&in_queue), ["orphan", "child-2", "child-1"]);
+    let both = list_runs(&*store, RunFilter::new().queue(Q).parent("p").status(RunStatus::Enqueued)).await;
+    assert_eq!(ids(&both), ["child-2", "child-1"]);
+}
+
+/// `wait_for_work` returns when a run is enqueued in one of its queues.
+pub async fn wait_for_work_returns_when_a_run_is_enqueued<S: Store>(store: Arc<S>) {
+    let queues = vec!["other-queue".to_owned(), Q.to_owned()];
+    let waiter = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.wait_for_work(&queues, Duration::from_secs(120)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    enqueue(&*store, queued("job-1", 1_000)).await;
+    tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("wait_for_work did not return after an enqueue")
+        .expect("the waiting task panicked");
+}
