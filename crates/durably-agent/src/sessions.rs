@@ -6,8 +6,13 @@
 //! is the turn (`{"turn": {"agent", "session", "turn", "turn_id", "message"}}`), its steps are
 //! the agent's model and tool calls as in any agent run, and its output is the turn's record
 //! (`{"turn_id", "output", "usage", "model_calls"}`, plus a `summary` when the turn compacted
-//! the history). The history a turn sends is rebuilt from the earlier turns' messages and
-//! answers, never copied from turn to turn: storage grows with the messages.
+//! the history, and an `exchange` with its tool calls and results). The history a turn sends is
+//! rebuilt from the earlier turns' messages, tool calls and results, and answers, read in one
+//! store call, never copied from turn to turn: storage grows with the messages.
+//!
+//! After a crash, [`resume`] resumes an agent's interrupted turns with no send (as
+//! `Workflow::recover` does for workflows); the next send of a session also finishes its
+//! unfinished turn first.
 //!
 //! - One turn at a time: a turn executes under its run's lease, and a send first finishes
 //!   the session's unfinished turn, if any (another send's, or one that crashed). A busy
@@ -17,7 +22,10 @@
 //! - History: `.history_limit(n)` sends at most the last `n` messages of the earlier turns;
 //!   `.compact_after(k)` summarizes every `k` turns with a model call recorded as a step.
 
-pub use crate::core::session::{ChatMessage, MAX_ID_BYTES, Role, SESSION_WORKFLOW, SessionInfo};
+pub use crate::core::session::{
+    ChatMessage, MAX_ID_BYTES, ResumedTurn, Role, SESSION_WORKFLOW, Session, SessionAgent, SessionInfo,
+    resume,
+};
 
 use durably_core::{Result, Workflow};
 

@@ -268,6 +268,98 @@ async fn a_turn_waiting_for_an_approval_keeps_the_session_busy() {
     assert_eq!(mock.requests(), 3);
 }
 
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct LookupArgs {
+    /// The order.
+    order: String,
+}
+
+/// The agent `bot` with a tool `lookup` that says an order shipped on May 2.
+fn looking_up(wf: &Workflow, mock: &MockOpenAi) -> OpenAiAgent {
+    let lookup =
+        durably_agent::openai::Tool::new("lookup", "Looks an order up", |a: LookupArgs| async move {
+            Ok::<_, std::io::Error>(format!("order {} shipped on May 2", a.order))
+        });
+    OpenAiAgent::builder(wf)
+        .name("bot")
+        .api_base(mock.base_url())
+        .api_key("sk-test-sessions")
+        .tool(lookup)
+        .model_config(TaskConfig::new(0, constant(0.0)))
+        .build()
+}
+
+/// The messages of a request body, whole.
+fn messages(body: &Value) -> Vec<Value> {
+    body["messages"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_later_turn_sends_the_tool_calls_and_results_of_earlier_turns() {
+    let mock = MockOpenAi::start().await;
+    mock.push(MockReply::tool_calls([("lookup", serde_json::json!({ "order": "A1" }))]));
+    mock.push_all(["A1 has shipped.", "It was A1.", "Still A1."].map(MockReply::text));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let bot = |wf: &Workflow| looking_up(wf, &mock);
+    let wf = engine(&db).await;
+    let session = bot(&wf).session("orders");
+    let first = session.send_with_id("t1", "Where is A1?").await.unwrap();
+    assert_eq!(first.output, "A1 has shipped.");
+    // The reply carries the turn's tool call and result between the message and the answer.
+    let roles: Vec<Value> =
+        first.messages.iter().map(|m| serde_json::to_value(m).unwrap()["role"].clone()).collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
+    assert_eq!(session.send_with_id("t2", "Which order?").await.unwrap().output, "It was A1.");
+    assert_eq!(mock.requests(), 3, "turn 1: a tool call and an answer; turn 2: an answer");
+    let turn2 = messages(&mock.received()[2]);
+    let roles: Vec<&str> = turn2.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "assistant", "user"]);
+    // Turn 1's call, exactly as the model asked for it, and its result answering that call.
+    let call = &turn2[1]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "lookup");
+    assert_eq!(
+        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
+        serde_json::json!({ "order": "A1" })
+    );
+    assert_eq!(turn2[2]["tool_call_id"], call["id"]);
+    assert!(turn2[2]["content"].as_str().unwrap().contains("order A1 shipped on May 2"), "{}", turn2[2]);
+    assert_eq!(turn2[3]["content"], "A1 has shipped.");
+
+    // Rebuilt from the store by a new engine: the same history, and no tool call runs again.
+    let again = bot(&engine(&db).await).session("orders");
+    assert_eq!(again.send_with_id("t3", "And now?").await.unwrap().output, "Still A1.");
+    assert_eq!(mock.requests(), 4);
+    let turn3 = messages(&mock.received()[3]);
+    assert_eq!(turn3[..4], turn2[..4], "turn 1 was sent differently by a new engine");
+    assert_eq!(turn3.len(), 7);
+    // The conversation read back is still messages and answers.
+    assert_eq!(again.messages().await.unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn the_history_limit_keeps_a_tool_result_with_its_call() {
+    let mock = MockOpenAi::start().await;
+    mock.push(MockReply::tool_calls([("lookup", serde_json::json!({ "order": "B2" }))]));
+    mock.push_all(["B2 has shipped.", "ok", "bye"].map(MockReply::text));
+    let dir = tempfile::tempdir().unwrap();
+    let wf = engine(&dir.path().join("s.db")).await;
+    let bot = looking_up(&wf, &mock);
+    // At most three messages and answers: the tool call and result are not counted…
+    let session = bot.session("limited-tools").history_limit(3);
+    session.send("Where is B2?").await.unwrap();
+    session.send("Thanks").await.unwrap();
+    let roles = |n: usize| -> Vec<String> {
+        messages(&mock.received()[n]).iter().map(|m| m["role"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(roles(2), ["user", "assistant", "tool", "assistant", "user"]);
+    // …and go with their turn's message: once it is left out, so are they (a tool result
+    // without its call is refused by the API).
+    session.send("Bye").await.unwrap();
+    assert_eq!(roles(3), ["assistant", "user", "assistant", "user"]);
+    assert_eq!(mock.requests(), 4);
+}
+
 #[tokio::test]
 async fn the_history_limit_bounds_the_request() {
     let mock = MockOpenAi::start().await;

@@ -46,11 +46,23 @@ async fn conversation(store: Arc<dyn Store>) {
     let second = session.send_with_id("r2", "What did I ask?").await.unwrap();
     assert_eq!(second.output, "You asked about 2+3.");
     assert_eq!(mock.requests(), 3);
-    // The second turn's request carries the first turn's message and answer.
+    // The second turn's request carries the first turn's message, its tool call and result
+    // (as the provider's messages: the call the model made, the result answering its id), and
+    // its answer.
     let body = mock.received()[2].to_string();
     for text in ["What is 2+3?", "2+3 is 5.", "What did I ask?"] {
         assert!(body.contains(text), "{text} missing from {body}");
     }
+    let sent = mock.received()[2]["messages"].as_array().unwrap().clone();
+    let roles: Vec<&str> = sent.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool", "assistant", "user"], "{body}");
+    let call = &sent[2]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "add");
+    let args: serde_json::Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"x": 2, "y": 3}));
+    assert_eq!(sent[3]["tool_call_id"], call["id"]);
+    assert!(sent[3]["content"].to_string().contains('5'), "{}", sent[3]);
     assert_eq!(
         session.messages().await.unwrap(),
         [

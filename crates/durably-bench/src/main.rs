@@ -178,8 +178,8 @@ enum Group {
     /// queue_throughput_1w, queue_throughput_4w, enqueue_to_start, fan_out, parked_runs (the
     /// last in a child process).
     Queues,
-    /// agent_bare, agent_durable, agent_replay, session_turns, session_retry, session_replay
-    /// (feature `agent`).
+    /// agent_bare, agent_durable, agent_replay, session_turns, session_retry, session_replay,
+    /// session_send (feature `agent`).
     Agent,
 }
 

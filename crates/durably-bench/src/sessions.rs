@@ -9,6 +9,10 @@
 //! - `session_retry`: the last turn sent again with its turn id (a retried request): the
 //!   recorded answer, read with the session; the mock server must see no request.
 //! - `session_replay`: every turn sent again with its turn id, with no request.
+//! - `session_send`: one more turn sent live, the mock answering at once (no tool call): what
+//!   a send costs beside its model call on a session of `turns` turns. A send reads its
+//!   session in one store call (`list_runs` by the turns' run id prefix), so the figure
+//!   grows with the bytes of the history, not with a round trip per earlier turn.
 
 use std::time::{Duration, Instant};
 
@@ -84,6 +88,21 @@ pub(crate) async fn sessions(
         out.push(
             Record::throughput("session_replay", label, turns, replay)
                 .errors(sent)
+                .with("http_requests", sent),
+        );
+
+        mock.latency(Duration::ZERO);
+        mock.push(MockReply::text("Done."));
+        let before = mock.requests();
+        let t0 = Instant::now();
+        session.send_with_id(format!("t{}", turns + 1), "Thanks.").await?;
+        let send = t0.elapsed();
+        mock.latency(latency);
+        let sent = (mock.requests() - before) as u64;
+        out.push(
+            Record::throughput("session_send", label, 1, send)
+                .errors(u64::from(sent != 1))
+                .with("turns", turns)
                 .with("http_requests", sent),
         );
     }

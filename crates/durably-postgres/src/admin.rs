@@ -25,7 +25,27 @@ impl Admin for PostgresStore {
                 index |= 1 << bit;
             }
         }
-        let sql = &self.statements.list_runs[index];
+        // A run id prefix: the range of run ids it selects (run ids are `COLLATE "C"`, ordered
+        // by their bytes, so the range is one of the primary key), added to the statement.
+        let range = filter.run_id_range();
+        let mut ranged = None;
+        if let Some((from, to)) = &range {
+            let base = &self.statements.list_runs[index];
+            let (select, order) = base.split_at(base.find(" ORDER BY").unwrap_or(base.len()));
+            let mut sql = format!(
+                "{select} {} run_id >= ${}",
+                if index == 0 { "WHERE" } else { "AND" },
+                params.len() + 1
+            );
+            params.push(from);
+            if let Some(to) = to {
+                params.push(to);
+                sql.push_str(&format!(" AND run_id < ${}", params.len()));
+            }
+            sql.push_str(order);
+            ranged = Some(sql);
+        }
+        let sql = ranged.as_ref().unwrap_or(&self.statements.list_runs[index]);
         let rows = on_connection!(self, "list_runs", None::<&str>, |client| async {
             let stmt = client.prepare_cached(sql).await?;
             Ok(client.query(&stmt, &params).await?)

@@ -16,6 +16,7 @@ impl Admin for RedisStore {
         opt_arg(&mut call, filter.queue.as_deref());
         opt_arg(&mut call, filter.parent_id.as_deref());
         call.arg(filter.limit.map(|l| l.to_string()).unwrap_or_else(|| "-1".to_owned()));
+        opt_arg(&mut call, filter.run_id_prefix.as_deref());
         let flats: Vec<Vec<String>> =
             call.invoke_async(&mut self.conn.clone()).await.map_err(fail("list_runs", None))?;
         decode_runs(flats)

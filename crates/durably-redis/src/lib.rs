@@ -58,7 +58,8 @@
 //! - Values are kept byte for byte. One step record, input, output or payload may not exceed
 //!   Redis's 512 MiB limit for a value: a larger one fails with an [`Error::Store`] naming the
 //!   run and step, before anything is sent.
-//! - `list_runs` walks sorted-set indexes (all runs, per status, per workflow, unfinished).
+//! - `list_runs` walks sorted-set indexes (all runs, per status, per workflow, unfinished);
+//!   a run id prefix is matched against the ids of the index walked, on the server.
 //!   Index entries of runs that expired are dropped when met, and a few at each run creation
 //!   (found through an index of last-write times), so indexes do not grow with runs long gone.
 //!   Creation times are scores, exact up to 2^53 ms (the year 287 396).

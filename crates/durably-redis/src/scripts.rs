@@ -310,11 +310,14 @@ return 1
 "#;
 
 /// ARGV[3..]: status (`''`: any), then (flag, value) for workflow, queue and parent, then limit
-/// (`-1`: none). Returns matching run hashes (flat), newest first, walking the narrowest index.
-/// Index entries of runs that expired are dropped on the way.
+/// (`-1`: none), then (flag, value) for a run id prefix. Returns matching run hashes (flat),
+/// newest first, walking the narrowest index. Index entries of runs that expired are dropped
+/// on the way. A prefix is compared with each id of the index walked before its run is read,
+/// so a family of runs costs one call, but a walk of that index on the server.
 const LIST_RUNS: &str = r#"
 local status, has_wf, wf, limit = ARGV[3], ARGV[4] == '1', ARGV[5], tonumber(ARGV[10])
 local has_q, q, has_parent, parent = ARGV[6] == '1', ARGV[7], ARGV[8] == '1', ARGV[9]
+local has_pfx, pfx = ARGV[11] == '1', ARGV[12]
 local out = {}
 if limit == 0 then return out end
 local idx = IDX_ALL
@@ -333,14 +336,16 @@ while true do
   if #ids == 0 then break end
   local removed = 0
   for _, id in ipairs(ids) do
-    local rec = redis.call('HGETALL', key('run', id))
-    if #rec == 0 then
-      redis.call('ZREM', idx, id)
-      removed = removed + 1
-    elseif (status == '' or field(rec, 'status') == status) and (not has_wf or field(rec, 'wf') == wf)
-      and (not has_q or field(rec, 'queue') == q) and (not has_parent or field(rec, 'parent') == parent) then
-      out[#out + 1] = rec
-      if limit > 0 and #out >= limit then return out end
+    if not has_pfx or string.sub(id, 1, #pfx) == pfx then
+      local rec = redis.call('HGETALL', key('run', id))
+      if #rec == 0 then
+        redis.call('ZREM', idx, id)
+        removed = removed + 1
+      elseif (status == '' or field(rec, 'status') == status) and (not has_wf or field(rec, 'wf') == wf)
+        and (not has_q or field(rec, 'queue') == q) and (not has_parent or field(rec, 'parent') == parent) then
+        out[#out + 1] = rec
+        if limit > 0 and #out >= limit then return out end
+      end
     end
   end
   start = start + #ids - removed

@@ -467,6 +467,7 @@ pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<Run
     let status = filter.status.map(RunStatus::as_str);
     // One statement per combination of filters (at most 16, each cached), so that each uses
     // the index of its most selective column.
+    let range = filter.run_id_range();
     let mut args: Vec<&dyn ToSql> = vec![&limit];
     let mut conditions = Vec::new();
     let wanted: [(&str, Option<&str>); 4] = [
@@ -479,6 +480,16 @@ pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<Run
         if let Some(value) = value {
             args.push(value);
             conditions.push(format!("{column} = ?{}", args.len()));
+        }
+    }
+    // A run id prefix is a range of the primary key: reading the runs of one family (a
+    // session's turns) costs what they are, not the table.
+    if let Some((from, to)) = &range {
+        args.push(from);
+        conditions.push(format!("run_id >= ?{}", args.len()));
+        if let Some(to) = to {
+            args.push(to);
+            conditions.push(format!("run_id < ?{}", args.len()));
         }
     }
     let mut sql = concat!("SELECT ", run_columns!(), " FROM runs").to_owned();

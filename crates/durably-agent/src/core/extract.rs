@@ -12,7 +12,46 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::invocation::Invocation;
+use super::plan::Plan;
+use super::response::AgentResponse;
+use super::session::Conversational;
 use crate::AgentError;
+
+/// What an agent gives [`extract`]: itself asking for an output, its plan for a prompt, and a
+/// run of that plan.
+pub(crate) trait Extracting: Conversational {
+    /// The agent, asking for `output`.
+    fn with_output(&self, output: Output) -> Self;
+    /// The run a prompt makes: part of the current run inside a workflow, or its own.
+    fn plan_for(&self, prompt: &str) -> Plan;
+    /// Runs `prompt` under `plan`.
+    fn run_planned(
+        &self,
+        plan: Plan,
+        prompt: String,
+    ) -> futures::future::BoxFuture<'static, Result<AgentResponse<Self::Message, Self::Usage>>>;
+}
+
+/// Asks `agent` for a `T` (the run `run_id`, or the one its plan makes): both agents'
+/// `extract` and `extract_with_id`.
+pub(crate) async fn extract<A: Extracting, T: JsonSchema + DeserializeOwned + 'static>(
+    agent: &A,
+    prompt: String,
+    run_id: Option<String>,
+) -> Result<T> {
+    let output = Output::of::<T>();
+    let type_name = output.type_name;
+    let agent = agent.with_output(output);
+    let plan = match run_id {
+        Some(run_id) => Plan::Own { run_id },
+        None => agent.plan_for(&prompt),
+    };
+    let run_id = plan.run_id();
+    let run = agent.run_planned(plan, prompt).await?;
+    // The answer was checked when it was given: this only fails for a run recorded with
+    // another type.
+    parse(&run_id, &format!("{}.model#{}", agent.settings().name, run.turns), type_name, &run.output)
+}
 
 type Check = dyn Fn(&str) -> std::result::Result<(), String> + Send + Sync;
 

@@ -3,9 +3,11 @@
 //! [`SESSION_WORKFLOW`]. The run's input is the turn (`{"turn": {agent, session, turn,
 //! turn_id, message}}`); its steps are the agent's model and tool calls, as in any agent run;
 //! its output is the turn's record (the answer, usage, model calls and, when the turn
-//! compacted the history, the summary). Nothing is copied from one turn to the next: the
-//! history a turn sends is rebuilt from the earlier turns' inputs and outputs, so storage grows
-//! with the messages, not with their square.
+//! compacted the history, the summary; when it called tools, those calls and their results).
+//! Nothing is copied from one turn to the next: the history a turn sends is rebuilt from the
+//! earlier turns' inputs and outputs, read in one `list_runs` call by the turns' run id prefix,
+//! so storage grows with the messages, not with their square, and a send costs one store read
+//! whatever the session's length.
 //!
 //! One turn at a time: a turn executes under its run's lease, and a send first finishes an
 //! unfinished turn of the session (another process's, or one that crashed): with `wait(true)`
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use durably_core::private::{RunId, WorkflowInput, run_workflow};
+use durably_core::store::Leases as _;
 use durably_core::{Error, Result, RunContext, RunFilter, RunRecord, RunStatus, Workflow};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
@@ -111,6 +114,10 @@ pub(crate) struct TurnRecord<U> {
     pub(crate) model_calls: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) summary: Option<Summary>,
+    /// The turn's tool calls and their results: the messages between its user message and its
+    /// answer, in the client library's JSON, sent again with the history of later turns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) exchange: Vec<serde_json::Value>,
 }
 
 /// One turn as read from the store.
@@ -123,15 +130,25 @@ pub(crate) struct TurnState<U> {
     pub(crate) record: Option<TurnRecord<U>>,
 }
 
-/// What an agent gives the session core: its engine and settings, its message type, and one
-/// invocation with a history inside the current run.
-pub(crate) trait Conversational: Clone + Send + Sync + 'static {
-    /// The client library's message type.
-    type Message: Clone + Send + 'static;
+/// An agent a [`Session`] converses with: rig's `DurableAgent` and the `OpenAiAgent`. It names
+/// the types a session's replies and streams have for that agent.
+pub trait SessionAgent {
+    /// The client library's message type (a turn's tool calls are kept in its JSON).
+    type Message: Serialize + DeserializeOwned + Clone + Send + 'static;
     /// The client library's usage type.
     type Usage: Serialize + DeserializeOwned + Clone + Default + Send + Sync + 'static;
+    /// The stream a session's `stream` returns.
+    type Stream;
+}
+
+/// What an agent gives the session core: its engine and settings, its message type, and one
+/// invocation with a history inside the current run.
+pub(crate) trait Conversational: SessionAgent + Clone + Send + Sync + 'static {
     /// The agent's stream event.
     type Event: RunEvent<Response = AgentResponse<Self::Message, Self::Usage>> + Send + 'static;
+
+    /// The stream of the turn that `start` sends, given the sink its events go to.
+    fn stream_of(start: TurnStart<Self>) -> Self::Stream;
 
     fn engine(&self) -> &Workflow;
     fn settings(&self) -> &Settings;
@@ -147,6 +164,16 @@ pub(crate) trait Conversational: Clone + Send + Sync + 'static {
         sink: Option<Sink<Self::Event>>,
     ) -> BoxFuture<'static, Result<AgentResponse<Self::Message, Self::Usage>>>;
 }
+
+/// A turn of a streaming send, started with the sink its events go to.
+pub(crate) type TurnStart<A> = Box<
+    dyn FnOnce(
+            Sink<<A as Conversational>::Event>,
+        ) -> BoxFuture<
+            'static,
+            Result<AgentResponse<<A as SessionAgent>::Message, <A as SessionAgent>::Usage>>,
+        > + Send,
+>;
 
 /// How a session sends: the history it keeps, and what a send does when another one is busy.
 #[derive(Debug, Clone, Copy, Default)]
@@ -225,28 +252,43 @@ fn turn_input(run: &RunRecord) -> Result<TurnInput> {
     })
 }
 
-/// How many turn runs [`read_turns`] asks the store for at once.
-const READ_BATCH: u32 = 16;
+/// The run id prefix of every turn of `session` of `agent`: `<agent>:<session>#`. A session id
+/// holds no `#` (see [`check_id`]), so no other session's turns share it.
+pub(crate) fn turn_prefix(agent: &str, session: &str) -> String {
+    format!("{agent}:{session}#")
+}
 
-/// The turns of `session`, in order: runs `#1`, `#2`… until one is missing (asked for
-/// [`READ_BATCH`] at a time, so a store across the network costs a round trip per batch).
+/// The turns of `session`, in order, read in one store call (`list_runs` with the session's
+/// run id prefix) whatever the number of turns. The turns
+/// are dense from `#1`: the runs after a missing number are not the session's (a turn is
+/// created only after every earlier one exists), and a run like `#01` is no turn at all.
 pub(crate) async fn read_turns<U: DeserializeOwned>(
     wf: &Workflow,
     agent: &str,
     session: &str,
 ) -> Result<Vec<TurnState<U>>> {
-    let mut runs = Vec::new();
-    'batches: for batch in 0.. {
-        let first = batch * READ_BATCH + 1;
-        let ids: Vec<String> = (first..first + READ_BATCH).map(|n| turn_run_id(agent, session, n)).collect();
-        let found = futures::future::try_join_all(ids.iter().map(|id| wf.get_run(id))).await?;
-        for (run_id, run) in ids.into_iter().zip(found) {
-            match run {
-                Some(run) => runs.push((run_id, run)),
-                None => break 'batches,
-            }
-        }
-    }
+    let prefix = turn_prefix(agent, session);
+    let filter = RunFilter::new().run_id_prefix(prefix.clone());
+    let mut numbered: Vec<(u32, RunRecord)> = wf
+        .list_runs(&filter)
+        .await?
+        .into_iter()
+        .filter_map(|run| {
+            // Only `<prefix><n>`: not another agent's turns whose name extends this prefix
+            // (an agent named `a:b#1` has turns `a:b#1:<session>#<n>`), nor a run of a store
+            // that ignored the prefix.
+            let n = run.run_id.strip_prefix(&prefix)?;
+            let turn = n.parse::<u32>().ok().filter(|t| *t >= 1 && n == t.to_string())?;
+            Some((turn, run))
+        })
+        .collect();
+    numbered.sort_by_key(|(turn, _)| *turn);
+    let runs: Vec<(String, RunRecord)> = numbered
+        .into_iter()
+        .enumerate()
+        .take_while(|(i, (turn, _))| usize::try_from(*turn).is_ok_and(|t| t == i + 1))
+        .map(|(_, (_, run))| (run.run_id.clone(), run))
+        .collect();
     let mut turns = Vec::with_capacity(runs.len());
     for (run_id, run) in runs {
         if run.workflow != SESSION_WORKFLOW {
@@ -311,12 +353,11 @@ pub(crate) async fn list_sessions(wf: &Workflow) -> Result<Vec<SessionInfo>> {
 pub(crate) async fn delete_session(wf: &Workflow, agent: &str, session: &str) -> Result<usize> {
     check_id("session id", session)?;
     let mut deleted = 0;
-    for n in 1.. {
-        let run_id = turn_run_id(agent, session, n);
-        if !wf.store().delete_run(&run_id).await? {
-            break;
+    // The last turn first: a delete cut short leaves turns `#1..#k`, still a session.
+    for turn in read_turns::<serde_json::Value>(wf, agent, session).await?.iter().rev() {
+        if wf.store().delete_run(&turn_run_id(agent, session, turn.input.turn)).await? {
+            deleted += 1;
         }
-        deleted += 1;
     }
     Ok(deleted)
 }
@@ -365,10 +406,47 @@ fn summary_message(text: &str) -> ChatMessage {
 }
 
 /// The history a turn sends, and the compaction it makes first if any.
-struct Plan {
-    history: Vec<ChatMessage>,
+struct Plan<M> {
+    history: Vec<M>,
     /// The last turn to summarize, and the prompt that asks for the summary.
     compaction: Option<(u32, String)>,
+}
+
+/// The messages of a turn's record between its user message and its answer (its tool calls
+/// and results), in the client library's type.
+fn exchange<M: DeserializeOwned>(
+    run_id: impl Fn() -> String,
+    record: &TurnRecord<impl Sized>,
+) -> Result<Vec<M>> {
+    record
+        .exchange
+        .iter()
+        .map(|m| {
+            serde_json::from_value(m.clone()).map_err(|source| Error::Deserialize {
+                run_id: run_id(),
+                step_id: "output".into(),
+                what: "tool call message of a session turn",
+                type_name: std::any::type_name::<M>(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<M>>>()
+}
+
+/// The tool calls and results of a turn that sent `prompt` and got `messages` back: what
+/// follows the prompt's message, the answer (the last message) aside. Empty when the prompt is
+/// not found (a reply that does not carry its conversation).
+fn turn_exchange<M: Serialize>(prompt: &M, messages: &[M]) -> Vec<serde_json::Value> {
+    let (Ok(prompt), Ok(values)) = (
+        serde_json::to_value(prompt),
+        messages.iter().map(serde_json::to_value).collect::<serde_json::Result<Vec<_>>>(),
+    ) else {
+        return Vec::new();
+    };
+    match values.iter().rposition(|m| *m == prompt) {
+        Some(at) if at + 2 < values.len() => values[at + 1..values.len() - 1].to_vec(),
+        _ => Vec::new(),
+    }
 }
 
 impl<A: Conversational> SessionCore<A> {
@@ -433,7 +511,7 @@ impl<A: Conversational> SessionCore<A> {
                 }
                 if let Some(record) = &turns[k].record {
                     // Completed: its recorded answer, read with the session (no store write).
-                    return Ok(Self::reply(self.plan(&turns[..k]).history, recorded, record));
+                    return self.reply(self.plan(&turns[..k])?.history, recorded, record);
                 }
                 let input = recorded.clone();
                 return self.execute(&wf, &turns[..k], input, sink).await.map(|(_, reply)| reply);
@@ -480,30 +558,39 @@ impl<A: Conversational> SessionCore<A> {
         }
     }
 
-    /// The history turn `turns.len() + 1` sends, after a compaction if one is due.
-    fn plan(&self, turns: &[TurnState<A::Usage>]) -> Plan {
-        let done: Vec<(u32, &TurnState<A::Usage>)> =
-            turns.iter().filter(|t| t.record.is_some()).map(|t| (t.input.turn, t)).collect();
-        let summary = done.iter().rev().find_map(|(_, t)| t.record.as_ref().and_then(|r| r.summary.clone()));
+    /// The history turn `turns.len() + 1` sends, after a compaction if one is due: the summary
+    /// if there is one, then each later turn's message, tool calls and results, and answer. The
+    /// history limit counts messages and answers; a turn's tool calls go with its message.
+    fn plan(&self, turns: &[TurnState<A::Usage>]) -> Result<Plan<A::Message>> {
+        let done: Vec<_> = turns.iter().filter_map(|t| t.record.as_ref().map(|r| (t, r))).collect();
+        let summary = done.iter().rev().find_map(|(_, r)| r.summary.clone());
         let through = summary.as_ref().map_or(0, |s| s.through);
-        let uncovered: Vec<&TurnState<A::Usage>> =
-            done.iter().filter(|(n, _)| *n > through).map(|(_, t)| *t).collect();
-        let owned: Vec<TurnState<A::Usage>> = uncovered.iter().map(|t| (*t).clone()).collect();
-        let recent = transcript(&owned);
-        if let (Some(after), Some(last)) = (self.options.compact_after, uncovered.last())
+        let uncovered: Vec<_> = done.into_iter().filter(|(t, _)| t.input.turn > through).collect();
+        if let (Some(after), Some((last, _))) = (self.options.compact_after, uncovered.last())
             && after > 0
             && uncovered.len() >= after
         {
-            let prompt = compaction_prompt(summary.as_ref(), &recent);
-            return Plan { history: Vec::new(), compaction: Some((last.input.turn, prompt)) };
+            let owned: Vec<TurnState<A::Usage>> = uncovered.iter().map(|(t, _)| (*t).clone()).collect();
+            let prompt = compaction_prompt(summary.as_ref(), &transcript(&owned));
+            return Ok(Plan { history: Vec::new(), compaction: Some((last.input.turn, prompt)) });
         }
         let mut history = Vec::new();
         if let Some(s) = &summary {
-            history.push(summary_message(&s.text));
+            history.push(A::message(&summary_message(&s.text)));
         }
-        let keep = self.options.history_limit.unwrap_or(usize::MAX);
-        history.extend(recent.iter().skip(recent.len().saturating_sub(keep)).cloned());
-        Plan { history, compaction: None }
+        // Messages and answers are numbered 0, 1, 2…; the first `skip` of them are left out.
+        let skip = (2 * uncovered.len()).saturating_sub(self.options.history_limit.unwrap_or(usize::MAX));
+        for (i, (turn, record)) in uncovered.into_iter().enumerate() {
+            if 2 * i >= skip {
+                history.push(A::message(&ChatMessage::user(&turn.input.message)));
+                let run_id = || turn_run_id(self.name(), &self.id, turn.input.turn);
+                history.extend(exchange::<A::Message>(run_id, record)?);
+            }
+            if 2 * i + 1 >= skip {
+                history.push(A::message(&ChatMessage::assistant(&record.output)));
+            }
+        }
+        Ok(Plan { history, compaction: None })
     }
 
     /// Executes the turn `input` (created, resumed, or returned from its record) after
@@ -515,7 +602,7 @@ impl<A: Conversational> SessionCore<A> {
         input: TurnInput,
         sink: Option<Sink<A::Event>>,
     ) -> Result<(TurnRecord<A::Usage>, AgentResponse<A::Message, A::Usage>)> {
-        let plan = self.plan(earlier);
+        let plan = self.plan(earlier)?;
         let run_id = turn_run_id(self.name(), &self.id, input.turn);
         let agent = self.agent.clone();
         let name = self.name().to_owned();
@@ -528,7 +615,7 @@ impl<A: Conversational> SessionCore<A> {
                     let prefix = format!("{name}.compact");
                     let made = agent.invoke_with(prefix, Vec::new(), prompt, None).await?;
                     let summary = Summary { through, text: made.output };
-                    let history = vec![summary_message(&summary.text)];
+                    let history = vec![A::message(&summary_message(&summary.text))];
                     (history, Some(summary))
                 }
                 None => (history, None),
@@ -538,10 +625,11 @@ impl<A: Conversational> SessionCore<A> {
                 detail: "a session turn ran outside its run".into(),
             })?;
             let prefix = step_id(&name, "", Step::Invocation(&ctx)).id;
-            let history = history.iter().map(A::message).collect();
+            let prompt = A::message(&ChatMessage::user(&message));
             let response = agent.invoke_with(prefix, history, message, sink).await?;
             Ok::<_, Error>(TurnRecord {
                 turn_id,
+                exchange: turn_exchange(&prompt, &response.messages),
                 output: response.output,
                 usage: response.usage,
                 model_calls: response.turns,
@@ -551,26 +639,177 @@ impl<A: Conversational> SessionCore<A> {
         let turn_input = WorkflowInput::new().arg("turn", &input);
         let record: TurnRecord<A::Usage> =
             run_workflow(wf, SESSION_WORKFLOW, RunId::Explicit(run_id), turn_input, body).await?;
-        let reply = Self::reply(sent, &input, &record);
+        let reply = self.reply(sent, &input, &record)?;
         Ok((record, reply))
     }
 
     /// The reply of the turn `input` whose record is `record`: the history it sent (`planned`,
-    /// or the summary it made, which replaced what it covered), its message and its answer.
+    /// or the summary it made, which replaced what it covered), its message, its tool calls and
+    /// results, and its answer.
     fn reply(
-        planned: Vec<ChatMessage>,
+        &self,
+        planned: Vec<A::Message>,
         input: &TurnInput,
         record: &TurnRecord<A::Usage>,
-    ) -> AgentResponse<A::Message, A::Usage> {
-        let sent = match &record.summary {
-            Some(made) => vec![summary_message(&made.text)],
+    ) -> Result<AgentResponse<A::Message, A::Usage>> {
+        let mut messages = match &record.summary {
+            Some(made) => vec![A::message(&summary_message(&made.text))],
             None => planned,
         };
-        let mut messages: Vec<A::Message> = sent.iter().map(A::message).collect();
         messages.push(A::message(&ChatMessage::user(&input.message)));
+        messages.extend(exchange(|| turn_run_id(self.name(), &self.id, input.turn), record)?);
         messages.push(A::message(&ChatMessage::assistant(&record.output)));
-        AgentResponse::new(record.output.clone(), messages, record.usage.clone(), record.model_calls)
+        Ok(AgentResponse::new(record.output.clone(), messages, record.usage.clone(), record.model_calls))
     }
+}
+
+/// A durable conversation with an agent; from the agent's `session(id)`: `rig::Session` and
+/// `openai::Session` are this type for each agent. Cheap to clone.
+///
+/// Each [`send`](Self::send) is one turn, a run of its own (`<agent>:<session>#<n>`) whose
+/// model and tool calls are steps; the history sent with it is rebuilt from the earlier turns'
+/// messages, tool calls and results, and answers. See [the sessions module](crate::sessions)
+/// for how turns are stored, and the README's "Conversations" section.
+#[derive(Clone)]
+pub struct Session<A> {
+    core: SessionCore<A>,
+}
+
+impl<A> std::fmt::Debug for Session<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.core.fmt(f)
+    }
+}
+
+// The bound is the agents' own trait: `Session` is only ever made by an agent's `session(id)`.
+#[allow(private_bounds)]
+impl<A: Conversational> Session<A> {
+    pub(crate) fn new(agent: A, id: String) -> Self {
+        Session { core: SessionCore::new(agent, id) }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.core.id
+    }
+
+    /// Sends at most the last `n` messages of the earlier turns (user messages and answers; a
+    /// turn's tool calls and results go with its message) with each turn (after the summary,
+    /// when there is one). Default: all of them.
+    pub fn history_limit(mut self, n: usize) -> Self {
+        self.core.options.history_limit = Some(n);
+        self
+    }
+
+    /// Once `turns` turns are not covered by a summary, the next turn first asks the model to
+    /// summarize them (a model call recorded as a step of that turn, not repeated on replay),
+    /// and sends the summary in their place from then on. Default: never.
+    pub fn compact_after(mut self, turns: usize) -> Self {
+        self.core.options.compact_after = Some(turns);
+        self
+    }
+
+    /// Whether a send waits while another turn of the session executes (in this process or
+    /// another): `true` waits for it; `false` (the default) fails at once with
+    /// `Error::RunInProgress` naming the session's busy turn.
+    pub fn wait(mut self, wait: bool) -> Self {
+        self.core.options.wait = wait;
+        self
+    }
+
+    /// Sends `message` as a new turn and returns the answer. Its `messages` are the history
+    /// sent, the message, the turn's tool calls and results, and the answer.
+    pub async fn send(&self, message: impl Into<String>) -> Result<AgentResponse<A::Message, A::Usage>> {
+        self.core.send(None, message.into(), None).await
+    }
+
+    /// Sends `message` as the turn `turn_id` (a request id, say): the same turn id again
+    /// returns the recorded answer with no model request, or resumes the turn where it stopped
+    /// if it did not finish. The same turn id with another message fails with
+    /// `Error::NonDeterminism`.
+    pub async fn send_with_id(
+        &self,
+        turn_id: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<AgentResponse<A::Message, A::Usage>> {
+        self.core.send(Some(turn_id.into()), message.into(), None).await
+    }
+
+    /// Like [`send`](Self::send), streaming the answer as the agent's `stream` does: live
+    /// text as it comes, a completed turn's recorded answer at once, then the response.
+    pub fn stream(&self, message: impl Into<String>) -> A::Stream {
+        let (core, message) = (self.core.clone(), message.into());
+        A::stream_of(Box::new(move |sink| {
+            Box::pin(async move { core.send(None, message, Some(sink)).await })
+        }))
+    }
+
+    /// Like [`send_with_id`](Self::send_with_id), streaming the answer.
+    pub fn stream_with_id(&self, turn_id: impl Into<String>, message: impl Into<String>) -> A::Stream {
+        let (core, turn_id, message) = (self.core.clone(), turn_id.into(), message.into());
+        A::stream_of(Box::new(move |sink| {
+            Box::pin(async move { core.send(Some(turn_id), message, Some(sink)).await })
+        }))
+    }
+
+    /// The conversation so far: each completed turn's message and answer, in order, read
+    /// from the store.
+    pub async fn messages(&self) -> Result<Vec<ChatMessage>> {
+        self.core.messages().await
+    }
+
+    /// Deletes the session (every turn's run); returns how many turns were deleted.
+    pub async fn delete(&self) -> Result<usize> {
+        self.core.delete().await
+    }
+}
+
+/// How many unfinished runs [`resume`] asks the store for at once.
+const RESUME_BATCH: usize = 1000;
+
+/// A turn that [`resume`] resumed: its run id, and the task executing it.
+pub type ResumedTurn<A> = (
+    String,
+    tokio::task::JoinHandle<Result<AgentResponse<<A as SessionAgent>::Message, <A as SessionAgent>::Usage>>>,
+);
+
+/// Resumes every unfinished turn of `agent`'s sessions that no live lease covers (its process
+/// died, or stopped renewing), as `Workflow::recover` does for registered workflows: each in a
+/// task of its own, from its recorded steps, with the history it was sent with (the session's
+/// default history options). A turn waiting for an approval waits again in its task. A turn
+/// another process takes first ends with `Error::RunInProgress` and is not executed twice.
+///
+/// `recover` and `run_worker` leave session turns alone (they list them as unregistered: a
+/// turn needs its agent); a service calls this beside them, at start and on its worker's
+/// interval. The next send of a session also finishes its unfinished turn first.
+///
+/// Needs a Tokio runtime (it spawns the turns).
+#[allow(private_bounds)]
+pub async fn resume<A: Conversational>(agent: &A) -> Result<Vec<ResumedTurn<A>>> {
+    let store = agent.engine().store();
+    let prefix = format!("{}:", agent.settings().name);
+    let mut resumed = Vec::new();
+    for run in store.recoverable_runs(store.now_ms(), RESUME_BATCH).await? {
+        if run.workflow != SESSION_WORKFLOW || !run.run_id.starts_with(&prefix) {
+            continue;
+        }
+        let input = turn_input(&run)?;
+        if turn_run_id(&input.agent, &input.session, input.turn) != run.run_id {
+            continue;
+        }
+        let core = SessionCore::new(agent.clone(), input.session);
+        tracing::info!(target: "durably", run_id = %run.run_id, "sessions: resuming an unfinished turn");
+        let task = tokio::spawn(async move { core.send(Some(input.turn_id), input.message, None).await });
+        resumed.push((run.run_id, task));
+    }
+    Ok(resumed)
+}
+
+/// The sessions of `agent` in its engine's store, most recently active first.
+pub(crate) async fn sessions_of<A: Conversational>(agent: &A) -> Result<Vec<SessionInfo>> {
+    let mut all = list_sessions(agent.engine()).await?;
+    all.retain(|s| s.agent == agent.settings().name);
+    Ok(all)
 }
 
 fn short(text: &str) -> String {
@@ -584,6 +823,38 @@ fn short(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn turns_of_an_agent_whose_name_extends_the_prefix_are_not_read() {
+        let wf = Workflow::builder("t").store(durably_core::MemoryStore::new()).build();
+        for run_id in ["a:b#1", "a:b#1:c#1", "a:b#01", "a:b#x"] {
+            let input = WorkflowInput::new().arg(
+                "turn",
+                &TurnInput {
+                    agent: "a".into(),
+                    session: "b".into(),
+                    turn: 1,
+                    turn_id: run_id.into(),
+                    message: "m".into(),
+                },
+            );
+            let record = TurnRecord {
+                turn_id: run_id.to_owned(),
+                output: "o".into(),
+                usage: serde_json::Value::Null,
+                model_calls: 1,
+                summary: None,
+                exchange: Vec::new(),
+            };
+            let body = move || async move { Ok::<_, Error>(record) };
+            let made = run_workflow(&wf, SESSION_WORKFLOW, RunId::Explicit(run_id.into()), input, body).await;
+            assert!(made.is_ok(), "{run_id}: {made:?}");
+        }
+        let turns = read_turns::<serde_json::Value>(&wf, "a", "b").await;
+        assert!(turns.is_ok(), "{:?}", turns.as_ref().err());
+        let turns = turns.unwrap_or_default();
+        assert_eq!(turns.iter().map(|t| t.input.turn_id.as_str()).collect::<Vec<_>>(), ["a:b#1"]);
+    }
 
     #[test]
     fn bad_ids_are_refused_by_name() {

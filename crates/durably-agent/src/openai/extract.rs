@@ -6,8 +6,10 @@ use durably_core::Result;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
-use super::{OpenAiAgent, OpenAiAgentBuilder};
-use crate::core::extract::{Output, parse};
+use futures::future::BoxFuture;
+
+use super::{AgentRun, OpenAiAgent, OpenAiAgentBuilder};
+use crate::core::extract::{Extracting, Output, extract};
 use crate::core::plan::Plan;
 
 impl OpenAiAgentBuilder {
@@ -16,6 +18,23 @@ impl OpenAiAgentBuilder {
     pub fn output_retries(mut self, n: u32) -> Self {
         self.settings_mut().limits.output_retries = n;
         self
+    }
+}
+
+impl Extracting for OpenAiAgent {
+    fn with_output(&self, output: Output) -> Self {
+        let mut agent = self.clone();
+        agent.output = Some(output);
+        agent
+    }
+
+    fn plan_for(&self, prompt: &str) -> Plan {
+        self.plan(prompt)
+    }
+
+    fn run_planned(&self, plan: Plan, prompt: String) -> BoxFuture<'static, Result<AgentRun>> {
+        let agent = self.clone();
+        Box::pin(async move { agent.run_plan(plan, prompt, None).await })
     }
 }
 
@@ -43,10 +62,7 @@ impl OpenAiAgent {
         &self,
         prompt: impl Into<String>,
     ) -> Result<T> {
-        let prompt = prompt.into();
-        let agent = self.with_output::<T>();
-        let plan = agent.plan(&prompt);
-        agent.extract_plan(plan, prompt).await
+        extract(self, prompt.into(), None).await
     }
 
     /// Like [`extract`](Self::extract), as the run `run_id`.
@@ -55,21 +71,6 @@ impl OpenAiAgent {
         prompt: impl Into<String>,
         run_id: impl Into<String>,
     ) -> Result<T> {
-        self.with_output::<T>().extract_plan(Plan::Own { run_id: run_id.into() }, prompt.into()).await
-    }
-
-    fn with_output<T: JsonSchema + DeserializeOwned + 'static>(&self) -> OpenAiAgent {
-        let mut agent = self.clone();
-        agent.output = Some(Output::of::<T>());
-        agent
-    }
-
-    async fn extract_plan<T: DeserializeOwned>(&self, plan: Plan, prompt: String) -> Result<T> {
-        let run_id = plan.run_id();
-        let run = self.run_plan(plan, prompt, None).await?;
-        let type_name = self.output.as_ref().map_or("T", |o| o.type_name);
-        // The run's answer was checked when it was given: this only fails for a run recorded
-        // with another type.
-        parse(&run_id, &format!("{}.model#{}", self.name(), run.turns), type_name, &run.output)
+        extract(self, prompt.into(), Some(run_id.into())).await
     }
 }

@@ -7,20 +7,29 @@ use async_openai::types::chat::{
     ChatCompletionRequestMessage, ChatCompletionRequestUserMessage, ChatCompletionRequestUserMessageContent,
 };
 use durably_core::{Result, Workflow};
-use futures::Stream;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 
 use super::stream::StreamEvent;
 use super::{AgentRun, OpenAiAgent, Usage};
 use crate::core::plan::{Plan, default_run_id};
-use crate::core::session::{ChatMessage, Conversational, Role, SessionCore, SessionInfo, list_sessions};
+use crate::core::session::{
+    ChatMessage, Conversational, Role, SessionAgent, SessionInfo, TurnStart, sessions_of,
+};
 use crate::core::settings::Settings;
 use crate::core::stream::{Sink, run_stream};
 
-impl Conversational for OpenAiAgent {
+impl SessionAgent for OpenAiAgent {
     type Message = ChatCompletionRequestMessage;
     type Usage = Usage;
+    type Stream = BoxStream<'static, Result<StreamEvent>>;
+}
+
+impl Conversational for OpenAiAgent {
     type Event = StreamEvent;
+    fn stream_of(start: TurnStart<Self>) -> Self::Stream {
+        Box::pin(run_stream(start))
+    }
 
     fn engine(&self) -> &Workflow {
         OpenAiAgent::engine(self)
@@ -59,95 +68,10 @@ impl Conversational for OpenAiAgent {
     }
 }
 
-/// A durable conversation with a [`OpenAiAgent`]; from [`OpenAiAgent::session`]. Cheap to
-/// clone.
-///
-/// Each [`send`](Self::send) is one turn, a run of its own (`<agent>:<session>#<n>`) whose
-/// model and tool calls are steps; the history sent with it is rebuilt from the earlier turns'
-/// messages and answers. See [the crate's sessions module](crate::sessions) for how turns are
-/// stored, and the README's "Conversations" section.
-#[derive(Debug, Clone)]
-pub struct Session {
-    core: SessionCore<OpenAiAgent>,
-}
-
-impl Session {
-    /// The session id.
-    pub fn id(&self) -> &str {
-        &self.core.id
-    }
-
-    /// Sends at most the last `n` messages of the earlier turns (user messages and answers)
-    /// with each turn (after the summary, when there is one). Default: all of them.
-    pub fn history_limit(mut self, n: usize) -> Self {
-        self.core.options.history_limit = Some(n);
-        self
-    }
-
-    /// Once `turns` turns are not covered by a summary, the next turn first asks the model to
-    /// summarize them (a model call recorded as a step of that turn, not repeated on replay),
-    /// and sends the summary in their place from then on. Default: never.
-    pub fn compact_after(mut self, turns: usize) -> Self {
-        self.core.options.compact_after = Some(turns);
-        self
-    }
-
-    /// Whether a send waits while another turn of the session executes (in this process or
-    /// another): `true` waits for it; `false` (the default) fails at once with
-    /// `Error::RunInProgress` naming the session's busy turn.
-    pub fn wait(mut self, wait: bool) -> Self {
-        self.core.options.wait = wait;
-        self
-    }
-
-    /// Sends `message` as a new turn and returns the answer. Its `messages` are the history
-    /// sent, the message and the answer.
-    pub async fn send(&self, message: impl Into<String>) -> Result<AgentRun> {
-        self.core.send(None, message.into(), None).await
-    }
-
-    /// Sends `message` as the turn `turn_id` (a request id, say): the same turn id again
-    /// returns the recorded answer with no model request, or resumes the turn where it stopped
-    /// if it did not finish. The same turn id with another message fails with
-    /// `Error::NonDeterminism`.
-    pub async fn send_with_id(
-        &self,
-        turn_id: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Result<AgentRun> {
-        self.core.send(Some(turn_id.into()), message.into(), None).await
-    }
-
-    /// Like [`send`](Self::send), streaming the answer (see [`OpenAiAgent::stream`]).
-    pub fn stream(
-        &self,
-        message: impl Into<String>,
-    ) -> impl Stream<Item = Result<StreamEvent>> + Send + 'static {
-        let (core, message) = (self.core.clone(), message.into());
-        run_stream(move |sink| async move { core.send(None, message, Some(sink)).await })
-    }
-
-    /// Like [`send_with_id`](Self::send_with_id), streaming the answer.
-    pub fn stream_with_id(
-        &self,
-        turn_id: impl Into<String>,
-        message: impl Into<String>,
-    ) -> impl Stream<Item = Result<StreamEvent>> + Send + 'static {
-        let (core, turn_id, message) = (self.core.clone(), turn_id.into(), message.into());
-        run_stream(move |sink| async move { core.send(Some(turn_id), message, Some(sink)).await })
-    }
-
-    /// The conversation so far: each completed turn's message and answer, in order, read
-    /// from the store.
-    pub async fn messages(&self) -> Result<Vec<ChatMessage>> {
-        self.core.messages().await
-    }
-
-    /// Deletes the session (every turn's run); returns how many turns were deleted.
-    pub async fn delete(&self) -> Result<usize> {
-        self.core.delete().await
-    }
-}
+/// A durable conversation with an [`OpenAiAgent`]; from [`OpenAiAgent::session`]: see
+/// [`sessions::Session`](crate::sessions::Session) for its methods. Its replies are
+/// [`AgentRun`]s and its streams yield [`StreamEvent`]s.
+pub type Session = crate::core::session::Session<OpenAiAgent>;
 
 impl OpenAiAgent {
     /// The conversation `id` (chosen by the caller: a conversation id, a user id): see
@@ -169,14 +93,12 @@ impl OpenAiAgent {
     /// # Ok(()) }
     /// ```
     pub fn session(&self, id: impl Into<String>) -> Session {
-        Session { core: SessionCore::new(self.clone(), id.into()) }
+        Session::new(self.clone(), id.into())
     }
 
     /// This agent's sessions in the engine's store, most recently active first.
     pub async fn sessions(&self) -> Result<Vec<SessionInfo>> {
-        let mut all = list_sessions(OpenAiAgent::engine(self)).await?;
-        all.retain(|s| s.agent == self.name());
-        Ok(all)
+        sessions_of(self).await
     }
 
     /// The stateless form of a conversation, like rig's `chat`: `history` (which the caller

@@ -13,12 +13,28 @@ use rig_core::completion::{Message, Usage};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
-use super::DurableAgent;
+use futures::future::BoxFuture;
+
 use super::invocation::RigInvocation;
 use super::model::ROUTE;
-use crate::core::extract::{Output, parse};
+use super::{AgentResponse, DurableAgent};
+use crate::core::extract::{Extracting, Output, extract};
 use crate::core::ids::Step;
 use crate::core::plan::Plan;
+
+impl Extracting for DurableAgent {
+    fn with_output(&self, output: Output) -> Self {
+        DurableAgent { output: Some(output), ..self.clone() }
+    }
+
+    fn plan_for(&self, prompt: &str) -> Plan {
+        self.plan(prompt)
+    }
+
+    fn run_planned(&self, plan: Plan, prompt: String) -> BoxFuture<'static, Result<AgentResponse>> {
+        self.run_plan(plan, prompt, None)
+    }
+}
 
 impl DurableAgent {
     /// How many more answers [`extract`](Self::extract) asks for when one does not fit the
@@ -39,10 +55,7 @@ impl DurableAgent {
         &self,
         prompt: impl Into<String>,
     ) -> Result<T> {
-        let prompt = prompt.into();
-        let agent = self.with_output::<T>();
-        let plan = agent.plan(&prompt);
-        agent.extract_plan(plan, prompt).await
+        extract(self, prompt.into(), None).await
     }
 
     /// Like [`extract`](Self::extract), as the run `run_id`.
@@ -51,22 +64,7 @@ impl DurableAgent {
         prompt: impl Into<String>,
         run_id: impl Into<String>,
     ) -> Result<T> {
-        self.with_output::<T>().extract_plan(Plan::Own { run_id: run_id.into() }, prompt.into()).await
-    }
-
-    fn with_output<T: JsonSchema + DeserializeOwned + 'static>(&self) -> DurableAgent {
-        let mut agent = self.clone();
-        agent.output = Some(Output::of::<T>());
-        agent
-    }
-
-    async fn extract_plan<T: DeserializeOwned>(&self, plan: Plan, prompt: String) -> Result<T> {
-        let run_id = plan.run_id();
-        let run = self.run_plan(plan, prompt, None).await?;
-        let type_name = self.output.as_ref().map_or("T", |o| o.type_name);
-        // The answer was checked when it was given: this only fails for a run recorded with
-        // another type.
-        parse(&run_id, &format!("{}.model#{}", self.settings.name, run.turns), type_name, &run.output)
+        extract(self, prompt.into(), Some(run_id.into())).await
     }
 
     /// The answer of an invocation: `first`'s, or, when structured output is asked for and it

@@ -11,14 +11,23 @@ use rig_core::completion::{Message, Usage};
 use super::stream::{AgentEvent, AgentStream};
 use super::{AgentResponse, DurableAgent};
 use crate::core::plan::{Plan, default_run_id};
-use crate::core::session::{ChatMessage, Conversational, Role, SessionCore, SessionInfo, list_sessions};
+use crate::core::session::{
+    ChatMessage, Conversational, Role, SessionAgent, SessionInfo, TurnStart, sessions_of,
+};
 use crate::core::settings::Settings;
 use crate::core::stream::{Sink, run_stream};
 
-impl Conversational for DurableAgent {
+impl SessionAgent for DurableAgent {
     type Message = Message;
     type Usage = Usage;
+    type Stream = AgentStream;
+}
+
+impl Conversational for DurableAgent {
     type Event = AgentEvent;
+    fn stream_of(start: TurnStart<Self>) -> AgentStream {
+        AgentStream::new(run_stream(start))
+    }
 
     fn engine(&self) -> &Workflow {
         &self.wf
@@ -47,106 +56,22 @@ impl Conversational for DurableAgent {
     }
 }
 
-/// A durable conversation with a [`DurableAgent`]; from [`DurableAgent::session`]. Cheap to
-/// clone.
-///
-/// Each [`send`](Self::send) is one turn, a run of its own (`<agent>:<session>#<n>`) whose
-/// model and tool calls are steps; the history sent with it is rebuilt from the earlier turns'
-/// messages and answers. See [the crate's sessions module](crate::sessions) for how turns are
-/// stored, and the README's "Conversations" section.
-#[derive(Debug, Clone)]
-pub struct Session {
-    core: SessionCore<DurableAgent>,
-}
-
-impl Session {
-    /// The session id.
-    pub fn id(&self) -> &str {
-        &self.core.id
-    }
-
-    /// Sends at most the last `n` messages of the earlier turns (user messages and answers)
-    /// with each turn (after the summary, when there is one). Default: all of them.
-    pub fn history_limit(mut self, n: usize) -> Self {
-        self.core.options.history_limit = Some(n);
-        self
-    }
-
-    /// Once `turns` turns are not covered by a summary, the next turn first asks the model to
-    /// summarize them (a model call recorded as a step of that turn, not repeated on replay),
-    /// and sends the summary in their place from then on. Default: never.
-    pub fn compact_after(mut self, turns: usize) -> Self {
-        self.core.options.compact_after = Some(turns);
-        self
-    }
-
-    /// Whether a send waits while another turn of the session executes (in this process or
-    /// another): `true` waits for it; `false` (the default) fails at once with
-    /// `Error::RunInProgress` naming the session's busy turn.
-    pub fn wait(mut self, wait: bool) -> Self {
-        self.core.options.wait = wait;
-        self
-    }
-
-    /// Sends `message` as a new turn and returns the answer. Its `messages` are the history
-    /// sent, the message and the answer.
-    pub async fn send(&self, message: impl Into<String>) -> Result<AgentResponse> {
-        self.core.send(None, message.into(), None).await
-    }
-
-    /// Sends `message` as the turn `turn_id` (a request id, say): the same turn id again
-    /// returns the recorded answer with no model request, or resumes the turn where it stopped
-    /// if it did not finish. The same turn id with another message fails with
-    /// `Error::NonDeterminism`.
-    pub async fn send_with_id(
-        &self,
-        turn_id: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Result<AgentResponse> {
-        self.core.send(Some(turn_id.into()), message.into(), None).await
-    }
-
-    /// Like [`send`](Self::send), streaming the answer (see [`DurableAgent::stream`]).
-    pub fn stream(&self, message: impl Into<String>) -> AgentStream {
-        let (core, message) = (self.core.clone(), message.into());
-        AgentStream::new(run_stream(move |sink| {
-            Box::pin(async move { core.send(None, message, Some(sink)).await }) as super::RunFuture
-        }))
-    }
-
-    /// Like [`send_with_id`](Self::send_with_id), streaming the answer.
-    pub fn stream_with_id(&self, turn_id: impl Into<String>, message: impl Into<String>) -> AgentStream {
-        let (core, turn_id, message) = (self.core.clone(), turn_id.into(), message.into());
-        AgentStream::new(run_stream(move |sink| {
-            Box::pin(async move { core.send(Some(turn_id), message, Some(sink)).await }) as super::RunFuture
-        }))
-    }
-
-    /// The conversation so far: each completed turn's message and answer, in order, read
-    /// from the store.
-    pub async fn messages(&self) -> Result<Vec<ChatMessage>> {
-        self.core.messages().await
-    }
-
-    /// Deletes the session (every turn's run); returns how many turns were deleted.
-    pub async fn delete(&self) -> Result<usize> {
-        self.core.delete().await
-    }
-}
+/// A durable conversation with a [`DurableAgent`]; from [`DurableAgent::session`]: see
+/// [`sessions::Session`](crate::sessions::Session) for its methods. Its replies are
+/// [`AgentResponse`]s and its streams [`AgentStream`]s.
+pub type Session = crate::core::session::Session<DurableAgent>;
 
 impl DurableAgent {
     /// The conversation `id` (chosen by the caller: a conversation id, a user id): see
     /// [`Session`]. The id must be 1 to 256 bytes without control characters, whitespace or
     /// `/ \ # : ?`; a bad one fails the first call with `Error::Invalid` naming it.
     pub fn session(&self, id: impl Into<String>) -> Session {
-        Session { core: SessionCore::new(self.clone(), id.into()) }
+        Session::new(self.clone(), id.into())
     }
 
     /// This agent's sessions in the engine's store, most recently active first.
     pub async fn sessions(&self) -> Result<Vec<SessionInfo>> {
-        let mut all = list_sessions(&self.wf).await?;
-        all.retain(|s| s.agent == self.settings.name);
-        Ok(all)
+        sessions_of(self).await
     }
 
     /// The stateless form of a conversation, like rig's `chat`: `history` (which the caller

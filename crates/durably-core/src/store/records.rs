@@ -286,6 +286,8 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Only runs of this workflow.
     pub workflow: Option<String>,
+    /// Only runs whose id starts with this text (byte for byte, case-sensitive).
+    pub run_id_prefix: Option<String>,
     /// Only runs enqueued in this queue.
     pub queue: Option<String>,
     /// Only children of this run.
@@ -309,6 +311,13 @@ impl RunFilter {
     /// Only runs of `workflow`.
     pub fn workflow(mut self, workflow: impl Into<String>) -> Self {
         self.workflow = Some(workflow.into());
+        self
+    }
+
+    /// Only runs whose id starts with `prefix`: the runs of one family, such as the turns
+    /// `<agent>:<session>#<n>` of a conversation, read in one call.
+    pub fn run_id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.run_id_prefix = Some(prefix.into());
         self
     }
 
@@ -336,6 +345,26 @@ impl RunFilter {
             && self.workflow.as_deref().is_none_or(|w| w == run.workflow)
             && self.queue.as_deref().is_none_or(|q| run.queue.as_deref() == Some(q))
             && self.parent_id.as_deref().is_none_or(|p| run.parent_id.as_deref() == Some(p))
+            && self.run_id_prefix.as_deref().is_none_or(|p| run.run_id.starts_with(p))
+    }
+
+    /// The run ids the prefix selects as a half-open range `[from, to)` in the order of their
+    /// bytes (a code point order, since ids are UTF-8), for a store that keeps run ids in an
+    /// ordered index: `to` is `None` when no id above `from` is left out (a prefix of `U+10FFFF`
+    /// characters only, or the empty one). `None` without a prefix.
+    pub fn run_id_range(&self) -> Option<(&str, Option<String>)> {
+        let prefix = self.run_id_prefix.as_deref()?;
+        let mut chars: Vec<char> = prefix.chars().collect();
+        // The least id above every id starting with `prefix`: its last character that can grow,
+        // grown by one code point (surrogates skipped), the characters after it dropped.
+        while let Some(last) = chars.pop() {
+            let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+            if let Some(next) = next {
+                chars.push(next);
+                return Some((prefix, Some(chars.into_iter().collect())));
+            }
+        }
+        Some((prefix, None))
     }
 }
 
@@ -391,4 +420,41 @@ pub enum LeaseOutcome {
     Acquired,
     /// Another owner holds a lease that has not expired; nothing changed.
     HeldBy(Lease),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunFilter;
+
+    fn range(prefix: &str) -> Option<(String, Option<String>)> {
+        RunFilter::new().run_id_prefix(prefix).run_id_range().map(|(from, to)| (from.to_owned(), to))
+    }
+
+    #[test]
+    fn a_prefix_is_the_range_up_to_its_successor() {
+        assert_eq!(RunFilter::new().run_id_range(), None);
+        assert_eq!(range("chat:conv#"), Some(("chat:conv#".into(), Some("chat:conv$".into()))));
+        assert_eq!(
+            range("a\u{d7ff}"),
+            Some(("a\u{d7ff}".into(), Some("a\u{e000}".into()))),
+            "surrogates skipped"
+        );
+        assert_eq!(range("a\u{10ffff}"), Some(("a\u{10ffff}".into(), Some("b".into()))));
+        assert_eq!(range("\u{10ffff}"), Some(("\u{10ffff}".into(), None)));
+        assert_eq!(range(""), Some((String::new(), None)));
+        // Every id with the prefix is inside the range, every other one outside.
+        let f = RunFilter::new().run_id_prefix("ab");
+        let (from, to) = f.run_id_range().unwrap_or_default();
+        let to = to.unwrap_or_default();
+        for (id, inside) in [
+            ("ab", true),
+            ("ab#1", true),
+            ("ab\u{10ffff}z", true),
+            ("aa", false),
+            ("ac", false),
+            ("a", false),
+        ] {
+            assert_eq!(id >= from && id < to.as_str(), inside, "{id:?}");
+        }
+    }
 }

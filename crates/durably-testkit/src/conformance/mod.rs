@@ -80,6 +80,7 @@ macro_rules! __conformance_table {
             list_runs_filters_by_status
             list_runs_filters_by_workflow
             list_runs_combines_filters
+            list_runs_filters_by_run_id_prefix
             list_runs_applies_the_limit_after_ordering
             run_texts_round_trip_verbatim
             // steps

@@ -378,6 +378,47 @@ pub async fn list_runs_combines_filters<S: Store>(store: Arc<S>) {
     assert!(list_runs(&*store, none).await.is_empty());
 }
 
+/// The run id prefix filter keeps exactly the runs whose id starts with it, byte for byte
+/// (no wildcards, case-sensitive, up to the last character of the prefix), newest first, and
+/// combines with the other filters and the limit.
+pub async fn list_runs_filters_by_run_id_prefix<S: Store>(store: Arc<S>) {
+    let runs = [
+        ("chat:s#1", "alpha", 100),
+        ("chat:s#2", "alpha", 200),
+        ("chat:s#10", "beta", 300),
+        ("chat:s#\u{10ffff}x", "alpha", 400),
+        ("chat:s#é", "alpha", 500),
+        ("chat:s", "alpha", 600),
+        ("chat:s$", "alpha", 700),
+        ("chat:s2#1", "alpha", 800),
+        ("chat:S#1", "alpha", 900),
+        ("chat:r#1", "alpha", 1_000),
+        ("50%_*[x]?#1", "alpha", 1_100),
+        ("50x_*[x]?#1", "alpha", 1_200),
+    ];
+    for (run_id, workflow, at) in runs {
+        open(&*store, NewRun::new(run_id, workflow, None, at)).await;
+    }
+    update(&*store, "chat:s#2", RunUpdate::new(RunStatus::Completed, 250)).await;
+    let f = |p: &str| RunFilter::new().run_id_prefix(p);
+    assert_eq!(
+        ids(&list_runs(&*store, f("chat:s#")).await),
+        ["chat:s#é", "chat:s#\u{10ffff}x", "chat:s#10", "chat:s#2", "chat:s#1"]
+    );
+    assert_eq!(ids(&list_runs(&*store, f("chat:s#1")).await), ["chat:s#10", "chat:s#1"]);
+    assert_eq!(ids(&list_runs(&*store, f("50%_*[x]?")).await), ["50%_*[x]?#1"], "no wildcards");
+    assert_eq!(ids(&list_runs(&*store, f("chat:S")).await), ["chat:S#1"], "case-sensitive");
+    assert!(list_runs(&*store, f("chat:t")).await.is_empty());
+    assert_eq!(list_runs(&*store, f("")).await.len(), runs.len(), "the empty prefix keeps every run");
+    let both = f("chat:s#").workflow("alpha");
+    assert_eq!(
+        ids(&list_runs(&*store, both.clone()).await),
+        ["chat:s#é", "chat:s#\u{10ffff}x", "chat:s#2", "chat:s#1"]
+    );
+    assert_eq!(ids(&list_runs(&*store, both.clone().status(RunStatus::Completed)).await), ["chat:s#2"]);
+    assert_eq!(ids(&list_runs(&*store, both.limit(2)).await), ["chat:s#é", "chat:s#\u{10ffff}x"]);
+}
+
 /// The limit keeps the newest runs; 0 gives none; a large limit gives all.
 pub async fn list_runs_applies_the_limit_after_ordering<S: Store>(store: Arc<S>) {
     seed_runs(&*store).await;
