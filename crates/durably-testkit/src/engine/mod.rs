@@ -27,6 +27,7 @@ use durably::{Store, Workflow};
 use crate::IntoFixture;
 
 mod bad_input;
+mod events;
 mod executors;
 mod faults;
 mod leases;
@@ -37,6 +38,7 @@ mod retries;
 mod signals;
 
 pub use bad_input::*;
+pub use events::*;
 pub use executors::*;
 pub use faults::*;
 pub use leases::*;
@@ -144,6 +146,9 @@ macro_rules! __engine_table {
             cancelling_a_parent_cancels_its_children
             patched_keeps_runs_started_before_a_change_on_the_old_code
             a_stopped_worker_hands_its_runs_to_another
+            // events
+            a_runs_events_are_dense_in_order_and_replayed_steps_are_not_emitted_again
+            a_follower_gets_a_waiting_runs_events_live_and_ends_with_it
         }
     };
 }
