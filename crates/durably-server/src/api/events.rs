@@ -23,26 +23,20 @@ pub(crate) struct EventsQuery {
 
 /// The first offset to send: the one after `Last-Event-ID`, else `?from=`, else 0.
 fn first_offset(run_id: &str, headers: &HeaderMap, from: Option<&str>) -> Result<u64, ApiError> {
-    if let Some(last) = headers.get("last-event-id") {
-        let text = String::from_utf8_lossy(last.as_bytes());
+    let offset = |what: &str, text: &str| {
         let text = text.trim();
-        return match text.parse::<u64>() {
-            Ok(n) => Ok(n.saturating_add(1)),
-            Err(_) => Err(ApiError::bad_request(format!(
-                "Last-Event-ID `{}` for run `{run_id}` is not an event offset (a number from 0)",
-                crate::text::preview(text, 40)
-            ))),
-        };
-    }
-    match from.filter(|f| !f.is_empty()) {
-        None => Ok(0),
-        Some(text) => text.parse::<u64>().map_err(|_| {
+        text.parse::<u64>().map_err(|_| {
             ApiError::bad_request(format!(
-                "from `{}` for run `{run_id}` is not an event offset (a number from 0)",
+                "{what} `{}` for run `{run_id}` is not an event offset (a number from 0)",
                 crate::text::preview(text, 40)
             ))
-        }),
+        })
+    };
+    if let Some(last) = headers.get("last-event-id") {
+        return offset("Last-Event-ID", &String::from_utf8_lossy(last.as_bytes()))
+            .map(|n| n.saturating_add(1));
     }
+    from.filter(|f| !f.is_empty()).map_or(Ok(0), |text| offset("from", text))
 }
 
 /// One stored event as an SSE event: `id` its offset, `event` its kind, `data` its JSON.
