@@ -95,6 +95,8 @@ pub(crate) struct RunState {
     /// Set once this execution parked the run; the engine then drops the run's body.
     parked: AtomicBool,
     parked_notify: Notify,
+    /// The events this execution has not appended yet.
+    pub(crate) events: crate::events::RunEvents,
 }
 
 /// When a wait parks its run (rule 25 of docs/design.md): only executions by a queue worker
@@ -183,6 +185,7 @@ impl RunContext {
                 park,
                 parked: AtomicBool::new(false),
                 parked_notify: Notify::new(),
+                events: crate::events::RunEvents::default(),
             }),
             scope: None,
         }
@@ -393,6 +396,7 @@ impl RunContext {
     pub async fn save_step(&self, record: StepRecord) -> Result<()> {
         self.check_lease()?;
         self.inner.env.store.save_step(&self.inner.run_id, &record).await?;
+        crate::events::step_saved(self, &record).await;
         lock(&self.inner.steps).insert(record.step_id.clone(), record);
         Ok(())
     }

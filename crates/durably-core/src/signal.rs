@@ -162,6 +162,7 @@ pub(crate) async fn wait_signal(
             None => after.saturating_sub(since.elapsed()),
         });
         if park_in == Some(Duration::ZERO) {
+            crate::events::waiting(ctx, name).await;
             break ctx.park(name, deadline_ms).await.map(|()| None);
         }
         if !marked_waiting {
@@ -173,6 +174,7 @@ pub(crate) async fn wait_signal(
                 break Err(e);
             }
             marked_waiting = true;
+            crate::events::waiting(ctx, name).await;
             tracing::info!(target: "durably", run_id = %run_id, signal = name, "run waiting on signal");
         }
         let wait = left.min(MAX_STORE_WAIT).min(park_in.unwrap_or(Duration::MAX));
@@ -181,6 +183,11 @@ pub(crate) async fn wait_signal(
             _ = store.wait_for_signal(&run_id, name, wait) => {}
         }
     };
+    if let Ok(Some(payload)) = &result
+        && (marked_waiting || ctx.at_frontier())
+    {
+        crate::events::signal_received(ctx, name, payload);
+    }
     if marked_waiting && !ctx.is_cancelled() && !ctx.lease_lost() {
         // Not awaited: the resumed run goes on after one durable commit (the delivery's), and
         // the next status write of the run waits for this one first.

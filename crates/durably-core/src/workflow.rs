@@ -531,6 +531,7 @@ impl Workflow {
         let _cancel_watch = self.engine.cancel_watcher.watch(ctx.clone());
         *lock(&guard.slot.ctx) = Some(ctx.clone());
         tracing::info!(target: "durably", recorded_steps = replayable, "run started");
+        crate::events::run_started(&ctx, replayable);
 
         // The body is created inside the run's scope too: a closure that returns a task call
         // directly creates it (and takes its step id) right there.
@@ -552,6 +553,9 @@ impl Workflow {
             return Err(err);
         }
         let (outcome, result) = self.finish(&ctx, parent_id.as_deref(), result).await;
+        if let Outcome::Cancelled = outcome {
+            crate::events::cancelled(&ctx).await;
+        }
         let status = match outcome {
             Outcome::Completed(_) => "completed",
             Outcome::Failed(_) => "failed",

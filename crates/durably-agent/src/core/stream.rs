@@ -21,6 +21,8 @@ pub(crate) trait RunEvent: Sized {
     fn replayed_text(text: String) -> Self;
     /// Whether this event is text.
     fn is_text(&self) -> bool;
+    /// The text of a chunk the model sends now (not replayed): what the run's event log gets.
+    fn live_text(&self) -> Option<&str>;
     /// The last event of a run that succeeded.
     fn done(response: Self::Response) -> Self;
 }
@@ -49,9 +51,14 @@ impl<E> Clone for Sink<E> {
     }
 }
 
-impl<E> Sink<E> {
-    /// Sends `event`; a consumer that went away only stops hearing about the run.
+impl<E: RunEvent> Sink<E> {
+    /// Sends `event`; a consumer that went away only stops hearing about the run. Live text
+    /// also goes to the run's event log, buffered there (no store write per chunk).
     pub(crate) fn send(&self, event: E) {
+        if let (Some(text), Some(ctx)) = (event.live_text(), durably_core::RunContext::current()) {
+            let step_id = durably_core::current_step().map(|s| s.step_id);
+            ctx.event("text", serde_json::json!({ "text": text, "step_id": step_id }));
+        }
         let _ = self.events.unbounded_send(event);
     }
 

@@ -71,8 +71,16 @@ impl Invocation {
         let step = self.tool_step(call.tool, call.turn, call.call_id);
         self.check_tool_budget(&step.id)?;
         let mut rejection = None;
-        if call.needs_approval && !self.completed(&ctx, &step.id) {
-            let approval: Approval = durably_core::signal(&approval_signal(&step.id)).await?;
+        let live = !self.completed(&ctx, &step.id);
+        if live {
+            let args = serde_json::from_str(call.args).unwrap_or_else(|_| json!(call.args));
+            let data = json!({ "step_id": step.id, "tool": call.tool, "args": args });
+            ctx.event("tool_call", data);
+        }
+        if call.needs_approval && live {
+            let signal = approval_signal(&step.id);
+            ctx.event("approval", json!({ "step_id": step.id, "tool": call.tool, "signal": signal }));
+            let approval: Approval = durably_core::signal(&signal).await?;
             if !approval.approved {
                 rejection = Some(rejected(approval.reason.unwrap_or_else(|| "no reason given".into())));
             }
@@ -90,7 +98,8 @@ impl Invocation {
         let secrets = self.settings.secrets.clone();
         let tool = call.tool.to_owned();
         let timeout = self.settings.limits.tool_timeout;
-        durably_core::step(step.task, move || {
+        let step_id = step.id.clone();
+        let answer = durably_core::step(step.task, move || {
             // A rejected call does not run the tool: the rejection is its answer.
             let pending = match rejection.clone() {
                 Some(answer) => Err(answer),
@@ -128,6 +137,11 @@ impl Invocation {
         .request_hash(hash)
         .retries(config.retries)
         .backoff(config.backoff)
-        .await
+        .await?;
+        if live {
+            let result = serde_json::to_value(&answer).unwrap_or(serde_json::Value::Null);
+            ctx.event("tool_result", json!({ "step_id": step_id, "tool": call.tool, "result": result }));
+        }
+        Ok(answer)
     }
 }

@@ -38,6 +38,13 @@ impl RunEvent for StreamEvent {
         matches!(self, StreamEvent::Text { .. })
     }
 
+    fn live_text(&self) -> Option<&str> {
+        match self {
+            StreamEvent::Text { text, replayed: false } => Some(text),
+            _ => None,
+        }
+    }
+
     fn done(response: AgentRun) -> Self {
         StreamEvent::Done(Box::new(response))
     }

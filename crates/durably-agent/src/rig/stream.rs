@@ -41,6 +41,14 @@ impl RunEvent for AgentEvent {
         matches!(self, AgentEvent::Text(_))
     }
 
+    fn live_text(&self) -> Option<&str> {
+        // Replayed text never goes through a sink: the core replays it at the stream's end.
+        match self {
+            AgentEvent::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
     fn done(response: AgentResponse) -> Self {
         AgentEvent::Done(response)
     }

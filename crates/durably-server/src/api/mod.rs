@@ -20,6 +20,7 @@ use utoipa_axum::routes;
 
 use crate::config::{DEFAULT_BODY_LIMIT, DEFAULT_QUEUE, TurnSender};
 
+mod events;
 mod runs;
 mod sessions;
 
@@ -80,6 +81,7 @@ fn parts() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(runs::list_runs, runs::start_run))
         .routes(routes!(runs::get_run))
+        .routes(routes!(events::run_events))
         .routes(routes!(runs::deliver_signal))
         .routes(routes!(runs::approve))
         .routes(routes!(runs::reject))
@@ -133,7 +135,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
-    message: String,
+    pub(crate) message: String,
 }
 
 /// The body of every error answer.

@@ -27,6 +27,7 @@ use durably::{Store, Workflow};
 use crate::IntoFixture;
 
 mod bad_input;
+mod events;
 mod executors;
 mod faults;
 mod leases;
@@ -38,6 +39,7 @@ mod schedules;
 mod signals;
 
 pub use bad_input::*;
+pub use events::*;
 pub use executors::*;
 pub use faults::*;
 pub use leases::*;
@@ -154,6 +156,9 @@ macro_rules! __engine_table {
             a_schedule_without_runs_in_the_store_has_missed_nothing
             run_all_enqueues_at_most_the_latest_thousand_missed_ticks
             add_schedule_refuses_bad_schedules_naming_them
+            // events
+            a_runs_events_are_dense_in_order_and_replayed_steps_are_not_emitted_again
+            a_follower_gets_a_waiting_runs_events_live_and_ends_with_it
         }
     };
 }

@@ -1,0 +1,304 @@
+//! What a run writes to its store's event log ([`Events`](crate::Events)), and how clients
+//! follow it ([`Workflow::events`]).
+//!
+//! The executor of a run keeps a buffer of events. A step's checkpoint flushes it (with the
+//! step's own event), as does a wait for a signal and the run's final status, which is written
+//! only after its event landed; events in between (an agent's text chunks) are flushed after
+//! [`FLUSH_AFTER`] or once [`FLUSH_AT`] of them are buffered, so a streamed answer costs a few
+//! appends, not one per chunk. Replayed steps emit nothing. A store that refuses events (the
+//! default of [`Events`](crate::Events)) is logged once and the run goes on without them.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use serde_json::{Value, json};
+
+use crate::context::RunContext;
+use crate::error::{Error, Result};
+use crate::store::{EventRecord, NewEvent, RunStatus, RunUpdate, StepRecord, StepStatus, Store, now_ms};
+use crate::sync::lock;
+use crate::workflow::Workflow;
+
+/// How long an event waits in the buffer at most before it is appended.
+pub const FLUSH_AFTER: Duration = Duration::from_millis(20);
+/// How many buffered events are appended at once without waiting for [`FLUSH_AFTER`].
+pub const FLUSH_AT: usize = 64;
+/// How many events a follower reads from the store at once: its memory bound.
+pub const EVENT_PAGE: usize = 256;
+/// How long a follower waits for new events before it looks at the run's status again.
+const FOLLOW_WAIT: Duration = Duration::from_secs(5);
+/// How long a follower that read a final event waits before it looks for its status again.
+const FINAL_STATUS_WAIT: Duration = Duration::from_millis(20);
+/// Events an executor keeps while its store fails transiently; older ones are dropped.
+const MAX_BUFFERED: usize = 10_000;
+
+/// The event kinds that end a run's log (until the run is executed again).
+pub const FINAL_KINDS: [&str; 3] = ["completed", "failed", "cancelled"];
+
+/// Set once a store refused events: logged once per process.
+static REFUSED_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// The event buffer of one execution of a run.
+#[derive(Default)]
+pub(crate) struct RunEvents {
+    buffer: Mutex<Vec<NewEvent>>,
+    /// Held from taking the buffer until its append answered, so batches land in order.
+    flushing: tokio::sync::Mutex<()>,
+    /// A timed flush is scheduled.
+    armed: AtomicBool,
+    /// The store refused an append: this execution writes no events.
+    off: AtomicBool,
+}
+
+/// Buffers an event of this run; appended with the next checkpoint, or within
+/// [`FLUSH_AFTER`], or at once when [`FLUSH_AT`] are buffered.
+pub(crate) fn push(ctx: &RunContext, kind: &str, data: Value) {
+    let events = &ctx.inner.events;
+    if events.off.load(Ordering::Relaxed) {
+        return;
+    }
+    let len = {
+        let mut buffer = lock(&events.buffer);
+        if buffer.len() >= MAX_BUFFERED {
+            buffer.remove(0);
+        }
+        buffer.push(NewEvent::new(kind, data.to_string(), now_ms()));
+        buffer.len()
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    if len >= FLUSH_AT {
+        let ctx = ctx.clone();
+        runtime.spawn(async move { flush(&ctx).await });
+    } else if !events.armed.swap(true, Ordering::SeqCst) {
+        let ctx = ctx.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(FLUSH_AFTER).await;
+            ctx.inner.events.armed.store(false, Ordering::SeqCst);
+            flush(&ctx).await;
+        });
+    }
+}
+
+/// Appends the buffered events of this run. A failure is logged; the events stay buffered for
+/// the next flush unless the store refuses events altogether. An execution that lost its lease
+/// writes nothing more.
+pub(crate) async fn flush(ctx: &RunContext) {
+    let events = &ctx.inner.events;
+    let _order = events.flushing.lock().await;
+    if events.off.load(Ordering::Relaxed) || ctx.lease_lost() {
+        return;
+    }
+    let batch = std::mem::take(&mut *lock(&events.buffer));
+    if batch.is_empty() {
+        return;
+    }
+    match ctx.store().append_events(ctx.run_id(), &batch).await {
+        Ok(_) => {}
+        Err(e @ Error::Invalid { .. }) => {
+            events.off.store(true, Ordering::Relaxed);
+            if !REFUSED_LOGGED.swap(true, Ordering::Relaxed) {
+                tracing::info!(target: "durably", error = %e, "the store keeps no event log; runs go on without events");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(target: "durably", run_id = %ctx.run_id(), error = %e, "could not append the run's events; trying again with the next ones");
+            let mut buffer = lock(&events.buffer);
+            let later = std::mem::replace(&mut *buffer, batch);
+            buffer.extend(later);
+        }
+    }
+}
+
+/// `started` or `resumed` (with how many steps were recorded before), when an execution begins.
+pub(crate) fn run_started(ctx: &RunContext, recorded_steps: usize) {
+    if recorded_steps == 0 {
+        push(ctx, "started", json!({ "run_id": ctx.run_id() }));
+    } else {
+        push(ctx, "resumed", json!({ "run_id": ctx.run_id(), "recorded_steps": recorded_steps }));
+    }
+}
+
+/// After a checkpoint: the step's event (a completed or failed step; an intent is none), then
+/// the buffer, with it.
+pub(crate) async fn step_saved(ctx: &RunContext, record: &StepRecord) {
+    let status = match record.status {
+        StepStatus::Completed => "completed",
+        StepStatus::Failed => "failed",
+        _ => return flush(ctx).await,
+    };
+    let mut data = json!({
+        "step_id": record.step_id,
+        "name": record.name,
+        "status": status,
+        "attempts": record.attempts,
+    });
+    if let Some(error) = &record.error {
+        data["error"] = Value::String(error.clone());
+    }
+    push(ctx, "step", data);
+    flush(ctx).await;
+}
+
+/// The run waits for signal `name`: flushed before the wait.
+pub(crate) async fn waiting(ctx: &RunContext, name: &str) {
+    push(ctx, "waiting", json!({ "signal": name }));
+    flush(ctx).await;
+}
+
+/// Signal `name` was received by the run.
+pub(crate) fn signal_received(ctx: &RunContext, name: &str, payload: &str) {
+    let payload = serde_json::from_str::<Value>(payload).unwrap_or(Value::Null);
+    push(ctx, "signal", json!({ "signal": name, "payload": payload }));
+}
+
+/// Before a status write: a final status (`completed`, `failed`) gets its event, and every
+/// buffered event is appended before the status is written.
+pub(crate) async fn before_status(ctx: &RunContext, update: &RunUpdate) {
+    let json_or_null = |text: &Option<String>| {
+        text.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()).unwrap_or(Value::Null)
+    };
+    match update.status {
+        RunStatus::Completed => push(ctx, "completed", json!({ "output": json_or_null(&update.output) })),
+        RunStatus::Failed => push(ctx, "failed", json!({ "error": update.error })),
+        _ => return,
+    }
+    flush(ctx).await;
+}
+
+/// The run was cancelled (its status was written by whoever cancelled it).
+pub(crate) async fn cancelled(ctx: &RunContext) {
+    push(ctx, "cancelled", json!({}));
+    flush(ctx).await;
+}
+
+/// The event log of one run, from an offset: see [`Workflow::events`].
+#[derive(Clone)]
+#[must_use]
+pub struct EventFeed {
+    store: Arc<dyn Store>,
+    run_id: String,
+}
+
+impl std::fmt::Debug for EventFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventFeed").field("run_id", &self.run_id).finish_non_exhaustive()
+    }
+}
+
+impl Workflow {
+    /// The event log of run `run_id`: `wf.events(id).from(0)` is a stream of its stored events,
+    /// then of new ones as they are appended, ending after the run's final event.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> durably_core::Result<()> {
+    /// use futures::TryStreamExt;
+    /// let wf = durably_core::Workflow::builder("app").build();
+    /// wf.run("run-1", |ctx| async move { ctx.step("greet", || async { Ok::<_, std::io::Error>(1) }).await }).await?;
+    /// let kinds: Vec<String> = wf.events("run-1").from(0).map_ok(|e| e.kind).try_collect().await?;
+    /// assert_eq!(kinds, ["started", "step", "completed"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn events(&self, run_id: &str) -> EventFeed {
+        EventFeed { store: self.store().clone(), run_id: run_id.to_owned() }
+    }
+}
+
+struct Follow {
+    feed: EventFeed,
+    next: u64,
+    page: VecDeque<EventRecord>,
+    last_kind: Option<String>,
+    waited_for_last: bool,
+    done: bool,
+}
+
+impl EventFeed {
+    /// The run's events from `offset` on (0 is the first): the stored ones, read
+    /// [`EVENT_PAGE`] at a time as the stream is polled, then new ones as they are appended.
+    /// The stream ends once the run is completed, failed or cancelled and every event before
+    /// that status was read; a run executed again later appends after it, readable from the
+    /// next offset. An offset past the end waits for events to reach it. A run that does not
+    /// exist yields [`Error::RunNotFound`].
+    pub fn from(self, offset: u64) -> BoxStream<'static, Result<EventRecord>> {
+        let state = Follow {
+            feed: self,
+            next: offset,
+            page: VecDeque::new(),
+            last_kind: None,
+            waited_for_last: false,
+            done: false,
+        };
+        Box::pin(futures::stream::unfold(state, |mut s| async move {
+            if s.done {
+                return None;
+            }
+            match s.advance().await {
+                Ok(Some(event)) => Some((Ok(event), s)),
+                Ok(None) => None,
+                Err(e) => {
+                    s.done = true;
+                    Some((Err(e), s))
+                }
+            }
+        }))
+    }
+}
+
+impl Follow {
+    async fn read(&mut self) -> Result<bool> {
+        let store = &self.feed.store;
+        let page = store.read_events(&self.feed.run_id, self.next, EVENT_PAGE).await?;
+        self.page.extend(page);
+        Ok(!self.page.is_empty())
+    }
+
+    async fn advance(&mut self) -> Result<Option<EventRecord>> {
+        loop {
+            if let Some(event) = self.page.pop_front() {
+                self.next = event.offset + 1;
+                self.last_kind = Some(event.kind.clone());
+                return Ok(Some(event));
+            }
+            if self.read().await? {
+                continue;
+            }
+            // Events are appended before the final status is written: a final status read
+            // before an empty page means the log is complete.
+            let run_id = self.feed.run_id.clone();
+            let Some(run) = self.feed.store.get_run(&run_id).await? else {
+                return Err(Error::RunNotFound { run_id });
+            };
+            let ended = matches!(run.status, RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled);
+            if ended && self.read().await? {
+                continue;
+            }
+            let final_seen = self.last_kind.as_deref().is_some_and(|k| FINAL_KINDS.contains(&k));
+            if ended && (final_seen || self.waited_for_last || run.status != RunStatus::Cancelled) {
+                return Ok(None);
+            }
+            if ended {
+                // A run cancelled from elsewhere gets its event from its executor after the
+                // status: give that one a moment.
+                self.waited_for_last = true;
+                self.feed.store.wait_for_events(&run_id, self.next, crate::cancel::CANCEL_POLL).await;
+            } else {
+                // After a final event its status follows at once: look again soon.
+                let wait = if final_seen { FINAL_STATUS_WAIT } else { FOLLOW_WAIT };
+                self.feed.store.wait_for_events(&run_id, self.next, wait).await;
+            }
+        }
+    }
+}
+
+impl RunContext {
+    /// Adds an event of `kind` with JSON `data` to this run's log (see
+    /// [`Workflow::events`]): buffered, and appended with the next checkpoint or within
+    /// [`FLUSH_AFTER`]. For integrations (an agent's text chunks, tool calls): emit only what
+    /// this execution does, not what it replays, so that a resumed run does not repeat events.
+    pub fn event(&self, kind: &str, data: Value) {
+        push(self, kind, data);
+    }
+}

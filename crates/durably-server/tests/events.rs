@@ -1,0 +1,248 @@
+//! `GET /api/runs/{id}/events`: Server-Sent Events of a run's log, resumed with
+//! `Last-Event-ID` on a new server process after the first one died mid-stream, with no event
+//! lost or repeated; bad offsets are 400.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{BEARER, TOKEN, send, wait_for};
+use durably_core::{Error, MemoryStore, RunStatus, Store, Workflow, signal, step};
+use durably_server::{Auth, ServerConfig, Token};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A server with a runtime of its own on a thread: stopping it drops the runtime, and with it
+/// every connection, as a process that dies would.
+struct ServerProcess {
+    addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerProcess {
+    fn start(store: Arc<dyn Store>) -> ServerProcess {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let wf = Workflow::builder("server-tests").shared_store(store).build();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let bound = listener.local_addr().unwrap();
+                addr_tx.send(bound.to_string()).unwrap();
+                let config = ServerConfig::new(bound, Auth::Token(Token::new(TOKEN).unwrap())).unwrap();
+                tokio::select! {
+                    _ = durably_server::serve(listener, durably_server::router(wf, config)) => {}
+                    _ = stopped => {}
+                }
+            });
+            rt.shutdown_background();
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        ServerProcess { addr, stop: Some(stop), thread: Some(thread) }
+    }
+
+    fn kill(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct SseEvent {
+    id: u64,
+    kind: String,
+    data: String,
+}
+
+/// A raw SSE client: HTTP/1.0, so the body is the bytes until the server closes.
+struct SseClient {
+    stream: tokio::net::TcpStream,
+    buf: String,
+}
+
+impl SseClient {
+    async fn connect(addr: &str, path: &str, last_event_id: Option<&str>) -> (u16, SseClient) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut req = format!(
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: {BEARER}\r\nAccept: text/event-stream\r\n"
+        );
+        if let Some(id) = last_event_id {
+            req.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut client = SseClient { stream, buf: String::new() };
+        let head = loop {
+            if let Some((head, rest)) = client.buf.split_once("\r\n\r\n") {
+                let head = head.to_owned();
+                client.buf = rest.to_owned();
+                break head;
+            }
+            assert!(client.read().await, "the server closed before its headers");
+        };
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, client)
+    }
+
+    /// Reads more; false at the end of the stream (or when the connection broke).
+    async fn read(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(20), self.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
+                true
+            }
+            Err(_) => panic!("no event for 20 s"),
+        }
+    }
+
+    /// The next event with an id; `None` once the stream ended.
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            while let Some((block, rest)) = self.buf.split_once("\n\n") {
+                let block = block.to_owned();
+                self.buf = rest.to_owned();
+                let (mut id, mut kind, mut data) = (None, String::new(), String::new());
+                for line in block.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "id" => id = Some(value.parse().unwrap()),
+                        "event" => kind = value.to_owned(),
+                        "data" => data.push_str(value),
+                        _ => {} // a keep-alive comment
+                    }
+                }
+                if let Some(id) = id {
+                    return Some(SseEvent { id, kind, data });
+                }
+            }
+            if !self.read().await {
+                return None;
+            }
+        }
+    }
+
+    /// Events until one of `kind` (included).
+    async fn until(&mut self, kind: &str, seen: &mut Vec<SseEvent>) {
+        loop {
+            let event =
+                self.next().await.unwrap_or_else(|| panic!("the stream ended before `{kind}`: {seen:?}"));
+            let done = event.kind == kind;
+            seen.push(event);
+            if done {
+                return;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reconnecting_to_a_new_server_after_a_crash_gets_every_event_once() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let wf = Workflow::builder("server-tests").shared_store(store.clone()).default_retries(0).build();
+    let runner = {
+        let wf = wf.clone();
+        tokio::spawn(async move {
+            wf.run("stream-1", |_| async move {
+                step("draft", || async { Ok::<_, Error>(1u32) }).await?;
+                let first: String = signal("go").await?;
+                step("review", || async { Ok::<_, Error>(2u32) }).await?;
+                let second: String = signal("go-again").await?;
+                step("publish", || async { Ok::<_, Error>(3u32) }).await?;
+                Ok::<_, Error>(format!("{first} {second}"))
+            })
+            .await
+        })
+    };
+    wait_for(&wf, "stream-1", RunStatus::Waiting).await;
+
+    let first = ServerProcess::start(store.clone());
+    let (status, mut client) = SseClient::connect(&first.addr, "/api/runs/stream-1/events", None).await;
+    assert_eq!(status, 200);
+    let mut seen = Vec::new();
+    client.until("waiting", &mut seen).await;
+    // The server dies mid-stream; the run goes on meanwhile.
+    first.kill();
+    assert_eq!(client.next().await, None, "the stream of a dead server ended");
+    assert!(wf.complete("stream-1", "go", "yes").await.unwrap());
+    for _ in 0..1000 {
+        let run = wf.get_run("stream-1").await.unwrap().unwrap();
+        if run.waiting_on.as_deref() == Some("go-again") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Another server on the same store: the client resumes after the last event it saw.
+    let second = ServerProcess::start(store.clone());
+    let last = seen.last().unwrap().id.to_string();
+    let (status, mut client) =
+        SseClient::connect(&second.addr, "/api/runs/stream-1/events", Some(&last)).await;
+    assert_eq!(status, 200);
+    client.until("waiting", &mut seen).await;
+    assert!(wf.complete("stream-1", "go-again", "again").await.unwrap());
+    while let Some(event) = client.next().await {
+        seen.push(event);
+    }
+    assert_eq!(runner.await.unwrap().unwrap(), "yes again");
+
+    let stored = store.read_events("stream-1", 0, 1000).await.unwrap();
+    let ids: Vec<u64> = seen.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (0..stored.len() as u64).collect::<Vec<_>>(), "an event was lost or repeated: {seen:?}");
+    for (got, want) in seen.iter().zip(&stored) {
+        assert_eq!((got.kind.as_str(), got.data.as_str()), (want.kind.as_str(), want.data.as_str()));
+    }
+    let kinds: Vec<&str> = seen.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["started", "step", "waiting", "signal", "step", "waiting", "signal", "step", "completed"]
+    );
+
+    // `?from=` starts anywhere; the stream of a completed run ends after its last event.
+    let (_, mut client) = SseClient::connect(&second.addr, "/api/runs/stream-1/events?from=7", None).await;
+    let (mut tail, mut n) = (Vec::new(), 0);
+    while let Some(event) = client.next().await {
+        tail.push(event);
+        n += 1;
+    }
+    assert_eq!((n, tail[0].id, tail[1].kind.as_str()), (2, 7, "completed"));
+    second.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_event_id_or_from_that_is_not_a_number_is_400_and_an_unknown_run_404() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let wf = Workflow::builder("server-tests").shared_store(store.clone()).build();
+    wf.run("done-1", |_| async { Ok::<_, Error>(1u32) }).await.unwrap();
+    let server = ServerProcess::start(store);
+    let auth = ("Authorization", BEARER);
+    for (path, header) in [
+        ("/api/runs/done-1/events", Some("abc")),
+        ("/api/runs/done-1/events", Some("-1")),
+        ("/api/runs/done-1/events?from=x", None),
+    ] {
+        let mut headers = vec![auth];
+        if let Some(h) = header {
+            headers.push(("Last-Event-ID", h));
+        }
+        let r = send(&server.addr, "GET", path, &headers, b"").await;
+        assert_eq!(r.status, 400, "{path} {header:?}: {}", r.body);
+        assert!(r.body.contains("done-1") && r.body.contains("not an event offset"), "{}", r.body);
+    }
+    let r = send(&server.addr, "GET", "/api/runs/nobody/events", &[auth], b"").await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = send(&server.addr, "GET", "/api/runs/done-1/events", &[], b"").await;
+    assert_eq!(r.status, 401, "the events need the token like the rest of the API");
+    // A completed run's stream, read whole: its two events (no step), then the end.
+    let r = send(&server.addr, "GET", "/api/runs/done-1/events", &[auth], b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    assert!(r.body.contains("id: 1\nevent: completed\n"), "{}", r.body);
+    server.kill();
+}
