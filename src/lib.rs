@@ -113,10 +113,9 @@ pub use durably_core::{
     Journal, Lease, LeaseOutcome, Leases, MAX_MISSED_TICKS, MemoryStore, Missed, NewEvent, NewRun, Queue,
     QueueStats, QueueWorker, Queues, RecoveryReport, Result, RetryPolicy, Retryable, RunContext, RunFilter,
     RunHandle, RunHistory, RunRecord, RunStatus, RunUpdate, Schedule, SignalRecord, Signals, SingleProcess,
-    State, StepInfo, StepRecord,
-    StepStatus, Store, StoreErrorKind, TaskCall, WorkerHandle, Workflow, WorkflowBuilder, backoff, child,
-    current_step, idempotency_key, journal, now_ms, patched, signal, signal_timeout, sleep, spawn, state,
-    step, store,
+    State, StepInfo, StepRecord, StepStatus, Store, StoreErrorKind, TaskCall, WorkerHandle, Workflow,
+    WorkflowBuilder, backoff, child, current_step, idempotency_key, journal, now_ms, patched, signal,
+    signal_timeout, sleep, spawn, state, step, store,
 };
 /// `#[durably::durable_pipeline]` is [`workflow`] under its python-durable name, for multi-agent
 /// pipelines: agent runs (`durably::agent::openai::OpenAiAgent::run`, the rig `DurableAgent`)
