@@ -353,6 +353,7 @@ impl Queues for MemoryStore {
             if full {
                 break;
             }
+            // Not `key_of`: `window` borrows `inner.claims` mutably, so only fields apart from it.
             let key = inner.queued.get(&run_id).and_then(|(_, key)| key.clone());
             if let (Some(key), Some(max)) = (&key, limits.per_key)
                 && per_key.get(key).copied().unwrap_or(0) >= max

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::json::decode;
+use crate::json::{decode, encode};
 use crate::store::{QueueLimits, QueueStats, QueuedRun, Rate, RunRecord, RunStatus};
 use crate::sync::lock;
 use crate::workflow::Workflow;
@@ -272,13 +272,7 @@ impl Workflow {
         input: &I,
         options: EnqueueOptions,
     ) -> Result<RunHandle> {
-        let input = serde_json::to_string(input).map_err(|source| Error::Serialize {
-            run_id: run_id.to_owned(),
-            step_id: "input".into(),
-            what: "workflow input",
-            type_name: std::any::type_name::<I>(),
-            source,
-        })?;
+        let input = encode(run_id, "input", "workflow input", input)?;
         self.enqueue_json(queue, workflow, run_id, input, options).await
     }
 

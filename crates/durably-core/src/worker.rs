@@ -149,9 +149,7 @@ impl QueueWorker {
         loop {
             ticker.tick().await;
             while let Some(done) = running.try_join_next() {
-                if let Ok(queue) = done {
-                    per_queue.entry(queue).and_modify(|n| *n = n.saturating_sub(1));
-                }
+                ended(&mut per_queue, done);
             }
             if tokio::time::Instant::now() >= next_report {
                 next_report += DEPTH_REPORT;
@@ -209,11 +207,7 @@ impl QueueWorker {
             };
             tokio::select! {
                 () = &mut shutdown => break,
-                Some(done) = running.join_next(), if !running.is_empty() => {
-                    if let Ok(queue) = done {
-                        per_queue.entry(queue).and_modify(|n| *n = n.saturating_sub(1));
-                    }
-                }
+                Some(done) = running.join_next(), if !running.is_empty() => ended(&mut per_queue, done),
                 () = tokio::time::sleep(tick_in.unwrap_or_default()), if full && tick_in.is_some() => {}
                 () = wait, if !full => {
                     if !claimed_any {
@@ -229,6 +223,13 @@ impl QueueWorker {
             tracing::info!(target: "durably", left = running.len(), "grace period over; stopping the runs still executing");
             running.shutdown().await;
         }
+    }
+}
+
+/// Counts the end of an execution of a run of `queue` (the task's output) out of its queue's share.
+fn ended(per_queue: &mut HashMap<String, usize>, done: Result<String, tokio::task::JoinError>) {
+    if let Ok(queue) = done {
+        per_queue.entry(queue).and_modify(|n| *n = n.saturating_sub(1));
     }
 }
 

@@ -115,16 +115,12 @@ impl Outcome {
     /// `{"status": "completed", "output": …}`, `{"status": "failed", "error": "…"}` or
     /// `{"status": "cancelled"}`: the payload of the signals that announce a run's end.
     fn to_json(&self) -> String {
-        let value = match self {
-            Outcome::Completed(json) => {
-                let output =
-                    serde_json::from_str::<serde_json::Value>(json).unwrap_or(serde_json::Value::Null);
-                serde_json::json!({ "status": "completed", "output": output })
-            }
-            Outcome::Failed(error) => serde_json::json!({ "status": "failed", "error": error }),
-            Outcome::Cancelled => serde_json::json!({ "status": "cancelled" }),
-        };
-        value.to_string()
+        match self {
+            // The output is JSON text the engine serialized: it goes in as it is, not parsed again.
+            Outcome::Completed(json) => format!(r#"{{"status":"completed","output":{json}}}"#),
+            Outcome::Failed(error) => serde_json::json!({ "status": "failed", "error": error }).to_string(),
+            Outcome::Cancelled => r#"{"status":"cancelled"}"#.to_owned(),
+        }
     }
 }
 
@@ -691,35 +687,27 @@ impl Workflow {
         if run.status.is_final() {
             return Ok(false);
         }
+        self.mark_cancelled(run_id, None).await?;
+        // Then its unfinished children, and theirs (rule 23 of docs/design.md).
+        let mut parents = vec![run_id.to_owned()];
+        while let Some(parent) = parents.pop() {
+            for child in self.list_runs(&RunFilter::new().parent(&parent)).await? {
+                if !child.status.is_final() {
+                    self.mark_cancelled(&child.run_id, Some(&parent)).await?;
+                    parents.push(child.run_id);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Records run `run_id` as cancelled and stops its execution in this process, if any.
+    async fn mark_cancelled(&self, run_id: &str, parent: Option<&str>) -> Result<()> {
         self.engine.env.store.update_run(run_id, &RunUpdate::new(RunStatus::Cancelled, now_ms())).await?;
         if let Some(ctx) = self.active_context(run_id) {
             ctx.cancel();
         }
-        tracing::info!(target: "durably", run_id = %run_id, "run cancelled");
-        self.cancel_children(run_id).await?;
-        Ok(true)
-    }
-
-    /// Cancels the unfinished children of `parent_id`, and theirs (rule 23 of docs/design.md).
-    async fn cancel_children(&self, parent_id: &str) -> Result<()> {
-        let mut parents = vec![parent_id.to_owned()];
-        while let Some(parent) = parents.pop() {
-            for child in self.list_runs(&RunFilter::new().parent(&parent)).await? {
-                if child.status.is_final() {
-                    continue;
-                }
-                self.engine
-                    .env
-                    .store
-                    .update_run(&child.run_id, &RunUpdate::new(RunStatus::Cancelled, now_ms()))
-                    .await?;
-                if let Some(ctx) = self.active_context(&child.run_id) {
-                    ctx.cancel();
-                }
-                tracing::info!(target: "durably", run_id = %child.run_id, parent = %parent, "child run cancelled with its parent");
-                parents.push(child.run_id);
-            }
-        }
+        tracing::info!(target: "durably", run_id = %run_id, ?parent, "run cancelled");
         Ok(())
     }
 
