@@ -1,8 +1,10 @@
-//! A queue of agent runs: support tickets are enqueued, and two workers (two engines on one
-//! SQLite file, as two processes would be) classify them with a durable agent, at most two at
-//! once and at most four model-calling runs started per second over both workers, whatever
-//! each worker's own concurrency. Each ticket is enqueued again afterwards: deduplication by
-//! run id returns the recorded answers, with no new model request.
+//! A queue of agent runs under a model rate limit: support tickets are enqueued, and two workers
+//! (two engines on one SQLite file, as two processes would be) classify them with a durable
+//! agent, at most four at once over both workers, and at most three requests per second to the
+//! model over both: the limit is kept in the store, so each worker's agent waits for room
+//! before a request, whatever the other worker sends. Each ticket is enqueued again
+//! afterwards: deduplication by run id returns the recorded answers, with no new model request
+//! and no wait for the limit.
 //!
 //! ```text
 //! cargo run --example queue_agents --features openai
@@ -16,6 +18,7 @@
 use std::time::{Duration, Instant};
 
 use durably::agent::openai::OpenAiAgent;
+use durably::agent::{ModelLimit, ModelLimits};
 use durably::{Queue, SqliteStore, Workflow};
 use durably_testkit::mock_openai::{MockOpenAi, MockReply};
 
@@ -30,10 +33,19 @@ const TICKETS: [&str; 8] = [
     "Export to CSV times out",
 ];
 
-/// One worker engine: the queue, the agent (as state) and the workflow that uses it.
+/// The model's limit: three requests per second over every worker.
+const REQUESTS_PER_SECOND: usize = 3;
+
+/// One worker engine: the queue, the model limit, the agent (as state) and the workflow that
+/// uses it.
 async fn engine(db: &std::path::Path, base: &str, key: &str) -> anyhow::Result<Workflow> {
     let wf = Workflow::builder("support").store(SqliteStore::open(db).await?).build();
-    wf.add_queue(Queue::new("triage").concurrency(2).rate(4, Duration::from_secs(1)))?;
+    wf.add_queue(Queue::new("triage").concurrency(4))?;
+    wf.add_model_limit(
+        ModelLimit::new("openai", "gpt-4o-mini")
+            .requests_per_minute(REQUESTS_PER_SECOND as u32)
+            .per(Duration::from_secs(1)),
+    )?;
     let agent = OpenAiAgent::builder(&wf)
         .name("triage")
         .model("gpt-4o-mini")
@@ -90,6 +102,14 @@ async fn main() -> anyhow::Result<()> {
     println!("   all done in {:.1?}; model requests: {}", started.elapsed(), requests());
     if let Some(mock) = &mock {
         assert_eq!(mock.requests(), TICKETS.len(), "one model request per ticket");
+        // As the provider counts: no second of arrivals holds more than the limit.
+        let mut arrivals = mock.arrivals();
+        arrivals.sort();
+        for window in arrivals.windows(REQUESTS_PER_SECOND + 1) {
+            let span = window[REQUESTS_PER_SECOND] - window[0];
+            assert!(span >= Duration::from_secs(1), "{} requests within {span:?}", REQUESTS_PER_SECOND + 1);
+        }
+        println!("   at most {REQUESTS_PER_SECOND} model requests in any second, over both workers");
     }
 
     println!("\n2) the same tickets enqueued again: each run id runs once, the answers come from the store");

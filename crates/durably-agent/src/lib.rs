@@ -23,6 +23,7 @@ mod hash;
 mod limits;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+mod model_limit;
 pub mod pipeline;
 pub mod sessions;
 mod tool;
@@ -34,6 +35,7 @@ pub use error::ModelError;
 pub use failure::model_error_of;
 pub use hash::{canonical_json, request_hash};
 pub use limits::{AgentError, Budget, BudgetKind, agent_error_of};
+pub use model_limit::{ModelLimit, ModelLimits};
 pub use tool::{DurableTool, durable_tool};
 
 #[cfg(feature = "openai")]

@@ -27,9 +27,10 @@ pub use crate::core::session::{
     resume,
 };
 
-use durably_core::{Result, Workflow};
+use durably_core::{Result, RunStatus, Workflow};
+use serde::{Deserialize, Serialize};
 
-use crate::core::session::{check_id, delete_session, read_turns, transcript};
+use crate::core::session::{check_id, delete_session, read_turns, transcript, turn_run_id};
 
 /// Every session in `wf`'s store, of every agent, most recently active first.
 pub async fn list(wf: &Workflow) -> Result<Vec<SessionInfo>> {
@@ -42,6 +43,55 @@ pub async fn messages(wf: &Workflow, agent: &str, session: &str) -> Result<Vec<C
     check_id("session id", session)?;
     let turns = read_turns::<serde_json::Value>(wf, agent, session).await?;
     Ok(transcript(&turns))
+}
+
+/// One turn of a session as an operator sees it: its run, its message, its status and, once
+/// completed, its answer, token usage and number of model calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TurnInfo {
+    /// The turn's number, from 1.
+    pub turn: u32,
+    /// The turn's run, `<agent>:<session>#<turn>`: its steps are the agent's model and tool
+    /// calls.
+    pub run_id: String,
+    /// The turn id the send gave (sending it again returns the recorded answer).
+    pub turn_id: String,
+    /// The user's message.
+    pub message: String,
+    /// The status of the turn's run.
+    pub status: RunStatus,
+    /// The signal a waiting turn waits for (an approval of one of its tool calls).
+    pub waiting_on: Option<String>,
+    /// The answer of a completed turn.
+    pub output: Option<String>,
+    /// The token usage of a completed turn, in the agent's usage type as JSON
+    /// (`prompt_tokens`/`completion_tokens` for the OpenAI agent, `input_tokens`/`output_tokens`
+    /// for rig).
+    pub usage: Option<serde_json::Value>,
+    /// How many model calls a completed turn made.
+    pub model_calls: Option<u32>,
+}
+
+/// The turns of session `session` of agent `agent`, in order, read in one store call: the
+/// completed ones with their answers, and an unfinished or failed one with its status.
+pub async fn turns(wf: &Workflow, agent: &str, session: &str) -> Result<Vec<TurnInfo>> {
+    check_id("session id", session)?;
+    let turns = read_turns::<serde_json::Value>(wf, agent, session).await?;
+    Ok(turns
+        .into_iter()
+        .map(|t| TurnInfo {
+            turn: t.input.turn,
+            run_id: turn_run_id(agent, session, t.input.turn),
+            turn_id: t.input.turn_id,
+            message: t.input.message,
+            status: t.status,
+            waiting_on: t.waiting_on,
+            output: t.record.as_ref().map(|r| r.output.clone()),
+            usage: t.record.as_ref().map(|r| r.usage.clone()),
+            model_calls: t.record.as_ref().map(|r| r.model_calls),
+        })
+        .collect())
 }
 
 /// Deletes session `session` of agent `agent` (every turn's run with its steps); returns how

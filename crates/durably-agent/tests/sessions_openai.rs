@@ -96,6 +96,21 @@ async fn multi_turn_history_reaches_the_model_and_reads_back() {
     assert_eq!((listed[0].agent.as_str(), listed[0].session.as_str()), ("bot", "conv-42"));
     assert_eq!((listed[0].turns, listed[0].completed), (3, 3));
     assert_eq!(agent(&wf2, &mock).sessions().await.unwrap(), listed);
+    // Each turn as an operator's tool sees it: its run, message, answer and usage.
+    let turns = sessions::turns(&wf2, "bot", "conv-42").await.unwrap();
+    let seen: Vec<(u32, &str, &str, Option<&str>)> =
+        turns.iter().map(|t| (t.turn, t.run_id.as_str(), t.message.as_str(), t.output.as_deref())).collect();
+    assert_eq!(
+        seen,
+        [
+            (1, "bot:conv-42#1", "I am Ann", Some("Hi Ann.")),
+            (2, "bot:conv-42#2", "Who am I?", Some("You are Ann.")),
+            (3, "bot:conv-42#3", "Bye", Some("Bye Ann.")),
+        ]
+    );
+    assert!(turns.iter().all(|t| t.status == durably_core::RunStatus::Completed && t.model_calls == Some(1)));
+    assert!(turns[0].usage.as_ref().is_some_and(|u| u["prompt_tokens"].as_u64().is_some_and(|n| n > 0)));
+    assert!(sessions::turns(&wf2, "bot", "").await.is_err(), "an empty session id is refused");
 
     // Deleting the session removes its turns.
     assert_eq!(session.delete().await.unwrap(), 3);

@@ -1,11 +1,14 @@
 //! The durably benchmark: the scenarios of python-durable's reference script
 //! (`crates/durably-bench/python/python_durable_bench.py`) run on durably's stores, the physical floor of this
-//! machine measured with rusqlite directly, and optionally python-durable itself in the same
-//! invocation. One JSON line per scenario, then a markdown summary with the targets.
+//! machine measured with rusqlite directly, and optionally python-durable itself and the Rust
+//! peers (durare, dbos: `bench/peers`, see `peers.rs`) in the same invocation. One JSON line per
+//! scenario, then a markdown summary with the targets, and optionally an SVG chart (`chart.rs`).
 //!
 //! ```text
 //! cargo run --release -p durably-bench -- --help
 //! cargo run --release -p durably-bench -- --compare-python /tmp/pyd-venv/bin/python
+//! cargo run --release -p durably-bench --features postgres -- --stores sqlite-normal,postgres \
+//!     --only floor,steps,workflows,concurrent --compare-peers --chart bench.svg
 //! cargo run --release -p durably-bench -- --quick          # tiny sizes: a smoke test
 //! cargo run --release -p durably-bench -- soak --minutes 5  # a bounded soak (see `soak/mod.rs`)
 //! ```
@@ -17,8 +20,10 @@
 
 #[cfg(feature = "agent")]
 mod agents;
+mod chart;
 mod engine;
 mod floor;
+mod peers;
 mod python;
 mod queues;
 mod report;
@@ -44,7 +49,7 @@ use crate::stores::{StoreKind, Target};
 #[command(
     name = "durably-bench",
     version,
-    about = "Benchmarks durably against python-durable and against this machine's raw SQLite floor.",
+    about = "Benchmarks durably against python-durable, the Rust peers (durare, dbos) and this machine's raw floor.",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -203,6 +208,18 @@ struct Options {
     /// The python-durable script (default: python/python_durable_bench.py in this crate).
     #[arg(long)]
     python_script: Option<PathBuf>,
+    /// Also run the workflow scenarios on the Rust peers (durare 0.5 on SQLite and PostgreSQL,
+    /// dbos 0.5 on PostgreSQL) with `durably-peers`: a binary, or a Cargo.toml run with `cargo
+    /// run --release` [default: bench/peers/Cargo.toml of this repository].
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    compare_peers: Option<Option<PathBuf>>,
+    /// The peers of --compare-peers.
+    #[arg(long, value_delimiter = ',', default_value = "durare-sqlite,durare-postgres,dbos-postgres")]
+    peers: Vec<String>,
+    /// Write an SVG chart of the time per step (log scale) of each workflow scenario: durably's
+    /// stores, the peers, python-durable and the floor.
+    #[arg(long, value_name = "FILE")]
+    chart: Option<PathBuf>,
     /// Where the database files go (default: a temporary directory, removed at the end).
     #[arg(long)]
     workdir: Option<PathBuf>,
@@ -678,6 +695,53 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(program) = &o.compare_peers {
+        match program.clone().or_else(peers::default_manifest) {
+            None => {
+                let e = anyhow::anyhow!("bench/peers/Cargo.toml not found: pass --compare-peers PATH");
+                emit(&mut rep, "peers", "durably-peers", Err(e));
+            }
+            Some(program) => {
+                let mut only = Vec::new();
+                for (g, name) in [
+                    (Group::Steps, "steps"),
+                    (Group::Workflows, "workflows"),
+                    (Group::Concurrent, "concurrent"),
+                ] {
+                    if on(g) {
+                        only.push(name);
+                    }
+                }
+                let args = peers::PeersArgs {
+                    peers: o.peers.clone(),
+                    only,
+                    steps: sizes.steps,
+                    workflows: sizes.workflows,
+                    wf_tasks: sizes.wf_tasks,
+                    concurrent: sizes.concurrent,
+                    conc_tasks: sizes.conc_tasks,
+                    repeat: sizes.repeat,
+                };
+                let mut got = Vec::new();
+                let result = peers::run(&program, &dir.join("peers"), &args, |r| got.push(r)).await;
+                for r in got {
+                    rep.emit(r);
+                }
+                if let Err(e) = result {
+                    // A peer failing is its result, not durably's error.
+                    eprintln!("durably-bench: durably-peers: {e:#}");
+                }
+            }
+        }
+    }
+
+    let chart = match &o.chart {
+        Some(path) => std::fs::write(path, chart::svg(&rep))
+            .map(|()| eprintln!("durably-bench: chart written to {}", path.display()))
+            .map_err(|e| anyhow::anyhow!("cannot write the chart to {}: {e}", path.display())),
+        None => Ok(()),
+    };
+
     if !o.json_only {
         println!("{}", summary::markdown(&rep, &command, &machine_at_start));
     }
@@ -686,7 +750,7 @@ async fn bench(o: Options) -> anyhow::Result<()> {
     if errors > 0 {
         anyhow::bail!("{errors} errors in durably's scenarios (see the records with \"errors\" > 0)");
     }
-    Ok(())
+    chart
 }
 
 #[cfg(test)]
@@ -721,6 +785,29 @@ mod tests {
         assert_eq!(cli.opts.stores, vec![StoreKind::Memory, StoreKind::SqliteNormal]);
         assert_eq!(cli.opts.only, vec![Group::Steps, Group::Signal]);
         assert!(Cli::try_parse_from(["durably-bench", "--stores", "oracle"]).is_err());
+    }
+
+    #[test]
+    fn compare_peers_takes_an_optional_program_and_chart_a_file() {
+        let cli = Cli::try_parse_from(["durably-bench", "--compare-peers", "--chart", "c.svg"]).unwrap();
+        assert_eq!(cli.opts.compare_peers, Some(None), "no program: bench/peers/Cargo.toml");
+        assert_eq!(cli.opts.chart, Some(PathBuf::from("c.svg")));
+        assert_eq!(cli.opts.peers, ["durare-sqlite", "durare-postgres", "dbos-postgres"]);
+        let cli = Cli::try_parse_from([
+            "durably-bench",
+            "--compare-peers",
+            "bench/peers/target/release/durably-peers",
+            "--peers",
+            "dbos-postgres",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.opts.compare_peers,
+            Some(Some(PathBuf::from("bench/peers/target/release/durably-peers")))
+        );
+        assert_eq!(cli.opts.peers, ["dbos-postgres"]);
+        let cli = Cli::try_parse_from(["durably-bench"]).unwrap();
+        assert_eq!((cli.opts.compare_peers, cli.opts.chart), (None, None));
     }
 
     #[test]

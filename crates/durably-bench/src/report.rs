@@ -3,16 +3,16 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// What one scenario measured on one store.
-#[derive(Debug, Clone, Serialize)]
+/// What one scenario measured on one store (read back from `durably-peers`' JSON lines).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Record {
     /// The scenario name, the same as in `python_durable_bench.py` where it has one.
     pub(crate) scenario: String,
     /// `sqlite-full`, `sqlite-normal`, `memory`, `redis`, `postgres`, `rusqlite` (the floor),
-    /// `python-durable`.
+    /// `python-durable`, and the Rust peers (`durare-sqlite`, `durare-postgres`, `dbos-postgres`).
     pub(crate) store: String,
     /// Operations measured (steps, rows, signals, runs).
     pub(crate) n: u64,
@@ -124,9 +124,14 @@ impl Reporter {
         self.records.iter().find(|r| r.scenario == scenario && r.store == store)
     }
 
-    /// Errors in durably's own scenarios and the floors (python-durable's are its results).
+    /// Errors in durably's own scenarios and the floors (python-durable's and the Rust peers' are
+    /// their results).
     pub(crate) fn own_errors(&self) -> u64 {
-        self.records.iter().filter(|r| r.store != PYTHON).map(|r| r.errors).sum()
+        self.records
+            .iter()
+            .filter(|r| r.store != PYTHON && !crate::peers::is_peer(&r.store))
+            .map(|r| r.errors)
+            .sum()
     }
 }
 

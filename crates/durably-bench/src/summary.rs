@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::peers::{PEERS, durably_twin, floor_of, is_peer};
 use crate::report::{FLOOR, PYTHON, Record, Reporter, cell, fmt_rate, fmt_us};
 
 /// What the machine is and how busy it was.
@@ -298,10 +299,15 @@ pub(crate) fn markdown(rep: &Reporter, command: &str, machine_at_start: &str) ->
             scenarios.push(&rec.scenario);
         }
     }
-    // python-durable last, then its ratio.
-    stores.sort_by_key(|s| *s == PYTHON);
+    // durably's stores, then the Rust peers, then python-durable and its ratio.
+    stores.sort_by_key(|s| if *s == PYTHON { 2 } else { u8::from(is_peer(s)) });
     let has_python = stores.contains(&PYTHON);
-    let _ = writeln!(md, "### durably and python-durable, side by side\n");
+    let title = if stores.iter().any(|s| is_peer(s)) {
+        "durably, the Rust peers and python-durable"
+    } else {
+        "durably and python-durable"
+    };
+    let _ = writeln!(md, "### {title}, side by side\n");
     let _ = writeln!(
         md,
         "Time per operation (per step, per signal, per run) and throughput; latency rows show the median and p99 (python-durable: max).\n"
@@ -341,6 +347,8 @@ pub(crate) fn markdown(rep: &Reporter, command: &str, machine_at_start: &str) ->
         let _ = writeln!(md, "{row}");
     }
 
+    peers_table(&mut md, rep);
+
     let floors: Vec<&Record> = rep.records.iter().filter(|r| r.store == FLOOR).collect();
     if !floors.is_empty() {
         let _ = writeln!(md, "\n### The floor on this machine (rusqlite / raw clients, no durably code)\n");
@@ -372,6 +380,51 @@ pub(crate) fn markdown(rep: &Reporter, command: &str, machine_at_start: &str) ->
         let _ = writeln!(md, "| {} | {} | {} | {status} | {} |", c.what, c.target, c.measured, c.note);
     }
     md
+}
+
+/// Scenarios where a step is one durable write in sequence, so the raw one-row commit is its
+/// floor.
+const FLOORED: [&str; 2] = ["steps_fresh", "workflows_fresh"];
+
+/// The Rust peers: each record with its ratio to the same floor and to durably on the same
+/// medium at the same durability.
+fn peers_table(md: &mut String, rep: &Reporter) {
+    let recs: Vec<&Record> = rep.records.iter().filter(|r| is_peer(&r.store)).collect();
+    if recs.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "\n### The Rust peers ({})\n", PEERS.join(", "));
+    let _ = writeln!(
+        md,
+        "Time per step and throughput. Each peer is compared with durably on the same medium at the same durability \
+         (durare opens SQLite in WAL with `synchronous=NORMAL`: durably `sqlite-normal`; PostgreSQL: durably `postgres`), \
+         and, where a step is one durable write in sequence, with the raw one-row commit of that medium \
+         (`floor_wal_normal_1`, `floor_postgres_insert`). A ratio above 1 is slower than durably or the floor.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | peer | n | peer | durably | peer ÷ durably | floor | peer ÷ floor |\n|---|---|---:|---|---|---:|---|---:|"
+    );
+    let dash = || "—".to_owned();
+    for r in recs {
+        let twin = durably_twin(&r.store).and_then(|t| rep.find(&r.scenario, t).map(|d| (t, d)));
+        let floor = floor_of(&r.store)
+            .filter(|_| FLOORED.contains(&r.scenario.as_str()))
+            .and_then(|f| rep.find(f, FLOOR).map(|x| (f, x)));
+        let times = |x: Option<f64>| x.map(|x| format!("{x:.2}×")).unwrap_or_else(dash);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.scenario,
+            r.store,
+            r.n,
+            cell(r),
+            twin.map(|(t, d)| format!("{t}: {}", cell(d))).unwrap_or_else(dash),
+            times(ratio(Some(r), twin.map(|(_, d)| d))),
+            floor.map(|(f, x)| format!("{f}: {}", fmt_us(x.per_op_us))).unwrap_or_else(dash),
+            times(ratio(Some(r), floor.map(|(_, x)| x))),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -407,6 +460,35 @@ mod tests {
         rep.records.push(rec("floor_wal_full_1", FLOOR, 1000, 1000));
         rep.records.push(rec("steps_fresh", "sqlite-full", 1000, 1000).errors(1));
         assert_eq!(checks(&rep)[0].met, None);
+    }
+
+    #[test]
+    fn peers_get_their_ratio_to_durably_and_to_the_floor() {
+        let mut rep = Reporter::default();
+        rep.records.push(rec("floor_wal_normal_1", FLOOR, 100, 10)); // 100 µs
+        rep.records.push(rec("steps_fresh", "sqlite-normal", 100, 20)); // 200 µs
+        rep.records.push(rec("steps_fresh", "durare-sqlite", 100, 60)); // 600 µs
+        rep.records.push(rec("concurrent_workflows", "postgres", 100, 10));
+        rep.records.push(rec("concurrent_workflows", "dbos-postgres", 100, 40));
+        rep.records.push(rec("steps_fresh", PYTHON, 100, 300));
+        let md = markdown(&rep, "durably-bench", "test machine");
+        let row = md.lines().find(|l| l.starts_with("| steps_fresh | durare-sqlite")).unwrap();
+        assert!(
+            row.contains("3.00×") && row.contains("6.00×") && row.contains("floor_wal_normal_1"),
+            "{row}"
+        );
+        let row = md.lines().find(|l| l.starts_with("| concurrent_workflows | dbos-postgres")).unwrap();
+        assert!(row.contains("4.00×"), "dbos ÷ durably postgres: {row}");
+        assert!(row.ends_with("| — | — |"), "no floor for concurrent runs: {row}");
+        let header = md.lines().find(|l| l.starts_with("| scenario | n |")).unwrap();
+        let at = |s: &str| header.find(s).unwrap();
+        assert!(
+            at("sqlite-normal") < at("durare-sqlite") && at("durare-sqlite") < at("python-durable"),
+            "{header}"
+        );
+        assert_eq!(rep.own_errors(), 0);
+        rep.records.push(rec("workflows_fresh", "dbos-postgres", 1, 1).errors(3));
+        assert_eq!(rep.own_errors(), 0, "a peer's errors are its result, not durably's");
     }
 
     #[test]

@@ -112,6 +112,12 @@ pub(crate) async fn waiting(target: &Target, runs: u64) -> anyhow::Result<Record
 }
 
 /// The `waiting-child` itself; prints one JSON [`Report`] line.
+/// How long the child lets its runs settle after all are listed as waiting.
+const SETTLE: Duration = Duration::from_secs(1);
+/// How long the child measures its CPU time while the runs wait: long enough for the 10 ms
+/// resolution of the process's CPU counters to resolve a fraction of a percent.
+const IDLE: Duration = Duration::from_secs(5);
+
 pub(crate) async fn child(
     kind: StoreKind,
     location: PathBuf,
@@ -149,8 +155,11 @@ pub(crate) async fn child(
     }
     let all_waiting = started.elapsed();
     let rss_waiting = status_mb("VmRSS:").unwrap_or(0.0);
-    // What the runs cost while they merely wait (polls, timers).
-    let idle = Duration::from_secs(2);
+    // A run is listed as waiting once its status is written; its `waiting` event and its
+    // registration for wake-ups follow. Let that tail end before measuring.
+    tokio::time::sleep(SETTLE).await;
+    // What the runs cost while they merely wait (polls, timers, lease renewals).
+    let idle = IDLE;
     let cpu0 = cpu_ticks().unwrap_or(0);
     tokio::time::sleep(idle).await;
     let cpu1 = cpu_ticks().unwrap_or(0);

@@ -54,6 +54,19 @@ pub fn parse_age(text: &str) -> Result<i64> {
 
 pub use durably_server::preview;
 
+/// `text` cut to `max` characters with `…`, keeping its line breaks (for `<pre>` blocks);
+/// other control characters become spaces.
+pub fn preview_keep_lines(text: &str, max: usize) -> String {
+    let kept: String = text.chars().map(|c| if c.is_control() && c != '\n' { ' ' } else { c }).collect();
+    if kept.chars().count() <= max {
+        kept
+    } else {
+        let mut cut: String = kept.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -109,6 +122,8 @@ mod tests {
     fn previews_and_tables() {
         assert_eq!(preview("a\nb", 10), "a b");
         assert_eq!(preview("abcdef", 4), "abc…");
+        assert_eq!(preview_keep_lines("a\nb\tc", 10), "a\nb c");
+        assert_eq!(preview_keep_lines("abcdef", 4), "abc…");
         assert_eq!(table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]), "A    BB\nxyz  1\n");
     }
 }

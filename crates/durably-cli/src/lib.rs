@@ -474,7 +474,13 @@ pub fn show_text(doc: &RunExport) -> String {
             .signals
             .iter()
             .map(|sig| {
-                vec![sig.name.clone(), format::time(sig.delivered_at_ms), format::preview(&sig.payload, 60)]
+                // The engine's own signals are shown as such, not as ones a user delivered.
+                let name = if durably_core::is_internal_signal(&sig.name) {
+                    format!("{} (internal)", sig.name)
+                } else {
+                    sig.name.clone()
+                };
+                vec![name, format::time(sig.delivered_at_ms), format::preview(&sig.payload, 60)]
             })
             .collect();
         s.push_str(&format::table(&["SIGNAL", "DELIVERED (UTC)", "PAYLOAD"], &rows));

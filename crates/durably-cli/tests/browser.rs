@@ -1,11 +1,14 @@
 //! End to end in headless Chromium (Debian's `chromium` and `chromium-driver`): open the run
 //! page of a run waiting on an approval, type a note, click Approve, and see the run resume and
-//! complete, in the run's executor and on the page. Driven through chromedriver's W3C WebDriver
-//! HTTP API with reqwest.
+//! complete, in the run's executor and on the page, which follows the run's event stream
+//! without reloading. Then an agent run's conversation, a session, the queues, and an agent run
+//! whose tool call is approved from outside the page after it loaded: the tool's result
+//! arrives on the open page. Driven through chromedriver's W3C WebDriver HTTP API with reqwest.
 //!
 //! Skips, saying why, when `/usr/bin/chromium` or `/usr/bin/chromedriver` is missing, unless
 //! `DURABLY_REQUIRE_CHROMIUM=1`. `DURABLY_SCREENSHOT=path.png` saves the screenshot of the
-//! waiting run's page there (it made `docs/dashboard.png`).
+//! waiting run's page there (it made `docs/dashboard.png`); `DURABLY_SCREENSHOT_DIR=docs` saves
+//! the agent, session, queues and live pages' as `dashboard-*.png` there.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -15,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Approval, Counter, engine, prepare, sqlite, wait_for_status};
+use common::{Approval, Counter, engine, prepare, record_agents, sqlite, start_payout, wait_for_status};
 use durably_core::{Error, RunStatus, Workflow, backoff, step};
 use serde_json::{Value, json};
 
@@ -125,6 +128,19 @@ impl Driver {
         self.call("POST", "/execute/sync", Some(json!({"script": js, "args": []}))).await
     }
 
+    /// Runs `js` (an expression) until it is `want`, then returns it; or what it was last.
+    async fn wait_for(&self, js: &str, want: Value) -> Value {
+        let mut got = Value::Null;
+        for _ in 0..200 {
+            got = self.script(&format!("return {js}")).await;
+            if got == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        got
+    }
+
     async fn screenshot(&self) -> Vec<u8> {
         let v = self.call("GET", "/screenshot", None).await;
         base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap()
@@ -220,6 +236,7 @@ async fn approve_in_chromium_resumes_the_run_to_completion() {
 
     let note = driver.find("#note").await;
     driver.call("POST", &format!("/element/{note}/value"), Some(json!({"text": "ship it"}))).await;
+    driver.script("window.durablyMarker = 'set before the click'; return null").await;
     let approve = driver.find("#approve").await;
     driver.call("POST", &format!("/element/{approve}/click"), None).await;
 
@@ -231,26 +248,128 @@ async fn approve_in_chromium_resumes_the_run_to_completion() {
         Some(r#"{"approved":true}"#)
     );
 
-    // The page follows the run and reloads once it is finished.
-    let mut shown = Value::Null;
-    for _ in 0..100 {
-        shown = driver
-            .script("const s = document.getElementById('status'); return s ? s.textContent : null")
-            .await;
-        if shown == json!("completed") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // The page follows the run's event stream: the status and the steps change in place, and
+    // the finished run's page has no buttons, without a reload (the marker set before the
+    // click is still there).
+    assert_eq!(
+        driver.wait_for("document.getElementById('status').textContent", json!("completed")).await,
+        json!("completed")
+    );
+    assert_eq!(driver.wait_for("document.querySelectorAll('#approve').length", json!(0)).await, json!(0));
+    assert_eq!(driver.script("return window.durablyMarker || null").await, json!("set before the click"));
+    assert_eq!(
+        driver.script("return document.querySelector('#steps tr[data-step=\"publish\"] td:nth-child(3)').textContent").await,
+        json!("completed"),
+        "the publish step's row arrived live"
+    );
+    let kinds = driver
+        .script("return [...document.querySelectorAll('#events li .ek')].map(e => e.textContent)")
+        .await;
+    for kind in ["signal", "step", "completed"] {
+        assert!(kinds.as_array().unwrap().contains(&json!(kind)), "{kind} in {kinds}");
     }
-    assert_eq!(shown, json!("completed"));
-    let mut buttons = json!(1);
-    for _ in 0..100 {
-        buttons = driver.script("return document.querySelectorAll('#approve').length").await;
-        if buttons == json!(0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    driver.call("DELETE", "", None).await;
+}
+
+/// Saves `png` as `dashboard-<name>.png` in `DURABLY_SCREENSHOT_DIR`, if it is set.
+fn keep(png: &[u8], name: &str) {
+    assert_eq!(&png[1..4], b"PNG");
+    if let Ok(dir) = std::env::var("DURABLY_SCREENSHOT_DIR") {
+        std::fs::write(Path::new(&dir).join(format!("dashboard-{name}.png")), png).unwrap();
     }
-    assert_eq!(buttons, json!(0), "the reloaded page of the completed run has no Approve button");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_session_queue_views_and_a_live_approval_in_chromium() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("durably.db");
+    prepare(&db).await;
+    record_agents(&db).await;
+    let wf = engine(sqlite(&db).await);
+    let payout = start_payout(&wf, "payout-7").await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let ui_wf = durably_cli::open_workflow(&format!("sqlite:{}", db.display()), false).await.unwrap();
+    tokio::spawn(durably_cli::ui::serve(listener, ui_wf));
+    let driver = Driver::start(&dir.path().join("chromium-profile")).await;
+
+    // The agent run: its conversation, tool calls with arguments and results, tokens.
+    driver.goto(&format!("{base}/runs/trip-1")).await;
+    assert_eq!(driver.script("return document.querySelectorAll('#agent li.tool').length").await, json!(2));
+    let conversation = driver.script("return document.getElementById('agent').innerText").await;
+    let text = conversation.as_str().unwrap();
+    for part in [
+        "Weather in Paris and Berlin?",
+        "\"city\": \"Berlin\"",
+        "sunny in Paris",
+        "It is sunny in Paris and raining in Berlin.",
+        "out tokens",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    keep(&driver.screenshot().await, "agent");
+
+    // The sessions, one session's turns, and the queues.
+    driver.goto(&format!("{base}/sessions")).await;
+    let link = driver.find("#sessions a").await;
+    driver.call("POST", &format!("/element/{link}/click"), None).await;
+    assert_eq!(
+        driver.wait_for("document.querySelectorAll('#turns li.turn').length", json!(2)).await,
+        json!(2)
+    );
+    let turns = driver.script("return document.getElementById('turns').innerText").await;
+    assert!(turns.as_str().unwrap().contains("You are Ann."), "{turns}");
+    keep(&driver.screenshot().await, "session");
+    driver.goto(&format!("{base}/queues")).await;
+    assert_eq!(
+        driver
+            .script(
+                "return document.querySelector('#queues tr[data-queue=\"mail\"] td:nth-child(2)').textContent"
+            )
+            .await,
+        json!("1")
+    );
+    keep(&driver.screenshot().await, "queues");
+
+    // A live update: the page is open on the waiting agent run; the approval is delivered from
+    // outside it (another engine, as `durably signal` would); the tool's result and the run's
+    // end arrive on the page from the event stream.
+    driver.goto(&format!("{base}/runs/payout-7")).await;
+    let requested = driver.script("return document.querySelector('#agent .ap-requested') !== null").await;
+    assert_eq!(requested, json!(true));
+    assert_eq!(driver.script("return document.getElementById('approval').hidden").await, json!(false));
+    driver.script("window.durablyMarker = 'loaded once'; return null").await;
+    let signal = wf.get_run("payout-7").await.unwrap().unwrap().waiting_on.unwrap();
+    assert!(signal.starts_with("approve:payouts.tool.transfer_funds#1."), "{signal}");
+    assert!(wf.complete("payout-7", &signal, &json!({"approved": true})).await.unwrap());
+    let result = driver
+        .wait_for(
+            "[...document.querySelectorAll('#agent pre.result')].some(p => p.textContent.includes('transferred 250 EUR'))",
+            json!(true),
+        )
+        .await;
+    assert_eq!(result, json!(true), "the tool's result arrived on the open page");
+    assert_eq!(
+        driver.wait_for("document.getElementById('status').textContent", json!("completed")).await,
+        json!("completed")
+    );
+    assert_eq!(driver.script("return window.durablyMarker || null").await, json!("loaded once"), "no reload");
+    assert_eq!(
+        driver.script("return document.querySelector('#agent .ap').textContent").await,
+        json!("approval granted"),
+        "the approval's signal arrived live"
+    );
+    let calls = driver
+        .script("return [...document.querySelectorAll('#agent li.assistant')].map(li => li.dataset.step)")
+        .await;
+    assert_eq!(calls, json!(["payouts.model#1", "payouts.model#2"]), "the second model call arrived live");
+    keep(&driver.screenshot().await, "live");
+    let run = tokio::time::timeout(Duration::from_secs(30), payout.task).await.unwrap().unwrap().unwrap();
+    assert!(run.output.starts_with("Done: 250 EUR"), "{}", run.output);
+    assert_eq!(payout.transfers.get(), 1);
     driver.call("DELETE", "", None).await;
 }

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Counter, approval_flow, dashboard, wait_for_status};
+use common::{
+    Counter, agent_dashboard, approval_flow, dashboard, define_mail_queue, start_payout, wait_for_status,
+};
 use durably_core::RunStatus;
 use reqwest::StatusCode;
 
@@ -141,4 +143,92 @@ async fn signal_and_cancel_endpoints_check_their_input() {
     assert_eq!(code, StatusCode::NOT_FOUND);
     let (code, _) = post(format!("{}/api/runs/order-1/reject", s.base), "not json").await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_run_shows_its_conversation_tool_calls_and_tokens() {
+    let s = agent_dashboard().await;
+    let (code, html) = get(format!("{}/runs/trip-1", s.base)).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(html.contains("<section id=\"agent\">"), "{html}");
+    assert!(html.contains("agent <code>guide</code>") && html.contains("2 model call(s)"), "{html}");
+    assert!(html.contains("Weather in Paris and Berlin?"), "the prompt, from the run's output: {html}");
+    assert_eq!(html.matches("<li class=\"tool\"").count(), 2, "{html}");
+    assert!(html.contains("&quot;city&quot;: &quot;Paris&quot;"), "the arguments: {html}");
+    assert!(html.contains("sunny in Paris") && html.contains("raining in Berlin"), "the results: {html}");
+    assert!(html.contains("It is sunny in Paris and raining in Berlin."), "the answer: {html}");
+    assert!(html.contains("in / ") && html.contains("out tokens"), "tokens per call: {html}");
+    assert!(html.contains("no price recorded"), "{html}");
+    assert!(html.contains("Executed 1 time(s)") && html.contains("executed fresh in execution 1"), "{html}");
+    assert!(html.contains("<ol id=\"events\" data-next=\""), "the event log: {html}");
+    assert!(html.contains("<span class=\"ek\">tool_result</span>"), "{html}");
+    assert!(!html.contains("sk-test-dashboard"), "no secret on the page");
+    // A plain run has no agent view.
+    let (_, plain) = get(format!("{}/runs/order-1", s.base)).await;
+    assert!(!plain.contains("id=\"agent\""), "{plain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_run_waiting_for_an_approval_shows_it_requested_then_granted() {
+    let s = agent_dashboard().await;
+    let payout = start_payout(&s.wf, "payout-7").await;
+    let (_, html) = get(format!("{}/runs/payout-7", s.base)).await;
+    assert!(html.contains("approval requested: waiting"), "{html}");
+    assert!(
+        html.contains("DE89 3704 0044 0532 0130 00"),
+        "the arguments of the call awaiting approval: {html}"
+    );
+    assert!(html.contains("<button id=\"approve\">Approve</button>"), "{html}");
+    let (code, body) = post(format!("{}/api/runs/payout-7/approve", s.base), "{}").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let run = tokio::time::timeout(Duration::from_secs(30), payout.task).await.unwrap().unwrap().unwrap();
+    assert!(run.output.starts_with("Done: 250 EUR"), "{}", run.output);
+    assert_eq!(payout.transfers.get(), 1);
+    let (_, html) = get(format!("{}/runs/payout-7", s.base)).await;
+    assert!(html.contains("approval granted") && html.contains("transferred 250 EUR"), "{html}");
+    assert!(!html.contains("id=\"approve\""), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sessions_pages_list_sessions_and_a_sessions_turns() {
+    let s = agent_dashboard().await;
+    let (code, html) = get(format!("{}/sessions", s.base)).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(html.contains("<a href=\"/sessions/support/conv-42\">conv-42</a>"), "{html}");
+    let (code, html) = get(format!("{}/sessions/support/conv-42", s.base)).await;
+    assert_eq!(code, StatusCode::OK);
+    for text in ["I am Ann", "Hello Ann.", "Who am I?", "You are Ann.", "2 (2 completed)"] {
+        assert!(html.contains(text), "{text}: {html}");
+    }
+    assert!(html.contains("href=\"/runs/support%3Aconv-42%231\""), "each turn links to its run: {html}");
+    let (_, turn) = get(format!("{}/runs/support%3Aconv-42%232", s.base)).await;
+    assert!(turn.contains("agent <code>support</code>") && turn.contains("Who am I?"), "{turn}");
+    let (code, html) = get(format!("{}/sessions/support/nope", s.base)).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(html.contains("No session <code>nope</code>"), "{html}");
+    // An empty store says so.
+    let other = dashboard().await;
+    let (_, empty) = get(format!("{}/sessions", other.base)).await;
+    assert!(empty.contains("No sessions."), "{empty}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queues_page_shows_depth_and_the_limits_the_engine_defines() {
+    let s = agent_dashboard().await;
+    let (code, html) = get(format!("{}/queues", s.base)).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        html.contains("<tr data-queue=\"mail\"><td><code>mail</code></td><td>1</td><td>0</td><td>0</td>"),
+        "{html}"
+    );
+    assert!(html.contains("not defined here"), "`durably ui` defines no queue: {html}");
+    // Embedded in an application that defines the queue, its limits show.
+    define_mail_queue(&s.wf);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hosts = durably_cli::ui::AllowedHosts::new(listener.local_addr().unwrap());
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = durably_cli::ui::router(s.wf.clone(), hosts);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_, html) = get(format!("{base}/queues")).await;
+    assert!(html.contains("<td>concurrency 2</td>"), "{html}");
 }

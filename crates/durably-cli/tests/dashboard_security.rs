@@ -99,7 +99,16 @@ async fn a_foreign_host_is_refused_on_get_and_post() {
     let port = s.addr.rsplit(':').next().unwrap();
     let rebound = format!("evil.example:{port}");
     for host in [rebound.as_str(), "evil.example", "127.0.0.1", "localhost.evil.example"] {
-        for path in ["/", "/runs/approval-1", "/api/runs", "/api/runs/approval-1"] {
+        for path in [
+            "/",
+            "/runs/approval-1",
+            "/api/runs",
+            "/api/runs/approval-1",
+            "/api/runs/approval-1/events",
+            "/sessions",
+            "/sessions/support/conv-42",
+            "/queues",
+        ] {
             let r = send(&s.addr, "GET", path, &[("Host", host)], "").await;
             refused(&r, &format!("GET {path} Host {host}"));
             assert!(!r.body.contains("approval-1"), "no run data behind a foreign Host: {}", r.body);

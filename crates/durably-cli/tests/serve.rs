@@ -68,7 +68,17 @@ async fn serve_needs_the_token_for_the_api_and_the_dashboard() {
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let (_child, addr) = start(&db, &["--token-file", token_file.to_str().unwrap()], &[]);
 
-    for path in ["/api/runs", "/api/runs/approval-1", "/", "/runs/approval-1", "/openapi.json"] {
+    for path in [
+        "/api/runs",
+        "/api/runs/approval-1",
+        "/api/runs/approval-1/events",
+        "/",
+        "/runs/approval-1",
+        "/sessions",
+        "/sessions/support/conv-42",
+        "/queues",
+        "/openapi.json",
+    ] {
         let (code, body) = request(&addr, "GET", path, None, "").await;
         assert_eq!(code, 401, "GET {path}: {body}");
         assert!(!body.contains("approval-1") && !body.contains(TOKEN), "GET {path}: {body}");
@@ -106,6 +116,46 @@ async fn serve_needs_the_token_for_the_api_and_the_dashboard() {
         client.get(format!("http://{addr}/runs/approval-1")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     assert!(res.text().await.unwrap().contains("Waiting on signal <code>manager-approval</code>"));
+
+    // The run page's live updates: the event stream takes the login cookie as it takes the
+    // token (a browser's EventSource cannot send a token), and nothing less.
+    for path in ["/sessions", "/queues"] {
+        let res = client.get(format!("http://{addr}{path}")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{path}");
+    }
+    let events = format!("http://{addr}/api/runs/approval-1/events");
+    let res = client
+        .get(&events)
+        .header("cookie", &cookie)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"].to_str().unwrap(), "text/event-stream");
+    drop(res);
+    for bad in ["durably_session=0123456789abcdef", "durably_session=", "other=1"] {
+        let res = client
+            .get(&events)
+            .header("cookie", bad)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 401, "cookie {bad}");
+    }
+    // A foreign Host is refused before authentication, with the cookie too.
+    let port = addr.rsplit(':').next().unwrap();
+    let r = durably_testkit::raw_http::send(
+        &addr,
+        "GET",
+        "/api/runs/approval-1/events",
+        &[("Host", &format!("evil.example:{port}")), ("Cookie", &cookie)],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
 
     let (code, body) = request(&addr, "POST", "/api/runs/approval-1/approve", Some(TOKEN), "{}").await;
     assert_eq!(code, 200, "{body}");

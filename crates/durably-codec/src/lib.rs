@@ -362,16 +362,36 @@ impl<S: Store> Queues for CodecStore<S> {
     }
 }
 
+/// Rate limits hold counts, not values: nothing to encode.
+#[async_trait]
+impl<S: Store> RateLimits for CodecStore<S> {
+    async fn acquire_rate(&self, acquire: &durably_core::RateAcquire) -> Result<durably_core::RateDecision> {
+        self.inner.acquire_rate(acquire).await
+    }
+    async fn settle_rate(
+        &self,
+        key: &str,
+        grant_id: &str,
+        actual: durably_core::RateCost,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.inner.settle_rate(key, grant_id, actual, now_ms).await
+    }
+    async fn block_rate(&self, key: &str, duration: Duration, now_ms: i64) -> Result<()> {
+        self.inner.block_rate(key, duration, now_ms).await
+    }
+}
+
 /// Event data is encoded like every other value; kinds stay in clear.
 #[async_trait]
 impl<S: Store> Events for CodecStore<S> {
-    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
+    async fn append_events(&self, run_id: &str, events: &[NewEvent], keep: u64) -> Result<u64> {
         let aad = aad_event(run_id);
         let encoded = events
             .iter()
             .map(|e| Ok(NewEvent::new(e.kind.clone(), self.codec.encode(&e.data, &aad)?, e.at_ms)))
             .collect::<Result<Vec<_>>>()?;
-        self.inner.append_events(run_id, &encoded).await
+        self.inner.append_events(run_id, &encoded, keep).await
     }
     async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {
         let aad = aad_event(run_id);

@@ -395,8 +395,9 @@ impl RunContext {
     /// [`Error::LeaseLost`], saving nothing, once this execution has lost the run's lease.
     pub async fn save_step(&self, record: StepRecord) -> Result<()> {
         self.check_lease()?;
-        self.inner.env.store.save_step(&self.inner.run_id, &record).await?;
-        crate::events::step_saved(self, &record).await;
+        // The buffered events travel with the checkpoint instead of after it: see `events`.
+        crate::events::step_event(self, &record);
+        crate::events::save_step_with_events(self, &record).await?;
         lock(&self.inner.steps).insert(record.step_id.clone(), record);
         Ok(())
     }

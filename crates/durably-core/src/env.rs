@@ -86,9 +86,13 @@ pub(crate) struct Env {
     pub(crate) store: Arc<dyn Store>,
     /// Retries and backoff of tasks that set none.
     pub(crate) retry: RetryPolicy,
+    /// How many of its newest events each run's log keeps (rule 27 of docs/design.md).
+    pub(crate) max_events_per_run: u64,
     /// Written by `WorkflowBuilder::state` and `Workflow::set_state`, read by runs; never held
     /// across an `.await`.
     pub(crate) states: RwLock<States>,
+    /// The rate limits defined with `Workflow::add_rate_limit`, by key.
+    pub(crate) rate_limits: crate::rate::RateLimitTable,
 }
 
 impl Env {

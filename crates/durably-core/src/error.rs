@@ -197,6 +197,24 @@ pub enum Error {
         run_id: String,
     },
 
+    /// A reader of a run's event log asked for events that its retention limit dropped (rule
+    /// 27 of docs/design.md): the log now starts at `first_kept`.
+    /// [`Workflow::events`](crate::Workflow::events) yields this once, then goes on from
+    /// `first_kept`.
+    #[error(
+        "the events of run `{run_id}` from offset {from} to {} were dropped by the event log's \
+         retention limit; its oldest event kept is at offset {first_kept}",
+        first_kept.saturating_sub(1)
+    )]
+    EventsTrimmed {
+        /// The run.
+        run_id: String,
+        /// The offset the reader asked for.
+        from: u64,
+        /// The offset of the oldest event the log keeps.
+        first_kept: u64,
+    },
+
     /// The store failed to carry out an operation.
     #[error("store error during {op}{}: {source}", fmt_run(run_id))]
     Store {
@@ -338,6 +356,7 @@ impl Error {
             | Error::RunInProgress { run_id, .. }
             | Error::LeaseLost { run_id, .. }
             | Error::Parked { run_id, .. }
+            | Error::EventsTrimmed { run_id, .. }
             | Error::RunNotFound { run_id }
             | Error::Corrupt { run_id, .. } => Some(run_id),
             Error::Store { run_id, .. } => run_id.as_deref(),

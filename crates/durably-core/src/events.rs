@@ -1,12 +1,23 @@
 //! What a run writes to its store's event log ([`Events`](crate::Events)), and how clients
 //! follow it ([`Workflow::events`]).
 //!
-//! The executor of a run keeps a buffer of events. A step's checkpoint flushes it (with the
-//! step's own event), as does a wait for a signal and the run's final status, which is written
-//! only after its event landed; events in between (an agent's text chunks) are flushed after
+//! The executor of a run keeps a buffer of events. A step's checkpoint takes the buffer, with
+//! the step's own event, to the store in the same write where the store can
+//! ([`Journal::save_step_with_events`](crate::store::Journal::save_step_with_events): SQLite
+//! and PostgreSQL write both, or neither, in one commit), and as a second request in flight
+//! beside it elsewhere, so events cost no extra round trip per step. On a store of the second
+//! kind, a process that dies between the two may leave a step without its event, or (when
+//! the step then executes again) with two. A wait for a
+//! signal flushes the buffer before it waits, and the run's final status is written only after
+//! its event landed; events in between (an agent's text chunks) are flushed after
 //! [`FLUSH_AFTER`] or once [`FLUSH_AT`] of them are buffered, so a streamed answer costs a few
 //! appends, not one per chunk. Replayed steps emit nothing. A store that refuses events (the
 //! default of [`Events`](crate::Events)) is logged once and the run goes on without them.
+//!
+//! Each append keeps the newest
+//! [`max_events_per_run`](crate::WorkflowBuilder::max_events_per_run) events of the log (rule
+//! 27 of docs/design.md); a follower behind the oldest one kept gets [`Error::EventsTrimmed`]
+//! once, then the rest.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +37,11 @@ use crate::workflow::Workflow;
 pub const FLUSH_AFTER: Duration = Duration::from_millis(20);
 /// How many buffered events are appended at once without waiting for [`FLUSH_AFTER`].
 pub const FLUSH_AT: usize = 64;
+/// How many events each run's log keeps unless
+/// [`WorkflowBuilder::max_events_per_run`](crate::WorkflowBuilder::max_events_per_run) says
+/// otherwise: enough for a long agent run's streamed text, bounded so that one run cannot fill
+/// the store.
+pub const DEFAULT_MAX_EVENTS_PER_RUN: u64 = 10_000;
 /// How many events a follower reads from the store at once: its memory bound.
 pub const EVENT_PAGE: usize = 256;
 /// How long a follower waits for new events before it looks at the run's status again.
@@ -56,19 +72,9 @@ pub(crate) struct RunEvents {
 /// Buffers an event of this run; appended with the next checkpoint, or within
 /// [`FLUSH_AFTER`], or at once when [`FLUSH_AT`] are buffered.
 pub(crate) fn push(ctx: &RunContext, kind: &str, data: Value) {
-    let events = &ctx.inner.events;
-    if events.off.load(Ordering::Relaxed) {
-        return;
-    }
-    let len = {
-        let mut buffer = lock(&events.buffer);
-        if buffer.len() >= MAX_BUFFERED {
-            buffer.remove(0);
-        }
-        buffer.push(NewEvent::new(kind, data.to_string(), now_ms()));
-        buffer.len()
-    };
+    let Some(len) = buffer(ctx, kind, data.to_string()) else { return };
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    let events = &ctx.inner.events;
     if len >= FLUSH_AT {
         let ctx = ctx.clone();
         runtime.spawn(async move { flush(&ctx).await });
@@ -80,6 +86,21 @@ pub(crate) fn push(ctx: &RunContext, kind: &str, data: Value) {
             flush(&ctx).await;
         });
     }
+}
+
+/// Adds an event (its data already JSON text) to the buffer without scheduling a flush;
+/// returns how many are buffered, or `None` when this execution writes no events.
+fn buffer(ctx: &RunContext, kind: &str, data: String) -> Option<usize> {
+    let events = &ctx.inner.events;
+    if events.off.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut buffer = lock(&events.buffer);
+    if buffer.len() >= MAX_BUFFERED {
+        buffer.remove(0);
+    }
+    buffer.push(NewEvent::new(kind, data, now_ms()));
+    Some(buffer.len())
 }
 
 /// Appends the buffered events of this run. A failure is logged; the events stay buffered for
@@ -95,7 +116,8 @@ pub(crate) async fn flush(ctx: &RunContext) {
     if batch.is_empty() {
         return;
     }
-    match ctx.store().append_events(ctx.run_id(), &batch).await {
+    let keep = ctx.inner.env.max_events_per_run;
+    match ctx.store().append_events(ctx.run_id(), &batch, keep).await {
         Ok(_) => {}
         Err(e @ Error::Invalid { .. }) => {
             events.off.store(true, Ordering::Relaxed);
@@ -105,11 +127,43 @@ pub(crate) async fn flush(ctx: &RunContext) {
         }
         Err(e) => {
             tracing::warn!(target: "durably", run_id = %ctx.run_id(), error = %e, "could not append the run's events; trying again with the next ones");
-            let mut buffer = lock(&events.buffer);
-            let later = std::mem::replace(&mut *buffer, batch);
-            buffer.extend(later);
+            restore(events, batch);
         }
     }
+}
+
+/// Puts a batch that was not appended back in front of what was buffered since.
+fn restore(events: &RunEvents, batch: Vec<NewEvent>) {
+    let mut buffer = lock(&events.buffer);
+    let later = std::mem::replace(&mut *buffer, batch);
+    buffer.extend(later);
+}
+
+/// Saves the checkpoint `step` with the buffered events (its own event among them): in one
+/// store write where the store can ([`Journal::save_step_with_events`]), else the two calls
+/// at once. A failure is the checkpoint's; its events stay buffered.
+///
+/// [`Journal::save_step_with_events`]: crate::store::Journal::save_step_with_events
+pub(crate) async fn save_step_with_events(ctx: &RunContext, step: &StepRecord) -> Result<()> {
+    let store = &ctx.inner.env.store;
+    let events = &ctx.inner.events;
+    if !events.off.load(Ordering::Relaxed) {
+        let _order = events.flushing.lock().await;
+        let batch = std::mem::take(&mut *lock(&events.buffer));
+        if !batch.is_empty() {
+            let keep = ctx.inner.env.max_events_per_run;
+            let together = store.save_step_with_events(ctx.run_id(), step, &batch, keep).await;
+            let written = together.as_ref().is_some_and(Result::is_ok);
+            if !written {
+                restore(events, batch);
+            }
+            if let Some(result) = together {
+                return result;
+            }
+        }
+    }
+    let (saved, ()) = tokio::join!(store.save_step(ctx.run_id(), step), flush(ctx));
+    saved
 }
 
 /// `started` or `resumed` (with how many steps were recorded before), when an execution begins.
@@ -121,25 +175,44 @@ pub(crate) fn run_started(ctx: &RunContext, recorded_steps: usize) {
     }
 }
 
-/// After a checkpoint: the step's event (a completed or failed step; an intent is none), then
-/// the buffer, with it.
-pub(crate) async fn step_saved(ctx: &RunContext, record: &StepRecord) {
+/// The data of a `step` event, serialized straight from the record (keys in the order a JSON
+/// object of `serde_json` would have them).
+#[derive(serde::Serialize)]
+struct StepEvent<'a> {
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    name: &'a str,
+    status: &'static str,
+    step_id: &'a str,
+}
+
+/// Buffers the event of a checkpoint about to be written (a completed or failed step; an
+/// intent has none); [`RunContext::save_step`] appends the buffer alongside the checkpoint.
+pub(crate) fn step_event(ctx: &RunContext, record: &StepRecord) {
     let status = match record.status {
         StepStatus::Completed => "completed",
         StepStatus::Failed => "failed",
-        _ => return flush(ctx).await,
+        _ => return,
     };
-    let mut data = json!({
-        "step_id": record.step_id,
-        "name": record.name,
-        "status": status,
-        "attempts": record.attempts,
-    });
-    if let Some(error) = &record.error {
-        data["error"] = Value::String(error.clone());
+    if ctx.inner.events.off.load(Ordering::Relaxed) {
+        return;
     }
-    push(ctx, "step", data);
-    flush(ctx).await;
+    let data = StepEvent {
+        attempts: record.attempts,
+        error: record.error.as_deref(),
+        name: &record.name,
+        status,
+        step_id: &record.step_id,
+    };
+    match serde_json::to_string(&data) {
+        Ok(data) => {
+            buffer(ctx, "step", data);
+        }
+        Err(e) => {
+            tracing::warn!(target: "durably", run_id = %ctx.run_id(), error = %e, "could not encode a step event")
+        }
+    }
 }
 
 /// The run waits for signal `name`: flushed before the wait.
@@ -221,7 +294,26 @@ impl EventFeed {
     /// The stream ends once the run is completed, failed or cancelled and every event before
     /// that status was read; a run executed again later appends after it, readable from the
     /// next offset. An offset past the end waits for events to reach it. A run that does not
-    /// exist yields [`Error::RunNotFound`].
+    /// exist yields [`Error::RunNotFound`], and a store failure its error, each as the last
+    /// item.
+    ///
+    /// Events the log's retention limit dropped
+    /// ([`WorkflowBuilder::max_events_per_run`](crate::WorkflowBuilder::max_events_per_run))
+    /// are not skipped in silence: the stream yields [`Error::EventsTrimmed`] (the run, the
+    /// offset asked for, the oldest offset kept) and then goes on from the oldest event kept,
+    /// as a lagging `tokio::sync::broadcast` receiver does.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> durably_core::Result<()> {
+    /// use futures::StreamExt;
+    /// let wf = durably_core::Workflow::builder("app").max_events_per_run(2).build();
+    /// wf.run("run-1", |ctx| async move { ctx.step("greet", || async { Ok::<_, std::io::Error>(1) }).await }).await?;
+    /// let items: Vec<_> = wf.events("run-1").from(0).collect().await;
+    /// assert!(matches!(items[0], Err(durably_core::Error::EventsTrimmed { first_kept: 1, .. })));
+    /// let kinds: Vec<&str> = items[1..].iter().flatten().map(|e| e.kind.as_str()).collect();
+    /// assert_eq!(kinds, ["step", "completed"]);
+    /// # Ok(()) }
+    /// ```
     pub fn from(self, offset: u64) -> BoxStream<'static, Result<EventRecord>> {
         let state = Follow {
             feed: self,
@@ -238,6 +330,8 @@ impl EventFeed {
             match s.advance().await {
                 Ok(Some(event)) => Some((Ok(event), s)),
                 Ok(None) => None,
+                // A gap is told, then the stream goes on from the oldest event kept.
+                Err(e @ Error::EventsTrimmed { .. }) => Some((Err(e), s)),
                 Err(e) => {
                     s.done = true;
                     Some((Err(e), s))
@@ -258,6 +352,18 @@ impl Follow {
     async fn advance(&mut self) -> Result<Option<EventRecord>> {
         loop {
             if let Some(event) = self.page.pop_front() {
+                if event.offset > self.next {
+                    // The store reads from the oldest event it keeps: the ones between were
+                    // dropped by the log's retention limit.
+                    let gap = Error::EventsTrimmed {
+                        run_id: self.feed.run_id.clone(),
+                        from: self.next,
+                        first_kept: event.offset,
+                    };
+                    self.next = event.offset;
+                    self.page.push_front(event);
+                    return Err(gap);
+                }
                 self.next = event.offset + 1;
                 self.last_kind = Some(event.kind.clone());
                 return Ok(Some(event));

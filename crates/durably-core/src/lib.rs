@@ -28,6 +28,7 @@ mod patch;
 #[doc(hidden)]
 pub mod private;
 mod queue;
+mod rate;
 mod recovery;
 mod schedule;
 mod signal;
@@ -45,18 +46,20 @@ pub use child::{Child, ChildHandle, child};
 pub use context::{RunContext, StepInfo, current_step, idempotency_key, spawn, state};
 pub use env::State;
 pub use error::{BoxError, Error, Result, RetryAfter, Retryable, StoreErrorKind};
-pub use events::{EVENT_PAGE, EventFeed, FINAL_KINDS, FLUSH_AFTER, FLUSH_AT};
+pub use events::{DEFAULT_MAX_EVENTS_PER_RUN, EVENT_PAGE, EventFeed, FINAL_KINDS, FLUSH_AFTER, FLUSH_AT};
 pub use lease::DEFAULT_LEASE_TTL;
 pub use memory::MemoryStore;
 pub use patch::patched;
 pub use queue::{EnqueueOptions, Queue, RunHandle};
+pub use rate::RateGrant;
 pub use recovery::{DurableWorkflow, RecoveryReport, WorkerHandle};
 pub use schedule::{MAX_MISSED_TICKS, Missed, Schedule};
-pub use signal::{signal, signal_timeout, sleep};
+pub use signal::{INTERNAL_SIGNAL_PREFIX, is_internal_signal, signal, signal_timeout, sleep};
 pub use store::{
     Admin, Claim, EventRecord, Events, Journal, Lease, LeaseOutcome, Leases, NewEvent, NewRun, QueueLimits,
-    QueueStats, QueuedRun, Queues, Rate, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate,
-    SignalRecord, Signals, SingleProcess, StepRecord, StepStatus, Store, now_ms,
+    QueueStats, QueuedRun, Queues, Rate, RateAcquire, RateCost, RateDecision, RateLimit, RateLimits,
+    RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, Signals, SingleProcess, StepRecord,
+    StepStatus, Store, now_ms,
 };
 pub use task::{TaskCall, step};
 pub use worker::{DEFAULT_PARK_AFTER, DEFAULT_WORKER_CONCURRENCY, QueueWorker};

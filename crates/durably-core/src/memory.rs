@@ -10,9 +10,10 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::store::{
     Admin, Claim, EventRecord, Events, Journal, Lease, LeaseOutcome, Leases, NewEvent, NewRun, QueueStats,
-    QueuedRun, Queues, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, Signals,
-    StepRecord, WaitRegistry,
+    QueuedRun, Queues, RateAcquire, RateCost, RateDecision, RateLimits, RunFilter, RunHistory, RunRecord,
+    RunStatus, RunUpdate, SignalRecord, Signals, StepRecord, WaitRegistry,
 };
+use crate::store::{LoggedGrant, decide, duration_ms};
 
 /// A store in memory. Cloning it is not supported; share it through `Arc`.
 #[derive(Debug, Default)]
@@ -37,7 +38,23 @@ struct Inner {
     queued: HashMap<String, (i32, Option<String>)>,
     /// The claim times of each queue within its rate window, oldest first.
     claims: HashMap<String, VecDeque<i64>>,
-    events: HashMap<String, Vec<EventRecord>>,
+    events: HashMap<String, EventLog>,
+    /// The rate limits' logs, by key.
+    rates: HashMap<String, RateLog>,
+}
+
+/// One key's grants (by id, oldest first) and the end of its block.
+#[derive(Debug, Default)]
+struct RateLog {
+    grants: Vec<(String, LoggedGrant)>,
+    blocked_until_ms: i64,
+}
+
+/// One run's event log: the events kept, and the offset the next one gets.
+#[derive(Debug, Default)]
+struct EventLog {
+    kept: VecDeque<EventRecord>,
+    next: u64,
 }
 
 impl Inner {
@@ -59,6 +76,16 @@ impl Inner {
     /// live lease.
     fn executing(&self, run: &RunRecord, now_ms: i64) -> bool {
         !run.status.is_final() && run.status != RunStatus::Failed && self.lease_is_live(&run.run_id, now_ms)
+    }
+}
+
+/// Whether a worker of `version` may claim `run` (see [`Queues::claim_runs`]): any run without
+/// a version of its own, a run of its version, or one never executed.
+fn version_allows(version: Option<&str>, run: &RunRecord) -> bool {
+    match (version, run.version.as_deref()) {
+        (None, _) => true,
+        (Some(mine), Some(theirs)) => mine == theirs,
+        (Some(_), None) => run.status == RunStatus::Enqueued,
     }
 }
 
@@ -308,6 +335,7 @@ impl Queues for MemoryStore {
         run.status = RunStatus::Enqueued;
         run.queue = Some(new.queue.clone());
         run.parent_id.clone_from(&new.parent_id);
+        run.version.clone_from(&new.version);
         inner.runs.insert(new.run_id.clone(), run.clone());
         inner.queued.insert(new.run_id.clone(), (new.priority, new.key.clone()));
         drop(inner);
@@ -332,7 +360,7 @@ impl Queues for MemoryStore {
                 if let Some(key) = key_of(inner, &run.run_id) {
                     *per_key.entry(key).or_default() += 1;
                 }
-            } else if inner.runnable(run, now) {
+            } else if inner.runnable(run, now) && version_allows(claim.version.as_deref(), run) {
                 let priority = inner.queued.get(&run.run_id).map_or(0, |(p, _)| *p);
                 candidates.push((-i64::from(priority), run.created_at_ms, run.run_id.clone()));
             }
@@ -365,6 +393,10 @@ impl Queues for MemoryStore {
             run.waiting_on = None;
             run.wake_at_ms = None;
             run.updated_at_ms = now;
+            run.claimed_at_ms = Some(now);
+            if run.version.is_none() {
+                run.version.clone_from(&claim.version);
+            }
             claimed.push(run.clone());
             let expires_at_ms = now.saturating_add(i64::try_from(claim.ttl.as_millis()).unwrap_or(i64::MAX));
             inner.leases.insert(run_id, Lease::new(&claim.owner, expires_at_ms));
@@ -452,13 +484,17 @@ impl Queues for MemoryStore {
 
 #[async_trait]
 impl Events for MemoryStore {
-    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
+    async fn append_events(&self, run_id: &str, events: &[NewEvent], keep: u64) -> Result<u64> {
         let mut inner = self.lock();
         let log = inner.events.entry(run_id.to_owned()).or_default();
-        let first = log.len() as u64;
-        for (i, event) in events.iter().enumerate() {
-            log.push(EventRecord::new(first + i as u64, event.clone()));
+        let first = log.next;
+        for event in events {
+            log.kept.push_back(EventRecord::new(log.next, event.clone()));
+            log.next += 1;
         }
+        let keep = usize::try_from(keep.max(1)).unwrap_or(usize::MAX);
+        let dropped = log.kept.len().saturating_sub(keep);
+        log.kept.drain(..dropped);
         drop(inner);
         self.readers.wake(run_id);
         Ok(first)
@@ -466,14 +502,59 @@ impl Events for MemoryStore {
 
     async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {
         let inner = self.lock();
-        let log = inner.events.get(run_id).map(Vec::as_slice).unwrap_or_default();
-        let start = usize::try_from(from).unwrap_or(usize::MAX).min(log.len());
-        Ok(log[start..].iter().take(limit).cloned().collect())
+        let Some(log) = inner.events.get(run_id) else { return Ok(Vec::new()) };
+        let oldest = log.kept.front().map_or(log.next, |e| e.offset);
+        let start = usize::try_from(from.saturating_sub(oldest)).unwrap_or(usize::MAX).min(log.kept.len());
+        Ok(log.kept.range(start..).take(limit).cloned().collect())
     }
 
     async fn wait_for_events(&self, run_id: &str, from: u64, max_wait: Duration) {
         let waiting = self.readers.register(run_id.to_owned());
-        let look = async { self.lock().events.get(run_id).is_some_and(|log| log.len() as u64 > from) };
+        let look = async { self.lock().events.get(run_id).is_some_and(|log| log.next > from) };
         waiting.wait_unless(look, max_wait).await;
+    }
+}
+
+#[async_trait]
+impl RateLimits for MemoryStore {
+    async fn acquire_rate(&self, acquire: &RateAcquire) -> Result<RateDecision> {
+        acquire.limit.check(&acquire.key, acquire.cost)?;
+        let now = acquire.now_ms;
+        let mut inner = self.lock();
+        let log = inner.rates.entry(acquire.key.clone()).or_default();
+        if log.grants.iter().any(|(id, _)| *id == acquire.grant_id) {
+            return Ok(RateDecision::Granted);
+        }
+        let since = now.saturating_sub(acquire.limit.period_ms);
+        log.grants.retain(|(_, g)| g.at_ms > since);
+        log.grants.sort_by_key(|(_, g)| g.at_ms);
+        let window: Vec<LoggedGrant> = log.grants.iter().map(|(_, g)| *g).collect();
+        let decision = decide(&acquire.limit, acquire.cost, &window, log.blocked_until_ms, now);
+        if decision == RateDecision::Granted {
+            let grant = LoggedGrant {
+                at_ms: now,
+                requests: u64::from(acquire.cost.requests),
+                tokens: acquire.cost.tokens,
+            };
+            log.grants.push((acquire.grant_id.clone(), grant));
+        }
+        Ok(decision)
+    }
+
+    async fn settle_rate(&self, key: &str, grant_id: &str, actual: RateCost, now_ms: i64) -> Result<()> {
+        let mut inner = self.lock();
+        let log = inner.rates.entry(key.to_owned()).or_default();
+        log.grants.retain(|(id, _)| id != grant_id);
+        let at_ms = now_ms.saturating_add(1);
+        let grant = LoggedGrant { at_ms, requests: u64::from(actual.requests), tokens: actual.tokens };
+        log.grants.push((grant_id.to_owned(), grant));
+        Ok(())
+    }
+
+    async fn block_rate(&self, key: &str, duration: Duration, now_ms: i64) -> Result<()> {
+        let mut inner = self.lock();
+        let log = inner.rates.entry(key.to_owned()).or_default();
+        log.blocked_until_ms = log.blocked_until_ms.max(now_ms.saturating_add(duration_ms(duration)));
+        Ok(())
     }
 }

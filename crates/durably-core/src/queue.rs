@@ -140,6 +140,7 @@ pub struct EnqueueOptions {
     pub(crate) priority: i32,
     pub(crate) key: Option<String>,
     pub(crate) parent_id: Option<String>,
+    pub(crate) version: Option<String>,
 }
 
 impl EnqueueOptions {
@@ -157,6 +158,14 @@ impl EnqueueOptions {
     /// The concurrency key the queue's [`Queue::per_key`] limit counts by: a tenant, a user.
     pub fn key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());
+        self
+    }
+
+    /// Binds the run to workers of `version` (see [`QueueWorker::version`](crate::QueueWorker::version)):
+    /// workers of another version never claim it. Without it, the first versioned worker that
+    /// claims the run binds it to its version.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
         self
     }
 }
@@ -308,6 +317,7 @@ impl Workflow {
             QueuedRun::new(run_id, workflow, Some(input), queue, store.now_ms()).priority(options.priority);
         run.key = options.key;
         run.parent_id = options.parent_id;
+        run.version = options.version;
         let (stored, created) = store.enqueue(&run).await?;
         if !created && stored.workflow != workflow {
             return Err(Error::RunConflict {

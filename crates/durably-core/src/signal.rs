@@ -19,6 +19,23 @@ const MAX_STORE_WAIT: Duration = Duration::from_secs(60);
 /// What a parked sleep waits for: a signal nobody delivers, so only its timer wakes it.
 pub(crate) const SLEEP_WAIT: &str = "durably.sleep";
 
+/// The prefix of the signals the engine delivers to itself: `durably.done` (a queued run
+/// ended, for [`RunHandle::result`](crate::RunHandle::result)), `durably.child:<id>` (a child
+/// run's outcome, for its parent), and the wait `durably.sleep`.
+pub const INTERNAL_SIGNAL_PREFIX: &str = "durably.";
+
+/// True for a signal name the engine keeps for itself (it starts with
+/// [`INTERNAL_SIGNAL_PREFIX`]): [`Workflow::complete`](crate::Workflow::complete) refuses to
+/// deliver one, and the HTTP API and the CLI do not list them among a run's signals.
+///
+/// ```
+/// assert!(durably_core::is_internal_signal("durably.child:order-1/ship"));
+/// assert!(!durably_core::is_internal_signal("approve:transfer"));
+/// ```
+pub fn is_internal_signal(name: &str) -> bool {
+    name.starts_with(INTERNAL_SIGNAL_PREFIX)
+}
+
 fn outside(what: &str) -> Error {
     Error::Invalid { what: "call", detail: format!("`{what}` can only be awaited inside a workflow run") }
 }

@@ -22,7 +22,8 @@ use crate::backoff::{RetryPolicy, linear};
 use crate::error::{Result, StoreErrorKind};
 use crate::store::{
     Admin, Claim, EventRecord, Events, Journal, LeaseOutcome, Leases, NewEvent, NewRun, QueueStats,
-    QueuedRun, Queues, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord, Signals, StepRecord, Store,
+    QueuedRun, Queues, RateAcquire, RateCost, RateDecision, RateLimits, RunFilter, RunHistory, RunRecord,
+    RunUpdate, SignalRecord, Signals, StepRecord, Store,
 };
 
 /// The engine's default for store calls: three more attempts, 50 ms, 250 ms and 450 ms apart.
@@ -72,6 +73,20 @@ impl Journal for RetryingStore {
     }
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
         self.again("save_step", || self.inner.save_step(run_id, step)).await
+    }
+    /// Not retried as one (a second append after a lost answer would duplicate the events):
+    /// after a transient failure the engine makes the two calls, `save_step` retried.
+    async fn save_step_with_events(
+        &self,
+        run_id: &str,
+        step: &StepRecord,
+        events: &[NewEvent],
+        keep: u64,
+    ) -> Option<Result<()>> {
+        match self.inner.save_step_with_events(run_id, step, events, keep).await {
+            Some(Err(e)) if e.kind() == Some(StoreErrorKind::Transient) => None,
+            other => other,
+        }
     }
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         self.again("update_run", || self.inner.update_run(run_id, update)).await
@@ -180,11 +195,26 @@ impl Queues for RetryingStore {
     }
 }
 
+/// Every call is retried: a grant id already recorded is granted again without counting
+/// twice, a settle sets what it sets, and a block keeps the later end.
+#[async_trait]
+impl RateLimits for RetryingStore {
+    async fn acquire_rate(&self, acquire: &RateAcquire) -> Result<RateDecision> {
+        self.again("acquire_rate", || self.inner.acquire_rate(acquire)).await
+    }
+    async fn settle_rate(&self, key: &str, grant_id: &str, actual: RateCost, now_ms: i64) -> Result<()> {
+        self.again("settle_rate", || self.inner.settle_rate(key, grant_id, actual, now_ms)).await
+    }
+    async fn block_rate(&self, key: &str, duration: Duration, now_ms: i64) -> Result<()> {
+        self.again("block_rate", || self.inner.block_rate(key, duration, now_ms)).await
+    }
+}
+
 #[async_trait]
 impl Events for RetryingStore {
-    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
+    async fn append_events(&self, run_id: &str, events: &[NewEvent], keep: u64) -> Result<u64> {
         // Not retried: a second attempt after a lost answer would append the events twice.
-        self.inner.append_events(run_id, events).await
+        self.inner.append_events(run_id, events, keep).await
     }
     async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {
         self.again("read_events", || self.inner.read_events(run_id, from, limit)).await

@@ -37,6 +37,7 @@ pub struct QueueWorker {
     poll: Duration,
     park_after: Duration,
     grace: Duration,
+    version: Option<String>,
 }
 
 impl Workflow {
@@ -59,6 +60,7 @@ impl Workflow {
             poll: Duration::from_secs(1),
             park_after: DEFAULT_PARK_AFTER,
             grace: Duration::from_secs(30),
+            version: None,
         }
     }
 }
@@ -91,6 +93,22 @@ impl QueueWorker {
     /// resumes them from their checkpoints at once.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// The version of the code this worker executes (rule 26 of docs/design.md): it claims
+    /// only runs that never executed (and were not enqueued for another version) and runs that
+    /// first executed under this version, so a deploy that changes a workflow's steps leaves
+    /// the runs in flight to workers of their own version. A run it claims first records the
+    /// version. Without one (the default) a worker claims runs of every version.
+    ///
+    /// ```no_run
+    /// # async fn demo(wf: durably_core::Workflow) -> durably_core::Result<()> {
+    /// let worker = wf.queue_worker(["orders"]).version("2026-12-03").start()?;
+    /// # worker.shutdown().await; Ok(()) }
+    /// ```
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
         self
     }
 
@@ -166,8 +184,9 @@ impl QueueWorker {
                 if max == 0 {
                     continue;
                 }
-                let claim = Claim::new(queue.name(), wf.owner_id(), wf.lease_ttl(), store.now_ms(), max)
+                let mut claim = Claim::new(queue.name(), wf.owner_id(), wf.lease_ttl(), store.now_ms(), max)
                     .limits(queue.limits());
+                claim.version.clone_from(&self.version);
                 let runs = match store.claim_runs(&claim).await {
                     Ok(runs) => runs,
                     Err(e) => {

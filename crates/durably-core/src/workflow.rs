@@ -164,6 +164,7 @@ pub struct WorkflowBuilder {
     lease_ttl: Duration,
     wait_for_lease: bool,
     owner: Option<String>,
+    max_events_per_run: u64,
 }
 
 impl std::fmt::Debug for WorkflowBuilder {
@@ -270,6 +271,18 @@ impl WorkflowBuilder {
         self
     }
 
+    /// How many events each run's log keeps (default
+    /// [`DEFAULT_MAX_EVENTS_PER_RUN`](crate::DEFAULT_MAX_EVENTS_PER_RUN); at least 1): each
+    /// append of a run this engine executes drops the oldest events beyond it, in the same
+    /// store operation (rule 27 of docs/design.md). Offsets do not change and are never given
+    /// twice; a reader asking for a dropped offset gets
+    /// [`Error::EventsTrimmed`](crate::Error::EventsTrimmed), then the events kept. A finished
+    /// run's whole log goes with the run when it is purged ([`Workflow::purge`]).
+    pub fn max_events_per_run(mut self, max: u64) -> Self {
+        self.max_events_per_run = max;
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Workflow {
         let store = self.store.unwrap_or_else(|| Arc::new(crate::MemoryStore::new()));
@@ -284,7 +297,14 @@ impl WorkflowBuilder {
         let cancel_watcher = Arc::new(CancelWatcher::new(store.clone()));
         Workflow {
             engine: Arc::new(Engine {
-                env: Arc::new(Env { app: self.app, store, retry: self.retry, states: self.states.into() }),
+                env: Arc::new(Env {
+                    app: self.app,
+                    store,
+                    retry: self.retry,
+                    max_events_per_run: self.max_events_per_run.max(1),
+                    states: self.states.into(),
+                    rate_limits: Default::default(),
+                }),
                 renewer,
                 cancel_watcher,
                 owner,
@@ -334,6 +354,7 @@ impl Workflow {
             lease_ttl: DEFAULT_LEASE_TTL,
             wait_for_lease: false,
             owner: None,
+            max_events_per_run: crate::events::DEFAULT_MAX_EVENTS_PER_RUN,
         }
     }
 
@@ -655,13 +676,25 @@ impl Workflow {
 
     /// Delivers signal `name` with `payload` to run `run_id`: first write wins. Returns `false`
     /// when the signal had been delivered already (the earlier payload stays). The run need not
-    /// have started; a waiting run in this process wakes at once.
+    /// have started; a waiting run in this process wakes at once. A name the engine keeps for
+    /// itself ([`is_internal_signal`](crate::is_internal_signal): a child's outcome, a queued
+    /// run's end) is refused with [`Error::Invalid`]: delivering one would forge what the
+    /// engine reports.
     pub async fn complete<T: Serialize + ?Sized>(
         &self,
         run_id: &str,
         name: &str,
         payload: &T,
     ) -> Result<bool> {
+        if crate::signal::is_internal_signal(name) {
+            return Err(Error::Invalid {
+                what: "signal name",
+                detail: format!(
+                    "signal `{name}` for run `{run_id}`: names starting with `{}` are the engine's own",
+                    crate::signal::INTERNAL_SIGNAL_PREFIX
+                ),
+            });
+        }
         let json = encode_payload(run_id, name, payload)?;
         let delivered = self
             .engine

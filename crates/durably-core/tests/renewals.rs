@@ -154,3 +154,4 @@ async fn a_renewal_in_flight_at_the_release_never_takes_the_lease_back() {
 
 impl durably_core::store::Queues for GatedRenewal {}
 impl durably_core::store::Events for GatedRenewal {}
+impl durably_core::store::RateLimits for GatedRenewal {}

@@ -12,7 +12,7 @@ use tokio_postgres::config::Host;
 
 use crate::DEFAULT_APPLICATION_NAME;
 use crate::PostgresStore;
-use crate::batch::StepBatcher;
+use crate::batch::{BatchStatements, Batcher};
 use crate::error::{ConnectError, connect_error, describe};
 use crate::listener::{Channels, Listener, Waiters};
 use crate::schema::migrate;
@@ -171,17 +171,23 @@ impl PostgresStoreBuilder {
             .map_err(|e| Error::store("connect", None, ConnectError { target: target.clone(), source: e }))?;
 
         let statements = Statements::new(&self.schema);
-        let steps =
-            StepBatcher::start(pool.clone(), statements.save_step.clone(), statements.save_steps.clone());
+        let batcher = Batcher::start(
+            pool.clone(),
+            BatchStatements {
+                save_step: statements.save_step.clone(),
+                append_events: statements.append_events.clone(),
+                checkpoints: statements.checkpoints.clone(),
+                events_channel: channels.events,
+            },
+        );
         Ok(PostgresStore {
             pool,
             background,
             statements,
-            steps,
+            batcher,
             schema: self.schema,
             channel,
             work_channel: channels.work,
-            events_channel: channels.events,
             target,
             waiters,
             _listener: listener,

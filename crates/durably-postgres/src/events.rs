@@ -5,37 +5,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use durably_core::store::prelude::*;
-use durably_core::{Error, EventRecord, NewEvent, Result};
-use tokio_postgres::types::ToSql;
+use durably_core::{EventRecord, NewEvent, Result};
 
 use crate::sql::decode_event;
 use crate::{POLL_WHILE_DISCONNECTED, PostgresStore};
 
 #[async_trait]
 impl Events for PostgresStore {
-    /// One statement: the log's head row is advanced (its row lock serializes concurrent
-    /// appends to one run) and the events written at the offsets it gave up. Not retried after
-    /// a lost connection: the append may have committed, and a second one would duplicate it.
-    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
-        let sql = &self.statements.append_events;
-        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-        let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
-        let at: Vec<i64> = events.iter().map(|e| e.at_ms).collect();
-        let row = on_connection!(self, "append_events", Some(run_id), |client| async {
-            let stmt = client.prepare_cached(sql).await?;
-            let params: [&(dyn ToSql + Sync); 5] = [&run_id, &kinds, &data, &at, &self.events_channel];
-            Ok(client.query_one(&stmt, &params).await?)
-        })?;
-        let first: i64 = row.try_get(0).map_err(|e| Error::Corrupt {
-            run_id: run_id.to_owned(),
-            step_id: None,
-            detail: format!("event head: {e}"),
-        })?;
-        u64::try_from(first).map_err(|_| Error::Corrupt {
-            run_id: run_id.to_owned(),
-            step_id: None,
-            detail: format!("event offset {first} is negative"),
-        })
+    /// Written with the checkpoints and appends of concurrent runs, one statement per batch
+    /// (see `batch.rs`): the log's head row is advanced (its row lock serializes concurrent
+    /// appends to one run), the events written at the offsets it gave up and the ones beyond
+    /// the newest `keep` deleted. Not retried after a lost connection: the append may have
+    /// committed, and a second one would duplicate it.
+    async fn append_events(&self, run_id: &str, events: &[NewEvent], keep: u64) -> Result<u64> {
+        self.batcher.append_events(run_id, events, keep).await
     }
 
     async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use durably_core::store::prelude::*;
-use durably_core::{Error, NewRun, Result, RunHistory, RunRecord, RunUpdate, StepRecord};
+use durably_core::{Error, NewEvent, NewRun, Result, RunHistory, RunRecord, RunUpdate, StepRecord};
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::PostgresStore;
@@ -41,10 +41,20 @@ impl Journal for PostgresStore {
         }
         Err(Error::store("open_run", Some(run_id), "the run was neither created nor found; try again"))
     }
-    /// Written with the checkpoints of concurrent runs, one statement per batch (see
-    /// `batch.rs`); returns once the batch committed.
+    /// Written with the checkpoints and event appends of concurrent runs, one statement per
+    /// batch (see `batch.rs`); returns once the batch committed.
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
-        self.steps.save(run_id, step).await
+        self.batcher.save_step(run_id, step).await
+    }
+    /// The step and the events in the same statement of a batch: one commit, both or neither.
+    async fn save_step_with_events(
+        &self,
+        run_id: &str,
+        step: &StepRecord,
+        events: &[NewEvent],
+        keep: u64,
+    ) -> Option<Result<()>> {
+        Some(self.batcher.save_step_with_events(run_id, step, events, keep).await)
     }
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         let sql = &self.statements.update_run;

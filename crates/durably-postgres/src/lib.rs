@@ -49,7 +49,7 @@
 //!
 //! | table | key | holds |
 //! |-------|-----|-------|
-//! | `runs` | `run_id` | workflow, status, input, output, error, `waiting_on`, created/updated times (ms), and for queued runs `queue`, `priority`, `queue_key`, `parent_id`, `wake_at_ms` (set while parked); indexed by `(status, created_at_ms)`, `(workflow, created_at_ms)`, `created_at_ms`, the runnable runs per queue `(queue, status, priority DESC, created_at_ms, run_id)`, `parent_id` and `wake_at_ms` |
+//! | `runs` | `run_id` | workflow, status, input, output, error, `waiting_on`, created/updated times (ms), and for queued runs `queue`, `priority`, `queue_key`, `parent_id`, `wake_at_ms` (set while parked), `claimed_at_ms` (the last claim), `version` (the worker version it is bound to); indexed by `(status, created_at_ms)`, `(workflow, created_at_ms)`, `created_at_ms`, the runs per queue `(queue, status, priority DESC, created_at_ms, run_id)`, the unparked runnable runs per queue in claim order `(queue, priority DESC, created_at_ms, run_id)`, `parent_id` and `wake_at_ms` |
 //! | `steps` | `(run_id, step_id)` | task name, status, value, error, attempts, request hash, start/finish times |
 //! | `signals` | `(run_id, name)` | payload, delivery time |
 //! | `leases` | `run_id` | owner, `expires_at_ms` (server clock) |
@@ -133,13 +133,11 @@ pub struct PostgresStore {
     background: Pool,
     statements: Statements,
     /// Writes the checkpoints of concurrent runs together.
-    steps: batch::StepBatcher,
+    batcher: batch::Batcher,
     schema: String,
     channel: String,
     /// The channel `enqueue` and unparking deliveries notify (payload: the queue).
     work_channel: String,
-    /// The channel `append_events` notifies (payload: the run id).
-    events_channel: String,
     target: String,
     waiters: Arc<Waiters>,
     _listener: Listener,
@@ -190,6 +188,7 @@ mod events;
 mod journal;
 mod leases;
 mod queues;
+mod rates;
 mod signals;
 
 pub use crate::builder::PostgresStoreBuilder;

@@ -17,7 +17,7 @@ use durably_core::{Claim, Error, QueueStats, QueuedRun, Result, RunRecord};
 use tokio_postgres::types::ToSql;
 
 use crate::error::Fail;
-use crate::sql::{SERVER_CLOCK_MS, decode_run, decode_run_from};
+use crate::sql::decode_run_from;
 use crate::{POLL_WHILE_DISCONNECTED, PostgresStore};
 
 #[async_trait]
@@ -30,7 +30,7 @@ impl Queues for PostgresStore {
         for _ in 0..3 {
             let row = on_connection!(self, "enqueue", Some(run_id), |client| async {
                 let stmt = client.prepare_cached(sql).await?;
-                let params: [&(dyn ToSql + Sync); 9] = [
+                let params: [&(dyn ToSql + Sync); 10] = [
                     &run.run_id,
                     &run.workflow,
                     &run.input,
@@ -40,6 +40,7 @@ impl Queues for PostgresStore {
                     &run.key,
                     &run.parent_id,
                     &self.work_channel,
+                    &run.version,
                 ];
                 Ok(client.query_opt(&stmt, &params).await?)
             })?;
@@ -159,34 +160,38 @@ impl Queues for PostgresStore {
 }
 
 impl PostgresStore {
-    /// The claim's transaction (see the module docs).
+    /// The claim's transaction (see the module docs), in six round trips: `BEGIN`; the lock
+    /// and the clock; the rate window and the executing runs, pipelined; the candidates; the
+    /// writes (leases, runs, claim times) in one statement; `COMMIT`.
     async fn claim_in(&self, client: &mut Object, claim: &Claim) -> Result<Vec<RunRecord>, Fail> {
         let st = &self.statements;
         let queue = claim.queue.as_str();
         let limits = claim.limits;
         let tx = client.transaction().await?;
         let lock = tx.prepare_cached(&st.lock_queue).await?;
-        tx.execute(&lock, &[&format!("durably-postgres:{}:queue:{queue}", self.schema)]).await?;
-        let clock = tx.prepare_cached(SERVER_CLOCK_MS).await?;
-        let now: i64 = tx.query_one(&clock, &[]).await?.try_get(0)?;
+        let key = format!("durably-postgres:{}:queue:{queue}", self.schema);
+        let now: i64 = tx.query_one(&lock, &[&key]).await?.try_get(0)?;
+
+        // Both counts in one round trip (tokio-postgres pipelines queries sent together).
+        let cut_off = limits.rate.map_or(i64::MAX, |rate| now.saturating_sub(rate.period_ms));
+        let window = tx.prepare_cached(&st.claims_in_window).await?;
+        let count_executing = tx.prepare_cached(&st.count_executing).await?;
+        let recent = async { tx.query_one(&window, &[&queue, &cut_off]).await?.try_get::<_, i64>(0) };
+        let executing = async {
+            match limits.concurrency {
+                Some(_) => {
+                    tx.query_one(&count_executing, &[&queue, &now]).await?.try_get::<_, i64>(0).map(Some)
+                }
+                None => Ok(None),
+            }
+        };
+        let (recent, executing) = futures::future::try_join(recent, executing).await?;
 
         let mut allowed = i64::try_from(claim.max).unwrap_or(i64::MAX);
-        match limits.rate {
-            Some(rate) => {
-                let prune = tx.prepare_cached(&st.prune_claims).await?;
-                tx.execute(&prune, &[&queue, &now.saturating_sub(rate.period_ms)]).await?;
-                let count = tx.prepare_cached(&st.count_claims).await?;
-                let recent: i64 = tx.query_one(&count, &[&queue]).await?.try_get(0)?;
-                allowed = allowed.min(i64::from(rate.starts).saturating_sub(recent));
-            }
-            None => {
-                let clear = tx.prepare_cached(&st.clear_claims).await?;
-                tx.execute(&clear, &[&queue]).await?;
-            }
+        if let Some(rate) = limits.rate {
+            allowed = allowed.min(i64::from(rate.starts).saturating_sub(recent));
         }
-        if let Some(concurrency) = limits.concurrency {
-            let count = tx.prepare_cached(&st.count_executing).await?;
-            let executing: i64 = tx.query_one(&count, &[&queue, &now]).await?.try_get(0)?;
+        if let (Some(concurrency), Some(executing)) = (limits.concurrency, executing) {
             allowed = allowed.min(i64::from(concurrency).saturating_sub(executing));
         }
         if allowed <= 0 {
@@ -195,9 +200,12 @@ impl PostgresStore {
         }
 
         let per_key = limits.per_key.map(i64::from);
-        let candidates = tx.prepare_cached(&st.claim_candidates).await?;
+        let candidates = match per_key {
+            Some(_) => tx.prepare_cached(&st.claim_candidates).await?,
+            None => tx.prepare_cached(&st.claim_candidates_in_order).await?,
+        };
         let chosen: Vec<String> = tx
-            .query(&candidates, &[&queue, &now, &per_key, &allowed])
+            .query(&candidates, &[&queue, &now, &per_key, &allowed, &claim.version])
             .await?
             .iter()
             .map(|row| row.try_get(0))
@@ -207,28 +215,24 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let expires_at_ms = now.saturating_add(i64::try_from(claim.ttl.as_millis()).unwrap_or(i64::MAX));
-        let leases = tx.prepare_cached(&st.claim_leases).await?;
-        let leased: Vec<String> = tx
-            .query(&leases, &[&chosen, &claim.owner, &expires_at_ms, &now])
-            .await?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<_, _>>()?;
-        let update = tx.prepare_cached(&st.claim_runs).await?;
-        let rows = tx.query(&update, &[&leased, &now, &queue]).await?;
-        let mut claimed =
-            rows.iter().map(|row| decode_run(row, "(claimed run)")).collect::<Result<Vec<_>, _>>()?;
-        if claimed.len() < leased.len() {
-            // Leased, but no longer runnable when its row was re-checked: give the lease back.
-            let unclaimed: Vec<&String> =
-                leased.iter().filter(|id| !claimed.iter().any(|run| &run.run_id == *id)).collect();
+        let write = tx.prepare_cached(&st.claim).await?;
+        let rated = limits.rate.is_some();
+        let params: [&(dyn ToSql + Sync); 7] =
+            [&chosen, &claim.owner, &expires_at_ms, &now, &queue, &rated, &claim.version];
+        let rows = tx.query(&write, &params).await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        let mut unclaimed: Vec<String> = Vec::new();
+        for row in &rows {
+            if row.try_get::<_, bool>(0)? {
+                claimed.push(decode_run_from(row, 1, "(claimed run)").map_err(Fail::Store)?);
+            } else {
+                // Leased, but no longer runnable when its row was re-checked: give the lease back.
+                unclaimed.push(row.try_get(1)?);
+            }
+        }
+        if !unclaimed.is_empty() {
             let release = tx.prepare_cached(&st.release_unclaimed).await?;
             tx.execute(&release, &[&unclaimed, &claim.owner]).await?;
-        }
-        if limits.rate.is_some() && !claimed.is_empty() {
-            let record = tx.prepare_cached(&st.record_claims).await?;
-            let count = i64::try_from(claimed.len()).unwrap_or(i64::MAX);
-            tx.execute(&record, &[&queue, &now, &count]).await?;
         }
         tx.commit().await?;
         // In claim order, which `RETURNING` does not keep.

@@ -16,7 +16,10 @@ use tokio_postgres::Row;
 /// - 1: `runs`, `steps`, `signals`, `leases`.
 /// - 2: adds queues (the queue columns of `runs`, `queue_claims`) and event logs (`events`,
 ///   `event_heads`).
-pub const SCHEMA_VERSION: i32 = 2;
+/// - 3: adds each run's claim time and worker version (columns of `runs`), and the index
+///   claims walk in claim order.
+/// - 4: adds rate limits (`rate_keys`, `rate_grants`).
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Quotes an identifier for PostgreSQL: `my "schema"` becomes `"my ""schema"""`.
 pub(crate) fn quote_ident(name: &str) -> String {
@@ -124,11 +127,46 @@ CREATE TABLE {s}.event_heads (
     next_offset bigint NOT NULL
 );
 "#,
+    // Version 3: when a worker last claimed each run (what the rate limit counted), the version
+    // of the worker the run is bound to (rule 26 of docs/design.md), and `runs_claim_order`:
+    // the runs of each queue that are runnable whatever the time (parked runs excepted), in the
+    // order claims take them, so a claim without a per-key limit reads its few runs off the
+    // index instead of sorting the queue's backlog, and never walks the parked runs (due ones
+    // come from `runs_by_wake`).
+    r#"
+ALTER TABLE {s}.runs
+    ADD COLUMN claimed_at_ms bigint,
+    ADD COLUMN version       text COLLATE "C";
+CREATE INDEX runs_claim_order ON {s}.runs (queue, priority DESC, created_at_ms, run_id)
+    WHERE queue IS NOT NULL AND (status IN ('enqueued', 'running') OR (status = 'waiting' AND wake_at_ms IS NULL));
+"#,
+    // Version 4: rate limits. A key's row is what its acquires lock (one after the other, over
+    // every process) and holds the end of its block; `rate_grants` is its log of grants.
+    r#"
+CREATE TABLE {s}.rate_keys (
+    rate_key         text COLLATE "C" NOT NULL PRIMARY KEY,
+    blocked_until_ms bigint NOT NULL DEFAULT 0
+);
+
+CREATE TABLE {s}.rate_grants (
+    rate_key text COLLATE "C" NOT NULL,
+    grant_id text COLLATE "C" NOT NULL,
+    at_ms    bigint NOT NULL,
+    requests bigint NOT NULL,
+    tokens   bigint NOT NULL,
+    PRIMARY KEY (rate_key, grant_id)
+);
+CREATE INDEX rate_grants_by_time ON {s}.rate_grants (rate_key, at_ms);
+"#,
 ];
+
+/// The server's clock now, not at the start of the transaction (which may have waited for a
+/// lock since).
+pub(crate) const SERVER_CLOCK_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// The columns of a run, in the order [`decode_run`] reads them.
 const RUN_COLUMNS: &str = "run_id, workflow, status, input_text, output_text, error, waiting_on, created_at_ms, \
-     updated_at_ms, queue, parent_id, wake_at_ms";
+     updated_at_ms, queue, parent_id, wake_at_ms, claimed_at_ms, version";
 
 /// The columns of a step, in the order [`decode_step`] reads them.
 const STEP_COLUMNS: &str =
@@ -136,10 +174,6 @@ const STEP_COLUMNS: &str =
 
 /// The server's clock in milliseconds since the Unix epoch.
 const SERVER_NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
-
-/// The server's clock now, not at the start of the transaction (which may have waited for a
-/// lock since).
-pub(crate) const SERVER_CLOCK_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// A notification payload naming `$x` (a run id, a queue), or '' (wake every waiter) when it is
 /// too long for a payload (8000 bytes).
@@ -150,6 +184,17 @@ fn payload(x: &str) -> String {
 /// A live lease covers `r.run_id` at time `now`.
 fn live_lease(s: &str, now: &str) -> String {
     format!("EXISTS (SELECT 1 FROM {s}.leases l WHERE l.run_id = r.run_id AND l.expires_at_ms > {now})")
+}
+
+/// Run `r` is runnable whatever the time (the lease aside): enqueued, running (its worker
+/// died) or waiting without being parked. Written as the predicate of `runs_claim_order`, so
+/// that the planner may use that index.
+const UNPARKED: &str =
+    "(r.status IN ('enqueued', 'running') OR (r.status = 'waiting' AND r.wake_at_ms IS NULL))";
+
+/// Run `r` is parked and due at `now`: served by `runs_by_wake`, which holds only parked runs.
+fn parked_due(now: &str) -> String {
+    format!("(r.status = 'waiting' AND r.wake_at_ms IS NOT NULL AND r.wake_at_ms <= {now})")
 }
 
 /// Run `r` is runnable by the rule of `Queues::claim_runs` at time `now`, the lease aside. The
@@ -171,6 +216,12 @@ fn executing_runs(s: &str, now: &str) -> String {
     )
 }
 
+/// A worker of version `v` (NULL: unversioned) may claim run `r`: its version, or none and never
+/// executed (rule 26 of docs/design.md).
+fn version_allows(v: &str) -> String {
+    format!("({v}::text IS NULL OR r.version = {v}::text OR (r.version IS NULL AND r.status = 'enqueued'))")
+}
+
 /// Bit `i` of a `list_runs` statement's index: the filter on column `LIST_FILTERS[i]`.
 pub(crate) const LIST_FILTERS: [&str; 4] = ["status", "workflow", "queue", "parent_id"];
 
@@ -179,8 +230,9 @@ pub(crate) const LIST_FILTERS: [&str; 4] = ["status", "workflow", "queue", "pare
 pub(crate) struct Statements {
     pub(crate) open_run: String,
     pub(crate) save_step: String,
-    /// `save_step` of many records at once, from one array per column.
-    pub(crate) save_steps: String,
+    /// `save_step` of many records and `append_events` of many runs at once, from one array
+    /// per column (see `batch.rs`).
+    pub(crate) checkpoints: String,
     pub(crate) update_run: String,
     pub(crate) deliver_signal: String,
     pub(crate) get_signal: String,
@@ -198,16 +250,16 @@ pub(crate) struct Statements {
     pub(crate) delete_run: String,
     pub(crate) update_run_unless_cancelled: String,
     pub(crate) enqueue: String,
-    /// Serializes the claims of one queue until the transaction ends.
+    /// Serializes the claims of one queue until the transaction ends, then reads the clock.
     pub(crate) lock_queue: String,
-    pub(crate) prune_claims: String,
-    pub(crate) clear_claims: String,
-    pub(crate) count_claims: String,
-    pub(crate) record_claims: String,
+    /// Prunes a queue's claim times up to a cut-off and counts those after it.
+    pub(crate) claims_in_window: String,
     pub(crate) count_executing: String,
     pub(crate) claim_candidates: String,
-    pub(crate) claim_leases: String,
-    pub(crate) claim_runs: String,
+    /// `claim_candidates` without a per-key limit: the first runs off `runs_claim_order`,
+    /// merged with the due parked runs, without sorting the queue's backlog.
+    pub(crate) claim_candidates_in_order: String,
+    pub(crate) claim: String,
     pub(crate) release_unclaimed: String,
     /// Locks a run's row: what `park_run` waits on while a delivery to the run commits.
     pub(crate) lock_run: String,
@@ -216,6 +268,14 @@ pub(crate) struct Statements {
     pub(crate) runnable_queues: String,
     pub(crate) append_events: String,
     pub(crate) read_events: String,
+    /// Creates a rate key's row if needed, then locks it and reads the end of its block.
+    pub(crate) create_rate_key: String,
+    pub(crate) lock_rate_key: String,
+    pub(crate) grant_exists: String,
+    pub(crate) prune_grants: String,
+    pub(crate) rate_log: String,
+    pub(crate) put_grant: String,
+    pub(crate) block_rate: String,
 }
 
 impl Statements {
@@ -254,7 +314,7 @@ impl Statements {
                       AND r.status IN ('enqueued', 'running', 'waiting', 'failed')
                     RETURNING r.run_id, r.workflow, r.status, r.input_text, r.output_text, r.error,
                               r.waiting_on, r.created_at_ms, r.updated_at_ms, r.queue, r.parent_id,
-                              r.wake_at_ms
+                              r.wake_at_ms, r.claimed_at_ms, r.version
                 ), run AS (
                     SELECT * FROM up
                     UNION ALL
@@ -264,15 +324,15 @@ impl Statements {
                 SELECT 0 AS kind, run_id AS t1, workflow AS t2, status AS t3, input_text AS t4,
                        output_text AS t5, error AS t6, waiting_on AS t7,
                        created_at_ms AS n1, updated_at_ms AS n2, NULL::bigint AS n3,
-                       queue AS t8, parent_id AS t9, wake_at_ms AS n4
+                       queue AS t8, parent_id AS t9, wake_at_ms AS n4, claimed_at_ms AS n5, version AS t10
                 FROM run
                 UNION ALL
                 SELECT 1, step_id, name, status, value_text, error, request_hash, NULL,
-                       started_at_ms, finished_at_ms, attempts, NULL, NULL, NULL
+                       started_at_ms, finished_at_ms, attempts, NULL, NULL, NULL, NULL, NULL
                 FROM {s}.steps WHERE run_id = $1
                 UNION ALL
                 SELECT 2, name, payload_text, NULL, NULL, NULL, NULL, NULL, delivered_at_ms, NULL, NULL,
-                       NULL, NULL, NULL
+                       NULL, NULL, NULL, NULL, NULL
                 FROM {s}.signals WHERE run_id = $1"
             ),
             save_step: format!(
@@ -285,16 +345,50 @@ impl Statements {
                      request_hash = excluded.request_hash, started_at_ms = excluded.started_at_ms,
                      finished_at_ms = excluded.finished_at_ms"
             ),
-            save_steps: format!(
-                "INSERT INTO {s}.steps (run_id, step_id, name, status, value_text, error, attempts,
-                                        request_hash, started_at_ms, finished_at_ms)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                      $6::text[], $7::int8[], $8::text[], $9::int8[], $10::int8[])
-                 ON CONFLICT (run_id, step_id) DO UPDATE SET
-                     name = excluded.name, status = excluded.status, value_text = excluded.value_text,
-                     error = excluded.error, attempts = excluded.attempts,
-                     request_hash = excluded.request_hash, started_at_ms = excluded.started_at_ms,
-                     finished_at_ms = excluded.finished_at_ms"
+            // The steps of a batch (`$1`–`$10`, one record per step) and the events of its
+            // runs (`$11`–`$15`, one row per event with its run and retention), in one
+            // statement: one commit for both. Events take their offsets as `append_events`
+            // gives them, run by run in the order of the rows; the heads are locked in run id
+            // order, so that two batches never wait for each other in a cycle. Returns each
+            // run's first offset, notifying the events channel `$16` of each.
+            checkpoints: format!(
+                "WITH saved AS (
+                    INSERT INTO {s}.steps (run_id, step_id, name, status, value_text, error, attempts,
+                                           request_hash, started_at_ms, finished_at_ms)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                         $6::text[], $7::int8[], $8::text[], $9::int8[], $10::int8[])
+                    ON CONFLICT (run_id, step_id) DO UPDATE SET
+                        name = excluded.name, status = excluded.status, value_text = excluded.value_text,
+                        error = excluded.error, attempts = excluded.attempts,
+                        request_hash = excluded.request_hash, started_at_ms = excluded.started_at_ms,
+                        finished_at_ms = excluded.finished_at_ms
+                 ), ev AS (
+                    SELECT e.run_id COLLATE \"C\" AS run_id, e.kind, e.data, e.at_ms, e.keep,
+                           row_number() OVER (PARTITION BY e.run_id ORDER BY e.i) AS n
+                    FROM unnest($11::text[], $12::text[], $13::text[], $14::int8[], $15::int8[])
+                         WITH ORDINALITY AS e(run_id, kind, data, at_ms, keep, i)
+                 ), counts AS (
+                    SELECT run_id, count(*) AS n, max(keep) AS keep FROM ev GROUP BY run_id
+                 ), head AS (
+                    INSERT INTO {s}.event_heads AS h (run_id, next_offset)
+                    SELECT run_id, n FROM counts ORDER BY run_id
+                    ON CONFLICT (run_id) DO UPDATE SET next_offset = h.next_offset + excluded.next_offset
+                    RETURNING h.run_id, h.next_offset
+                 ), span AS (
+                    SELECT head.run_id, head.next_offset - counts.n AS first,
+                           head.next_offset - counts.keep AS oldest
+                    FROM head JOIN counts ON counts.run_id = head.run_id
+                 ), ins AS (
+                    INSERT INTO {s}.events (run_id, event_offset, kind, data, at_ms)
+                    SELECT ev.run_id, span.first + ev.n - 1, ev.kind, ev.data, ev.at_ms
+                    FROM ev JOIN span ON span.run_id = ev.run_id
+                    WHERE span.first + ev.n - 1 >= span.oldest
+                 ), dropped AS (
+                    DELETE FROM {s}.events AS d USING span
+                    WHERE d.run_id = span.run_id AND d.event_offset < span.oldest
+                 )
+                 SELECT run_id, first, pg_notify($16, {run_payload})::text FROM span",
+                run_payload = payload("span.run_id"),
             ),
             update_run: format!(
                 "UPDATE {s}.runs SET status = $2, output_text = $3, error = $4, waiting_on = $5,
@@ -421,8 +515,8 @@ impl Statements {
             enqueue: format!(
                 "WITH ins AS (
                     INSERT INTO {s}.runs (run_id, workflow, status, input_text, created_at_ms,
-                                          updated_at_ms, queue, priority, queue_key, parent_id)
-                    VALUES ($1, $2, 'enqueued', $3, $4, $4, $5, $6, $7, $8)
+                                          updated_at_ms, queue, priority, queue_key, parent_id, version)
+                    VALUES ($1, $2, 'enqueued', $3, $4, $4, $5, $6, $7, $8, $10)
                     ON CONFLICT (run_id) DO NOTHING
                     RETURNING {RUN_COLUMNS}
                  )
@@ -432,13 +526,18 @@ impl Statements {
                  WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM ins)",
                 queue_payload = payload("queue"),
             ),
-            lock_queue: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))".to_owned(),
-            prune_claims: format!("DELETE FROM {s}.queue_claims WHERE queue = $1 AND claimed_at_ms <= $2"),
-            clear_claims: format!("DELETE FROM {s}.queue_claims WHERE queue = $1"),
-            count_claims: format!("SELECT COALESCE(SUM(claims), 0)::bigint FROM {s}.queue_claims WHERE queue = $1"),
-            record_claims: format!(
-                "INSERT INTO {s}.queue_claims AS c (queue, claimed_at_ms, claims) VALUES ($1, $2, $3)
-                 ON CONFLICT (queue, claimed_at_ms) DO UPDATE SET claims = c.claims + excluded.claims"
+            // The lock first (a materialized CTE is computed before the row that reads it), then
+            // the server's clock now, not at the start of the transaction, which may have
+            // waited for the lock since: one round trip.
+            lock_queue: "WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended($1, 0)))
+                 SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint FROM locked"
+                .to_owned(),
+            // The claims of queue `$1` after the cut-off `$2`, those up to it deleted (the
+            // deletion is invisible to the count, hence its condition): `i64::MAX` clears a
+            // queue without a rate limit.
+            claims_in_window: format!(
+                "WITH pruned AS (DELETE FROM {s}.queue_claims WHERE queue = $1 AND claimed_at_ms <= $2)
+                 SELECT COALESCE(SUM(claims), 0)::bigint FROM {s}.queue_claims WHERE queue = $1 AND claimed_at_ms > $2"
             ),
             count_executing: format!("SELECT count(*) FROM {}", executing_runs(&s, now)),
             // Runnable runs of queue `$1` at `$2`, at most `$4`, in claim order; under a per-key
@@ -454,7 +553,7 @@ impl Statements {
                            row_number() OVER (PARTITION BY r.queue_key
                                               ORDER BY r.priority DESC, r.created_at_ms, r.run_id) AS nth
                     FROM {s}.runs r
-                    WHERE r.queue = $1 AND {ready} AND NOT {live}
+                    WHERE r.queue = $1 AND ({UNPARKED} OR {due}) AND NOT {live} AND {version}
                  )
                  SELECT c.run_id::text FROM candidates c LEFT JOIN executing e ON e.queue_key = c.queue_key
                  WHERE $3::bigint IS NULL OR c.queue_key IS NULL OR c.nth + COALESCE(e.n, 0) <= $3::bigint
@@ -462,24 +561,59 @@ impl Statements {
                  LIMIT $4",
                 executing = executing_runs(&s, now),
                 live = live_lease(&s, now),
-                ready = ready(now),
+                due = parked_due(now),
+                version = version_allows("$5"),
             ),
-            // Takes the leases of the chosen runs unless another owner took one meanwhile (an
-            // engine executing the run in place): the row lock of ON CONFLICT decides.
-            claim_leases: format!(
-                "INSERT INTO {s}.leases AS l (run_id, owner, expires_at_ms)
-                 SELECT id, $2, $3 FROM unnest($1::text[]) AS ids(id)
-                 ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms
-                 WHERE l.owner = excluded.owner OR l.expires_at_ms <= $4
-                 RETURNING l.run_id::text"
+            // The same without a per-key limit (`$3`, NULL, is only typed): the first `$4`
+            // unparked runs in index order, merged with the due parked runs (few), then cut.
+            claim_candidates_in_order: format!(
+                "SELECT c.run_id::text FROM (
+                    (SELECT r.run_id, r.priority, r.created_at_ms FROM {s}.runs r
+                     WHERE r.queue = $1 AND {UNPARKED} AND NOT {live} AND {version}
+                     ORDER BY r.priority DESC, r.created_at_ms, r.run_id
+                     LIMIT $4)
+                    UNION ALL
+                    SELECT r.run_id, r.priority, r.created_at_ms FROM {s}.runs r
+                    WHERE r.queue = $1 AND {due} AND NOT {live} AND {version} AND $3::bigint IS NULL
+                 ) c
+                 ORDER BY c.priority DESC, c.created_at_ms, c.run_id
+                 LIMIT $4",
+                live = live_lease(&s, now),
+                due = parked_due(now),
+                version = version_allows("$5"),
             ),
-            // Re-checked on the latest version of each row (READ COMMITTED), so a run that
-            // stopped being runnable meanwhile (cancelled, opened in place) is left alone.
-            claim_runs: format!(
-                "UPDATE {s}.runs r SET status = 'running', waiting_on = NULL, wake_at_ms = NULL, updated_at_ms = $2
-                 WHERE r.run_id = ANY($1::text[]) AND r.queue = $3 AND {ready}
-                 RETURNING {RUN_COLUMNS}",
-                ready = ready(now),
+            // The claim's writes in one statement, one round trip: the leases of the chosen
+            // runs `$1` for owner `$2` until `$3`, unless another owner took one meanwhile (an
+            // engine executing the run in place: the row lock of ON CONFLICT decides); the
+            // leased runs, re-checked on the latest version of each row (READ COMMITTED), so a
+            // run that stopped being runnable meanwhile (cancelled, opened in place) is left
+            // alone; and, under a rate limit (`$6`), the claim time `$4` counted once per
+            // claimed run. Rows: `true` and each claimed run; `false` and each run leased but
+            // not claimed, whose lease the caller gives back.
+            claim: format!(
+                "WITH leased AS (
+                    INSERT INTO {s}.leases AS l (run_id, owner, expires_at_ms)
+                    SELECT id, $2, $3 FROM unnest($1::text[]) AS ids(id)
+                    ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at_ms = excluded.expires_at_ms
+                    WHERE l.owner = excluded.owner OR l.expires_at_ms <= $4
+                    RETURNING l.run_id
+                 ), claimed AS (
+                    UPDATE {s}.runs r SET status = 'running', waiting_on = NULL, wake_at_ms = NULL,
+                        updated_at_ms = $4, claimed_at_ms = $4, version = COALESCE(r.version, $7::text)
+                    WHERE r.run_id IN (SELECT run_id FROM leased) AND r.queue = $5 AND {ready} AND {version}
+                    RETURNING {RUN_COLUMNS}
+                 ), counted AS (
+                    INSERT INTO {s}.queue_claims AS c (queue, claimed_at_ms, claims)
+                    SELECT $5, $4, count(*) FROM claimed HAVING $6::bool AND count(*) > 0
+                    ON CONFLICT (queue, claimed_at_ms) DO UPDATE SET claims = c.claims + excluded.claims
+                 )
+                 SELECT true, claimed.* FROM claimed
+                 UNION ALL
+                 SELECT false, leased.run_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                        NULL, NULL
+                 FROM leased WHERE leased.run_id NOT IN (SELECT run_id FROM claimed)",
+                ready = ready("$4"),
+                version = version_allows("$7"),
             ),
             release_unclaimed: format!(
                 "DELETE FROM {s}.leases WHERE run_id = ANY($1::text[]) AND owner = $2"
@@ -515,26 +649,40 @@ impl Statements {
                 executing = executing_runs(&s, SERVER_NOW_MS),
                 live = live_lease(&s, SERVER_NOW_MS),
             ),
-            // One runnable run is enough: `EXISTS` stops at it.
+            // One runnable run is enough. The unparked ones are looked for in the order of
+            // `runs_claim_order` (a scalar subquery, since `EXISTS` drops `ORDER BY`), so the
+            // planner walks that index rather than the table; the due parked ones likewise in
+            // the order of `runs_by_wake`.
             runnable_queues: format!(
                 "SELECT q::text FROM unnest($1::text[]) AS q
-                 WHERE EXISTS (SELECT 1 FROM {s}.runs r WHERE r.queue = q AND {ready} AND NOT {live})",
-                ready = ready(SERVER_NOW_MS),
+                 WHERE (SELECT r.run_id FROM {s}.runs r WHERE r.queue = q AND {UNPARKED} AND NOT {live}
+                        ORDER BY r.priority DESC, r.created_at_ms, r.run_id LIMIT 1) IS NOT NULL
+                    OR (SELECT r.run_id FROM {s}.runs r WHERE r.queue = q AND {due} AND NOT {live}
+                        ORDER BY r.wake_at_ms LIMIT 1) IS NOT NULL",
+                due = parked_due(SERVER_NOW_MS),
                 live = live_lease(&s, SERVER_NOW_MS),
             ),
             // The head row's lock serializes appends to one log: each takes the next offsets
-            // from the latest committed head, so two never share one and none is skipped. The
-            // notification (payload: the run id) goes to the events channel `$5`.
+            // from the latest committed head, so two never share one and none is skipped, and
+            // offsets never go back however many events are dropped. The log keeps the newest
+            // `$6` events: older rows are deleted, and the events of a batch longer than that
+            // are not written. (The deletion sees the rows committed when the statement began:
+            // those of an append it waited for go with the next append.) The notification
+            // (payload: the run id) goes to the events channel `$5`.
             append_events: format!(
                 "WITH head AS (
                     INSERT INTO {s}.event_heads AS h (run_id, next_offset)
                     VALUES ($1, cardinality($2::text[]))
                     ON CONFLICT (run_id) DO UPDATE SET next_offset = h.next_offset + excluded.next_offset
-                    RETURNING h.next_offset - cardinality($2::text[]) AS first
+                    RETURNING h.next_offset - cardinality($2::text[]) AS first, h.next_offset - $6::int8 AS oldest
                  ), ins AS (
                     INSERT INTO {s}.events (run_id, event_offset, kind, data, at_ms)
                     SELECT $1, head.first + e.i - 1, e.kind, e.data, e.at_ms
                     FROM head, unnest($2::text[], $3::text[], $4::int8[]) WITH ORDINALITY AS e(kind, data, at_ms, i)
+                    WHERE head.first + e.i - 1 >= head.oldest
+                 ), dropped AS (
+                    DELETE FROM {s}.events AS d USING head
+                    WHERE d.run_id = $1 AND d.event_offset < head.oldest
                  )
                  SELECT first, pg_notify($5, {run_payload})::text FROM head",
                 run_payload = payload("$1"),
@@ -542,6 +690,26 @@ impl Statements {
             read_events: format!(
                 "SELECT event_offset, kind, data, at_ms FROM {s}.events
                  WHERE run_id = $1 AND event_offset >= $2 ORDER BY event_offset LIMIT $3"
+            ),
+            create_rate_key: format!("INSERT INTO {s}.rate_keys (rate_key) VALUES ($1) ON CONFLICT DO NOTHING"),
+            lock_rate_key: format!("SELECT blocked_until_ms FROM {s}.rate_keys WHERE rate_key = $1 FOR UPDATE"),
+            grant_exists: format!("SELECT 1 FROM {s}.rate_grants WHERE rate_key = $1 AND grant_id = $2"),
+            prune_grants: format!("DELETE FROM {s}.rate_grants WHERE rate_key = $1 AND at_ms <= $2"),
+            rate_log: format!(
+                "SELECT at_ms, requests, tokens FROM {s}.rate_grants WHERE rate_key = $1 ORDER BY at_ms, grant_id"
+            ),
+            put_grant: format!(
+                "INSERT INTO {s}.rate_grants AS g (rate_key, grant_id, at_ms, requests, tokens)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (rate_key, grant_id) DO UPDATE
+                 SET at_ms = excluded.at_ms, requests = excluded.requests, tokens = excluded.tokens"
+            ),
+            // `$2` is the block's length: its end is by the server's clock.
+            block_rate: format!(
+                "INSERT INTO {s}.rate_keys AS k (rate_key, blocked_until_ms)
+                 VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $2)
+                 ON CONFLICT (rate_key) DO UPDATE
+                 SET blocked_until_ms = GREATEST(k.blocked_until_ms, excluded.blocked_until_ms)"
             ),
         }
     }
@@ -568,8 +736,8 @@ fn corrupt(run_id: &str, step_id: Option<&str>, detail: impl Into<String>) -> Er
     Error::Corrupt { run_id: run_id.to_owned(), step_id: step_id.map(str::to_owned), detail: detail.into() }
 }
 
-/// A run from columns `base..base + 9` in [`RUN_COLUMNS`] order, and its queue, parent and
-/// wake time from columns `extra..extra + 3`.
+/// A run from columns `base..base + 9` in [`RUN_COLUMNS`] order, and its queue, parent, wake
+/// time, claim time and version from columns `extra..extra + 5`.
 pub(crate) fn decode_run_at(
     row: &Row,
     base: usize,
@@ -593,6 +761,8 @@ pub(crate) fn decode_run_at(
     run.queue = col(row, extra, &run_id, None)?;
     run.parent_id = col(row, extra + 1, &run_id, None)?;
     run.wake_at_ms = col(row, extra + 2, &run_id, None)?;
+    run.claimed_at_ms = col(row, extra + 3, &run_id, None)?;
+    run.version = col(row, extra + 4, &run_id, None)?;
     Ok(run)
 }
 
@@ -731,7 +901,7 @@ mod tests {
         for sql in [
             &st.open_run,
             &st.save_step,
-            &st.save_steps,
+            &st.checkpoints,
             &st.update_run,
             &st.deliver_signal,
             &st.acquire_lease,

@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use common::{SchemaGuard, fresh, raw, start, step, unique, url};
 use durably_core::store::prelude::*;
-use durably_core::{Claim, Error, LeaseOutcome, NewEvent, QueuedRun, RunFilter, RunStatus, now_ms};
+use durably_core::{
+    Claim, Error, LeaseOutcome, NewEvent, QueuedRun, RateAcquire, RateCost, RateDecision, RateLimit,
+    RunFilter, RunStatus, now_ms,
+};
 use durably_postgres::{PostgresStore, SCHEMA_VERSION};
 
 async fn version(schema: &str) -> Vec<i32> {
@@ -51,6 +54,8 @@ async fn first_connect_creates_the_schema_its_tables_and_indexes_at_the_current_
             "events",
             "leases",
             "queue_claims",
+            "rate_grants",
+            "rate_keys",
             "runs",
             "signals",
             "steps"
@@ -72,6 +77,8 @@ async fn first_connect_creates_the_schema_its_tables_and_indexes_at_the_current_
         "runs_runnable",
         "runs_by_parent",
         "runs_by_wake",
+        "runs_claim_order",
+        "rate_grants_by_time",
     ] {
         assert!(indexes.iter().any(|i| i == wanted), "index {wanted} missing: {indexes:?}");
     }
@@ -197,12 +204,18 @@ async fn a_schema_name_with_quotes_and_spaces_works() {
     let store = PostgresStore::builder(url()).schema(&schema).pool_size(1).connect().await.unwrap();
     start(&store, "r").await;
     assert!(store.get_run("r").await.unwrap().is_some());
-    assert_eq!(tables(&guard.0).await.len(), 8);
+    assert_eq!(tables(&guard.0).await.len(), 10);
+    // Rate limits too: their statements carry the odd name.
+    let limit = durably_core::RateLimit::per(std::time::Duration::from_secs(60)).requests(1);
+    let acquire = RateAcquire::new("k", "g", limit, RateCost::new(1, 0), now_ms());
+    assert_eq!(store.acquire_rate(&acquire).await.unwrap(), RateDecision::Granted);
+    store.settle_rate("k", "g", RateCost::new(1, 5), now_ms()).await.unwrap();
+    store.block_rate("k", std::time::Duration::from_secs(1), now_ms()).await.unwrap();
     // Queues and event logs too: their statements, locks and channels carry the odd name.
     store.enqueue(&QueuedRun::new("job", "wf", None, "q", 1_000)).await.unwrap();
     let claim = Claim::new("q", "w", std::time::Duration::from_secs(60), now_ms(), 10);
     assert_eq!(store.claim_runs(&claim).await.unwrap().len(), 1);
-    assert_eq!(store.append_events("job", &[NewEvent::new("text", "1", 1)]).await.unwrap(), 0);
+    assert_eq!(store.append_events("job", &[NewEvent::new("text", "1", 1)], u64::MAX).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -275,19 +288,20 @@ INSERT INTO {s}.leases VALUES ('old-lease', 'old-owner', 9000000000000);
 "#;
 
 #[tokio::test]
-async fn a_version_1_schema_is_upgraded_in_place_with_queues_and_event_logs() {
-    assert_eq!(SCHEMA_VERSION, 2, "this test upgrades version 1 to the current version 2");
+async fn a_version_1_schema_is_upgraded_in_place_with_queues_event_logs_and_worker_versions() {
+    assert_eq!(SCHEMA_VERSION, 4, "this test upgrades version 1 to the current version 4");
     let Some((builder, guard)) = fresh().await else { return };
     let quoted = format!("\"{}\"", guard.0);
     raw().await.batch_execute(&SCHEMA_V1_AS_SHIPPED.replace("{s}", &quoted)).await.unwrap();
 
     let store = builder.clone().connect().await.unwrap();
-    assert_eq!(version(&guard.0).await, [2], "the schema is marked as upgraded");
+    assert_eq!(version(&guard.0).await, [4], "the schema is marked as upgraded");
 
     // Every version 1 record is still there, read with the new columns empty.
     let run = store.get_run("old-wait").await.unwrap().expect("the v1 run survives");
     assert_eq!((run.status, run.input.as_deref()), (RunStatus::Waiting, Some(r#"{"n":1}"#)));
     assert_eq!((run.queue, run.parent_id, run.wake_at_ms), (None, None, None));
+    assert_eq!((run.claimed_at_ms, run.version), (None, None));
     assert_eq!(store.list_steps("old-wait").await.unwrap().len(), 1);
     assert_eq!(store.get_signal("old-wait", "other").await.unwrap().as_deref(), Some("true"));
     assert!(matches!(
@@ -302,17 +316,89 @@ async fn a_version_1_schema_is_upgraded_in_place_with_queues_and_event_logs() {
     let (queued, created) = store.enqueue(&job).await.unwrap();
     assert!(created);
     assert_eq!((queued.status, queued.queue.as_deref()), (RunStatus::Enqueued, Some("q")));
-    let claim = Claim::new("q", "w", std::time::Duration::from_secs(60), now_ms(), 10);
-    assert_eq!(ids(store.claim_runs(&claim).await.unwrap()), ["new-job"]);
+    let claim = Claim::new("q", "w", std::time::Duration::from_secs(60), now_ms(), 10).version("v1");
+    let claimed = store.claim_runs(&claim).await.unwrap();
+    assert_eq!(claimed[0].version.as_deref(), Some("v1"), "the claim binds the run to its version");
+    assert!(claimed[0].claimed_at_ms.is_some(), "the claim records its time");
+    assert_eq!(ids(claimed), ["new-job"]);
     assert!(store.park_run("new-job", "w", "go", None, now_ms()).await.unwrap());
     assert_eq!(store.queue_stats("q", now_ms()).await.unwrap().parked, 1);
     assert_eq!(ids(store.list_runs(&RunFilter::new().parent("old-wait")).await.unwrap()), ["new-job"]);
-    assert_eq!(store.append_events("old-wait", &[NewEvent::new("text", "{}", 1)]).await.unwrap(), 0);
+    assert_eq!(
+        store.append_events("old-wait", &[NewEvent::new("text", "{}", 1)], u64::MAX).await.unwrap(),
+        0
+    );
     drop(store);
 
     // Connecting again migrates nothing more and keeps what the new version wrote.
     let store = builder.connect().await.unwrap();
-    assert_eq!(version(&guard.0).await, [2]);
-    assert_eq!(store.get_run("new-job").await.unwrap().unwrap().wake_at_ms, Some(i64::MAX));
+    assert_eq!(version(&guard.0).await, [4]);
+    let job = store.get_run("new-job").await.unwrap().unwrap();
+    assert_eq!((job.wake_at_ms, job.version.as_deref()), (Some(i64::MAX), Some("v1")));
     assert_eq!(store.read_events("old-wait", 0, 10).await.unwrap().len(), 1);
+}
+
+/// Schema version 2 as shipped, on top of version 1: queues and event logs, with a queued run
+/// and an event.
+const SCHEMA_V2_AS_SHIPPED: &str = r#"
+ALTER TABLE {s}.runs
+    ADD COLUMN queue text COLLATE "C", ADD COLUMN priority integer NOT NULL DEFAULT 0,
+    ADD COLUMN queue_key text COLLATE "C", ADD COLUMN parent_id text COLLATE "C", ADD COLUMN wake_at_ms bigint;
+CREATE INDEX runs_runnable ON {s}.runs (queue, status, priority DESC, created_at_ms, run_id)
+    WHERE queue IS NOT NULL;
+CREATE INDEX runs_by_parent ON {s}.runs (parent_id, created_at_ms, run_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX runs_by_wake ON {s}.runs (wake_at_ms) WHERE wake_at_ms IS NOT NULL;
+CREATE TABLE {s}.queue_claims (
+    queue text COLLATE "C" NOT NULL, claimed_at_ms bigint NOT NULL, claims bigint NOT NULL,
+    PRIMARY KEY (queue, claimed_at_ms)
+);
+CREATE TABLE {s}.events (
+    run_id text COLLATE "C" NOT NULL, event_offset bigint NOT NULL, kind text COLLATE "C" NOT NULL,
+    data text COLLATE "C" NOT NULL, at_ms bigint NOT NULL, PRIMARY KEY (run_id, event_offset)
+);
+CREATE TABLE {s}.event_heads (run_id text COLLATE "C" NOT NULL PRIMARY KEY, next_offset bigint NOT NULL);
+INSERT INTO {s}.runs (run_id, workflow, status, created_at_ms, updated_at_ms, queue)
+    VALUES ('old-job', 'wf', 'enqueued', 700, 700, 'q');
+INSERT INTO {s}.events VALUES ('old-wait', 0, 'text', '{}', 1003);
+INSERT INTO {s}.event_heads VALUES ('old-wait', 1);
+UPDATE {s}.durably_schema_version SET version = 2;
+"#;
+
+#[tokio::test]
+async fn a_version_2_schema_is_upgraded_in_place_with_rate_limits() {
+    assert_eq!(SCHEMA_VERSION, 4, "this test upgrades version 2 to the current version 4");
+    let Some((builder, guard)) = fresh().await else { return };
+    let quoted = format!("\"{}\"", guard.0);
+    let client = raw().await;
+    client.batch_execute(&SCHEMA_V1_AS_SHIPPED.replace("{s}", &quoted)).await.unwrap();
+    client.batch_execute(&SCHEMA_V2_AS_SHIPPED.replace("{s}", &quoted)).await.unwrap();
+
+    let store = builder.clone().connect().await.unwrap();
+    assert_eq!(version(&guard.0).await, [4], "the schema is marked as upgraded");
+
+    // The queued run and the event log of version 2 are still there.
+    let claim = Claim::new("q", "w", std::time::Duration::from_secs(60), now_ms(), 10);
+    let claimed: Vec<String> =
+        store.claim_runs(&claim).await.unwrap().into_iter().map(|r| r.run_id).collect();
+    assert_eq!(claimed, ["old-job"]);
+    assert_eq!(
+        store.append_events("old-wait", &[NewEvent::new("text", "{}", 2)], u64::MAX).await.unwrap(),
+        1
+    );
+
+    // The new tables work: a grant, a refusal, a settle, a block.
+    let limit = RateLimit::per(std::time::Duration::from_secs(60)).requests(1).tokens(100);
+    let acquire = |id: &str| RateAcquire::new("model:m", id, limit, RateCost::new(1, 10), now_ms());
+    assert_eq!(store.acquire_rate(&acquire("a")).await.unwrap(), RateDecision::Granted);
+    assert!(matches!(store.acquire_rate(&acquire("b")).await.unwrap(), RateDecision::RetryAt { .. }));
+    store.settle_rate("model:m", "a", RateCost::new(1, 20), now_ms()).await.unwrap();
+    store.block_rate("model:other", std::time::Duration::from_secs(60), now_ms()).await.unwrap();
+    drop(store);
+
+    // Connecting again migrates nothing more and keeps the log and the block.
+    let store = builder.connect().await.unwrap();
+    assert_eq!(version(&guard.0).await, [4]);
+    assert!(matches!(store.acquire_rate(&acquire("b")).await.unwrap(), RateDecision::RetryAt { .. }));
+    let other = RateAcquire::new("model:other", "x", limit, RateCost::new(1, 10), now_ms());
+    assert!(matches!(store.acquire_rate(&other).await.unwrap(), RateDecision::RetryAt { .. }));
 }

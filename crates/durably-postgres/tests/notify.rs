@@ -163,7 +163,7 @@ async fn events_appended_by_another_store_wake_a_reader() {
         async move { store.wait_for_events("r", 0, MAX_WAIT).await }
     };
     let waiting = in_background(wait).await;
-    sender.append_events("r", &[durably_core::NewEvent::new("text", "\"hi\"", 1)]).await.unwrap();
+    sender.append_events("r", &[durably_core::NewEvent::new("text", "\"hi\"", 1)], u64::MAX).await.unwrap();
     let waited = waiting.await.unwrap();
     assert!(waited < WOKEN_BEFORE, "woken after {waited:?}: the append did not notify");
 }

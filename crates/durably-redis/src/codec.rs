@@ -2,7 +2,8 @@
 //!
 //! - A run is a hash with the fields `id`, `wf`, `status`, `input`, `output`, `error`,
 //!   `waiting_on`, `created`, `updated`, and for a queued run `queue`, `priority`, `rank`, `key`,
-//!   `parent`, `wake_at`; an absent optional field is an absent hash field.
+//!   `parent`, `wake_at`, `claimed` (the last claim's time), `version`; an absent optional
+//!   field is an absent hash field.
 //! - A step is the JSON of its [`StepRecord`] (serde keeps every string exact).
 //! - A signal is `<delivered_at_ms>:<payload>`, under its name in the run's signals hash.
 //! - An event is `<at_ms>:<kind length>:<kind><data>`, at its offset in the run's events list.
@@ -122,7 +123,7 @@ pub(crate) fn decode_event(run_id: &str, offset: u64, value: &str) -> Result<Eve
 pub(crate) fn decode_run(run_id: &str, flat: Vec<String>) -> Result<RunRecord> {
     let mut fields = flat.into_iter();
     let (mut id, mut wf, mut status, mut created, mut updated) = (None, None, None, None, None);
-    let mut wake_at = None;
+    let (mut wake_at, mut claimed) = (None, None);
     let mut run = RunRecord::new(run_id, "", None, 0);
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         match name.as_str() {
@@ -138,6 +139,8 @@ pub(crate) fn decode_run(run_id: &str, flat: Vec<String>) -> Result<RunRecord> {
             "queue" => run.queue = Some(value),
             "parent" => run.parent_id = Some(value),
             "wake_at" => wake_at = Some(value),
+            "claimed" => claimed = Some(value),
+            "version" => run.version = Some(value),
             _ => {}
         }
     }
@@ -155,6 +158,9 @@ pub(crate) fn decode_run(run_id: &str, flat: Vec<String>) -> Result<RunRecord> {
     run.updated_at_ms = time("updated", updated)?;
     if wake_at.is_some() {
         run.wake_at_ms = Some(time("wake_at", wake_at)?);
+    }
+    if claimed.is_some() {
+        run.claimed_at_ms = Some(time("claimed", claimed)?);
     }
     Ok(run)
 }

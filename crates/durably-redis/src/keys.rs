@@ -11,7 +11,8 @@
 //! | `<prefix>:steps:<n>:<id>`             | hash       | step id → step record (JSON)            |
 //! | `<prefix>:signals:<n>:<id>`           | hash       | signal name → `<delivered_at>:<payload>` |
 //! | `<prefix>:lease:<n>:<id>`             | string     | `<expires_at>:<owner>`, with `PXAT`     |
-//! | `<prefix>:events:<n>:<id>`            | list       | events, at their offsets (`<at>:<n>:<kind><data>`) |
+//! | `<prefix>:events:<n>:<id>`            | list       | events kept, oldest first (`<at>:<n>:<kind><data>`) |
+//! | `<prefix>:events-from:<n>:<id>`       | string     | the offset of the list's first event, once events were dropped (else 0) |
 //! | `<prefix>:wake:<n>:<id>`              | channel    | signal names, published on delivery     |
 //! | `<prefix>:appended:<n>:<id>`          | channel    | the log's length, published on append   |
 //! | `<prefix>:work:<n>:<queue>`           | channel    | run ids enqueued or unparked            |
@@ -23,6 +24,9 @@
 //! | `<prefix>:queue:<n>:<queue>:claims`   | sorted set | claim times (server clock) in the rate window |
 //! | `<prefix>:index:queue:<n>:<queue>`    | sorted set | run ids enqueued in that queue          |
 //! | `<prefix>:index:parent:<n>:<id>`      | sorted set | child run ids of that run               |
+//! | `<prefix>:rate:<n>:<key>`             | hash       | a rate limit's `period` and block end (`blocked`) |
+//! | `<prefix>:rate_grants:<n>:<key>`      | sorted set | its grant ids by the time they count from (server clock) |
+//! | `<prefix>:rate_costs:<n>:<key>`       | hash       | grant id → `<requests>:<tokens>`        |
 //! | `<prefix>:index:all`                  | sorted set | run ids by creation time                |
 //! | `<prefix>:index:status:<status>`      | sorted set | run ids in that status                  |
 //! | `<prefix>:index:unfinished`           | sorted set | running and waiting run ids             |
@@ -64,11 +68,6 @@ impl Keys {
     /// The run's signals.
     pub(crate) fn signals(&self, run_id: &str) -> String {
         self.of("signals", run_id)
-    }
-
-    /// The run's event log.
-    pub(crate) fn events(&self, run_id: &str) -> String {
-        self.of("events", run_id)
     }
 
     /// The pub/sub channel on which appends to the run's event log are announced.

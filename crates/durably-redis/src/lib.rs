@@ -96,6 +96,7 @@ mod keys;
 mod leases;
 mod listener;
 mod queues;
+mod rates;
 mod scripts;
 mod signals;
 

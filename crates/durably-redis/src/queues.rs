@@ -39,6 +39,7 @@ impl Queues for RedisStore {
         opt_arg(&mut call, run.key.as_deref());
         opt_arg(&mut call, run.parent_id.as_deref());
         call.arg(rank(run.priority, run.now_ms)).arg(run.now_ms);
+        opt_arg(&mut call, run.version.as_deref());
         let (created, flat): (i64, Vec<String>) =
             call.invoke_async(&mut self.conn.clone()).await.map_err(fail(op, run.run_id.as_str()))?;
         Ok((decode_run(&run.run_id, flat)?, created == 1))
@@ -58,6 +59,7 @@ impl Queues for RedisStore {
         call.arg(opt_number(limits.concurrency)).arg(opt_number(limits.per_key));
         call.arg(opt_number(limits.rate.map(|r| r.starts)));
         call.arg(opt_number(limits.rate.map(|r| r.period_ms)));
+        call.arg(claim.version.as_deref().unwrap_or_default());
         let flats: Vec<Vec<String>> = call.invoke_async(&mut self.conn.clone()).await.map_err(|e| {
             let what = format!("queue `{}`", claim.queue);
             Error::store_kind(kind_of(&e), "claim_runs", None, Context::new(what, e))

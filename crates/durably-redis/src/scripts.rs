@@ -75,6 +75,7 @@ local function touch(id, full)
   expire(key('steps', id))
   expire(key('signals', id))
   expire(key('events', id))
+  expire(key('events-from', id))
   local f = redis.call('HMGET', rk, 'wf', 'status', 'touched', 'queue', 'parent', 'rank')
   if not f[1] then return end
   local now
@@ -298,7 +299,8 @@ const DELETE_RUN: &str = r#"
 local id = ARGV[3]
 local rk = key('run', id)
 local f = redis.call('HMGET', rk, 'wf', 'status', 'queue', 'parent', 'rank')
-redis.call('DEL', rk, key('steps', id), key('signals', id), key('events', id), key('lease', id))
+redis.call('DEL', rk, key('steps', id), key('signals', id), key('events', id), key('events-from', id),
+  key('lease', id))
 if not f[1] then return 0 end
 redis.call('ZREM', IDX_ALL, id)
 redis.call('ZREM', IDX_OPEN, id)
@@ -466,6 +468,7 @@ if ARGV[11] == '1' then
   redis.call('HSET', rk, 'parent', ARGV[12])
   redis.call('ZADD', idx_parent(ARGV[12]), now, id)
 end
+if ARGV[15] == '1' then redis.call('HSET', rk, 'version', ARGV[16]) end
 redis.call('ZADD', IDX_ALL, now, id)
 redis.call('ZADD', idx_wf(wf), now, id)
 redis.call('ZADD', idx_queue(q), now, id)
@@ -477,16 +480,20 @@ return {1, redis.call('HGETALL', rk)}
 "#;
 
 /// ARGV[3..]: queue, owner, lease TTL in milliseconds, now, max, then the limits: concurrency,
-/// per key, rate starts, rate period (each `''` when unset). Returns the claimed run hashes
-/// (flat), in claim order.
+/// per key, rate starts, rate period (each `''` when unset), then the worker's version (`''`:
+/// none). Returns the claimed run hashes (flat), in claim order.
 ///
 /// Leases and the rate window are on the server's clock, like `ACQUIRE_LEASE`; wake times are
 /// the engine's times and are compared with `now`. Executing runs are those of `active` whose
 /// lease key exists (it expires by itself); `active` runs whose lease lapsed, and parked runs
 /// that are due, become candidates first. Then candidates are taken from `ready` in order, at
-/// most `SCAN` looked at, skipping those whose key is at its limit.
+/// most `SCAN` looked at, skipping those whose key is at its limit and, for a versioned worker,
+/// those bound to another version or started without one (rule 26 of docs/design.md). A claimed
+/// run records its claim time (the rate window's, on the server's clock) and, without a version,
+/// the worker's.
 const CLAIM_RUNS: &str = r#"
 local q, owner, ttl, now, max = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local ver = ARGV[12]
 local conc, per_key, starts, period = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local READY, ACTIVE, TIMERS, CLAIMS = qkey(q, 'ready'), qkey(q, 'active'), qkey(q, 'timers'), qkey(q, 'claims')
 local srv = server_ms()
@@ -531,16 +538,18 @@ for _, m in ipairs(redis.call('ZRANGE', READY, 0, SCAN - 1)) do
   if #out >= max or (conc and executing >= conc) or (starts and window >= starts) then break end
   local id = string.sub(m, 25)
   local rk = key('run', id)
-  local f = redis.call('HMGET', rk, 'status', 'wake_at', 'key', 'queue', 'created')
+  local f = redis.call('HMGET', rk, 'status', 'wake_at', 'key', 'queue', 'created', 'version')
   local s = f[1]
   local runnable = f[4] == q and (s == 'enqueued' or s == 'running'
     or (s == 'waiting' and (not f[2] or tonumber(f[2]) <= now_n)))
+  local mine = ver == '' or f[6] == ver or (not f[6] and s == 'enqueued')
   if not runnable then
     redis.call('ZREM', READY, m)
     if not s then redis.call('ZREM', qkey(q, 'enqueued'), id) end
-  elseif redis.call('EXISTS', key('lease', id)) == 0
+  elseif mine and redis.call('EXISTS', key('lease', id)) == 0
     and not (per_key and f[3] and (by_key[f[3]] or 0) >= per_key) then
-    redis.call('HSET', rk, 'status', 'running', 'updated', now)
+    redis.call('HSET', rk, 'status', 'running', 'updated', now, 'claimed', string.format('%.0f', srv))
+    if ver ~= '' and not f[6] then redis.call('HSET', rk, 'version', ver) end
     redis.call('HDEL', rk, 'waiting_on', 'wake_at')
     index_status(id, f[5], s, 'running')
     redis.call('SET', key('lease', id), expires .. ':' .. owner, 'PXAT', expires)
@@ -610,16 +619,138 @@ end
 return 0
 "#;
 
-/// ARGV[3..]: run id, then encoded events. Appends them to the run's list, whose indexes are
-/// the offsets, and announces them on the run's events channel. Returns the first offset.
+/// ARGV[3..]: run id, how many events the log keeps (at least 1), then encoded events.
+/// Appends them to the run's list, drops the oldest beyond the number kept (the offset of the
+/// list's first element, 0 until events were dropped, is in `events-from`), and announces them
+/// on the run's events channel. Returns the first offset.
 const APPEND_EVENTS: &str = r#"
 local id = ARGV[3]
+local keep = tonumber(ARGV[4])
 local ek = key('events', id)
+local fk = key('events-from', id)
+local base = tonumber(redis.call('GET', fk) or '0')
+local n = #ARGV - 4
 local len = redis.call('LLEN', ek)
-for i = 4, #ARGV do len = redis.call('RPUSH', ek, ARGV[i]) end
+for i = 5, #ARGV do len = redis.call('RPUSH', ek, ARGV[i]) end
+local first = base + len - n
+if len > keep then
+  redis.call('LTRIM', ek, len - keep, -1)
+  base = base + len - keep
+  len = keep
+  redis.call('SET', fk, string.format('%.0f', base))
+end
 touch(id, false)
-if #ARGV > 3 then redis.call('PUBLISH', key('appended', id), len) end
-return len - (#ARGV - 3)
+if n > 0 then redis.call('PUBLISH', key('appended', id), string.format('%.0f', base + len)) end
+return first
+"#;
+
+/// ARGV[3..5]: run id, first offset, how many events. The events of the log from that offset
+/// (from its oldest kept, if that one is later), as `{offset of the first, events}`.
+const READ_EVENTS: &str = r#"
+local id = ARGV[3]
+local base = tonumber(redis.call('GET', key('events-from', id)) or '0')
+local start = tonumber(ARGV[4]) - base
+if start < 0 then start = 0 end
+local stop = start + tonumber(ARGV[5]) - 1
+local events = redis.call('LRANGE', key('events', id), string.format('%.0f', start), string.format('%.0f', stop))
+return {base + start, events}
+"#;
+
+/// ARGV[3]: run id. The offset after the log's last event.
+const EVENTS_END: &str = r#"
+local id = ARGV[3]
+local base = tonumber(redis.call('GET', key('events-from', id)) or '0')
+return base + redis.call('LLEN', key('events', id))
+"#;
+
+/// Sets the expiry of rate key `k`'s three keys: the later of a period after `now` (every grant
+/// counts from `now` at the latest) and the end of its block.
+const RATE_PRELUDE: &str = r#"
+local function rate_keys(k) return key('rate', k), key('rate_grants', k), key('rate_costs', k) end
+local function rate_keep(k, now)
+  local M, G, C = rate_keys(k)
+  local period = tonumber(redis.call('HGET', M, 'period') or '3600000')
+  local until_ms = math.max(now + period, tonumber(redis.call('HGET', M, 'blocked') or '0'))
+  local at = string.format('%.0f', until_ms)
+  for _, rk in ipairs({M, G, C}) do redis.call('PEXPIREAT', rk, at) end
+end
+"#;
+
+/// ARGV[3..]: key, grant id, requests per period (`''`: none), tokens per period (`''`: none),
+/// period, the cost's requests and tokens. Returns `{1}` when granted, `{0, retry_at, now}`
+/// when refused.
+///
+/// On the server's clock, like `CLAIM_RUNS`' rate window. A key is three keys: `rate` (a hash
+/// of its `period` and the end of its block, `blocked`), `rate_grants` (grant ids by the time
+/// they count from) and `rate_costs` (grant id → `<requests>:<tokens>`). Grants that fell out
+/// of the window are removed first; the rest are summed, oldest first, to find when the cost
+/// fits if it does not now.
+const ACQUIRE_RATE: &str = r#"
+local k, id = ARGV[3], ARGV[4]
+local max_r, max_t, period = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local cost_r, cost_t = tonumber(ARGV[8]), tonumber(ARGV[9])
+local M, G, C = rate_keys(k)
+local now = server_ms()
+if redis.call('ZSCORE', G, id) then return {1} end
+local edge = string.format('%.0f', now - period)
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', G, '-inf', edge)) do redis.call('HDEL', C, old) end
+redis.call('ZREMRANGEBYSCORE', G, '-inf', edge)
+redis.call('HSET', M, 'period', string.format('%.0f', period))
+local blocked = tonumber(redis.call('HGET', M, 'blocked') or '0')
+if blocked > now then
+  rate_keep(k, now)
+  return {0, blocked, now}
+end
+local log = redis.call('ZRANGE', G, 0, -1, 'WITHSCORES')
+local grants, used_r, used_t = {}, 0, 0
+for i = 1, #log, 2 do
+  local c = redis.call('HGET', C, log[i]) or '0:0'
+  local sep = string.find(c, ':', 1, true)
+  local r, t = tonumber(string.sub(c, 1, sep - 1)), tonumber(string.sub(c, sep + 1))
+  grants[#grants + 1] = {tonumber(log[i + 1]), r, t}
+  used_r, used_t = used_r + r, used_t + t
+end
+local function fits(r, t)
+  return (not max_r or r + cost_r <= max_r) and (not max_t or t + cost_t <= max_t)
+end
+if fits(used_r, used_t) then
+  redis.call('ZADD', G, string.format('%.0f', now), id)
+  redis.call('HSET', C, id, ARGV[8] .. ':' .. ARGV[9])
+  rate_keep(k, now)
+  return {1}
+end
+rate_keep(k, now)
+for _, g in ipairs(grants) do
+  used_r, used_t = used_r - g[2], used_t - g[3]
+  if fits(used_r, used_t) then return {0, g[1] + period, now} end
+end
+return {0, now + period, now}
+"#;
+
+/// ARGV[3..]: key, grant id, requests, tokens. The grant counts them from the end of the
+/// current millisecond (server clock).
+const SETTLE_RATE: &str = r#"
+local k, id = ARGV[3], ARGV[4]
+local M, G, C = rate_keys(k)
+local now = server_ms() + 1
+redis.call('ZADD', G, string.format('%.0f', now), id)
+redis.call('HSET', C, id, ARGV[5] .. ':' .. ARGV[6])
+rate_keep(k, now)
+return 1
+"#;
+
+/// ARGV[3..]: key, the block's length in milliseconds. Its end is by the server's clock; a
+/// block ending earlier than the one in place changes nothing.
+const BLOCK_RATE: &str = r#"
+local k = ARGV[3]
+local M = rate_keys(k)
+local now = server_ms()
+local until_ms = now + tonumber(ARGV[4])
+if until_ms > tonumber(redis.call('HGET', M, 'blocked') or '0') then
+  redis.call('HSET', M, 'blocked', string.format('%.0f', until_ms))
+end
+rate_keep(k, now)
+return 1
 "#;
 
 /// The compiled scripts of a store (each knows its SHA-1, so calls are `EVALSHA`, with the
@@ -643,6 +774,11 @@ pub(crate) struct Scripts {
     pub(crate) queue_stats: Script,
     pub(crate) has_work: Script,
     pub(crate) append_events: Script,
+    pub(crate) read_events: Script,
+    pub(crate) events_end: Script,
+    pub(crate) acquire_rate: Script,
+    pub(crate) settle_rate: Script,
+    pub(crate) block_rate: Script,
 }
 
 impl Scripts {
@@ -666,6 +802,11 @@ impl Scripts {
             queue_stats: s(QUEUE_STATS),
             has_work: s(HAS_WORK),
             append_events: s(APPEND_EVENTS),
+            read_events: s(READ_EVENTS),
+            events_end: s(EVENTS_END),
+            acquire_rate: s(&format!("{RATE_PRELUDE}{ACQUIRE_RATE}")),
+            settle_rate: s(&format!("{RATE_PRELUDE}{SETTLE_RATE}")),
+            block_rate: s(&format!("{RATE_PRELUDE}{BLOCK_RATE}")),
         }
     }
 }

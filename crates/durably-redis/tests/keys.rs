@@ -113,7 +113,7 @@ async fn queues_parents_and_keys_with_separators_stay_apart() {
         // Each run has the name as its queue, its parent, its key and its id (events too).
         let run = QueuedRun::new(*name, "wf", None, *name, now + i as i64).parent(*name).key(*name);
         assert!(store.enqueue(&run).await.unwrap().1);
-        store.append_events(name, &[NewEvent::new(*name, *name, i as i64)]).await.unwrap();
+        store.append_events(name, &[NewEvent::new(*name, *name, i as i64)], u64::MAX).await.unwrap();
     }
     let mut one_per_key = QueueLimits::default();
     one_per_key.per_key = Some(1);

@@ -122,7 +122,10 @@ async fn queue_scripts_per_call() {
     assert_eq!(claimed, RUNS - EXECUTING);
     let started = Instant::now();
     for i in 0..ROUNDS {
-        store.append_events("run", &[NewEvent::new("text", format!("{{\"chunk\":{i}}}"), 1)]).await.unwrap();
+        store
+            .append_events("run", &[NewEvent::new("text", format!("{{\"chunk\":{i}}}"), 1)], u64::MAX)
+            .await
+            .unwrap();
     }
     let append = started.elapsed();
     println!("on {url}:");

@@ -168,8 +168,8 @@ async fn index_entries_of_expired_runs_are_swept_by_later_writes() {
     assert_eq!(expiry, ["4:evennew"]);
 }
 
-/// Enqueues three children of `parent` in `queue`, claims two and parks one of those: every
-/// per-queue structure has a member.
+/// Enqueues three children of `parent` in `queue`, claims two and parks one of those, and
+/// appends to a trimmed event log: every per-queue structure and event key has a member.
 async fn fill_a_queue(store: &RedisStore, queue: &str, parent: &str) {
     let now = durably_core::now_ms();
     for i in 0..3 {
@@ -180,7 +180,9 @@ async fn fill_a_queue(store: &RedisStore, queue: &str, parent: &str) {
     claim.limits.rate = Some(durably_core::Rate::new(10, 60_000));
     assert_eq!(store.claim_runs(&claim).await.unwrap().len(), 2);
     assert!(store.park_run(&format!("{queue}-0"), "w", "go", None, now).await.unwrap());
-    store.append_events(&format!("{queue}-1"), &[NewEvent::new("text", "{}", now)]).await.unwrap();
+    // Two events of which one is kept: the log's `events-from` key exists too.
+    let events = [NewEvent::new("text", "{}", now), NewEvent::new("text", "{}", now)];
+    store.append_events(&format!("{queue}-1"), &events, 1).await.unwrap();
 }
 
 #[tokio::test]
@@ -193,6 +195,7 @@ async fn queue_and_event_keys_get_the_ttl() {
     let keys = pttls(&url, &prefix);
     for part in [
         ":events:",
+        ":events-from:",
         ":queue:1:q:enqueued",
         ":queue:1:q:ready",
         ":queue:1:q:active",

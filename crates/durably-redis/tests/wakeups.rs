@@ -175,13 +175,13 @@ async fn an_append_from_another_connection_wakes_wait_for_events() {
     let reader = Arc::new(store(&url, &prefix).await);
     let writer = store(&url, &prefix).await;
     let run_id = "run:{with} events*";
-    writer.append_events(run_id, &[NewEvent::new("text", "0", 1)]).await.unwrap();
+    writer.append_events(run_id, &[NewEvent::new("text", "0", 1)], u64::MAX).await.unwrap();
     let wait = tokio::spawn({
         let reader = Arc::clone(&reader);
         async move { reader.wait_for_events(run_id, 1, MAX_WAIT).await }
     });
     until_subscribed(&url, &prefix, "appended", run_id, 1).await;
-    assert_eq!(writer.append_events(run_id, &[NewEvent::new("text", "1", 2)]).await.unwrap(), 1);
+    assert_eq!(writer.append_events(run_id, &[NewEvent::new("text", "1", 2)], u64::MAX).await.unwrap(), 1);
     tokio::time::timeout(GIVE_UP, wait).await.expect("the append did not wake wait_for_events").unwrap();
     // A wait for what is already there returns at once.
     tokio::time::timeout(GIVE_UP, reader.wait_for_events(run_id, 1, MAX_WAIT))

@@ -29,6 +29,7 @@ mod api;
 mod config;
 pub mod guard;
 mod login;
+pub mod queues;
 mod secure;
 mod start;
 mod text;

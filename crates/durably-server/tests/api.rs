@@ -6,7 +6,9 @@
 mod common;
 
 use common::{BEARER, authed, send, serve, wait_for, with_waiting_run};
-use durably_core::{RunFilter, RunStatus};
+use std::time::Duration;
+
+use durably_core::{Queue, RunFilter, RunStatus};
 use serde_json::{Value, json};
 
 async fn get(addr: &str, path: &str) -> (u16, Value) {
@@ -116,6 +118,80 @@ async fn sessions_without_agents_are_listed_empty_and_turns_need_a_registered_ag
     assert!(body["error"].as_str().unwrap().contains("no agent `bot` takes session turns"), "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engines_own_signals_are_not_listed_and_cannot_be_delivered() {
+    let s = with_waiting_run().await;
+    // `durably.done` (what `RunHandle::result` waits on) and `durably.child:*` (a child's
+    // outcome, what its parent waits on) would forge the engine's reports: refused, nothing stored.
+    for name in ["durably.done", "durably.child:waiting-1%2Fx"] {
+        let (code, body) = post(&s.addr, &format!("/api/runs/waiting-1/signals/{name}"), "{}").await;
+        assert_eq!(code, 400, "{name}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("the engine's own"), "{body}");
+    }
+    let (code, body) = post(&s.addr, "/api/runs/waiting-1/approve", r#"{"signal":"durably.done"}"#).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(s.wf.store().list_signals("waiting-1").await.unwrap().is_empty());
+
+    // The queued run ends: the engine delivers its `durably.done`, which the run view omits.
+    let (code, _) = post(&s.addr, "/api/runs/waiting-1/approve", "").await;
+    assert_eq!(code, 200);
+    wait_for(&s.wf, "waiting-1", RunStatus::Completed).await;
+    // It is delivered just after the final status: wait for it.
+    let mut stored = Vec::new();
+    for _ in 0..1000 {
+        stored = s.wf.store().list_signals("waiting-1").await.unwrap().into_iter().map(|s| s.name).collect();
+        if stored.iter().any(|n| n == "durably.done") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(stored.iter().any(|n| n == "durably.done"), "the engine delivered its signal: {stored:?}");
+    let (_, run) = get(&s.addr, "/api/runs/waiting-1").await;
+    let names: Vec<&str> =
+        run["signals"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["manager-approval"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_are_listed_with_their_depth_oldest_run_and_limits() {
+    let s = with_waiting_run().await;
+    // `batch` has no worker: what is enqueued there waits.
+    s.wf.add_queue(
+        Queue::new("batch").concurrency(2).per_key(1).rate(5, Duration::from_secs(1)).worker_concurrency(3),
+    )
+    .unwrap();
+    for i in 0..3 {
+        s.wf.enqueue("batch", "approval", &format!("batch-{i}"), "Q").await.unwrap();
+    }
+    let oldest = s.wf.get_run("batch-0").await.unwrap().unwrap().created_at_ms;
+
+    let (code, list) = get(&s.addr, "/api/queues").await;
+    assert_eq!(code, 200, "{list}");
+    let names: Vec<&str> =
+        list["queues"].as_array().unwrap().iter().map(|q| q["queue"].as_str().unwrap()).collect();
+    assert_eq!(names, ["batch", "default"]);
+    let batch = &list["queues"][0];
+    assert_eq!((batch["enqueued"].as_u64(), batch["executing"].as_u64()), (Some(3), Some(0)), "{batch}");
+    assert_eq!(batch["oldest_enqueued_at_ms"].as_i64(), Some(oldest), "{batch}");
+    assert_eq!(
+        batch["limits"],
+        json!({ "concurrency": 2, "per_key": 1, "rate_starts": 5, "rate_period_ms": 1000, "per_worker": 3 })
+    );
+    assert_eq!(list["queues"][1]["enqueued"], 0, "the waiting run left the queue's depth");
+
+    let (code, only) = get(&s.addr, "/api/queues?queue=default").await;
+    assert_eq!(code, 200);
+    assert_eq!(only["queues"].as_array().unwrap().len(), 1);
+    assert_eq!(only["queues"][0]["queue"], "default");
+    // A queue neither the store nor the engine knows is listed empty, without limits.
+    let (_, unknown) = get(&s.addr, "/api/queues?queue=nowhere").await;
+    assert_eq!(unknown["queues"][0]["enqueued"], 0);
+    assert!(unknown["queues"][0]["limits"].is_null(), "{unknown}");
+
+    let r = send(&s.addr, "GET", "/api/queues", &[], b"").await;
+    assert_eq!(r.status, 401, "the queues are not listed without the token");
+}
+
 fn checked_in_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json")
 }
@@ -152,6 +228,7 @@ async fn the_served_openapi_document_is_the_checked_in_one() {
         "/api/sessions",
         "/api/sessions/{agent}/{session}",
         "/api/sessions/{agent}/{session}/turns",
+        "/api/queues",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
     }

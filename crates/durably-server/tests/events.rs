@@ -1,6 +1,8 @@
 //! `GET /api/runs/{id}/events`: Server-Sent Events of a run's log, resumed with
 //! `Last-Event-ID` on a new server process after the first one died mid-stream, with no event
-//! lost or repeated; bad offsets are 400.
+//! lost or repeated; bad offsets are 400, offsets past the end an empty stream; events dropped
+//! by the retention limit are announced by a `gap` event; a client that never reads holds a
+//! bounded part of the log in the server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -58,6 +60,14 @@ struct SseEvent {
     data: String,
 }
 
+/// Any SSE event, with or without an id (a `gap` has none).
+#[derive(Debug, Clone, PartialEq)]
+struct AnyEvent {
+    id: Option<u64>,
+    kind: String,
+    data: String,
+}
+
 /// A raw SSE client: HTTP/1.0, so the body is the bytes until the server closes.
 struct SseClient {
     stream: tokio::net::TcpStream,
@@ -104,6 +114,16 @@ impl SseClient {
     /// The next event with an id; `None` once the stream ended.
     async fn next(&mut self) -> Option<SseEvent> {
         loop {
+            let event = self.next_any().await?;
+            if let Some(id) = event.id {
+                return Some(SseEvent { id, kind: event.kind, data: event.data });
+            }
+        }
+    }
+
+    /// The next event, with an id or not (keep-alive comments skipped); `None` at the end.
+    async fn next_any(&mut self) -> Option<AnyEvent> {
+        loop {
             while let Some((block, rest)) = self.buf.split_once("\n\n") {
                 let block = block.to_owned();
                 self.buf = rest.to_owned();
@@ -118,14 +138,23 @@ impl SseClient {
                         _ => {} // a keep-alive comment
                     }
                 }
-                if let Some(id) = id {
-                    return Some(SseEvent { id, kind, data });
+                if id.is_some() || !kind.is_empty() {
+                    return Some(AnyEvent { id, kind, data });
                 }
             }
             if !self.read().await {
                 return None;
             }
         }
+    }
+
+    /// Every event until the stream ends.
+    async fn rest(&mut self) -> Vec<AnyEvent> {
+        let mut all = Vec::new();
+        while let Some(event) = self.next_any().await {
+            all.push(event);
+        }
+        all
     }
 
     /// Events until one of `kind` (included).
@@ -244,5 +273,149 @@ async fn a_last_event_id_or_from_that_is_not_a_number_is_400_and_an_unknown_run_
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     assert!(r.body.contains("id: 1\nevent: completed\n"), "{}", r.body);
+    server.kill();
+}
+
+/// `(id, kind)` of each event, for comparisons.
+fn ids_kinds(events: &[AnyEvent]) -> Vec<(Option<u64>, &str)> {
+    events.iter().map(|e| (e.id, e.kind.as_str())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_dropped_by_the_retention_limit_are_announced_by_a_gap_event_then_the_rest_follows() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let wf = Workflow::builder("server-tests").shared_store(store.clone()).max_events_per_run(3).build();
+    wf.run("kept-1", |_| async move {
+        for name in ["a", "b", "c", "d", "e"] {
+            step(name, || async { Ok::<_, Error>(1u32) }).await?;
+        }
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    // started, five steps, completed: offsets 0..=6, of which 4, 5 and 6 are kept.
+    let server = ServerProcess::start(store);
+    let path = "/api/runs/kept-1/events";
+    for (last, from) in [(None, 0), (Some("1"), 2), (Some("2"), 3)] {
+        let (status, mut client) = SseClient::connect(&server.addr, path, last).await;
+        assert_eq!(status, 200);
+        let events = client.rest().await;
+        assert_eq!(
+            ids_kinds(&events),
+            [(None, "gap"), (Some(4), "step"), (Some(5), "step"), (Some(6), "completed")],
+            "Last-Event-ID {last:?}: {events:?}"
+        );
+        let gap: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
+        assert_eq!(gap, serde_json::json!({ "run_id": "kept-1", "from": from, "first_kept": 4 }));
+    }
+    // From a kept offset on there is no gap.
+    let (_, mut client) = SseClient::connect(&server.addr, path, Some("4")).await;
+    assert_eq!(ids_kinds(&client.rest().await), [(Some(5), "step"), (Some(6), "completed")]);
+    let (_, mut client) = SseClient::connect(&server.addr, &format!("{path}?from=4"), None).await;
+    assert_eq!(client.rest().await.len(), 3);
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offset_past_the_end_is_an_empty_stream_that_waits_for_the_run_or_ends_with_it() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let wf = Workflow::builder("server-tests").shared_store(store.clone()).default_retries(0).build();
+    wf.run("done-2", |_| async { Ok::<_, Error>(1u32) }).await.unwrap();
+    let runner = {
+        let wf = wf.clone();
+        tokio::spawn(async move {
+            wf.run("open-2", |_| async move {
+                let go: String = signal("go").await?;
+                Ok::<_, Error>(go)
+            })
+            .await
+        })
+    };
+    wait_for(&wf, "open-2", RunStatus::Waiting).await;
+    let server = ServerProcess::start(store);
+    // A finished run: past its last event (what a client that saw it sends on reconnecting),
+    // far past it, and at the largest offset there is, the stream is empty and ends.
+    for last in ["1", "1000", "18446744073709551615"] {
+        let (status, mut client) =
+            SseClient::connect(&server.addr, "/api/runs/done-2/events", Some(last)).await;
+        assert_eq!(status, 200, "Last-Event-ID {last}");
+        assert_eq!(client.rest().await, [], "Last-Event-ID {last}");
+    }
+    // A number too large for an offset is not one.
+    let (status, _) =
+        SseClient::connect(&server.addr, "/api/runs/done-2/events", Some("18446744073709551616")).await;
+    assert_eq!(status, 400);
+    // An unfinished run: the stream waits (the run's own events stay below the offset) and
+    // ends when the run does.
+    let (status, mut client) = SseClient::connect(&server.addr, "/api/runs/open-2/events", Some("99")).await;
+    assert_eq!(status, 200);
+    assert!(wf.complete("open-2", "go", "now").await.unwrap());
+    assert_eq!(runner.await.unwrap().unwrap(), "now");
+    assert_eq!(client.rest().await, [], "no event at or past offset 100 was ever written");
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_holds_a_bounded_part_of_the_log_and_others_are_served() {
+    use durably_testkit::faults::{FaultStore, Op};
+    let faults = Arc::new(FaultStore::new(MemoryStore::new()));
+    let store: Arc<dyn Store> = faults.clone();
+    let wf = Workflow::builder("server-tests").shared_store(store.clone()).build();
+    let runner = {
+        let wf = wf.clone();
+        tokio::spawn(async move { wf.run("big-1", |_| async move { signal::<String>("go").await }).await })
+    };
+    wait_for(&wf, "big-1", RunStatus::Waiting).await;
+    // 40 MB of events: far more than the socket buffers between the server and the client.
+    const TOTAL: u64 = 10_000;
+    let chunk = "x".repeat(4096);
+    for batch in 0..TOTAL / 500 {
+        let events: Vec<durably_core::NewEvent> = (0..500)
+            .map(|i| {
+                durably_core::NewEvent::new(
+                    "text",
+                    format!(r#"{{"n":{},"t":"{chunk}"}}"#, batch * 500 + i),
+                    1,
+                )
+            })
+            .collect();
+        store.append_events("big-1", &events, u64::MAX).await.unwrap();
+    }
+    let server = ServerProcess::start(store.clone());
+
+    // The slow client sends its request and never reads a byte.
+    let mut slow = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let req = format!(
+        "GET /api/runs/big-1/events HTTP/1.1\r\nHost: {}\r\nAuthorization: {BEARER}\r\n\r\n",
+        server.addr
+    );
+    slow.write_all(req.as_bytes()).await.unwrap();
+    // Wait until the server stops reading the log for it (its writes are blocked).
+    let (mut last, mut still) = (faults.calls(Op::ReadEvents), 0);
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = faults.calls(Op::ReadEvents);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        if still >= 10 && now > 0 {
+            break;
+        }
+    }
+    assert!(last > 0, "the server never started reading the log");
+    let read = u64::from(last) * durably_core::EVENT_PAGE as u64;
+    assert!(read < TOTAL / 2, "the server read {read} of {TOTAL} events for a client that reads nothing");
+
+    // Meanwhile the server serves other clients, streams included.
+    let auth = ("Authorization", BEARER);
+    let r = send(&server.addr, "GET", "/api/runs/big-1", &[auth], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (status, mut other) =
+        SseClient::connect(&server.addr, "/api/runs/big-1/events?from=9998", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(other.next().await.map(|e| e.id), Some(9998));
+    assert_eq!(other.next().await.map(|e| e.id), Some(9999));
+    assert!(wf.complete("big-1", "go", "done").await.unwrap());
+    assert_eq!(runner.await.unwrap().unwrap(), "done");
+    drop(slow);
     server.kill();
 }

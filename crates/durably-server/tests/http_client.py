@@ -7,9 +7,11 @@ model); it can be pointed at any `durably serve`-style server:
     DURABLY_URL=http://127.0.0.1:8080 DURABLY_TOKEN=... python3 http_client.py
 
 It checks the OpenAPI document, that a request without the token is refused, starts an agent
-run (twice: the second start returns the same run), waits for the tool approval, approves it
-through the API, reads the output and the recorded steps, then sends a session turn twice with
-one turn id and reads the conversation back. Exits non-zero on the first thing that is wrong.
+run (twice: the second start returns the same run), follows the run's events as Server-Sent
+Events, approves the tool call when its `approval` event arrives, reads the rest of the stream
+to the `completed` event with the output, reconnects with `Last-Event-ID` and gets exactly the
+events after it, reads the recorded steps, then sends a session turn twice with one turn id and
+reads the conversation back. Exits non-zero on the first thing that is wrong.
 """
 
 import json
@@ -51,6 +53,36 @@ def seg(text):
     return urllib.parse.quote(text, safe="")
 
 
+def events(run_id, last_event_id=None):
+    """The run's Server-Sent Events, as (id, kind, data) tuples while the server sends them;
+    `id` is None for an event without one (a `gap`). Ends when the server ends the stream."""
+    req = urllib.request.Request(BASE + "/api/runs/%s/events" % seg(run_id))
+    req.add_header("Authorization", "Bearer " + TOKEN)
+    req.add_header("Accept", "text/event-stream")
+    if last_event_id is not None:
+        req.add_header("Last-Event-ID", str(last_event_id))
+    with urllib.request.urlopen(req, timeout=60) as reply:
+        check(reply.headers.get("Content-Type", "").startswith("text/event-stream"), "the events are an SSE stream")
+        event_id, kind, data = None, None, []
+        for raw in reply:
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if not line:
+                if kind is not None or event_id is not None:
+                    yield event_id, kind, json.loads("\n".join(data)) if data else None
+                event_id, kind, data = None, None, []
+                continue
+            if line.startswith(":"):
+                continue  # a keep-alive comment
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "id":
+                event_id = int(value)
+            elif field == "event":
+                kind = value
+            elif field == "data":
+                data.append(value)
+
+
 def wait_for(run_id, statuses, seconds=60):
     deadline = time.monotonic() + seconds
     while True:
@@ -75,12 +107,26 @@ def main():
     status, again = call("POST", "/api/runs", start)
     check(status == 200 and again["run_id"] == RUN_ID, "starting it again returns the same run", (status, again))
 
-    run = wait_for(RUN_ID, ("waiting", "completed", "failed"))
-    signal = run.get("waiting_on") or ""
-    check(run["status"] == "waiting" and signal.startswith("approve:"), "the run waits for a tool approval", run)
+    # Follow the run live: approve the tool call when the stream says it needs approval.
+    seen, signal = [], None
+    for event_id, kind, data in events(RUN_ID):
+        seen.append((event_id, kind, data))
+        if kind == "approval":
+            signal = data["signal"]
+            check(signal.startswith("approve:") and data["tool"] == "transfer_funds", "the stream asks for the approval", data)
+            status, delivery = call("POST", "/api/runs/%s/approve" % seg(RUN_ID), {"signal": signal})
+            check(status == 200 and delivery["delivered"] and delivery["signal"] == signal, "the approval is delivered", delivery)
+    kinds = [kind for _, kind, _ in seen]
+    check([i for i, _, _ in seen] == list(range(len(seen))), "the stream's ids are the offsets 0, 1, 2...", seen)
+    check(kinds[0] == "started" and kinds[-1] == "completed", "the stream runs from `started` to `completed`", kinds)
+    order = [kinds.index(k) for k in ("tool_call", "approval", "signal", "tool_result", "completed")]
+    check(order == sorted(order), "tool call, approval, signal, tool result, completion, in that order", kinds)
+    check("250 EUR" in seen[-1][2]["output"], "the `completed` event carries the output", seen[-1])
 
-    status, delivery = call("POST", "/api/runs/%s/approve" % seg(RUN_ID))
-    check(status == 200 and delivery["delivered"] and delivery["signal"] == signal, "the approval is delivered", delivery)
+    # Reconnecting with Last-Event-ID gives exactly the events after it.
+    middle = seen[len(seen) // 2][0]
+    resumed = list(events(RUN_ID, last_event_id=middle))
+    check(resumed == seen[middle + 1:], "Last-Event-ID resumes after that event", (middle, resumed))
 
     run = wait_for(RUN_ID, ("completed", "failed", "cancelled"))
     check(run["status"] == "completed", "the run completes", run)

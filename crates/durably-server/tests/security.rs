@@ -216,6 +216,38 @@ async fn an_oversized_body_is_413_and_changes_nothing() {
     assert_eq!(send_chunked(&small.addr, "/api/runs", ok).await, 202);
 }
 
+/// Declares a body of `declared` bytes, sends none of it and reads the answer: a server that
+/// waited for the body before refusing it would never answer.
+async fn send_declared(addr: &str, path: &str, declared: usize) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {BEARER}\r\nContent-Type: application/json\r\n\
+         Content-Length: {declared}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("no answer without the body: the server waits for it")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).unwrap_or_else(|| panic!("no answer: {text:?}")).parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_several_megabytes_is_413_before_it_is_read() {
+    let s = with_waiting_run().await;
+    // 8 MiB announced: refused on the header, the server never reads (or buffers) the rest.
+    for (path, _) in WRITES {
+        let (status, body) = send_declared(&s.addr, path, 8 * 1024 * 1024).await;
+        assert_eq!(status, 413, "POST {path}: {body}");
+        assert!(body.contains("1048576 bytes"), "{body}");
+    }
+    unchanged(&s.wf).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_4xx() {
     let s = with_waiting_run().await;

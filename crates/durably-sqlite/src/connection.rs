@@ -10,7 +10,7 @@ use durably_core::{BoxError, Error, Result, StoreErrorKind};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::options::SqliteOptions;
-use crate::sql::{Fail, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_VERSION, kind_of};
+use crate::sql::{Fail, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_VERSION, kind_of};
 use crate::writer::retry_busy;
 
 /// How many idle read connections the pool keeps.
@@ -148,6 +148,12 @@ fn migrate(conn: &Connection, path: &Path) -> Result<()> {
             }
             if found < 3 {
                 conn.execute_batch(SCHEMA_V3)?;
+            }
+            if found < 4 {
+                conn.execute_batch(SCHEMA_V4)?;
+            }
+            if found < 5 {
+                conn.execute_batch(SCHEMA_V5)?;
             }
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             conn.execute_batch("COMMIT")?;

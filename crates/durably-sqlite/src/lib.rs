@@ -55,8 +55,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use durably_core::store::prelude::*;
 use durably_core::{
-    Claim, Error, EventRecord, LeaseOutcome, NewEvent, NewRun, QueueStats, QueuedRun, Result, RunFilter,
-    RunHistory, RunRecord, RunUpdate, SignalRecord, StepRecord, StoreErrorKind,
+    Claim, Error, EventRecord, LeaseOutcome, NewEvent, NewRun, QueueStats, QueuedRun, RateAcquire, RateCost,
+    RateDecision, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord, StepRecord,
+    StoreErrorKind,
 };
 use rusqlite::Connection;
 
@@ -302,6 +303,24 @@ impl Journal for SqliteStore {
         let (owned, step) = (run_id.to_owned(), step.clone());
         self.write("save_step", run_id, move |conn| sql::save_step(conn, &owned, &step)).await
     }
+    /// One job of the writer: the step and the events share a savepoint, and the commit of
+    /// whatever else the writer batched with them.
+    async fn save_step_with_events(
+        &self,
+        run_id: &str,
+        step: &StepRecord,
+        events: &[NewEvent],
+        keep: u64,
+    ) -> Option<Result<()>> {
+        let (owned, step, batch) = (run_id.to_owned(), step.clone(), events.to_vec());
+        let written = self
+            .write("save_step", run_id, move |conn| {
+                sql::save_step(conn, &owned, &step)?;
+                sql::append_events(conn, &owned, &batch, keep)
+            })
+            .await;
+        Some(written.map(|first| self.poller.wake_events(run_id, first.saturating_add(events.len() as u64))))
+    }
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         let (owned, update) = (run_id.to_owned(), update.clone());
         self.write("update_run", run_id, move |conn| sql::update_run(conn, &owned, &update)).await
@@ -429,7 +448,8 @@ impl Admin for SqliteStore {
 /// Every write is one job of the writer thread, so it runs in a `BEGIN IMMEDIATE` transaction
 /// holding the file's write lock: a claim's counts, choice and writes are one atomic step
 /// against every store and process sharing the file. Times are the callers' `now_ms`, by the
-/// clock of the machine the processes share, as for leases.
+/// clock of the machine the processes share, as for leases; a claim reads that clock again
+/// under the lock (see `sql::claim_runs`).
 #[async_trait]
 impl Queues for SqliteStore {
     async fn enqueue(&self, run: &QueuedRun) -> Result<(RunRecord, bool)> {
@@ -502,14 +522,42 @@ impl Queues for SqliteStore {
     }
 }
 
+/// Every call is a job of the writer thread, so an acquire's read of the log and its grant are
+/// one step under the file's write lock, against every store and process sharing the file.
+/// Times are the callers' `now_ms`, by the clock of the machine the processes share, as for
+/// leases and queue rates.
+#[async_trait]
+impl RateLimits for SqliteStore {
+    async fn acquire_rate(&self, acquire: &RateAcquire) -> Result<RateDecision> {
+        acquire.limit.check(&acquire.key, acquire.cost)?;
+        let request = acquire.clone();
+        self.submit(true, "acquire_rate", None, move |conn| sql::acquire_rate(conn, &request)).await
+    }
+
+    async fn settle_rate(&self, key: &str, grant_id: &str, actual: RateCost, now_ms: i64) -> Result<()> {
+        let (key, grant_id) = (key.to_owned(), grant_id.to_owned());
+        self.submit(true, "settle_rate", None, move |conn| {
+            sql::settle_rate(conn, &key, &grant_id, actual, now_ms)
+        })
+        .await
+    }
+
+    async fn block_rate(&self, key: &str, duration: Duration, now_ms: i64) -> Result<()> {
+        let key = key.to_owned();
+        let until = now_ms.saturating_add(durably_core::store::duration_ms(duration));
+        self.submit(true, "block_rate", None, move |conn| sql::block_rate(conn, &key, until)).await
+    }
+}
+
 /// Appends are writes of the writer thread: the next offset is read and the events written in
 /// one transaction under the file's write lock, so concurrent appends never share an offset.
 #[async_trait]
 impl Events for SqliteStore {
-    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
+    async fn append_events(&self, run_id: &str, events: &[NewEvent], keep: u64) -> Result<u64> {
         let (owned, batch) = (run_id.to_owned(), events.to_vec());
-        let first =
-            self.write("append_events", run_id, move |conn| sql::append_events(conn, &owned, &batch)).await?;
+        let first = self
+            .write("append_events", run_id, move |conn| sql::append_events(conn, &owned, &batch, keep))
+            .await?;
         self.poller.wake_events(run_id, first.saturating_add(events.len() as u64));
         Ok(first)
     }

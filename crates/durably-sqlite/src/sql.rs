@@ -7,12 +7,14 @@
 
 use std::fmt;
 
+use durably_core::store::{LoggedGrant, decide};
 use durably_core::{
-    Claim, Error, EventRecord, Lease, LeaseOutcome, NewEvent, NewRun, QueueStats, QueuedRun, RunFilter,
-    RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, StepStatus, StoreErrorKind,
+    Claim, Error, EventRecord, Lease, LeaseOutcome, NewEvent, NewRun, QueueStats, QueuedRun, RateAcquire,
+    RateCost, RateDecision, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord,
+    StepStatus, StoreErrorKind,
 };
 use rusqlite::types::{ToSql, ValueRef};
-use rusqlite::{Connection, ErrorCode, Row, params, params_from_iter};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
 
 /// The schema version this version of durably-sqlite writes and understands, kept in the
 /// file's `PRAGMA user_version` (0 is a file durably has not set up yet). A file with a higher
@@ -21,7 +23,10 @@ use rusqlite::{Connection, ErrorCode, Row, params, params_from_iter};
 /// - 1: `runs`, `steps`, `signals`.
 /// - 2: adds `leases` (one row per run executing somewhere, for several processes on one file).
 /// - 3: adds queues (the queue columns of `runs`, `queue_claims`) and event logs (`events`).
-pub const SCHEMA_VERSION: i64 = 3;
+/// - 4: adds each run's claim time and worker version (columns of `runs`), and the index
+///   claims walk in claim order.
+/// - 5: adds rate limits (`rate_grants`, `rate_blocks`).
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The tables of schema version 1.
 ///
@@ -114,10 +119,44 @@ CREATE TABLE IF NOT EXISTS events (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// What schema version 4 adds to version 3: when a worker last claimed each run (what the
+/// rate limit counted), the version of the worker the run is bound to (rule 26 of
+/// docs/design.md), and `runs_claim_order`: the runs of each queue that are runnable whatever
+/// the time (parked runs excepted), in the order claims take them, so a claim without a per-key
+/// limit reads its few runs off the index instead of sorting the queue's backlog, and no claim
+/// walks the parked runs (due ones come from `runs_by_wake`).
+pub(crate) const SCHEMA_V4: &str = "
+ALTER TABLE runs ADD COLUMN claimed_at_ms INTEGER;
+ALTER TABLE runs ADD COLUMN version TEXT;
+CREATE INDEX IF NOT EXISTS runs_claim_order ON runs (queue, priority DESC, created_at_ms, run_id)
+    WHERE queue IS NOT NULL AND (status IN ('enqueued', 'running') OR (status = 'waiting' AND wake_at_ms IS NULL));
+";
+
+/// What schema version 5 adds to version 4: rate limits.
+///
+/// `rate_grants` is each key's log of grants, found by id (a settle) and read in time order
+/// (an acquire, which first prunes what fell out of its window); `rate_blocks` the end of each
+/// key's block (a provider's 429). Times are by the clock of the machine sharing the file.
+pub(crate) const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS rate_grants (
+    rate_key TEXT NOT NULL,
+    grant_id TEXT NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    tokens   INTEGER NOT NULL,
+    PRIMARY KEY (rate_key, grant_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rate_grants_by_time ON rate_grants (rate_key, at_ms);
+CREATE TABLE IF NOT EXISTS rate_blocks (
+    rate_key         TEXT NOT NULL PRIMARY KEY,
+    blocked_until_ms INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+";
+
 macro_rules! run_columns {
     () => {
         "run_id, workflow, status, input, output, error, waiting_on, created_at_ms, updated_at_ms, \
-         queue, parent_id, wake_at_ms"
+         queue, parent_id, wake_at_ms, claimed_at_ms, version"
     };
 }
 
@@ -132,16 +171,32 @@ macro_rules! live_lease {
     };
 }
 
-/// Runnable by the rule of `Queues::claim_runs`, at time `$now` (the lease aside). The status
-/// list stands alone so that `runs_runnable` serves `queue = ? AND status IN (…)` and skips
-/// the queue's finished runs.
-macro_rules! ready {
+/// Runnable whatever the time (the lease aside): enqueued, running (its worker died) or waiting
+/// without being parked. Written as the predicate of `runs_claim_order`, so that SQLite may use
+/// that index.
+macro_rules! unparked {
+    () => {
+        "(runs.status IN ('enqueued', 'running') OR (runs.status = 'waiting' AND runs.wake_at_ms IS NULL))"
+    };
+}
+
+/// Parked and due at `$now`: served by `runs_by_wake`, which holds only parked runs.
+macro_rules! parked_due {
     ($now:literal) => {
+        concat!("(runs.status = 'waiting' AND runs.wake_at_ms IS NOT NULL AND runs.wake_at_ms <= ", $now, ")")
+    };
+}
+
+/// A worker of version `$v` (NULL: unversioned) may claim the run: its version, or none and
+/// never executed (rule 26 of docs/design.md).
+macro_rules! version_allows {
+    ($v:literal) => {
         concat!(
-            "runs.status IN ('enqueued', 'running', 'waiting') AND (runs.status <> 'waiting' OR ",
-            "runs.wake_at_ms IS NULL OR runs.wake_at_ms <= ",
-            $now,
-            ")"
+            "(",
+            $v,
+            " IS NULL OR runs.version = ",
+            $v,
+            " OR (runs.version IS NULL AND runs.status = 'enqueued'))"
         )
     };
 }
@@ -180,7 +235,7 @@ ON CONFLICT (run_id, step_id) DO UPDATE SET
 
 const LIST_STEPS: &str = "
 SELECT step_id, name, status, value, error, attempts, request_hash, started_at_ms, finished_at_ms
-FROM steps WHERE run_id = ?1 ORDER BY started_at_ms, step_id";
+FROM steps WHERE run_id = CAST(?1 AS TEXT) ORDER BY started_at_ms, step_id";
 
 const DELIVER_SIGNAL: &str = "
 INSERT INTO signals (run_id, name, payload, delivered_at_ms) VALUES (?1, ?2, ?3, ?4)
@@ -188,8 +243,7 @@ ON CONFLICT (run_id, name) DO NOTHING";
 
 const GET_SIGNAL: &str = "SELECT payload FROM signals WHERE run_id = ?1 AND name = ?2";
 
-const LIST_SIGNALS: &str =
-    "SELECT name, payload, delivered_at_ms FROM signals WHERE run_id = ?1 ORDER BY delivered_at_ms, name";
+const LIST_SIGNALS: &str = "SELECT name, payload, delivered_at_ms FROM signals WHERE run_id = CAST(?1 AS TEXT) ORDER BY delivered_at_ms, name";
 
 /// Takes or renews the lease: the row is written only when there is none, it is the caller's,
 /// or it has expired at `?4`.
@@ -571,6 +625,8 @@ fn decode_run(row: &Row<'_>) -> Result<RunRecord, Fail> {
     run.queue = opt_text(row, 9, "queue").map_err(bad)?;
     run.parent_id = opt_text(row, 10, "parent_id").map_err(bad)?;
     run.wake_at_ms = opt_int(row, 11, "wake_at_ms").map_err(bad)?;
+    run.claimed_at_ms = opt_int(row, 12, "claimed_at_ms").map_err(bad)?;
+    run.version = opt_text(row, 13, "version").map_err(bad)?;
     Ok(run)
 }
 
@@ -709,8 +765,9 @@ WHERE run_id = ?1 AND status = 'waiting' AND waiting_on = ?2 AND wake_at_ms IS N
 RETURNING queue";
 
 const ENQUEUE: &str = "
-INSERT INTO runs (run_id, workflow, status, input, created_at_ms, updated_at_ms, queue, priority, queue_key, parent_id)
-VALUES (?1, ?2, 'enqueued', ?3, ?4, ?4, ?5, ?6, ?7, ?8)
+INSERT INTO runs (run_id, workflow, status, input, created_at_ms, updated_at_ms, queue, priority, queue_key, parent_id,
+                  version)
+VALUES (?1, ?2, 'enqueued', ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9)
 ON CONFLICT (run_id) DO NOTHING";
 
 const PRUNE_CLAIMS: &str = "DELETE FROM queue_claims WHERE queue = ?1 AND claimed_at_ms <= ?2";
@@ -734,10 +791,14 @@ const CLAIM_CANDIDATES: &str = concat!(
      ), candidates AS (
         SELECT run_id, queue_key, priority, created_at_ms,
                ROW_NUMBER() OVER (PARTITION BY queue_key ORDER BY priority DESC, created_at_ms, run_id) AS nth
-        FROM runs WHERE queue = ?1 AND ",
-    ready!("?2"),
-    " AND NOT ",
+        FROM runs WHERE queue = ?1 AND (",
+    unparked!(),
+    " OR ",
+    parked_due!("?2"),
+    ") AND NOT ",
     live_lease!("?2"),
+    " AND ",
+    version_allows!("?5"),
     " )
      SELECT c.run_id FROM candidates c LEFT JOIN executing e ON e.queue_key = c.queue_key
      WHERE ?3 IS NULL OR c.queue_key IS NULL OR c.nth + COALESCE(e.n, 0) <= ?3
@@ -745,8 +806,36 @@ const CLAIM_CANDIDATES: &str = concat!(
      LIMIT ?4"
 );
 
+/// `CLAIM_CANDIDATES` without a per-key limit (`?3` is NULL): the first `?4` unparked runs off
+/// `runs_claim_order`, merged with the due parked runs (few), then cut to `?4`; the queue's
+/// backlog is never sorted.
+const CLAIM_CANDIDATES_IN_ORDER: &str = concat!(
+    "SELECT run_id FROM (
+        SELECT * FROM (
+            SELECT run_id, priority, created_at_ms FROM runs WHERE queue = ?1 AND ",
+    unparked!(),
+    " AND NOT ",
+    live_lease!("?2"),
+    " AND ",
+    version_allows!("?5"),
+    " ORDER BY priority DESC, created_at_ms, run_id LIMIT ?4)
+        UNION ALL
+        SELECT run_id, priority, created_at_ms FROM runs WHERE queue = ?1 AND ",
+    parked_due!("?2"),
+    " AND NOT ",
+    live_lease!("?2"),
+    " AND ",
+    version_allows!("?5"),
+    " AND ?3 IS NULL
+     ) ORDER BY priority DESC, created_at_ms, run_id LIMIT ?4"
+);
+
+/// Claims a run at `?2` for a worker of version `?3` (NULL: unversioned), recording the claim
+/// time and binding a run without a version to the worker's.
 const CLAIM_RUN: &str = "
-UPDATE runs SET status = 'running', waiting_on = NULL, wake_at_ms = NULL, updated_at_ms = ?2 WHERE run_id = ?1";
+UPDATE runs SET status = 'running', waiting_on = NULL, wake_at_ms = NULL, updated_at_ms = ?2,
+    claimed_at_ms = ?2, version = COALESCE(version, ?3)
+WHERE run_id = ?1";
 
 /// The claimer's lease: the candidates had no live lease, and the write lock keeps it so.
 const CLAIM_LEASE: &str = "
@@ -776,10 +865,15 @@ const QUEUE_STATS: &str = concat!(
     ") AS parked"
 );
 
-/// Which of the queues of the JSON array `?1` have a runnable run at `?2` (one is enough).
+/// Which of the queues of the JSON array `?1` have a runnable run at `?2` (one is enough): an
+/// unparked one through `runs_claim_order`, or a due parked one through `runs_by_wake`.
 const RUNNABLE_QUEUES: &str = concat!(
     "SELECT w.value FROM json_each(?1) AS w WHERE EXISTS (SELECT 1 FROM runs WHERE runs.queue = w.value AND ",
-    ready!("?2"),
+    unparked!(),
+    " AND NOT ",
+    live_lease!("?2"),
+    ") OR EXISTS (SELECT 1 FROM runs WHERE runs.queue = w.value AND ",
+    parked_due!("?2"),
     " AND NOT ",
     live_lease!("?2"),
     ")"
@@ -797,6 +891,7 @@ pub(crate) fn enqueue(conn: &Connection, run: &QueuedRun) -> Result<(RunRecord, 
         run.priority,
         run.key,
         run.parent_id,
+        run.version,
     ])? == 1;
     let stored = get_run(conn, &run.run_id)?
         .ok_or_else(|| Fail::Message("the run's row is missing right after it was written".to_owned()))?;
@@ -806,8 +901,13 @@ pub(crate) fn enqueue(conn: &Connection, run: &QueuedRun) -> Result<(RunRecord, 
 /// Claims runs of `claim.queue` under its limits (see `Queues::claim_runs`). Runs in the
 /// writer's `BEGIN IMMEDIATE` transaction: the file's write lock makes the counts, the choice
 /// and the writes one atomic step against every other store and process on the file.
+///
+/// The claim's time is read here, under the write lock (or is the caller's, when later): claim
+/// times then grow in commit order across processes, so the rate window each claim counts
+/// (`queue_claims`, `claimed_at_ms`) holds exactly, not only up to how long a claim waited for
+/// the lock.
 pub(crate) fn claim_runs(conn: &Connection, claim: &Claim) -> Result<Vec<RunRecord>, Fail> {
-    let now = claim.now_ms;
+    let now = claim.now_ms.max(durably_core::now_ms());
     let limits = claim.limits;
     let queue = claim.queue.as_str();
     let mut allowed = i64::try_from(claim.max).unwrap_or(i64::MAX);
@@ -831,14 +931,15 @@ pub(crate) fn claim_runs(conn: &Connection, claim: &Claim) -> Result<Vec<RunReco
     }
     let per_key = limits.per_key.map(i64::from);
     let chosen: Vec<String> = {
-        let mut stmt = conn.prepare_cached(CLAIM_CANDIDATES)?;
-        let rows = stmt.query(params![queue, now, per_key, allowed])?;
+        let sql = if per_key.is_some() { CLAIM_CANDIDATES } else { CLAIM_CANDIDATES_IN_ORDER };
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query(params![queue, now, per_key, allowed, claim.version])?;
         collect(rows, |row| text(row, 0, "run_id").map_err(|d| corrupt(&lossy(row, 0), None, d)))?
     };
     let expires_at_ms = now.saturating_add(i64::try_from(claim.ttl.as_millis()).unwrap_or(i64::MAX));
     let mut claimed = Vec::with_capacity(chosen.len());
     for run_id in &chosen {
-        conn.prepare_cached(CLAIM_RUN)?.execute(params![run_id, now])?;
+        conn.prepare_cached(CLAIM_RUN)?.execute(params![run_id, now, claim.version])?;
         conn.prepare_cached(CLAIM_LEASE)?.execute(params![run_id, claim.owner, expires_at_ms])?;
         let run = get_run(conn, run_id)?.ok_or_else(|| {
             Fail::Message(format!("claimed run `{run_id}` vanished inside the transaction"))
@@ -920,14 +1021,21 @@ pub(crate) fn runnable_queues(
 // ---------------------------------------------------------------------------------------------
 // Events
 
-const NEXT_OFFSET: &str = "SELECT COALESCE(MAX(event_offset) + 1, 0) FROM events WHERE run_id = ?1";
+/// `CAST(?1 AS TEXT)` rather than `?1`, here and in [`READ_EVENTS`]: with a plain parameter
+/// compared to the first column of the key whose second column orders the result, SQLite marks
+/// the plan as depending on the parameter's value and prepares the statement again at every
+/// execution, which cost more than the append itself.
+const NEXT_OFFSET: &str = "SELECT MAX(event_offset) + 1 FROM events WHERE run_id = CAST(?1 AS TEXT)";
 
 const APPEND_EVENT: &str =
     "INSERT INTO events (run_id, event_offset, kind, data, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
 
+/// The events of a log older than the ones it keeps.
+const DROP_EVENTS: &str = "DELETE FROM events WHERE run_id = CAST(?1 AS TEXT) AND event_offset < ?2";
+
 const READ_EVENTS: &str = "
 SELECT event_offset, kind, data, at_ms FROM events
-WHERE run_id = ?1 AND event_offset >= ?2 ORDER BY event_offset LIMIT ?3";
+WHERE run_id = CAST(?1 AS TEXT) AND event_offset >= ?2 ORDER BY event_offset LIMIT CAST(?3 AS INTEGER)";
 
 /// Which of the `[run_id, from]` pairs of the JSON array `?1` have an event at `from` or later.
 const EVENTS_AMONG: &str = "
@@ -935,13 +1043,26 @@ SELECT json_extract(w.value, '$[0]'), json_extract(w.value, '$[1]') FROM json_ea
 WHERE EXISTS (SELECT 1 FROM events AS e
               WHERE e.run_id = json_extract(w.value, '$[0]') AND e.event_offset >= json_extract(w.value, '$[1]'))";
 
-/// Appends `events` at the next offsets of `run_id`'s log. In the writer's transaction, which
-/// holds the file's write lock: no other append can take the same offsets.
-pub(crate) fn append_events(conn: &Connection, run_id: &str, events: &[NewEvent]) -> Result<u64, Fail> {
-    let first: i64 = conn.prepare_cached(NEXT_OFFSET)?.query_row([run_id], |row| row.get(0))?;
+/// Appends `events` at the next offsets of `run_id`'s log and drops the events older than the
+/// newest `keep` (the events of a batch longer than that are not written). In the writer's
+/// transaction, which holds the file's write lock: no other append can take the same offsets.
+/// The newest event always stays, so the next offset (one past the greatest) never goes back.
+pub(crate) fn append_events(
+    conn: &Connection,
+    run_id: &str,
+    events: &[NewEvent],
+    keep: u64,
+) -> Result<u64, Fail> {
+    let first: Option<i64> = conn.prepare_cached(NEXT_OFFSET)?.query_row([run_id], |row| row.get(0))?;
+    let first = first.unwrap_or(0);
+    let end = first.saturating_add(i64::try_from(events.len()).unwrap_or(i64::MAX));
+    let oldest = end.saturating_sub(i64::try_from(keep.max(1)).unwrap_or(i64::MAX));
     let mut insert = conn.prepare_cached(APPEND_EVENT)?;
-    for (i, event) in (first..).zip(events) {
+    for (i, event) in (first..).zip(events).filter(|(i, _)| *i >= oldest) {
         insert.execute(params![run_id, i, event.kind, event.data, event.at_ms])?;
+    }
+    if oldest > 0 {
+        conn.prepare_cached(DROP_EVENTS)?.execute(params![run_id, oldest])?;
     }
     u64::try_from(first).map_err(|_| corrupt(run_id, None, format!("event offset {first} is negative")))
 }
@@ -982,6 +1103,84 @@ pub(crate) fn events_among(conn: &Connection, pairs_json: &str) -> Result<Vec<(S
     })
 }
 
+const GRANT_EXISTS: &str = "SELECT 1 FROM rate_grants WHERE rate_key = ?1 AND grant_id = ?2";
+const PRUNE_GRANTS: &str = "DELETE FROM rate_grants WHERE rate_key = ?1 AND at_ms <= ?2";
+const RATE_LOG: &str =
+    "SELECT at_ms, requests, tokens FROM rate_grants WHERE rate_key = ?1 ORDER BY at_ms, grant_id";
+const RATE_BLOCK: &str = "SELECT blocked_until_ms FROM rate_blocks WHERE rate_key = ?1";
+const PUT_GRANT: &str = "
+INSERT INTO rate_grants (rate_key, grant_id, at_ms, requests, tokens) VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (rate_key, grant_id) DO UPDATE
+SET at_ms = excluded.at_ms, requests = excluded.requests, tokens = excluded.tokens";
+const BLOCK_RATE: &str = "
+INSERT INTO rate_blocks (rate_key, blocked_until_ms) VALUES (?1, ?2)
+ON CONFLICT (rate_key) DO UPDATE SET blocked_until_ms = max(blocked_until_ms, excluded.blocked_until_ms)";
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The acquire of `RateLimits::acquire_rate`, in the writer's transaction (which holds the
+/// file's write lock): the log read and the grant written are one step for every process.
+pub(crate) fn acquire_rate(conn: &Connection, acquire: &RateAcquire) -> Result<RateDecision, Fail> {
+    let key = acquire.key.as_str();
+    if conn.prepare_cached(GRANT_EXISTS)?.exists([key, acquire.grant_id.as_str()])? {
+        return Ok(RateDecision::Granted);
+    }
+    let now = acquire.now_ms;
+    conn.prepare_cached(PRUNE_GRANTS)?.execute(params![key, now.saturating_sub(acquire.limit.period_ms)])?;
+    let blocked: i64 =
+        conn.prepare_cached(RATE_BLOCK)?.query_row([key], |row| row.get(0)).optional()?.unwrap_or(0);
+    let log = {
+        let mut stmt = conn.prepare_cached(RATE_LOG)?;
+        let rows = stmt.query([key])?;
+        collect(rows, |row| {
+            let number = |i, what| int(row, i, what).map_err(|d| corrupt(key, None, d));
+            Ok(LoggedGrant {
+                at_ms: number(0, "at_ms")?,
+                requests: u64::try_from(number(1, "requests")?).unwrap_or(0),
+                tokens: u64::try_from(number(2, "tokens")?).unwrap_or(0),
+            })
+        })?
+    };
+    let decision = decide(&acquire.limit, acquire.cost, &log, blocked, now);
+    if decision == RateDecision::Granted {
+        let cost = acquire.cost;
+        conn.prepare_cached(PUT_GRANT)?.execute(params![
+            key,
+            acquire.grant_id,
+            now,
+            i64::from(cost.requests),
+            clamp(cost.tokens)
+        ])?;
+    }
+    Ok(decision)
+}
+
+/// `RateLimits::settle_rate`: the grant counts `actual` from the end of `now_ms`.
+pub(crate) fn settle_rate(
+    conn: &Connection,
+    key: &str,
+    grant_id: &str,
+    actual: RateCost,
+    now_ms: i64,
+) -> Result<(), Fail> {
+    conn.prepare_cached(PUT_GRANT)?.execute(params![
+        key,
+        grant_id,
+        now_ms.saturating_add(1),
+        i64::from(actual.requests),
+        clamp(actual.tokens)
+    ])?;
+    Ok(())
+}
+
+/// `RateLimits::block_rate`: the later of the block in place and `until_ms`.
+pub(crate) fn block_rate(conn: &Connection, key: &str, until_ms: i64) -> Result<(), Fail> {
+    conn.prepare_cached(BLOCK_RATE)?.execute(params![key, until_ms])?;
+    Ok(())
+}
+
 /// How an SQLite error is classified for the engine.
 pub(crate) fn kind_of(e: &rusqlite::Error) -> StoreErrorKind {
     use rusqlite::ErrorCode as C;
@@ -1000,5 +1199,41 @@ pub(crate) fn kind_of(e: &rusqlite::Error) -> StoreErrorKind {
             }
             _ => StoreErrorKind::Other,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rusqlite::{Connection, StatementStatus};
+
+    use super::*;
+
+    /// The statements of every step, append and read are prepared once: a plan that SQLite
+    /// ties to the parameters' values would be prepared again at each execution.
+    #[test]
+    fn hot_statements_are_not_prepared_again_per_execution() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(SCHEMA_V2).unwrap();
+        conn.execute_batch(SCHEMA_V3).unwrap();
+        let statements: [(&str, &str, &[&dyn ToSql]); 5] = [
+            ("NEXT_OFFSET", NEXT_OFFSET, &[&"r"]),
+            ("READ_EVENTS", READ_EVENTS, &[&"r", &0, &10]),
+            ("LIST_STEPS", LIST_STEPS, &[&"r"]),
+            ("GET_SIGNAL", GET_SIGNAL, &[&"r", &"go"]),
+            ("LIST_SIGNALS", LIST_SIGNALS, &[&"r"]),
+        ];
+        for (name, sql, params) in statements {
+            for i in 0..5 {
+                conn.execute(APPEND_EVENT, params!["r", i, "k", "{}", 0]).ok();
+                let mut stmt = conn.prepare_cached(sql).unwrap();
+                let mut rows = stmt.query(params).unwrap();
+                while rows.next().unwrap().is_some() {}
+            }
+            let stmt = conn.prepare_cached(sql).unwrap();
+            assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "{name} was prepared again");
+        }
     }
 }

@@ -37,6 +37,33 @@ async fn group_commit_puts_concurrent_writes_in_fewer_transactions() {
     assert_eq!(store.list_steps("r").await.unwrap().len(), WRITES as usize);
 }
 
+/// A step's event travels with its checkpoint, in one job of the writer: the two always share a
+/// commit, so events do not add commits to a sequential run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_and_its_event_are_committed_together() {
+    const STEPS: u64 = 100;
+    let db = temp_db();
+    let store = open(&db.path).await;
+    let wf = durably_core::Workflow::builder("events").shared_store(store.clone()).build();
+    let before = store.stats();
+    wf.run("r", |ctx| async move {
+        for i in 0..STEPS {
+            ctx.step(format!("s{i}"), move || async move { Ok::<_, std::io::Error>(i) }).await?;
+        }
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    let commits = store.stats().commits - before.commits;
+    let events = store.read_events("r", 0, 1000).await.unwrap();
+    let step_events = events.iter().filter(|e| e.kind == "step").count() as u64;
+    assert_eq!(step_events, STEPS, "every step has its event: {events:?}");
+    // The run's own writes (open, lease, final events and status) add a few; a separate
+    // commit per event would make it 2 × STEPS, and a writer that took a checkpoint before its
+    // event was queued would add one each time (70 to 100 of them on a busy machine).
+    assert!(commits <= STEPS + 10, "{STEPS} steps and their events took {commits} commits");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_queued_behind_a_lock_commit_together() {
     let db = temp_db();

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use durably_core::store::prelude::*;
 use durably_core::{
-    Claim, Error, LeaseOutcome, NewEvent, NewRun, QueuedRun, RunFilter, RunRecord, RunStatus, now_ms,
+    Claim, Error, LeaseOutcome, NewEvent, NewRun, QueuedRun, RateAcquire, RateCost, RateDecision, RateLimit,
+    RunFilter, RunRecord, RunStatus, now_ms,
 };
 use durably_sqlite::{SCHEMA_VERSION, SqliteStore};
 
@@ -76,13 +77,13 @@ PRAGMA user_version = 1;
 
 #[tokio::test]
 async fn a_version_1_file_is_upgraded_in_place_keeping_every_record() {
-    assert_eq!(SCHEMA_VERSION, 3, "this test upgrades version 1 to the current version 3");
+    assert_eq!(SCHEMA_VERSION, 5, "this test upgrades version 1 to the current version 5");
     let db = temp_db();
     raw(&db.path).execute_batch(SCHEMA_V1_AS_SHIPPED).unwrap();
 
     let store = SqliteStore::open(&db.path).await.unwrap();
     let version: i64 = raw(&db.path).pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 3, "the file is marked as upgraded");
+    assert_eq!(version, 5, "the file is marked as upgraded");
 
     // Everything written by version 1 is still there.
     let run = store.get_run("old-run").await.unwrap().expect("the v1 run survives");
@@ -123,20 +124,21 @@ PRAGMA user_version = 2;
 "#;
 
 #[tokio::test]
-async fn a_version_2_file_is_upgraded_in_place_with_queues_and_event_logs() {
-    assert_eq!(SCHEMA_VERSION, 3, "this test upgrades version 2 to the current version 3");
+async fn a_version_2_file_is_upgraded_in_place_with_queues_event_logs_and_worker_versions() {
+    assert_eq!(SCHEMA_VERSION, 5, "this test upgrades version 2 to the current version 5");
     let db = temp_db();
     raw(&db.path).execute_batch(SCHEMA_V1_AS_SHIPPED).unwrap();
     raw(&db.path).execute_batch(SCHEMA_V2_AS_SHIPPED).unwrap();
 
     let store = SqliteStore::open(&db.path).await.unwrap();
     let version: i64 = raw(&db.path).pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 3, "the file is marked as upgraded");
+    assert_eq!(version, 5, "the file is marked as upgraded");
 
     // The old records read with the new columns empty, and the old lease still holds.
     let run = store.get_run("old-wait").await.unwrap().expect("the v2 run survives");
     assert_eq!((run.status, run.waiting_on.as_deref()), (RunStatus::Waiting, Some("go")));
     assert_eq!((run.queue, run.parent_id, run.wake_at_ms), (None, None, None));
+    assert_eq!((run.claimed_at_ms, run.version), (None, None));
     assert!(matches!(
         store.acquire_lease("old-run", "b", Duration::from_secs(60), now_ms()).await.unwrap(),
         LeaseOutcome::HeldBy(lease) if lease.owner == "old-owner"
@@ -150,18 +152,83 @@ async fn a_version_2_file_is_upgraded_in_place_with_queues_and_event_logs() {
         store.enqueue(&QueuedRun::new("new-job", "wf", None, "q", 2_000).parent("old-run")).await.unwrap();
     assert!(created);
     assert_eq!((queued.status, queued.queue.as_deref()), (RunStatus::Enqueued, Some("q")));
-    let claim = Claim::new("q", "w", Duration::from_secs(60), now_ms(), 10);
-    assert_eq!(ids(store.claim_runs(&claim).await.unwrap()), ["new-job"]);
+    let claim = Claim::new("q", "w", Duration::from_secs(60), now_ms(), 10).version("v1");
+    let claimed = store.claim_runs(&claim).await.unwrap();
+    assert_eq!(claimed[0].version.as_deref(), Some("v1"), "the claim binds the run to its version");
+    assert!(claimed[0].claimed_at_ms.is_some(), "the claim records its time");
+    assert_eq!(ids(claimed), ["new-job"]);
     assert!(store.park_run("new-job", "w", "go", None, now_ms()).await.unwrap());
     assert_eq!(store.queue_stats("q", now_ms()).await.unwrap().parked, 1);
     assert_eq!(ids(store.list_runs(&RunFilter::new().parent("old-run")).await.unwrap()), ["new-job"]);
-    assert_eq!(store.append_events("old-run", &[NewEvent::new("text", "{}", 1)]).await.unwrap(), 0);
+    assert_eq!(store.append_events("old-run", &[NewEvent::new("text", "{}", 1)], u64::MAX).await.unwrap(), 0);
     drop(store);
 
     // Reopening migrates nothing more and keeps what the new version wrote.
     let store = SqliteStore::open(&db.path).await.unwrap();
-    assert_eq!(store.get_run("new-job").await.unwrap().unwrap().wake_at_ms, Some(i64::MAX));
+    let job = store.get_run("new-job").await.unwrap().unwrap();
+    assert_eq!((job.wake_at_ms, job.version.as_deref()), (Some(i64::MAX), Some("v1")));
     assert_eq!(store.read_events("old-run", 0, 10).await.unwrap().len(), 1);
+}
+
+/// Schema version 3 as shipped: version 2 plus queues and event logs, with a queued run, a
+/// claim time and an event.
+const SCHEMA_V3_AS_SHIPPED: &str = r#"
+ALTER TABLE runs ADD COLUMN queue TEXT;
+ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN queue_key TEXT;
+ALTER TABLE runs ADD COLUMN parent_id TEXT;
+ALTER TABLE runs ADD COLUMN wake_at_ms INTEGER;
+CREATE INDEX runs_runnable ON runs (queue, status, priority DESC, created_at_ms, run_id)
+    WHERE queue IS NOT NULL;
+CREATE INDEX runs_by_parent ON runs (parent_id, created_at_ms, run_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX runs_by_wake ON runs (wake_at_ms) WHERE wake_at_ms IS NOT NULL;
+CREATE TABLE queue_claims (
+    queue TEXT NOT NULL, claimed_at_ms INTEGER NOT NULL, claims INTEGER NOT NULL,
+    PRIMARY KEY (queue, claimed_at_ms)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE events (
+    run_id TEXT NOT NULL, event_offset INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL,
+    at_ms INTEGER NOT NULL, PRIMARY KEY (run_id, event_offset)
+) STRICT, WITHOUT ROWID;
+INSERT INTO runs (run_id, workflow, status, created_at_ms, updated_at_ms, queue, priority)
+    VALUES ('old-job', 'wf', 'enqueued', 700, 700, 'q', 0);
+INSERT INTO queue_claims VALUES ('q', 600, 1);
+INSERT INTO events VALUES ('old-run', 0, 'text', '{}', 1003);
+PRAGMA user_version = 3;
+"#;
+
+#[tokio::test]
+async fn a_version_3_file_is_upgraded_in_place_with_rate_limits() {
+    assert_eq!(SCHEMA_VERSION, 5, "this test upgrades version 3 to the current version 5");
+    let db = temp_db();
+    for schema in [SCHEMA_V1_AS_SHIPPED, SCHEMA_V2_AS_SHIPPED, SCHEMA_V3_AS_SHIPPED] {
+        raw(&db.path).execute_batch(schema).unwrap();
+    }
+
+    let store = SqliteStore::open(&db.path).await.unwrap();
+    let version: i64 = raw(&db.path).pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, 5, "the file is marked as upgraded");
+
+    // The queued run and the event log of version 3 are still there.
+    let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+    let claim = Claim::new("q", "w", Duration::from_secs(60), now_ms(), 10);
+    assert_eq!(ids(store.claim_runs(&claim).await.unwrap()), ["old-job"]);
+    assert_eq!(store.read_events("old-run", 0, 10).await.unwrap().len(), 1);
+
+    // The new tables work: a grant, a refusal, a settle, a block.
+    let limit = RateLimit::per(Duration::from_secs(60)).requests(1).tokens(100);
+    let acquire = |id: &str| RateAcquire::new("model:m", id, limit, RateCost::new(1, 10), now_ms());
+    assert_eq!(store.acquire_rate(&acquire("a")).await.unwrap(), RateDecision::Granted);
+    assert!(matches!(store.acquire_rate(&acquire("b")).await.unwrap(), RateDecision::RetryAt { .. }));
+    store.settle_rate("model:m", "a", RateCost::new(1, 20), now_ms()).await.unwrap();
+    store.block_rate("model:other", Duration::from_secs(60), now_ms()).await.unwrap();
+    drop(store);
+
+    // Reopening migrates nothing more and keeps the log and the block.
+    let store = SqliteStore::open(&db.path).await.unwrap();
+    assert!(matches!(store.acquire_rate(&acquire("b")).await.unwrap(), RateDecision::RetryAt { .. }));
+    let other = RateAcquire::new("model:other", "x", limit, RateCost::new(1, 10), now_ms());
+    assert!(matches!(store.acquire_rate(&other).await.unwrap(), RateDecision::RetryAt { .. }));
 }
 
 #[tokio::test]

@@ -89,7 +89,10 @@ async fn a_new_file_gets_the_current_schema_version() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(tables, ["events", "leases", "queue_claims", "runs", "signals", "steps"]);
+    assert_eq!(
+        tables,
+        ["events", "leases", "queue_claims", "rate_blocks", "rate_grants", "runs", "signals", "steps"]
+    );
 }
 
 #[tokio::test]

@@ -144,7 +144,7 @@ async fn wait_for_events_is_woken_by_an_append_of_another_process() {
         let reader = Arc::clone(&reader);
         tokio::spawn(async move { reader.wait_for_events("r", 0, FOREVER).await })
     };
-    other.append_events("r", &[durably_core::NewEvent::new("text", "\"hi\"", 1)]).await.unwrap();
+    other.append_events("r", &[durably_core::NewEvent::new("text", "\"hi\"", 1)], u64::MAX).await.unwrap();
     tokio::time::timeout(Duration::from_secs(30), wait).await.expect("woken by the append").unwrap();
     assert_eq!(reader.read_events("r", 0, 10).await.unwrap().len(), 1);
 }

@@ -18,8 +18,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use durably_core::store::prelude::*;
 use durably_core::{
-    Claim, Error, EventRecord, LeaseOutcome, NewEvent, NewRun, QueueStats, QueuedRun, Result, RunFilter,
-    RunHistory, RunRecord, RunUpdate, SignalRecord, StepRecord,
+    Claim, Error, EventRecord, LeaseOutcome, NewEvent, NewRun, QueueStats, QueuedRun, RateAcquire, RateCost,
+    RateDecision, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord, StepRecord,
 };
 
 /// A `Store` operation, for choosing where a fault lands.
@@ -64,6 +64,12 @@ pub enum Op {
     AppendEvents,
     /// [`Store::read_events`](durably_core::store::Events::read_events)
     ReadEvents,
+    /// [`Store::acquire_rate`](durably_core::store::RateLimits::acquire_rate)
+    AcquireRate,
+    /// [`Store::settle_rate`](durably_core::store::RateLimits::settle_rate)
+    SettleRate,
+    /// [`Store::block_rate`](durably_core::store::RateLimits::block_rate)
+    BlockRate,
 }
 
 impl Op {
@@ -89,6 +95,9 @@ impl Op {
             Op::QueueStats => "queue_stats",
             Op::AppendEvents => "append_events",
             Op::ReadEvents => "read_events",
+            Op::AcquireRate => "acquire_rate",
+            Op::SettleRate => "settle_rate",
+            Op::BlockRate => "block_rate",
         }
     }
 }
@@ -330,9 +339,22 @@ impl<S: Store> Queues for FaultStore<S> {
 }
 
 #[async_trait]
+impl<S: Store> RateLimits for FaultStore<S> {
+    async fn acquire_rate(&self, acquire: &RateAcquire) -> Result<RateDecision> {
+        self.call(Op::AcquireRate, None, self.inner.acquire_rate(acquire)).await
+    }
+    async fn settle_rate(&self, key: &str, grant_id: &str, actual: RateCost, now_ms: i64) -> Result<()> {
+        self.call(Op::SettleRate, None, self.inner.settle_rate(key, grant_id, actual, now_ms)).await
+    }
+    async fn block_rate(&self, key: &str, duration: Duration, now_ms: i64) -> Result<()> {
+        self.call(Op::BlockRate, None, self.inner.block_rate(key, duration, now_ms)).await
+    }
+}
+
+#[async_trait]
 impl<S: Store> Events for FaultStore<S> {
-    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
-        self.call(Op::AppendEvents, Some(run_id), self.inner.append_events(run_id, events)).await
+    async fn append_events(&self, run_id: &str, events: &[NewEvent], keep: u64) -> Result<u64> {
+        self.call(Op::AppendEvents, Some(run_id), self.inner.append_events(run_id, events, keep)).await
     }
     async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {
         self.call(Op::ReadEvents, Some(run_id), self.inner.read_events(run_id, from, limit)).await

@@ -12,6 +12,9 @@ use tracing::field::Empty;
 pub(crate) struct ModelTarget {
     pub(crate) provider: Option<String>,
     pub(crate) model: Option<String>,
+    /// The provider and model the adapter's client addresses when the request does not say
+    /// (rig's model), for the model limits only.
+    pub(crate) wire: Option<(String, Option<String>)>,
 }
 
 /// What a model's answer reports, as the GenAI conventions name it.

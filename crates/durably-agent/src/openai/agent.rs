@@ -506,7 +506,8 @@ impl OpenAiAgent {
         let client = self.client.clone();
         let attempt_request = request.clone();
         let attempt_sink = sink.cloned();
-        let target = ModelTarget { provider: Some(PROVIDER.into()), model: Some(request.model.clone()) };
+        let target =
+            ModelTarget { provider: Some(PROVIDER.into()), model: Some(request.model.clone()), wire: None };
         let model = inv.model_call(&request, REQUEST, target, move || {
             let client = client.clone();
             let request = attempt_request.clone();

@@ -387,8 +387,11 @@ impl DurableAgent {
 
     /// Builds the rig agent of one invocation, with the durable handler and hook.
     fn build(&self, inv: &Arc<RigInvocation>) -> Agent {
-        let handler =
-            DurableModel { inner: Arc::new(ModelAdapter::new(ROUTE, self.model.clone())), inv: inv.clone() };
+        let handler = DurableModel {
+            inner: Arc::new(ModelAdapter::new(ROUTE, self.model.clone())),
+            inv: inv.clone(),
+            wire: (self.model.name().to_owned(), self.model.id().map(str::to_owned)),
+        };
         let hook = DurableHook { inv: inv.clone() };
         let mut builder = AgentBuilder::new(self.model.clone()).name(self.settings.name.clone());
         if let Some(schema) =

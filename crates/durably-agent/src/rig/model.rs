@@ -29,6 +29,9 @@ pub(crate) const ROUTE: &str = "durably";
 pub(crate) struct DurableModel {
     pub(crate) inner: Arc<ModelAdapter<Completion>>,
     pub(crate) inv: Arc<RigInvocation>,
+    /// The provider and model the rig model's wire names, for the model limits (rule 28 of
+    /// docs/design.md); the spans keep what the request and the answer say.
+    pub(crate) wire: (String, Option<String>),
 }
 
 fn spend(inv: &RigInvocation, step_id: &str, outcome: &Outcome) -> Result<(), Error> {
@@ -101,7 +104,8 @@ impl DurableModel {
         let kind = kind.clone();
         let id = dispatch.id();
         let context = dispatch.adapter_context();
-        let target = ModelTarget { provider: None, model: request.model.clone() };
+        let target =
+            ModelTarget { provider: None, model: request.model.clone(), wire: Some(self.wire.clone()) };
         self.inv.model_call(request, "rig_core::completion::CompletionRequest", target, move || {
             let inner = inner.clone();
             let kind = kind.clone();

@@ -1,8 +1,10 @@
 //! `durably ui`: a small dashboard served from the binary. Server-rendered HTML with one small
-//! script file (no build step): a runs page with status filters, a run page with a timeline of
-//! its steps, their values, and Approve / Reject buttons for a run waiting on a signal. The
-//! buttons (and scripts) use the HTTP API of `durably_server` under `/api`, served beside the
-//! pages. Every request passes `durably_server`'s guard first: the dashboard can approve
+//! script file (no build step): a runs page with status filters; a run page with a timeline of
+//! its steps, their values, an agent run's conversation (`agent.rs`), its event log, and
+//! Approve / Reject buttons for a run waiting on a signal; the agents' sessions and their
+//! turns; the queues. The run page follows the run live from its event stream
+//! (`GET /api/runs/{id}/events`, Server-Sent Events). The buttons and the stream use the HTTP
+//! API of `durably_server` under `/api`, served beside the pages. Every request passes `durably_server`'s guard first: the dashboard can approve
 //! payouts, so it answers only requests addressed to it and changes runs only for its own pages
 //! and for scripts that send JSON. `durably serve` serves the same pages behind the API's
 //! token as well.
@@ -15,8 +17,11 @@ use durably_core::{Error, RunFilter, RunStatus, Workflow};
 use serde::Deserialize;
 use serde_json::json;
 
+mod agent;
 mod assets;
 mod pages;
+mod queues;
+mod sessions;
 mod timeline;
 
 pub use durably_server::AllowedHosts;
@@ -50,6 +55,9 @@ pub fn app(wf: Workflow) -> Router {
     Router::new()
         .route("/", get(pages::runs_page))
         .route("/runs/{run_id}", get(pages::run_page))
+        .route("/sessions", get(sessions::sessions_page))
+        .route("/sessions/{agent}/{session}", get(sessions::session_page))
+        .route("/queues", get(queues::queues_page))
         .route("/assets/dashboard.css", get(assets::stylesheet))
         .route("/assets/run.js", get(assets::run_script))
         .with_state(wf.clone())

@@ -6,9 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use durably_agent::TaskConfig;
+use durably_agent::openai::{AgentRun, OpenAiAgent, Tool};
+use durably_core::backoff::constant;
 use durably_core::store::prelude::*;
-use durably_core::{Error, RunStatus, Workflow, step};
+use durably_core::{Error, Queue, RunStatus, Workflow, step};
 use durably_sqlite::SqliteStore;
+use durably_testkit::mock_openai::{MockOpenAi, MockReply, fixtures_dir};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Default)]
@@ -134,9 +138,21 @@ pub struct Dashboard {
 }
 
 pub async fn dashboard() -> Dashboard {
+    serve_dashboard(false).await
+}
+
+/// [`dashboard`] with the agents' records of [`record_agents`] too.
+pub async fn agent_dashboard() -> Dashboard {
+    serve_dashboard(true).await
+}
+
+async fn serve_dashboard(agents: bool) -> Dashboard {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("durably.db");
     prepare(&db).await;
+    if agents {
+        record_agents(&db).await;
+    }
     let wf = engine(sqlite(&db).await);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -145,4 +161,107 @@ pub async fn dashboard() -> Dashboard {
         durably_cli::open_workflow(&format!("sqlite:{}", db.display()), false).await.unwrap(),
     ));
     Dashboard { base: format!("http://{addr}"), addr, wf, _dir: dir }
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+pub struct City {
+    /// The city.
+    pub city: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+pub struct Transfer {
+    /// The IBAN to pay.
+    pub to: String,
+    /// The amount in euros.
+    pub amount_eur: u32,
+}
+
+/// The OpenAI agent `guide` with the tool `get_weather`, answering from `mock`.
+pub fn guide(wf: &Workflow, mock: &MockOpenAi) -> OpenAiAgent {
+    let weather = Tool::new("get_weather", "Current weather of a city", |a: City| async move {
+        Ok::<_, std::io::Error>(format!(
+            "{} in {}",
+            if a.city == "Paris" { "sunny" } else { "raining" },
+            a.city
+        ))
+    });
+    OpenAiAgent::builder(wf)
+        .name("guide")
+        .model("gpt-test")
+        .api_base(mock.base_url())
+        .api_key("sk-test-dashboard-0123456789")
+        .system_prompt("You answer questions about the weather.")
+        .tool(weather)
+        .model_config(TaskConfig::new(0, constant(0.0)))
+        .build()
+}
+
+/// Records, with the OpenAI agent against the mock model, on the store at `path`: the agent run
+/// `trip-1` (fixtures/weather_agent.json: a model call asking for two tool calls, the tools,
+/// the answer), the session `conv-42` of the agent `support` (two turns), and the run `mail-1`
+/// enqueued in the queue `mail` (no worker takes it).
+pub async fn record_agents(path: &Path) {
+    let wf = engine(sqlite(path).await);
+    let mock = MockOpenAi::from_fixture(fixtures_dir().join("weather_agent.json")).await.unwrap();
+    let run = guide(&wf, &mock).run_with_id("Weather in Paris and Berlin?", "trip-1").await.unwrap();
+    assert_eq!(run.output, "It is sunny in Paris and raining in Berlin.");
+    mock.push_all(["Hello Ann.", "You are Ann."].map(MockReply::text));
+    let bot = OpenAiAgent::builder(&wf)
+        .name("support")
+        .model("gpt-test")
+        .api_base(mock.base_url())
+        .api_key("sk-test-dashboard-0123456789")
+        .model_config(TaskConfig::new(0, constant(0.0)))
+        .build();
+    let session = bot.session("conv-42");
+    session.send("I am Ann").await.unwrap();
+    session.send("Who am I?").await.unwrap();
+    define_mail_queue(&wf);
+    wf.enqueue("mail", "send_mail", "mail-1", &"ann@example.com").await.unwrap();
+}
+
+/// The queue `mail` (at most 2 at once) and its workflow `send_mail`, on `wf`.
+pub fn define_mail_queue(wf: &Workflow) {
+    wf.add_queue(Queue::new("mail").concurrency(2)).unwrap();
+    wf.register_fn("send_mail", |_ctx, to: String| async move { Ok::<_, Error>(format!("sent to {to}")) });
+}
+
+/// An agent run executing in this process, waiting for the approval of its tool call.
+pub struct Payout {
+    pub task: tokio::task::JoinHandle<durably_core::Result<AgentRun>>,
+    pub transfers: Counter,
+    pub _mock: MockOpenAi,
+}
+
+/// Starts the run `run_id` of the agent `payouts` (fixtures/http_approval.json): its model asks
+/// for `transfer_funds`, which needs an approval; returns once the run waits for it.
+pub async fn start_payout(wf: &Workflow, run_id: &str) -> Payout {
+    let mock = MockOpenAi::from_fixture(fixtures_dir().join("http_approval.json")).await.unwrap();
+    let transfers = Counter::default();
+    let counted = transfers.clone();
+    let tool = Tool::new("transfer_funds", "Transfer money to an account", move |t: Transfer| {
+        let counted = counted.clone();
+        async move {
+            counted.hit();
+            Ok::<_, std::io::Error>(format!("transferred {} EUR to {}", t.amount_eur, t.to))
+        }
+    })
+    .requires_approval();
+    let agent = OpenAiAgent::builder(wf)
+        .name("payouts")
+        .model("gpt-test")
+        .api_base(mock.base_url())
+        .api_key("sk-test-dashboard-0123456789")
+        .system_prompt("You pay suppliers with transfer_funds.")
+        .tool(tool)
+        .model_config(TaskConfig::new(0, constant(0.0)))
+        .build();
+    let id = run_id.to_owned();
+    let task =
+        tokio::spawn(
+            async move { agent.run_with_id("Pay 250 EUR to DE89 3704 0044 0532 0130 00", id).await },
+        );
+    wait_for_status(wf, run_id, RunStatus::Waiting).await;
+    Payout { task, transfers, _mock: mock }
 }

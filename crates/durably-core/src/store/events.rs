@@ -1,5 +1,7 @@
 //! [`Events`]: an append-only log of events per run (steps, agent text, tool calls, approvals
 //! needed, completion), each at a dense offset, that clients read from an offset and follow.
+//! Each append keeps only the newest events of its log (rule 27 of docs/design.md): the
+//! oldest are dropped, and the offsets of the others do not change.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,15 +58,21 @@ impl EventRecord {
 /// sleeps): a store without an event log still runs workflows.
 #[async_trait]
 pub trait Events: Send + Sync {
-    /// Appends `events` to `run_id`'s log, in order, at the next offsets, in one atomic step
-    /// (concurrent appends never share or skip an offset). Returns the offset of the first.
-    /// The run need not exist. Wakes [`wait_for_events`](Self::wait_for_events) callers.
-    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
-        let _ = events;
+    /// Appends `events` to `run_id`'s log, in order, at the next offsets, and drops the events
+    /// older than the newest `keep` of the log (a `keep` of 0 counts as 1), in one atomic step:
+    /// concurrent appends never share or skip an offset, and an offset is never given twice,
+    /// however many events were dropped. Returns the offset of the first of `events` (written
+    /// or, in a batch longer than `keep`, dropped at once). The run need not exist. Wakes
+    /// [`wait_for_events`](Self::wait_for_events) callers.
+    async fn append_events(&self, run_id: &str, events: &[NewEvent], keep: u64) -> Result<u64> {
+        let _ = (events, keep);
         Err(unsupported("append_events", run_id))
     }
 
-    /// At most `limit` events of `run_id` from offset `from` on, in offset order.
+    /// At most `limit` events of `run_id` from offset `from` on, in offset order. When the
+    /// events from `from` on were dropped by the retention of
+    /// [`append_events`](Self::append_events), the read starts at the oldest event kept: the
+    /// first event's offset is then above `from`, which is how readers see the gap.
     async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {
         let _ = (from, limit);
         Err(unsupported("read_events", run_id))
@@ -80,8 +88,8 @@ pub trait Events: Send + Sync {
 
 #[async_trait]
 impl<S: Events + ?Sized> Events for Arc<S> {
-    async fn append_events(&self, run_id: &str, events: &[NewEvent]) -> Result<u64> {
-        (**self).append_events(run_id, events).await
+    async fn append_events(&self, run_id: &str, events: &[NewEvent], keep: u64) -> Result<u64> {
+        (**self).append_events(run_id, events, keep).await
     }
     async fn read_events(&self, run_id: &str, from: u64, limit: usize) -> Result<Vec<EventRecord>> {
         (**self).read_events(run_id, from, limit).await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::store::{NewRun, RunHistory, RunRecord, RunUpdate, StepRecord};
+use crate::store::{NewEvent, NewRun, RunHistory, RunRecord, RunUpdate, StepRecord};
 
 /// Runs and their steps: what an execution writes and a replay reads.
 #[async_trait]
@@ -21,6 +21,24 @@ pub trait Journal: Send + Sync {
 
     /// Inserts or replaces the record of `step.step_id` in `run_id`.
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()>;
+
+    /// Saves `step` as [`save_step`](Self::save_step) does and appends `events` to the run's
+    /// log as [`Events::append_events`](crate::store::Events::append_events) does (keeping its
+    /// newest `keep`), in one atomic write: both or neither. The engine sends a checkpoint's
+    /// events with it this way, so that the two cost one commit.
+    ///
+    /// `None` means the store did neither: it cannot write the two together (the default), or
+    /// could not this time without risk. The engine then makes the two calls itself, at once.
+    async fn save_step_with_events(
+        &self,
+        run_id: &str,
+        step: &StepRecord,
+        events: &[NewEvent],
+        keep: u64,
+    ) -> Option<Result<()>> {
+        let _ = (run_id, step, events, keep);
+        None
+    }
 
     /// Changes a run's status and sets its output, error and `waiting_on` from `update` (each
     /// field replaced, `None` clears). Fails with [`Error::RunNotFound`](crate::Error::RunNotFound)
@@ -41,6 +59,15 @@ impl<S: Journal + ?Sized> Journal for Arc<S> {
     }
     async fn save_step(&self, run_id: &str, step: &StepRecord) -> Result<()> {
         (**self).save_step(run_id, step).await
+    }
+    async fn save_step_with_events(
+        &self,
+        run_id: &str,
+        step: &StepRecord,
+        events: &[NewEvent],
+        keep: u64,
+    ) -> Option<Result<()>> {
+        (**self).save_step_with_events(run_id, step, events, keep).await
     }
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> Result<()> {
         (**self).update_run(run_id, update).await

@@ -29,6 +29,10 @@ pub struct QueuedRun {
     pub key: Option<String>,
     /// The run that started this one as its child.
     pub parent_id: Option<String>,
+    /// The version the run is bound to from the start: only workers of this version (and
+    /// unversioned ones) claim it. `None`: the version of the first worker that claims it, if it
+    /// has one.
+    pub version: Option<String>,
     /// The current time.
     pub now_ms: i64,
 }
@@ -50,6 +54,7 @@ impl QueuedRun {
             priority: 0,
             key: None,
             parent_id: None,
+            version: None,
             now_ms,
         }
     }
@@ -69,6 +74,12 @@ impl QueuedRun {
     /// Sets the parent run.
     pub fn parent(mut self, parent_id: impl Into<String>) -> Self {
         self.parent_id = Some(parent_id.into());
+        self
+    }
+
+    /// Binds the run to a worker version.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
         self
     }
 }
@@ -122,6 +133,10 @@ pub struct Claim {
     pub max: usize,
     /// The queue's limits.
     pub limits: QueueLimits,
+    /// The claiming worker's version: it claims only runs never claimed and not bound to
+    /// another version, and runs of this version (rule 26 of docs/design.md). `None` claims
+    /// runs of any version.
+    pub version: Option<String>,
 }
 
 impl Claim {
@@ -133,12 +148,26 @@ impl Claim {
         now_ms: i64,
         max: usize,
     ) -> Self {
-        Claim { queue: queue.into(), owner: owner.into(), ttl, now_ms, max, limits: QueueLimits::default() }
+        Claim {
+            queue: queue.into(),
+            owner: owner.into(),
+            ttl,
+            now_ms,
+            max,
+            limits: QueueLimits::default(),
+            version: None,
+        }
     }
 
     /// Sets the limits.
     pub fn limits(mut self, limits: QueueLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Claims as a worker of `version`.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
         self
     }
 }
@@ -174,13 +203,18 @@ pub trait Queues: Send + Sync {
 
     /// Claims at most `claim.max` runnable runs of `claim.queue` for `claim.owner`, in one
     /// atomic step: each claimed run gets status `running`, a lease for the owner until
-    /// `now_ms + ttl`, and its claim time (`now_ms`, which the rate limit counts); its
+    /// `now_ms + ttl`, and its claim time (`now_ms`, or the server's clock for a store that
+    /// keeps leases on it), which the rate limit counts and `claimed_at_ms` records; its
     /// `wake_at_ms` is cleared. Returns the claimed runs as stored after the claim.
     ///
     /// Runnable: in the queue, no live lease, and `enqueued`, or `running` (its worker died),
     /// or `waiting` with `wake_at_ms` unset (its worker died mid-wait) or due (`<= now_ms`).
     /// Taken by priority (highest first), then oldest first (`created_at_ms`, then run id),
     /// skipping runs whose key is at its limit, and never beyond `claim.limits`.
+    ///
+    /// With `claim.version` set, only runs whose `version` is that one, or which have none and
+    /// are still `enqueued` (never executed), are runnable; a claimed run without a version
+    /// gets the claim's. Without it, any version is runnable and none is written.
     async fn claim_runs(&self, claim: &Claim) -> Result<Vec<RunRecord>> {
         Err(unsupported_for("claim_runs", &format!("queue `{}`", claim.queue)))
     }

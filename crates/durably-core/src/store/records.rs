@@ -129,6 +129,14 @@ pub struct RunRecord {
     /// For a parked `waiting` run: when a worker may resume it (its timer, or the time its
     /// signal was delivered). `None` for every other run.
     pub wake_at_ms: Option<i64>,
+    /// When a queue worker last claimed the run, by the clock the queue's rate limit counts
+    /// with (the server's for PostgreSQL and Redis); `None` for a run never claimed.
+    #[serde(default)]
+    pub claimed_at_ms: Option<i64>,
+    /// The version of the worker that first executed the run, or the one it was enqueued with
+    /// (rule 26 of docs/design.md): a versioned worker resumes only runs of its version.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 impl RunRecord {
@@ -152,6 +160,8 @@ impl RunRecord {
             queue: None,
             parent_id: None,
             wake_at_ms: None,
+            claimed_at_ms: None,
+            version: None,
         }
     }
 }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    Admin, Events, Journal, LeaseOutcome, Leases, NewRun, Queues, RunFilter, RunHistory, RunRecord,
-    RunStatus, RunUpdate, SignalRecord, Signals, StepRecord,
+    Admin, Events, Journal, LeaseOutcome, Leases, NewRun, Queues, RateLimits, RunFilter, RunHistory,
+    RunRecord, RunStatus, RunUpdate, SignalRecord, Signals, StepRecord,
 };
 
 /// Wraps a store that only one process uses and gives it [`Leases`]: every lease is granted
@@ -205,6 +205,9 @@ impl<S: Send + Sync> Queues for SingleProcess<S> {}
 
 /// No event log.
 impl<S: Send + Sync> Events for SingleProcess<S> {}
+
+/// No shared rate limits.
+impl<S: Send + Sync> RateLimits for SingleProcess<S> {}
 
 #[cfg(test)]
 mod tests {

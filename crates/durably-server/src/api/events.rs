@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use durably_core::EventRecord;
+use durably_core::{Error, EventRecord};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -59,16 +59,22 @@ fn sse_event(event: EventRecord) -> Event {
             (started, resumed, step, waiting, signal, text, tool_call, tool_result, approval, completed, \
             failed, cancelled), `data` its JSON. The stored events from the offset come first, then new \
             ones as the run appends them; the stream ends after the run's final event. An offset past \
-            the end waits for the log to reach it. A store failure mid-stream is an `error` event, then \
-            the end.", content_type = "text/event-stream", body = String),
+            the end is an empty stream: it waits for the log to reach it, or ends at once if the run \
+            has ended (what a client that saw the last event gets on reconnecting). Each run's log \
+            keeps only its newest events (the server's retention limit): events asked for that were \
+            dropped are announced by one `gap` event without an id, whose data is \
+            `{\"run_id\", \"from\", \"first_kept\"}`, and the stream goes on from `first_kept`. A \
+            store failure mid-stream is an `error` event, then the end.", content_type = "text/event-stream", body = String),
         (status = 400, description = "Last-Event-ID or from is not a number", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
     )
 )]
 /// Streams a run's events from an offset, then live ones, as Server-Sent Events. A client that
 /// reconnects with `Last-Event-ID`, to this or another server process, receives exactly the
-/// events after the last one it saw. The log is read from the store a page at a time as the
-/// client reads, so a slow client holds at most one page in this server's memory.
+/// events after the last one it saw (rule 27 of docs/design.md), or a `gap` event first when
+/// the log's retention limit dropped some of them. The log is read from the store a page at a
+/// time as the client reads (the body is polled only when the connection takes more), so a
+/// slow client holds at most one page in this server's memory.
 pub(crate) async fn run_events(
     State(api): State<ApiState>,
     Path(run_id): Path<String>,
@@ -82,6 +88,10 @@ pub(crate) async fn run_events(
     let stream = api.wf.events(&run_id).from(from).map(move |item| {
         Ok(match item {
             Ok(event) => sse_event(event),
+            // No id: a client reconnecting after it asks from where it was, and is told again.
+            Err(Error::EventsTrimmed { run_id, from, first_kept }) => Event::default().event("gap").data(
+                serde_json::json!({ "run_id": run_id, "from": from, "first_kept": first_kept }).to_string(),
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "reading a run's events failed");
                 Event::default().event("error").data(ApiError::from(e).message)

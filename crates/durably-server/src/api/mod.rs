@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 use crate::config::{DEFAULT_BODY_LIMIT, DEFAULT_QUEUE, TurnSender};
 
 mod events;
+mod queues;
 mod runs;
 mod sessions;
 
@@ -59,6 +60,7 @@ impl ApiState {
     tags(
         (name = "runs", description = "Workflow runs: start, read, signal, approve, cancel, fork"),
         (name = "sessions", description = "Agent conversations: list, read, send a turn"),
+        (name = "queues", description = "Queues: depth, executing and parked runs, limits"),
     )
 )]
 struct ApiDoc;
@@ -91,6 +93,7 @@ fn parts() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::list_sessions))
         .routes(routes!(sessions::show_session))
         .routes(routes!(sessions::send_turn))
+        .routes(routes!(queues::list_queues))
         .split_for_parts()
 }
 
@@ -264,7 +267,8 @@ pub(crate) struct RunView {
     /// Its steps, in the order they were recorded (absent in lists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     steps: Option<Vec<StepView>>,
-    /// The signals delivered to it (absent in lists).
+    /// The signals delivered to it (absent in lists); the engine's own (`durably.*`: a child
+    /// run's outcome, a queued run's end) are left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     signals: Option<Vec<SignalView>>,
 }
@@ -291,7 +295,13 @@ impl RunView {
     pub(crate) fn full(run: RunRecord, steps: Vec<StepRecord>, signals: Vec<SignalRecord>) -> Self {
         RunView {
             steps: Some(steps.into_iter().map(StepView::from).collect()),
-            signals: Some(signals.into_iter().map(SignalView::from).collect()),
+            signals: Some(
+                signals
+                    .into_iter()
+                    .filter(|s| !durably_core::is_internal_signal(&s.name))
+                    .map(SignalView::from)
+                    .collect(),
+            ),
             ..RunView::summary(run)
         }
     }

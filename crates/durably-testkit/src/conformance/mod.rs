@@ -1,6 +1,6 @@
 //! The behaviours every [`Store`] must show, one public async function each, grouped by what
-//! they exercise: runs, steps, signals, awkward identifiers, concurrency, leases and the
-//! operating methods.
+//! they exercise: runs, steps, signals, awkward identifiers, concurrency, leases, the
+//! operating methods, queues, event logs and rate limits.
 //!
 //! Each function takes a fresh, empty store and panics (through `assert!`) when the store
 //! deviates from the contract written on the [`Store`] trait. The behaviours are listed once,
@@ -26,6 +26,7 @@ mod events;
 mod ids;
 mod leases;
 mod queues;
+mod rates;
 mod runs;
 mod signals;
 mod steps;
@@ -37,6 +38,7 @@ pub use events::*;
 pub use ids::*;
 pub use leases::*;
 pub use queues::*;
+pub use rates::*;
 pub use runs::*;
 pub use signals::*;
 pub use steps::*;
@@ -146,6 +148,8 @@ macro_rules! __conformance_table {
             claim_keeps_the_concurrency_limit_across_owners
             claim_keeps_the_per_key_limit
             claim_keeps_the_rate_limit
+            a_claim_records_its_time_on_the_run
+            a_versioned_claim_takes_new_runs_and_runs_of_its_own_version
             a_run_whose_lease_lapsed_is_claimed_again
             racing_claims_keep_the_limit_and_never_share_a_run
             park_run_releases_the_lease_and_hides_the_run
@@ -165,6 +169,21 @@ macro_rules! __conformance_table {
             event_texts_round_trip_verbatim
             wait_for_events_returns_when_an_event_is_appended
             delete_run_removes_its_events
+            append_events_keeps_the_newest_and_never_gives_an_offset_twice
+            a_read_below_the_oldest_event_kept_starts_there
+            concurrent_appends_under_retention_stay_dense
+            wait_for_events_below_the_oldest_kept_returns_and_appends_that_drop_wake
+            delete_run_of_a_trimmed_log_starts_again_at_zero
+            a_checkpoint_with_events_writes_both_or_neither
+            // rate limits
+            rate_limit_grants_up_to_the_limit_then_refuses_with_a_retry_time
+            rate_limit_counts_tokens
+            settling_a_grant_counts_its_actual_tokens
+            block_rate_refuses_until_the_block_ends
+            a_refused_request_fits_once_the_window_passed
+            rate_limit_keys_are_independent
+            racing_acquires_never_exceed_the_limit
+            invalid_rate_limits_are_refused
         }
     };
 }

@@ -172,6 +172,74 @@ pub async fn claim_keeps_the_rate_limit<S: Store>(store: Arc<S>) {
     assert_eq!(ids(&claim(&*store, "w", 10, rate).await), ["job-2", "job-3"]);
 }
 
+/// A claim records its time on each run it takes (the time the rate limit counts), as stored
+/// and as returned; a run never claimed has none, and a later claim of the same run records a
+/// time no earlier than the first.
+pub async fn a_claim_records_its_time_on_the_run<S: Store>(store: Arc<S>) {
+    let (run, _) = enqueue(&*store, queued("job-1", 1_000)).await;
+    assert_eq!(run.claimed_at_ms, None, "an enqueued run was never claimed");
+    let rate = limits(None, None, Some(Rate::new(10, 1_000)));
+    let claimed = claim_with(&*store, "dead", 1, rate, SHORT_TTL).await;
+    let first = claimed[0].claimed_at_ms.expect("a claimed run has its claim time");
+    assert_eq!(expect_run(&*store, "job-1").await.claimed_at_ms, Some(first), "the claim time is stored");
+    tokio::time::sleep(PAST_SHORT_TTL).await;
+    let again = claim(&*store, "w", 1, rate).await;
+    assert_eq!(ids(&again), ["job-1"], "the run whose lease lapsed is claimed again");
+    let second = again[0].claimed_at_ms.expect("a claimed run has its claim time");
+    assert!(second >= first, "the second claim ({second}) comes after the first ({first})");
+    assert_eq!(expect_run(&*store, "job-1").await.claimed_at_ms, Some(second));
+}
+
+async fn claim_as<S: Store>(store: &S, owner: &str, version: Option<&str>) -> Vec<RunRecord> {
+    let mut request = Claim::new(Q, owner, LONG_TTL, durably_core::now_ms(), 10);
+    request.version = version.map(str::to_owned);
+    store.claim_runs(&request).await.unwrap_or_else(|e| panic!("claim_runs({request:?}) failed: {e}"))
+}
+
+/// Rule 26: a worker of a version claims runs never executed that are not bound to another
+/// version (binding them to its own) and runs of its version, also when they resume after a
+/// park; never runs of another version or runs first executed without one. A worker without
+/// a version claims every run and binds none.
+pub async fn a_versioned_claim_takes_new_runs_and_runs_of_its_own_version<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("new", 1_000)).await;
+    enqueue(&*store, queued("for-v1", 2_000).version("v1")).await;
+    enqueue(&*store, queued("for-v2", 3_000).version("v2")).await;
+    let v1 = claim_as(&*store, "w1", Some("v1")).await;
+    assert_eq!(ids(&v1), ["new", "for-v1"], "v1 takes the new run and its own, not v2's");
+    for run in &v1 {
+        assert_eq!(run.version.as_deref(), Some("v1"), "{} as claimed", run.run_id);
+        assert_eq!(
+            expect_run(&*store, &run.run_id).await.version.as_deref(),
+            Some("v1"),
+            "{} as stored",
+            run.run_id
+        );
+    }
+    assert_eq!(ids(&claim_as(&*store, "w2", Some("v2")).await), ["for-v2"]);
+
+    // Parked and due again, a run goes back only to its version.
+    for (run_id, owner) in [("new", "w1"), ("for-v1", "w1"), ("for-v2", "w2")] {
+        assert!(park(&*store, run_id, owner, "durably.sleep", Some(1)).await);
+    }
+    assert_eq!(ids(&claim_as(&*store, "w3", Some("v3")).await), Vec::<String>::new(), "v3 has no run");
+    assert_eq!(ids(&claim_as(&*store, "w2", Some("v2")).await), ["for-v2"]);
+    assert_eq!(ids(&claim_as(&*store, "w1", Some("v1")).await), ["new", "for-v1"]);
+
+    // A run first executed by an unversioned worker belongs to no version: only unversioned
+    // workers resume it. An unversioned worker also takes runs bound to a version.
+    enqueue(&*store, queued("unversioned", 4_000)).await;
+    enqueue(&*store, queued("for-v3", 5_000).version("v3")).await;
+    let any = claim_as(&*store, "w0", None).await;
+    assert_eq!(ids(&any), ["unversioned", "for-v3"]);
+    assert_eq!(any[0].version, None, "an unversioned claim binds no version");
+    assert_eq!(any[1].version.as_deref(), Some("v3"), "an unversioned claim keeps the run's version");
+    for run_id in ["unversioned", "for-v3"] {
+        assert!(park(&*store, run_id, "w0", "durably.sleep", Some(1)).await);
+    }
+    assert_eq!(ids(&claim_as(&*store, "w1", Some("v1")).await), Vec::<String>::new());
+    assert_eq!(ids(&claim_as(&*store, "w0", None).await), ["unversioned", "for-v3"]);
+}
+
 /// A claimed run whose lease lapsed (its worker died) is claimed again, and no longer counts
 /// against the concurrency limit.
 pub async fn a_run_whose_lease_lapsed_is_claimed_again<S: Store>(store: Arc<S>) {

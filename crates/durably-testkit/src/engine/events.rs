@@ -120,3 +120,31 @@ pub async fn a_follower_gets_a_waiting_runs_events_live_and_ends_with_it(h: Harn
         ["started", "step before completed", "waiting go", "signal go", "step after completed", "completed"]
     );
 }
+
+pub async fn a_follower_behind_the_retention_limit_is_told_the_gap_then_gets_the_rest(h: Harness) {
+    let wf = durably::Workflow::builder("test-app").shared_store(h.store()).max_events_per_run(4).build();
+    let run_id = format!("ev-kept-{}", h.kind);
+    wf.run(&run_id, |_| async move {
+        for i in 0..6u32 {
+            durably::step(format!("s{i}"), move || async move { Ok::<_, Error>(i) }).await?;
+        }
+        Ok::<_, Error>(())
+    })
+    .await
+    .unwrap();
+    // started, six steps, completed: offsets 0..=7, of which the newest four are kept.
+    let kept = h.store().read_events(&run_id, 0, 100).await.unwrap();
+    assert_dense(&kept, 4);
+    assert_eq!(summary(&kept), ["step s3 completed", "step s4 completed", "step s5 completed", "completed"]);
+
+    let items: Vec<durably::Result<EventRecord>> = wf.events(&run_id).from(1).collect().await;
+    match &items[0] {
+        Err(Error::EventsTrimmed { run_id: r, from: 1, first_kept: 4 }) if *r == run_id => {}
+        other => panic!("expected the gap from 1 to 4 first, got {other:?}"),
+    }
+    let rest: Vec<EventRecord> = items[1..].iter().map(|i| i.as_ref().unwrap().clone()).collect();
+    assert_eq!(rest, kept, "after the gap, every event kept, once");
+    // From a kept offset there is no gap.
+    let tail: Vec<EventRecord> = wf.events(&run_id).from(6).try_collect().await.unwrap();
+    assert_eq!(tail, kept[2..]);
+}

@@ -142,6 +142,8 @@ macro_rules! __engine_table {
             workers_keep_the_queue_concurrency_and_per_key_limits
             a_waiting_run_is_parked_and_resumed_by_replay_when_its_signal_arrives
             a_parked_sleep_resumes_when_its_timer_is_due
+            a_parked_run_resumes_only_on_a_worker_of_its_version
+            a_delivery_wakes_a_waiting_worker_without_its_poll
             a_child_run_returns_its_output_and_is_started_once
             a_fan_out_of_children_joins_every_output
             a_failed_child_fails_the_parents_await
@@ -159,6 +161,7 @@ macro_rules! __engine_table {
             // events
             a_runs_events_are_dense_in_order_and_replayed_steps_are_not_emitted_again
             a_follower_gets_a_waiting_runs_events_live_and_ends_with_it
+            a_follower_behind_the_retention_limit_is_told_the_gap_then_gets_the_rest
         }
     };
 }

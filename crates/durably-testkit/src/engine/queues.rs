@@ -219,6 +219,58 @@ pub async fn a_waiting_run_is_parked_and_resumed_by_replay_when_its_signal_arriv
     worker.shutdown().await;
 }
 
+/// Rule 25: the delivery of a parked run's signal from another engine wakes a waiting worker
+/// at once: its poll interval (an hour) is far longer than the test waits.
+pub async fn a_delivery_wakes_a_waiting_worker_without_its_poll(h: Harness) {
+    let c = Counter::new();
+    let wf = engine(&h, &c, Queue::new("jobs"));
+    let handle = wf.enqueue("jobs", "approve", "job-1", &5u32).await.unwrap();
+    let worker = wf
+        .queue_worker(["jobs"])
+        .park_after(Duration::ZERO)
+        .poll_interval(Duration::from_secs(3_600))
+        .start()
+        .unwrap();
+    wait_until(&h, "job-1", "the park", |r| r.wake_at_ms.is_some()).await;
+    // Enqueued after the park: the worker is woken by the enqueue, then waits again.
+    let other = engine(&h, &c, Queue::new("jobs"));
+    let second = other.enqueue("jobs", "double", "job-2", &1u32).await.unwrap();
+    assert_eq!(within("the enqueued run's result", second.result::<u32>()).await.unwrap(), 2);
+    assert!(other.complete("job-1", "approval", &true).await.unwrap());
+    assert_eq!(within("the resumed run's result", handle.result::<u32>()).await.unwrap(), 5);
+    worker.shutdown().await;
+}
+
+/// Rule 26: a run first executed by a worker of version `v1` records it, and after it parks
+/// only a `v1` worker resumes it: a `v2` worker, awake and claiming after the signal made the
+/// run runnable again, leaves it alone while it takes new runs (binding them to `v2`).
+pub async fn a_parked_run_resumes_only_on_a_worker_of_its_version(h: Harness) {
+    let c = Counter::new();
+    let wf = engine(&h, &c, Queue::new("jobs"));
+    let handle = wf.enqueue("jobs", "approve", "job-1", &7u32).await.unwrap();
+    let v1 = wf.queue_worker(["jobs"]).version("v1").park_after(Duration::ZERO).start().unwrap();
+    let parked = wait_until(&h, "job-1", "the park", |r| r.wake_at_ms.is_some()).await;
+    assert_eq!(parked.version.as_deref(), Some("v1"), "the run records the version that first executed it");
+    v1.shutdown().await;
+
+    let new_code = engine(&h, &c, Queue::new("jobs"));
+    let v2 = new_code.queue_worker(["jobs"]).version("v2").park_after(Duration::ZERO).start().unwrap();
+    assert!(new_code.complete("job-1", "approval", &true).await.unwrap());
+    // A run enqueued after the delivery: the claim that takes it saw `job-1` runnable too.
+    let later = new_code.enqueue("jobs", "double", "job-2", &4u32).await.unwrap();
+    assert_eq!(within("the v2 run's result", later.result::<u32>()).await.unwrap(), 8);
+    assert_eq!(new_code.get_run("job-2").await.unwrap().unwrap().version.as_deref(), Some("v2"));
+    let untouched = new_code.get_run("job-1").await.unwrap().unwrap();
+    assert_eq!(untouched.status, RunStatus::Waiting, "a v2 worker must not resume a v1 run");
+    assert_eq!(untouched.claimed_at_ms, parked.claimed_at_ms, "no claim since the park");
+    v2.shutdown().await;
+
+    let v1 = wf.queue_worker(["jobs"]).version("v1").start().unwrap();
+    assert_eq!(within("the result", handle.result::<u32>()).await.unwrap(), 7);
+    assert_eq!(c.get(), 2, "`before` ran once (the v1 run replays it), `double` once");
+    v1.shutdown().await;
+}
+
 pub async fn a_parked_sleep_resumes_when_its_timer_is_due(h: Harness) {
     let c = Counter::new();
     let wf = engine(&h, &c, Queue::new("jobs"));

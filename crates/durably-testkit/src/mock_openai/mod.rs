@@ -128,6 +128,7 @@ struct Shared {
     script: Mutex<VecDeque<MockReply>>,
     bodies: Mutex<Vec<Value>>,
     headers: Mutex<Vec<Vec<(String, String)>>>,
+    arrivals: Mutex<Vec<std::time::Instant>>,
     latency: Mutex<Duration>,
     responder: Mutex<Option<Responder>>,
     next_call_id: AtomicU64,
@@ -288,6 +289,12 @@ impl MockOpenAi {
     /// The request headers received, one list of `(lowercase name, value)` per request.
     pub fn headers(&self) -> Vec<Vec<(String, String)>> {
         lock(&self.shared.headers).clone()
+    }
+
+    /// When each request arrived (its body read), in order: what a test of a rate limit
+    /// checks, as the provider would count.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        lock(&self.shared.arrivals).clone()
     }
 
     /// How many scripted replies have not been served yet.

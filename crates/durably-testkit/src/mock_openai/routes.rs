@@ -33,6 +33,7 @@ pub(super) async fn chat_completions(
         let mut bodies = lock(&shared.bodies);
         bodies.push(request.clone());
         lock(&shared.headers).push(headers);
+        lock(&shared.arrivals).push(std::time::Instant::now());
         (bodies.len(), lock(&shared.script).pop_front())
     };
     // The responder runs outside the locks: it is the caller's code.

@@ -76,18 +76,25 @@ fn engine(store: Arc<dyn Store>, lease: Duration) -> Workflow {
 
 /// An engine on `store` with queue [`QUEUE`] defined (see [`queue_limits`]) and workflow `job`
 /// registered, in the parent (to enqueue) and in the queue workers alike. Each execution of a
-/// `job` run logs `exec <run> <pid> <ms>` on entry, then its step `work` (the side effect)
-/// works [`JOB_PAUSE`] and returns twice the input, then it logs `end <run> <pid> <ms>` just
-/// before returning (its lease is still held then).
+/// `job` run logs `exec <run> <pid> <ms>` on entry and `claim <run> <pid> <ms>` with the claim
+/// time the store recorded for the claim that started it, then its step `work` (the side
+/// effect) works [`JOB_PAUSE`] and returns twice the input, then it logs `end <run> <pid> <ms>`
+/// just before returning (its lease is still held then).
 pub(crate) fn queue_engine(store: Arc<dyn Store>, log: Log) -> Workflow {
-    let wf = Workflow::builder(APP).shared_store(store).lease_ttl(QUEUE_LEASE).build();
+    let wf = Workflow::builder(APP).shared_store(store.clone()).lease_ttl(QUEUE_LEASE).build();
     wf.add_queue(queue_limits(Queue::new(QUEUE))).expect("the queue's limits are valid");
     let log = Arc::new(log);
     wf.register_fn("job", move |ctx: RunContext, n: u64| {
-        let log = log.clone();
+        let (log, store) = (log.clone(), store.clone());
         async move {
             let (run_id, pid) = (ctx.run_id().to_owned(), std::process::id());
             log.append(&format!("exec {run_id} {pid} {}", now_ms()));
+            // This execution holds the lease its claim took, so the run's claim time is that
+            // claim's (or, had the lease lapsed meanwhile, a later claim's: the parent counts
+            // each pair of run and claim time once).
+            if let Some(claimed) = store.get_run(&run_id).await?.and_then(|run| run.claimed_at_ms) {
+                log.append(&format!("claim {run_id} {pid} {claimed}"));
+            }
             let doubled = ctx
                 .step("work", move || async move {
                     tokio::time::sleep(JOB_PAUSE).await;

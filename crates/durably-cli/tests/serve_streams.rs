@@ -1,0 +1,287 @@
+//! Resumable event streams on real stores (rule 27 of docs/design.md): a client follows a run's
+//! events from a `durably serve` process over SQLite (a file), Redis and PostgreSQL; that
+//! process is killed with SIGKILL mid-stream; the client reconnects to a new `durably serve`
+//! process with `Last-Event-ID` and gets exactly the events after the last one it saw, then
+//! live ones, none lost and none twice. The run executes in this test's process meanwhile.
+//!
+//! Redis and PostgreSQL come from `DURABLY_REDIS_URL` / `DURABLY_POSTGRES_URL` (defaults: the
+//! local servers); one that does not answer fails the test naming it, or, with
+//! `DURABLY_SKIP_SERVICES=1`, skips it with the reason. Run ids are unique per test run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use durably_core::store::prelude::*;
+use durably_core::{Error, RunStatus, Workflow, signal, step};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "streams-test-token-0123456789";
+
+/// A `durably serve` process, SIGKILLed when dropped if the test did not kill it before.
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(store_url: &str) -> Served {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("durably"))
+            .env_remove("DURABLY_STORE")
+            .env("DURABLY_TOKEN", TOKEN)
+            .args(["--store", store_url, "serve", "--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("durably API on http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("unexpected first line of durably serve: {line:?}"))
+            .to_owned();
+        Served { child, addr }
+    }
+
+    /// SIGKILL: the process dies at once, its connections with it.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "durably serve was killed, not ended: {status}");
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct SseEvent {
+    id: Option<u64>,
+    kind: String,
+    data: String,
+}
+
+/// A raw SSE client: HTTP/1.0, so the body is the bytes until the server closes.
+struct SseClient {
+    stream: tokio::net::TcpStream,
+    buf: String,
+}
+
+impl SseClient {
+    async fn connect(addr: &str, path: &str, last_event_id: Option<u64>) -> SseClient {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut req = format!(
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n"
+        );
+        if let Some(id) = last_event_id {
+            req.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut client = SseClient { stream, buf: String::new() };
+        loop {
+            if let Some((head, rest)) = client.buf.split_once("\r\n\r\n") {
+                assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head}");
+                client.buf = rest.to_owned();
+                return client;
+            }
+            assert!(client.read().await, "the server closed before its headers");
+        }
+    }
+
+    /// Reads more; false once the connection ended (closed, or reset by a dead server).
+    async fn read(&mut self) -> bool {
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(30), self.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
+                true
+            }
+            Err(_) => panic!("nothing from the server for 30 s; so far: {:?}", self.buf),
+        }
+    }
+
+    /// The next event (keep-alive comments skipped); `None` once the stream ended.
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            while let Some((block, rest)) = self.buf.split_once("\n\n") {
+                let block = block.to_owned();
+                self.buf = rest.to_owned();
+                let (mut id, mut kind, mut data) = (None, String::new(), String::new());
+                for line in block.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "id" => id = Some(value.parse().unwrap()),
+                        "event" => kind = value.to_owned(),
+                        "data" => data.push_str(value),
+                        _ => {}
+                    }
+                }
+                if id.is_some() || !kind.is_empty() {
+                    return Some(SseEvent { id, kind, data });
+                }
+            }
+            if !self.read().await {
+                return None;
+            }
+        }
+    }
+
+    /// Events until one of `kind` (included).
+    async fn until(&mut self, kind: &str, seen: &mut Vec<SseEvent>) {
+        loop {
+            let event =
+                self.next().await.unwrap_or_else(|| panic!("the stream ended before `{kind}`: {seen:?}"));
+            let done = event.kind == kind;
+            seen.push(event);
+            if done {
+                return;
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until the run waits on `signal`.
+async fn wait_on(wf: &Workflow, run_id: &str, name: &str) {
+    for _ in 0..2000 {
+        let run = wf.get_run(run_id).await.unwrap();
+        if run
+            .as_ref()
+            .is_some_and(|r| r.status == RunStatus::Waiting && r.waiting_on.as_deref() == Some(name))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("run {run_id} never waited on {name}: {:?}", wf.get_run(run_id).await.unwrap());
+}
+
+async fn a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated(
+    kind: &str,
+    store_url: &str,
+    store: Arc<dyn Store>,
+) {
+    let run_id = format!("sse-kill-{kind}-{}-{}", std::process::id(), durably_core::now_ms());
+    let wf = Workflow::builder("streams").shared_store(store.clone()).default_retries(0).build();
+    let runner = {
+        let (wf, run_id) = (wf.clone(), run_id.clone());
+        tokio::spawn(async move {
+            wf.run(&run_id, |_| async move {
+                step("draft", || async { Ok::<_, Error>(1u32) }).await?;
+                let first: String = signal("go").await?;
+                step("review", || async { Ok::<_, Error>(2u32) }).await?;
+                let second: String = signal("go-again").await?;
+                step("publish", || async { Ok::<_, Error>(3u32) }).await?;
+                Ok::<_, Error>(format!("{first} {second}"))
+            })
+            .await
+        })
+    };
+    wait_on(&wf, &run_id, "go").await;
+    let path = format!("/api/runs/{run_id}/events");
+
+    let first = Served::start(store_url);
+    let mut client = SseClient::connect(&first.addr, &path, None).await;
+    let mut seen = Vec::new();
+    client.until("waiting", &mut seen).await;
+    // The server process dies mid-stream; the run goes on meanwhile.
+    first.kill();
+    assert_eq!(client.next().await, None, "the stream of a killed server ended");
+    assert!(wf.complete(&run_id, "go", "yes").await.unwrap());
+    wait_on(&wf, &run_id, "go-again").await;
+
+    // Another server process on the same store: the client resumes after the last event it
+    // saw, gets the events written while no server ran, then the live ones.
+    let second = Served::start(store_url);
+    let last = seen.last().unwrap().id;
+    let mut client = SseClient::connect(&second.addr, &path, last).await;
+    client.until("waiting", &mut seen).await;
+    assert!(wf.complete(&run_id, "go-again", "again").await.unwrap());
+    while let Some(event) = client.next().await {
+        seen.push(event);
+    }
+    assert_eq!(runner.await.unwrap().unwrap(), "yes again");
+
+    let stored = store.read_events(&run_id, 0, 1000).await.unwrap();
+    let ids: Vec<Option<u64>> = seen.iter().map(|e| e.id).collect();
+    let all: Vec<Option<u64>> = (0..stored.len() as u64).map(Some).collect();
+    assert_eq!(ids, all, "{kind}: an event was lost or repeated: {seen:?}");
+    for (got, want) in seen.iter().zip(&stored) {
+        assert_eq!(
+            (got.kind.as_str(), got.data.as_str()),
+            (want.kind.as_str(), want.data.as_str()),
+            "{kind}"
+        );
+    }
+    let kinds: Vec<&str> = seen.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["started", "step", "waiting", "signal", "step", "waiting", "signal", "step", "completed"],
+        "{kind}"
+    );
+    drop(second);
+    let _ = store.delete_run(&run_id).await;
+}
+
+/// The store at `env` (default `default`), or `None` with the reason when it does not answer
+/// and `DURABLY_SKIP_SERVICES=1`.
+async fn service(kind: &str, env: &str, default: &str) -> Option<(String, Arc<dyn Store>)> {
+    let url = std::env::var(env).unwrap_or_else(|_| default.to_owned());
+    let opened: Result<Arc<dyn Store>, String> = match kind {
+        "redis" => durably_redis::RedisStore::connect(url.clone())
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| e.to_string()),
+        _ => durably_postgres::PostgresStore::connect(url.clone())
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| e.to_string()),
+    };
+    match opened {
+        Ok(store) => Some((url, store)),
+        Err(e) if std::env::var("DURABLY_SKIP_SERVICES").as_deref() == Ok("1") => {
+            eprintln!("skipping: the {kind} server at {url} does not answer: {e}");
+            None
+        }
+        Err(e) => {
+            panic!("the {kind} server at {url} does not answer ({env}; DURABLY_SKIP_SERVICES=1 skips): {e}")
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("streams.db");
+    let store = common::sqlite(&db).await;
+    let url = format!("sqlite:{}", db.display());
+    a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated("sqlite", &url, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated() {
+    if let Some((url, store)) = service("redis", "DURABLY_REDIS_URL", "redis://127.0.0.1:6379").await {
+        a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated("redis", &url, store).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated() {
+    if let Some((url, store)) =
+        service("postgres", "DURABLY_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test").await
+    {
+        a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated("postgres", &url, store).await;
+    }
+}
