@@ -357,6 +357,9 @@ impl<S: Store> Queues for CodecStore<S> {
     async fn queue_stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats> {
         self.inner.queue_stats(queue, now_ms).await
     }
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        self.inner.queue_names().await
+    }
     async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {
         self.inner.wait_for_work(queues, max_wait).await
     }

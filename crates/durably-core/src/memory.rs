@@ -460,6 +460,13 @@ impl Queues for MemoryStore {
         Ok(stats)
     }
 
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        let inner = self.lock();
+        let names: std::collections::BTreeSet<&str> =
+            inner.runs.values().filter_map(|r| r.queue.as_deref()).collect();
+        Ok(names.into_iter().map(str::to_owned).collect())
+    }
+
     async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {
         let waiting: Vec<_> = queues.iter().map(|q| self.work.register(q.clone())).collect();
         let look = async {

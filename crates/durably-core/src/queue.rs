@@ -340,4 +340,10 @@ impl Workflow {
         let store = self.store();
         store.queue_stats(queue, store.now_ms()).await
     }
+
+    /// The names of the store's queues that hold at least one run (any status, any process's),
+    /// each once, in byte order; read from the store's queue index, not by listing its runs.
+    pub async fn queue_names(&self) -> Result<Vec<String>> {
+        self.store().queue_names().await
+    }
 }

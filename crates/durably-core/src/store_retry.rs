@@ -190,6 +190,9 @@ impl Queues for RetryingStore {
     async fn queue_stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats> {
         self.again("queue_stats", || self.inner.queue_stats(queue, now_ms)).await
     }
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        self.again("queue_names", || self.inner.queue_names()).await
+    }
     async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {
         self.inner.wait_for_work(queues, max_wait).await
     }

@@ -134,6 +134,21 @@ impl Queues for PostgresStore {
         Ok(stats)
     }
 
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        let sql = &self.statements.queue_names;
+        let rows = on_connection!(self, "queue_names", None::<&str>, |client| async {
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.query(&stmt, &[]).await?)
+        })?;
+        let mut names = rows
+            .iter()
+            .map(|row| row.try_get::<_, String>(0).map_err(|e| corrupt("(a queue)", e)))
+            .collect::<Result<Vec<_>>>()?;
+        // In byte order, whatever the database's collation.
+        names.sort_unstable();
+        Ok(names)
+    }
+
     /// Returns when a notification names one of `queues` (a run enqueued, a parked run's
     /// signal delivered, by any process), or a look finds a runnable run, or after `max_wait`
     /// (at most half a second while the listener reconnects).

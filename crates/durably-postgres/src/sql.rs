@@ -265,6 +265,9 @@ pub(crate) struct Statements {
     pub(crate) lock_run: String,
     pub(crate) park_run: String,
     pub(crate) queue_stats: String,
+    /// The queues holding a run: a skip scan of `runs_runnable` (queue first), one index seek
+    /// per queue.
+    pub(crate) queue_names: String,
     pub(crate) runnable_queues: String,
     pub(crate) append_events: String,
     pub(crate) read_events: String,
@@ -648,6 +651,15 @@ impl Statements {
                  WHERE r.queue = $1 AND r.status IN ('enqueued', 'waiting') AND NOT {live}",
                 executing = executing_runs(&s, SERVER_NOW_MS),
                 live = live_lease(&s, SERVER_NOW_MS),
+            ),
+            queue_names: format!(
+                "WITH RECURSIVE q(name) AS (
+                     SELECT min(queue) FROM {s}.runs WHERE queue IS NOT NULL
+                     UNION ALL
+                     SELECT (SELECT min(r.queue) FROM {s}.runs r WHERE r.queue > q.name)
+                     FROM q WHERE q.name IS NOT NULL
+                 )
+                 SELECT name FROM q WHERE name IS NOT NULL"
             ),
             // One runnable run is enough. The unparked ones are looked for in the order of
             // `runs_claim_order` (a scalar subquery, since `EXISTS` drops `ORDER BY`), so the

@@ -84,6 +84,28 @@ impl Keys {
     pub(crate) fn wake(&self, run_id: &str) -> String {
         self.of("wake", run_id)
     }
+
+    /// A `SCAN … MATCH` pattern for the queue indexes (`<prefix>:index:queue:<n>:<queue>`),
+    /// the prefix's glob characters escaped.
+    pub(crate) fn queue_index_pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() + 16);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push_str(":index:queue:*");
+        pattern
+    }
+
+    /// The queue whose index is `key`, or `None` when `key` is not a queue index of this
+    /// prefix (a `<n>` that does not give the name's length).
+    pub(crate) fn queue_of_index(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":index:queue:")?;
+        let (len, name) = rest.split_once(':')?;
+        (len.parse::<usize>().ok()? == name.len()).then(|| name.to_owned())
+    }
 }
 
 #[cfg(test)]
@@ -98,5 +120,17 @@ mod tests {
         assert_eq!(keys.run("a:b"), "p:run:3:a:b");
         assert_eq!(keys.wake("🦀"), "p:wake:4:🦀");
         assert_eq!(keys.work("q:1"), "p:work:3:q:1");
+    }
+
+    #[test]
+    fn queue_indexes_are_found_by_an_escaped_pattern_and_parsed_back() {
+        let keys = Keys::new("a*[b]?\\c");
+        assert_eq!(keys.queue_index_pattern(), "a\\*\\[b\\]\\?\\\\c:index:queue:*");
+        assert_eq!(keys.queue_of_index("a*[b]?\\c:index:queue:5:q:1 x").as_deref(), Some("q:1 x"));
+        let keys = Keys::new("p");
+        assert_eq!(keys.queue_of_index("p:index:queue:3:🦀").as_deref(), None, "4 bytes, not 3");
+        assert_eq!(keys.queue_of_index("p:index:queue:4:🦀").as_deref(), Some("🦀"));
+        assert_eq!(keys.queue_of_index("p:index:parent:1:q"), None);
+        assert_eq!(keys.queue_of_index("pp:index:queue:1:q"), None);
     }
 }

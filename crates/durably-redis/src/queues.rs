@@ -103,6 +103,31 @@ impl Queues for RedisStore {
         Ok(stats)
     }
 
+    /// Finds the queue indexes with `SCAN` (a queue's index is removed with its last run), a
+    /// page at a time, so the server is never blocked for long.
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        let pattern = self.keys.queue_index_pattern();
+        let mut conn = self.conn.clone();
+        let mut names = std::collections::BTreeSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000)
+                .query_async(&mut conn)
+                .await
+                .map_err(fail("queue_names", None))?;
+            names.extend(keys.iter().filter_map(|key| self.keys.queue_of_index(key)));
+            if next == 0 {
+                return Ok(names.into_iter().collect());
+            }
+            cursor = next;
+        }
+    }
+
     /// Subscribes to the channel of each queue, then looks for a candidate or a due timer in
     /// it: an enqueue or an unpark after the look is published on the channel.
     async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use durably_core::{Result, RunFilter, Workflow};
+use durably_core::{Result, Workflow};
 
 /// One queue's counts, as the store keeps them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,18 +21,15 @@ pub struct QueueCounts {
     pub oldest_enqueued_at_ms: Option<i64>,
 }
 
-/// The queues of `wf`'s store that hold or held a run, and those `wf` defines (only `queue`,
-/// when given), by name, with their counts (`Workflow::queue_stats`).
-///
-/// Finding the queues lists the store's runs, since a store keeps no list of queue names.
+/// The queues of `wf`'s store that hold a run, and those `wf` defines (only `queue`, when
+/// given), by name, with their counts (`Workflow::queue_stats`).
 pub async fn queue_counts(wf: &Workflow, queue: Option<&str>) -> Result<Vec<QueueCounts>> {
     let names: BTreeSet<String> = match queue {
         Some(name) => BTreeSet::from([name.to_owned()]),
         None => wf
-            .list_runs(&RunFilter::new())
+            .queue_names()
             .await?
             .into_iter()
-            .filter_map(|r| r.queue)
             .chain(wf.queues().iter().map(|q| q.name().to_owned()))
             .collect(),
     };

@@ -495,6 +495,10 @@ impl Queues for SqliteStore {
         self.read("queue_stats", None, move |conn| sql::queue_stats(conn, &queue, now_ms)).await
     }
 
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        self.read("queue_names", None, sql::queue_names).await
+    }
+
     /// Returns when this store made work runnable in one of `queues`, or the poller found a
     /// runnable run there after another process wrote to the file, or after `max_wait`.
     async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {

@@ -867,6 +867,15 @@ const QUEUE_STATS: &str = concat!(
 
 /// Which of the queues of the JSON array `?1` have a runnable run at `?2` (one is enough): an
 /// unparked one through `runs_claim_order`, or a due parked one through `runs_by_wake`.
+/// The queues holding a run, by a skip scan of `runs_runnable` (whose first column is the
+/// queue): one index seek per queue, however many runs each holds.
+const QUEUE_NAMES: &str = "WITH RECURSIVE q(name) AS (
+         SELECT MIN(queue) FROM runs WHERE queue IS NOT NULL
+         UNION ALL
+         SELECT (SELECT MIN(queue) FROM runs WHERE queue > q.name) FROM q WHERE q.name IS NOT NULL
+     )
+     SELECT name FROM q WHERE name IS NOT NULL";
+
 const RUNNABLE_QUEUES: &str = concat!(
     "SELECT w.value FROM json_each(?1) AS w WHERE EXISTS (SELECT 1 FROM runs WHERE runs.queue = w.value AND ",
     unparked!(),
@@ -1005,6 +1014,15 @@ pub(crate) fn queue_stats(conn: &Connection, queue: &str, now_ms: i64) -> Result
     stats.parked = count(2, "parked")?;
     stats.oldest_enqueued_at_ms = opt_int(row, 3, "oldest enqueued").map_err(bad)?;
     Ok(stats)
+}
+
+/// The names of the queues holding a run, in byte order.
+pub(crate) fn queue_names(conn: &Connection) -> Result<Vec<String>, Fail> {
+    let mut stmt = conn.prepare_cached(QUEUE_NAMES)?;
+    let rows = stmt.query([])?;
+    let mut names = collect(rows, |row| text(row, 0, "queue").map_err(|d| corrupt("(a queue)", None, d)))?;
+    names.sort_unstable();
+    Ok(names)
 }
 
 /// The queues among `queues_json` (a JSON array) with a runnable run at `now_ms`.

@@ -60,6 +60,8 @@ pub enum Op {
     ParkRun,
     /// [`Store::queue_stats`](durably_core::store::Queues::queue_stats)
     QueueStats,
+    /// [`Store::queue_names`](durably_core::store::Queues::queue_names)
+    QueueNames,
     /// [`Store::append_events`](durably_core::store::Events::append_events)
     AppendEvents,
     /// [`Store::read_events`](durably_core::store::Events::read_events)
@@ -93,6 +95,7 @@ impl Op {
             Op::ClaimRuns => "claim_runs",
             Op::ParkRun => "park_run",
             Op::QueueStats => "queue_stats",
+            Op::QueueNames => "queue_names",
             Op::AppendEvents => "append_events",
             Op::ReadEvents => "read_events",
             Op::AcquireRate => "acquire_rate",
@@ -332,6 +335,9 @@ impl<S: Store> Queues for FaultStore<S> {
     }
     async fn queue_stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats> {
         self.call(Op::QueueStats, None, self.inner.queue_stats(queue, now_ms)).await
+    }
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        self.call(Op::QueueNames, None, self.inner.queue_names()).await
     }
     async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {
         self.inner.wait_for_work(queues, max_wait).await

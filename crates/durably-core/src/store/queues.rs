@@ -244,6 +244,13 @@ pub trait Queues: Send + Sync {
         Err(unsupported_for("queue_stats", &format!("queue `{queue}`")))
     }
 
+    /// The names of the queues that hold at least one run kept by the store (in any status),
+    /// each once, in byte order. Read from the store's queue index, not by listing runs. The
+    /// default, for a store without queues, has none.
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Resolves when work *may* have become runnable in one of `queues` (a run enqueued, a
     /// parked run's signal delivered), or after at most `max_wait`. Workers claim after it
     /// returns; due timers are found by claiming at least every `max_wait`. The default sleeps.
@@ -273,6 +280,9 @@ impl<S: Queues + ?Sized> Queues for Arc<S> {
     }
     async fn queue_stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats> {
         (**self).queue_stats(queue, now_ms).await
+    }
+    async fn queue_names(&self) -> Result<Vec<String>> {
+        (**self).queue_names().await
     }
     async fn wait_for_work(&self, queues: &[String], max_wait: Duration) {
         (**self).wait_for_work(queues, max_wait).await

@@ -170,7 +170,7 @@ impl RateDecision {
     }
 }
 
-/// A grant in a key's log, as [`retry_time`] reads it.
+/// A grant in a key's log, as [`decide`] reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoggedGrant {
     /// When it counts from.

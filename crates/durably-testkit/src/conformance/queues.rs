@@ -368,6 +368,38 @@ pub async fn queue_stats_counts_enqueued_executing_and_parked<S: Store>(store: A
     assert_eq!(stats.oldest_enqueued_at_ms, Some(1_002));
 }
 
+/// `queue_names` names each queue holding a run once, in byte order, whatever the runs'
+/// statuses and whatever characters the names hold; runs executed in place have no queue, and a
+/// queue whose last run was deleted is gone.
+pub async fn queue_names_lists_each_queue_holding_a_run<S: Store>(store: Arc<S>) {
+    assert!(store.queue_names().await.unwrap().is_empty(), "a new store has no queues");
+    let odd = "tenant:7 *[q]?\\ 🦀";
+    for i in 0..3 {
+        enqueue(&*store, queued(&format!("job-{i}"), 1_000 + i)).await;
+    }
+    enqueue(&*store, QueuedRun::new("elsewhere", WF, None, "other-queue", 1)).await;
+    enqueue(&*store, QueuedRun::new("odd", WF, None, odd, 2)).await;
+    enqueue(&*store, QueuedRun::new("gone", WF, None, "emptied", 3)).await;
+    open(&*store, new_run("in-place", None, 4)).await;
+    claim(&*store, "w", 1, QueueLimits::default()).await;
+    park(&*store, "job-0", "w", "approval", None).await;
+    finish_enqueued(&*store, "elsewhere").await;
+    assert!(store.delete_run("gone").await.unwrap(), "the run `gone` must be deleted");
+    let mut expected = vec![Q.to_owned(), "other-queue".to_owned(), odd.to_owned()];
+    expected.sort();
+    assert_eq!(store.queue_names().await.unwrap(), expected);
+}
+
+/// Ends an enqueued run as a worker does: claimed from its own queue, completed, released.
+async fn finish_enqueued<S: Store>(store: &S, run_id: &str) {
+    let run = expect_run(store, run_id).await;
+    let queue = run.queue.expect("an enqueued run has a queue");
+    let request = Claim::new(queue, "finisher", LONG_TTL, durably_core::now_ms(), 1);
+    let claimed = store.claim_runs(&request).await.unwrap();
+    assert_eq!(ids(&claimed), [run_id], "the run's queue holds only `{run_id}`");
+    finish(store, run_id, "finisher").await;
+}
+
 /// `list_runs` filters by queue and by parent.
 pub async fn list_runs_filters_by_queue_and_parent<S: Store>(store: Arc<S>) {
     enqueue(&*store, queued("child-1", 1_000).parent("p")).await;
