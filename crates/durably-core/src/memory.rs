@@ -277,7 +277,7 @@ impl Leases for MemoryStore {
             .runs
             .values()
             .filter(|r| matches!(r.status, RunStatus::Running | RunStatus::Waiting))
-            .filter(|r| r.wake_at_ms.is_none())
+            .filter(|r| r.wake_at_ms.is_none() && r.queue.is_none())
             .filter(|r| !inner.lease_is_live(&r.run_id, now_ms))
             .cloned()
             .collect();

@@ -207,7 +207,8 @@ impl Workflow {
 
     /// Resumes every unfinished run (`running` or `waiting`) that no live lease covers — its
     /// executor died, or stopped renewing — and whose workflow is registered, from its
-    /// checkpoints, with its stored input. Each resumed run executes in a task of its own
+    /// checkpoints, with its stored input. Runs of a queue are left to the queue's workers,
+    /// which claim them back within the queue's limits and versions; parked runs likewise. Each resumed run executes in a task of its own
     /// under this engine's lease; the report lists them (and [`RecoveryReport::join`] waits
     /// for them). Runs of unregistered workflows are skipped and listed, not errors. A run
     /// another engine takes first ends with [`Error::RunInProgress`] and is not executed twice.

@@ -480,7 +480,7 @@ impl Statements {
             ),
             recoverable_runs: format!(
                 "SELECT {RUN_COLUMNS} FROM {s}.runs r
-                 WHERE r.status IN ('running', 'waiting') AND r.wake_at_ms IS NULL
+                 WHERE r.status IN ('running', 'waiting') AND r.wake_at_ms IS NULL AND r.queue IS NULL
                    AND NOT EXISTS (
                        SELECT 1 FROM {s}.leases l
                        WHERE l.run_id = r.run_id AND l.expires_at_ms > COALESCE($1::bigint, {SERVER_NOW_MS}))

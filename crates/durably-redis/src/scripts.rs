@@ -371,7 +371,7 @@ while true do
     if #rec == 0 then
       redis.call('ZREM', IDX_OPEN, id)
       removed = removed + 1
-    elseif is_open(field(rec, 'status')) and not field(rec, 'wake_at')
+    elseif is_open(field(rec, 'status')) and not field(rec, 'wake_at') and not field(rec, 'queue')
       and redis.call('EXISTS', key('lease', id)) == 0 then
       out[#out + 1] = rec
       if #out >= limit then return out end

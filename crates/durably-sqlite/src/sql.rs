@@ -275,7 +275,7 @@ JOIN signals AS s ON s.run_id = json_extract(w.value, '$[0]') AND s.name = json_
 const RECOVERABLE_RUNS: &str = concat!(
     "SELECT ",
     run_columns!(),
-    " FROM runs WHERE status IN ('running', 'waiting') AND wake_at_ms IS NULL",
+    " FROM runs WHERE status IN ('running', 'waiting') AND wake_at_ms IS NULL AND queue IS NULL",
     " AND NOT EXISTS (SELECT 1 FROM leases WHERE leases.run_id = runs.run_id AND leases.expires_at_ms > ?1)",
     " ORDER BY created_at_ms, run_id LIMIT ?2"
 );

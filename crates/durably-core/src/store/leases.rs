@@ -57,7 +57,9 @@ pub trait Leases: Send + Sync {
     async fn cancelled_runs(&self, run_ids: &[String]) -> Result<Vec<String>>;
 
     /// Unfinished runs (status `running` or `waiting`) that no live lease covers at `now_ms`,
-    /// oldest first, at most `limit`: the runs [`recover`](crate::Workflow) may resume.
+    /// are not parked (`wake_at_ms` unset) and are in no queue, oldest first, at most `limit`:
+    /// the runs [`recover`](crate::Workflow) may resume. A queued run whose worker died is left
+    /// to the queue's workers, which claim it back within the queue's limits and versions.
     async fn recoverable_runs(&self, now_ms: i64, limit: usize) -> Result<Vec<RunRecord>>;
 
     /// Like [`update_run`](crate::Journal::update_run), but changes nothing and returns `false`

@@ -160,6 +160,7 @@ macro_rules! __conformance_table {
             open_run_of_an_enqueued_run_sets_running
             queue_stats_counts_enqueued_executing_and_parked
             queue_names_lists_each_queue_holding_a_run
+            recoverable_runs_leave_queued_runs_to_their_workers
             list_runs_filters_by_queue_and_parent
             wait_for_work_returns_when_a_run_is_enqueued
             // events

@@ -368,6 +368,21 @@ pub async fn queue_stats_counts_enqueued_executing_and_parked<S: Store>(store: A
     assert_eq!(stats.oldest_enqueued_at_ms, Some(1_002));
 }
 
+/// `recoverable_runs` leaves out queued runs whose worker died (`running` without a lease):
+/// the queue's workers claim them back within the queue's limits and versions, so `recover`
+/// must not execute them in place. A run executed in place is still listed.
+pub async fn recoverable_runs_leave_queued_runs_to_their_workers<S: Store>(store: Arc<S>) {
+    enqueue(&*store, queued("job-1", 1_000)).await;
+    assert_eq!(ids(&claim(&*store, "w", 1, QueueLimits::default()).await), ["job-1"]);
+    store.release_lease("job-1", "w").await.unwrap();
+    open(&*store, new_run("in-place", None, 2_000)).await;
+    let recoverable = store.recoverable_runs(durably_core::now_ms(), 100).await.unwrap();
+    assert_eq!(ids(&recoverable), ["in-place"]);
+    let request = Claim::new(Q, "w2", LONG_TTL, durably_core::now_ms(), 1);
+    let again = store.claim_runs(&request).await.unwrap();
+    assert_eq!(ids(&again), ["job-1"], "a worker of the queue claims the run back");
+}
+
 /// `queue_names` names each queue holding a run once, in byte order, whatever the runs'
 /// statuses and whatever characters the names hold; runs executed in place have no queue, and a
 /// queue whose last run was deleted is gone.

@@ -150,6 +150,7 @@ macro_rules! __engine_table {
             cancelling_a_parent_cancels_its_children
             patched_keeps_runs_started_before_a_change_on_the_old_code
             a_stopped_worker_hands_its_runs_to_another
+            recover_leaves_a_queued_run_to_the_queue_workers
             // schedules
             each_tick_of_a_schedule_runs_once_across_two_workers
             missed_ticks_are_all_enqueued_with_run_all

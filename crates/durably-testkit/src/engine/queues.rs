@@ -404,3 +404,29 @@ pub async fn a_stopped_worker_hands_its_runs_to_another(h: Harness) {
     assert_eq!(c.get(), 1, "the recorded step is not executed again by the second worker");
     second.shutdown().await;
 }
+
+pub async fn recover_leaves_a_queued_run_to_the_queue_workers(h: Harness) {
+    let c = Counter::new();
+    let a = engine(&h, &c, Queue::new("jobs").concurrency(1));
+    let handle = a.enqueue("jobs", "approve", "job-1", &9u32).await.unwrap();
+    let first = a
+        .queue_worker(["jobs"])
+        .version("v1")
+        .park_after(Duration::from_secs(3600))
+        .shutdown_grace(Duration::ZERO)
+        .start()
+        .unwrap();
+    wait_until(&h, "job-1", "the wait", |r| r.status == RunStatus::Waiting).await;
+    first.shutdown().await;
+    // The worker is gone, the run waits without a lease: `recover` (rule 12) must not take it
+    // past the queue's concurrency and version (rules 22 and 26).
+    let b = engine(&h, &c, Queue::new("jobs").concurrency(1));
+    let report = b.recover().await.unwrap();
+    assert!(report.resumed.is_empty(), "recover resumed queued runs: {:?}", report.resumed);
+    b.complete("job-1", "approval", &true).await.unwrap();
+    let second =
+        b.queue_worker(["jobs"]).version("v1").poll_interval(Duration::from_millis(50)).start().unwrap();
+    assert_eq!(within("the result", handle.result::<u32>()).await.unwrap(), 9);
+    assert_eq!(c.get(), 1, "the recorded step is not executed again");
+    second.shutdown().await;
+}
