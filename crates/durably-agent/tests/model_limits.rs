@@ -10,95 +10,18 @@
 #![cfg(feature = "openai")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::any::Any;
+mod store_fixtures;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use durably_agent::openai::OpenAiAgent;
 use durably_agent::{ModelLimit, ModelLimits, TaskConfig};
 use durably_core::backoff::constant;
 use durably_core::store::Store;
-use durably_core::{MemoryStore, RateAcquire, RateCost, RateDecision, Workflow, now_ms};
+use durably_core::{RateAcquire, RateCost, RateDecision, Workflow, now_ms};
 use durably_testkit::mock_openai::{MockOpenAi, MockReply};
-
-/// A fresh store, and what must outlive it (a temporary directory, a schema to drop).
-struct Fixture {
-    store: Arc<dyn Store>,
-    _guard: Box<dyn Any + Send>,
-}
-
-/// Skips (`None`) when `DURABLY_SKIP_SERVICES=1`, fails naming the server otherwise.
-fn unreachable(server: &str, error: impl std::fmt::Display) -> Option<Fixture> {
-    if std::env::var("DURABLY_SKIP_SERVICES").as_deref() == Ok("1") {
-        eprintln!("skipped: {server} does not answer ({error}) and DURABLY_SKIP_SERVICES=1");
-        return None;
-    }
-    panic!("{server} does not answer: {error}; start it, or set DURABLY_SKIP_SERVICES=1 to skip")
-}
-
-/// A name no other test or process uses.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}_{}_{}_{nanos:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-async fn memory() -> Option<Fixture> {
-    Some(Fixture { store: Arc::new(MemoryStore::new()), _guard: Box::new(()) })
-}
-
-async fn sqlite() -> Option<Fixture> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = durably_sqlite::SqliteStore::open(dir.path().join("limits.db")).await.unwrap();
-    Some(Fixture { store: Arc::new(store), _guard: Box::new(dir) })
-}
-
-async fn redis() -> Option<Fixture> {
-    let url = std::env::var("DURABLY_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let built = durably_redis::RedisStore::builder(url.as_str())
-        .prefix(unique("durably-limits"))
-        .ttl(Duration::from_secs(600))
-        .connect()
-        .await;
-    match built {
-        Ok(store) => Some(Fixture { store: Arc::new(store), _guard: Box::new(()) }),
-        Err(e) => unreachable(&format!("Redis at {url}"), e),
-    }
-}
-
-/// Drops its schema when dropped.
-struct Schema(String, String);
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (url, schema) = (self.0.clone(), self.1.clone());
-        // Drop cannot await; a thread with its own runtime can, even inside a Tokio worker.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            rt.block_on(async move {
-                if let Ok((client, connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-                    tokio::spawn(connection);
-                    let _ =
-                        client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-async fn postgres() -> Option<Fixture> {
-    let url = std::env::var("DURABLY_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = unique("durably_limits");
-    let guard = Schema(url.clone(), schema.clone());
-    match durably_postgres::PostgresStore::builder(url.as_str()).schema(&schema).pool_size(8).connect().await
-    {
-        Ok(store) => Some(Fixture { store: Arc::new(store), _guard: Box::new(guard) }),
-        Err(e) => unreachable("PostgreSQL", e),
-    }
-}
+use store_fixtures::{Fixture, memory, postgres, redis, sqlite};
 
 /// An engine on `store` (one per simulated worker process) with `limit` defined on it.
 fn engine(store: &Arc<dyn Store>, limit: &ModelLimit) -> Workflow {
