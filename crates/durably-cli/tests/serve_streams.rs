@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use durably_core::store::prelude::*;
 use durably_core::{Error, RunStatus, Workflow, signal, step};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use durably_testkit::raw_http::SseClient;
 
 const TOKEN: &str = "streams-test-token-0123456789";
 
@@ -64,93 +64,17 @@ impl Drop for Served {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-struct SseEvent {
-    id: Option<u64>,
-    kind: String,
-    data: String,
-}
-
-/// A raw SSE client: HTTP/1.0, so the body is the bytes until the server closes.
-struct SseClient {
-    stream: tokio::net::TcpStream,
-    buf: String,
-}
-
-impl SseClient {
-    async fn connect(addr: &str, path: &str, last_event_id: Option<u64>) -> SseClient {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut req = format!(
-            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n"
-        );
-        if let Some(id) = last_event_id {
-            req.push_str(&format!("Last-Event-ID: {id}\r\n"));
-        }
-        req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).await.unwrap();
-        let mut client = SseClient { stream, buf: String::new() };
-        loop {
-            if let Some((head, rest)) = client.buf.split_once("\r\n\r\n") {
-                assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head}");
-                client.buf = rest.to_owned();
-                return client;
-            }
-            assert!(client.read().await, "the server closed before its headers");
-        }
+/// Opens the run's stream at `path` with the server's token, resuming after `last` when given.
+async fn connect(addr: &str, path: &str, last: Option<u64>) -> SseClient {
+    let bearer = format!("Bearer {TOKEN}");
+    let last = last.map(|id| id.to_string());
+    let mut headers = vec![("Authorization", bearer.as_str())];
+    if let Some(last) = &last {
+        headers.push(("Last-Event-ID", last.as_str()));
     }
-
-    /// Reads more; false once the connection ended (closed, or reset by a dead server).
-    async fn read(&mut self) -> bool {
-        let mut chunk = [0u8; 4096];
-        match tokio::time::timeout(Duration::from_secs(30), self.stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => false,
-            Ok(Ok(n)) => {
-                self.buf.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
-                true
-            }
-            Err(_) => panic!("nothing from the server for 30 s; so far: {:?}", self.buf),
-        }
-    }
-
-    /// The next event (keep-alive comments skipped); `None` once the stream ended.
-    async fn next(&mut self) -> Option<SseEvent> {
-        loop {
-            while let Some((block, rest)) = self.buf.split_once("\n\n") {
-                let block = block.to_owned();
-                self.buf = rest.to_owned();
-                let (mut id, mut kind, mut data) = (None, String::new(), String::new());
-                for line in block.lines() {
-                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match field {
-                        "id" => id = Some(value.parse().unwrap()),
-                        "event" => kind = value.to_owned(),
-                        "data" => data.push_str(value),
-                        _ => {}
-                    }
-                }
-                if id.is_some() || !kind.is_empty() {
-                    return Some(SseEvent { id, kind, data });
-                }
-            }
-            if !self.read().await {
-                return None;
-            }
-        }
-    }
-
-    /// Events until one of `kind` (included).
-    async fn until(&mut self, kind: &str, seen: &mut Vec<SseEvent>) {
-        loop {
-            let event =
-                self.next().await.unwrap_or_else(|| panic!("the stream ended before `{kind}`: {seen:?}"));
-            let done = event.kind == kind;
-            seen.push(event);
-            if done {
-                return;
-            }
-        }
-    }
+    let (status, client) = SseClient::connect(addr, path, &headers, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(status, 200, "GET {path}");
+    client
 }
 
 /// Waits (bounded) until the run waits on `signal`.
@@ -193,12 +117,12 @@ async fn a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated(
     let path = format!("/api/runs/{run_id}/events");
 
     let first = Served::start(store_url);
-    let mut client = SseClient::connect(&first.addr, &path, None).await;
+    let mut client = connect(&first.addr, &path, None).await;
     let mut seen = Vec::new();
-    client.until("waiting", &mut seen).await;
+    client.until("waiting", &mut seen).await.unwrap();
     // The server process dies mid-stream; the run goes on meanwhile.
     first.kill();
-    assert_eq!(client.next().await, None, "the stream of a killed server ended");
+    assert_eq!(client.next().await.unwrap(), None, "the stream of a killed server ended");
     assert!(wf.complete(&run_id, "go", "yes").await.unwrap());
     wait_on(&wf, &run_id, "go-again").await;
 
@@ -206,10 +130,10 @@ async fn a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated(
     // saw, gets the events written while no server ran, then the live ones.
     let second = Served::start(store_url);
     let last = seen.last().unwrap().id;
-    let mut client = SseClient::connect(&second.addr, &path, last).await;
-    client.until("waiting", &mut seen).await;
+    let mut client = connect(&second.addr, &path, last).await;
+    client.until("waiting", &mut seen).await.unwrap();
     assert!(wf.complete(&run_id, "go-again", "again").await.unwrap());
-    while let Some(event) = client.next().await {
+    while let Some(event) = client.next().await.unwrap() {
         seen.push(event);
     }
     assert_eq!(runner.await.unwrap().unwrap(), "yes again");

@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::{BEARER, TOKEN, send, wait_for};
 use durably_core::{Error, MemoryStore, RunStatus, Store, Workflow, signal, step};
 use durably_server::{Auth, ServerConfig, Token};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use durably_testkit::raw_http::{SseClient, SseEvent};
+use tokio::io::AsyncWriteExt;
 
 /// A server with a runtime of its own on a thread: stopping it drops the runtime, and with it
 /// every connection, as a process that dies would.
@@ -53,122 +54,13 @@ impl ServerProcess {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-struct SseEvent {
-    id: u64,
-    kind: String,
-    data: String,
-}
-
-/// Any SSE event, with or without an id (a `gap` has none).
-#[derive(Debug, Clone, PartialEq)]
-struct AnyEvent {
-    id: Option<u64>,
-    kind: String,
-    data: String,
-}
-
-/// A raw SSE client: HTTP/1.0, so the body is the bytes until the server closes.
-struct SseClient {
-    stream: tokio::net::TcpStream,
-    buf: String,
-}
-
-impl SseClient {
-    async fn connect(addr: &str, path: &str, last_event_id: Option<&str>) -> (u16, SseClient) {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut req = format!(
-            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: {BEARER}\r\nAccept: text/event-stream\r\n"
-        );
-        if let Some(id) = last_event_id {
-            req.push_str(&format!("Last-Event-ID: {id}\r\n"));
-        }
-        req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).await.unwrap();
-        let mut client = SseClient { stream, buf: String::new() };
-        let head = loop {
-            if let Some((head, rest)) = client.buf.split_once("\r\n\r\n") {
-                let head = head.to_owned();
-                client.buf = rest.to_owned();
-                break head;
-            }
-            assert!(client.read().await, "the server closed before its headers");
-        };
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, client)
+/// Opens the run's stream at `path` with the API's token, resuming after `last` when given.
+async fn connect(addr: &str, path: &str, last: Option<&str>) -> (u16, SseClient) {
+    let mut headers = vec![("Authorization", BEARER)];
+    if let Some(last) = last {
+        headers.push(("Last-Event-ID", last));
     }
-
-    /// Reads more; false at the end of the stream (or when the connection broke).
-    async fn read(&mut self) -> bool {
-        let mut chunk = [0u8; 4096];
-        match tokio::time::timeout(Duration::from_secs(20), self.stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => false,
-            Ok(Ok(n)) => {
-                self.buf.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
-                true
-            }
-            Err(_) => panic!("no event for 20 s"),
-        }
-    }
-
-    /// The next event with an id; `None` once the stream ended.
-    async fn next(&mut self) -> Option<SseEvent> {
-        loop {
-            let event = self.next_any().await?;
-            if let Some(id) = event.id {
-                return Some(SseEvent { id, kind: event.kind, data: event.data });
-            }
-        }
-    }
-
-    /// The next event, with an id or not (keep-alive comments skipped); `None` at the end.
-    async fn next_any(&mut self) -> Option<AnyEvent> {
-        loop {
-            while let Some((block, rest)) = self.buf.split_once("\n\n") {
-                let block = block.to_owned();
-                self.buf = rest.to_owned();
-                let (mut id, mut kind, mut data) = (None, String::new(), String::new());
-                for line in block.lines() {
-                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match field {
-                        "id" => id = Some(value.parse().unwrap()),
-                        "event" => kind = value.to_owned(),
-                        "data" => data.push_str(value),
-                        _ => {} // a keep-alive comment
-                    }
-                }
-                if id.is_some() || !kind.is_empty() {
-                    return Some(AnyEvent { id, kind, data });
-                }
-            }
-            if !self.read().await {
-                return None;
-            }
-        }
-    }
-
-    /// Every event until the stream ends.
-    async fn rest(&mut self) -> Vec<AnyEvent> {
-        let mut all = Vec::new();
-        while let Some(event) = self.next_any().await {
-            all.push(event);
-        }
-        all
-    }
-
-    /// Events until one of `kind` (included).
-    async fn until(&mut self, kind: &str, seen: &mut Vec<SseEvent>) {
-        loop {
-            let event =
-                self.next().await.unwrap_or_else(|| panic!("the stream ended before `{kind}`: {seen:?}"));
-            let done = event.kind == kind;
-            seen.push(event);
-            if done {
-                return;
-            }
-        }
-    }
+    SseClient::connect(addr, path, &headers, Duration::from_secs(20)).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,13 +84,13 @@ async fn a_client_reconnecting_to_a_new_server_after_a_crash_gets_every_event_on
     wait_for(&wf, "stream-1", RunStatus::Waiting).await;
 
     let first = ServerProcess::start(store.clone());
-    let (status, mut client) = SseClient::connect(&first.addr, "/api/runs/stream-1/events", None).await;
+    let (status, mut client) = connect(&first.addr, "/api/runs/stream-1/events", None).await;
     assert_eq!(status, 200);
     let mut seen = Vec::new();
-    client.until("waiting", &mut seen).await;
+    client.until("waiting", &mut seen).await.unwrap();
     // The server dies mid-stream; the run goes on meanwhile.
     first.kill();
-    assert_eq!(client.next().await, None, "the stream of a dead server ended");
+    assert_eq!(client.next().await.unwrap(), None, "the stream of a dead server ended");
     assert!(wf.complete("stream-1", "go", "yes").await.unwrap());
     for _ in 0..1000 {
         let run = wf.get_run("stream-1").await.unwrap().unwrap();
@@ -210,20 +102,23 @@ async fn a_client_reconnecting_to_a_new_server_after_a_crash_gets_every_event_on
 
     // Another server on the same store: the client resumes after the last event it saw.
     let second = ServerProcess::start(store.clone());
-    let last = seen.last().unwrap().id.to_string();
-    let (status, mut client) =
-        SseClient::connect(&second.addr, "/api/runs/stream-1/events", Some(&last)).await;
+    let last = seen.last().unwrap().id.unwrap().to_string();
+    let (status, mut client) = connect(&second.addr, "/api/runs/stream-1/events", Some(&last)).await;
     assert_eq!(status, 200);
-    client.until("waiting", &mut seen).await;
+    client.until("waiting", &mut seen).await.unwrap();
     assert!(wf.complete("stream-1", "go-again", "again").await.unwrap());
-    while let Some(event) = client.next().await {
+    while let Some(event) = client.next().await.unwrap() {
         seen.push(event);
     }
     assert_eq!(runner.await.unwrap().unwrap(), "yes again");
 
     let stored = store.read_events("stream-1", 0, 1000).await.unwrap();
-    let ids: Vec<u64> = seen.iter().map(|e| e.id).collect();
-    assert_eq!(ids, (0..stored.len() as u64).collect::<Vec<_>>(), "an event was lost or repeated: {seen:?}");
+    let ids: Vec<Option<u64>> = seen.iter().map(|e| e.id).collect();
+    assert_eq!(
+        ids,
+        (0..stored.len() as u64).map(Some).collect::<Vec<_>>(),
+        "an event was lost or repeated: {seen:?}"
+    );
     for (got, want) in seen.iter().zip(&stored) {
         assert_eq!((got.kind.as_str(), got.data.as_str()), (want.kind.as_str(), want.data.as_str()));
     }
@@ -234,13 +129,13 @@ async fn a_client_reconnecting_to_a_new_server_after_a_crash_gets_every_event_on
     );
 
     // `?from=` starts anywhere; the stream of a completed run ends after its last event.
-    let (_, mut client) = SseClient::connect(&second.addr, "/api/runs/stream-1/events?from=7", None).await;
+    let (_, mut client) = connect(&second.addr, "/api/runs/stream-1/events?from=7", None).await;
     let (mut tail, mut n) = (Vec::new(), 0);
-    while let Some(event) = client.next().await {
+    while let Some(event) = client.next().await.unwrap() {
         tail.push(event);
         n += 1;
     }
-    assert_eq!((n, tail[0].id, tail[1].kind.as_str()), (2, 7, "completed"));
+    assert_eq!((n, tail[0].id, tail[1].kind.as_str()), (2, Some(7), "completed"));
     second.kill();
 }
 
@@ -277,7 +172,7 @@ async fn a_last_event_id_or_from_that_is_not_a_number_is_400_and_an_unknown_run_
 }
 
 /// `(id, kind)` of each event, for comparisons.
-fn ids_kinds(events: &[AnyEvent]) -> Vec<(Option<u64>, &str)> {
+fn ids_kinds(events: &[SseEvent]) -> Vec<(Option<u64>, &str)> {
     events.iter().map(|e| (e.id, e.kind.as_str())).collect()
 }
 
@@ -297,9 +192,9 @@ async fn events_dropped_by_the_retention_limit_are_announced_by_a_gap_event_then
     let server = ServerProcess::start(store);
     let path = "/api/runs/kept-1/events";
     for (last, from) in [(None, 0), (Some("1"), 2), (Some("2"), 3)] {
-        let (status, mut client) = SseClient::connect(&server.addr, path, last).await;
+        let (status, mut client) = connect(&server.addr, path, last).await;
         assert_eq!(status, 200);
-        let events = client.rest().await;
+        let events = client.rest().await.unwrap();
         assert_eq!(
             ids_kinds(&events),
             [(None, "gap"), (Some(4), "step"), (Some(5), "step"), (Some(6), "completed")],
@@ -309,10 +204,10 @@ async fn events_dropped_by_the_retention_limit_are_announced_by_a_gap_event_then
         assert_eq!(gap, serde_json::json!({ "run_id": "kept-1", "from": from, "first_kept": 4 }));
     }
     // From a kept offset on there is no gap.
-    let (_, mut client) = SseClient::connect(&server.addr, path, Some("4")).await;
-    assert_eq!(ids_kinds(&client.rest().await), [(Some(5), "step"), (Some(6), "completed")]);
-    let (_, mut client) = SseClient::connect(&server.addr, &format!("{path}?from=4"), None).await;
-    assert_eq!(client.rest().await.len(), 3);
+    let (_, mut client) = connect(&server.addr, path, Some("4")).await;
+    assert_eq!(ids_kinds(&client.rest().await.unwrap()), [(Some(5), "step"), (Some(6), "completed")]);
+    let (_, mut client) = connect(&server.addr, &format!("{path}?from=4"), None).await;
+    assert_eq!(client.rest().await.unwrap().len(), 3);
     server.kill();
 }
 
@@ -336,22 +231,20 @@ async fn an_offset_past_the_end_is_an_empty_stream_that_waits_for_the_run_or_end
     // A finished run: past its last event (what a client that saw it sends on reconnecting),
     // far past it, and at the largest offset there is, the stream is empty and ends.
     for last in ["1", "1000", "18446744073709551615"] {
-        let (status, mut client) =
-            SseClient::connect(&server.addr, "/api/runs/done-2/events", Some(last)).await;
+        let (status, mut client) = connect(&server.addr, "/api/runs/done-2/events", Some(last)).await;
         assert_eq!(status, 200, "Last-Event-ID {last}");
-        assert_eq!(client.rest().await, [], "Last-Event-ID {last}");
+        assert_eq!(client.rest().await.unwrap(), [], "Last-Event-ID {last}");
     }
     // A number too large for an offset is not one.
-    let (status, _) =
-        SseClient::connect(&server.addr, "/api/runs/done-2/events", Some("18446744073709551616")).await;
+    let (status, _) = connect(&server.addr, "/api/runs/done-2/events", Some("18446744073709551616")).await;
     assert_eq!(status, 400);
     // An unfinished run: the stream waits (the run's own events stay below the offset) and
     // ends when the run does.
-    let (status, mut client) = SseClient::connect(&server.addr, "/api/runs/open-2/events", Some("99")).await;
+    let (status, mut client) = connect(&server.addr, "/api/runs/open-2/events", Some("99")).await;
     assert_eq!(status, 200);
     assert!(wf.complete("open-2", "go", "now").await.unwrap());
     assert_eq!(runner.await.unwrap().unwrap(), "now");
-    assert_eq!(client.rest().await, [], "no event at or past offset 100 was ever written");
+    assert_eq!(client.rest().await.unwrap(), [], "no event at or past offset 100 was ever written");
     server.kill();
 }
 
@@ -409,11 +302,10 @@ async fn a_client_that_never_reads_holds_a_bounded_part_of_the_log_and_others_ar
     let auth = ("Authorization", BEARER);
     let r = send(&server.addr, "GET", "/api/runs/big-1", &[auth], b"").await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let (status, mut other) =
-        SseClient::connect(&server.addr, "/api/runs/big-1/events?from=9998", None).await;
+    let (status, mut other) = connect(&server.addr, "/api/runs/big-1/events?from=9998", None).await;
     assert_eq!(status, 200);
-    assert_eq!(other.next().await.map(|e| e.id), Some(9998));
-    assert_eq!(other.next().await.map(|e| e.id), Some(9999));
+    assert_eq!(other.next().await.unwrap().map(|e| e.id), Some(Some(9998)));
+    assert_eq!(other.next().await.unwrap().map(|e| e.id), Some(Some(9999)));
     assert!(wf.complete("big-1", "go", "done").await.unwrap());
     assert_eq!(runner.await.unwrap().unwrap(), "done");
     drop(slow);
