@@ -134,8 +134,7 @@ async fn poll(watcher: Arc<CancelWatcher>, store: Arc<dyn Store>, task: u64) {
 /// [`Error::Cancelled`].
 pub(crate) async fn update_unless_cancelled(ctx: &RunContext, update: &RunUpdate) -> Result<()> {
     settle_pending(ctx).await?;
-    crate::events::before_status(ctx, update).await;
-    let applied = ctx.store().update_run_unless_cancelled(ctx.run_id(), update).await?;
+    let applied = crate::events::update_status(ctx, update).await?;
     applied_or_cancelled(ctx, applied)
 }
 

@@ -227,18 +227,41 @@ pub(crate) fn signal_received(ctx: &RunContext, name: &str, payload: &str) {
     push(ctx, "signal", json!({ "signal": name, "payload": payload }));
 }
 
-/// Before a status write: a final status (`completed`, `failed`) gets its event, and every
-/// buffered event is appended before the status is written.
-pub(crate) async fn before_status(ctx: &RunContext, update: &RunUpdate) {
+/// Writes the status `update` unless the run was cancelled, after every buffered event (a
+/// final status, `completed` or `failed`, gets its event first): in one store write where the
+/// store can ([`Leases::update_run_unless_cancelled_with_events`]), else the events, then the
+/// status. Whether the update applied.
+///
+/// [`Leases::update_run_unless_cancelled_with_events`]: crate::store::Leases::update_run_unless_cancelled_with_events
+pub(crate) async fn update_status(ctx: &RunContext, update: &RunUpdate) -> Result<bool> {
     let json_or_null = |text: &Option<String>| {
         text.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()).unwrap_or(Value::Null)
     };
     match update.status {
         RunStatus::Completed => push(ctx, "completed", json!({ "output": json_or_null(&update.output) })),
         RunStatus::Failed => push(ctx, "failed", json!({ "error": update.error })),
-        _ => return,
+        _ => {}
+    }
+    let store = &ctx.inner.env.store;
+    let events = &ctx.inner.events;
+    if !events.off.load(Ordering::Relaxed) && !ctx.lease_lost() {
+        let _order = events.flushing.lock().await;
+        let batch = std::mem::take(&mut *lock(&events.buffer));
+        if !batch.is_empty() {
+            let keep = ctx.inner.env.max_events_per_run;
+            let together =
+                store.update_run_unless_cancelled_with_events(ctx.run_id(), update, &batch, keep).await;
+            let written = together.as_ref().is_some_and(Result::is_ok);
+            if !written {
+                restore(events, batch);
+            }
+            if let Some(result) = together {
+                return result;
+            }
+        }
     }
     flush(ctx).await;
+    store.update_run_unless_cancelled(ctx.run_id(), update).await
 }
 
 /// The run was cancelled (its status was written by whoever cancelled it).

@@ -152,6 +152,19 @@ impl Leases for RetryingStore {
         self.again("update_run_unless_cancelled", || self.inner.update_run_unless_cancelled(run_id, update))
             .await
     }
+    async fn update_run_unless_cancelled_with_events(
+        &self,
+        run_id: &str,
+        update: &RunUpdate,
+        events: &[NewEvent],
+        keep: u64,
+    ) -> Option<Result<bool>> {
+        // A transient failure wrote nothing: the engine makes the two calls, each retried.
+        match self.inner.update_run_unless_cancelled_with_events(run_id, update, events, keep).await {
+            Some(Err(e)) if e.kind() == Some(StoreErrorKind::Transient) => None,
+            other => other,
+        }
+    }
 }
 
 #[async_trait]

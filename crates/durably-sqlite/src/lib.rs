@@ -431,6 +431,27 @@ impl Leases for SqliteStore {
         })
         .await
     }
+
+    /// One writer job, so one transaction (and one commit) for the events and the status.
+    async fn update_run_unless_cancelled_with_events(
+        &self,
+        run_id: &str,
+        update: &RunUpdate,
+        events: &[NewEvent],
+        keep: u64,
+    ) -> Option<Result<bool>> {
+        let (owned, update, batch) = (run_id.to_owned(), update.clone(), events.to_vec());
+        let written = self
+            .write("update_run_unless_cancelled", run_id, move |conn| {
+                let first = sql::append_events(conn, &owned, &batch, keep)?;
+                sql::update_run_unless_cancelled(conn, &owned, &update).map(|applied| (first, applied))
+            })
+            .await;
+        Some(written.map(|(first, applied)| {
+            self.poller.wake_events(run_id, first.saturating_add(events.len() as u64));
+            applied
+        }))
+    }
 }
 
 #[async_trait]

@@ -64,6 +64,23 @@ async fn a_step_and_its_event_are_committed_together() {
     assert!(commits <= STEPS + 10, "{STEPS} steps and their events took {commits} commits");
 }
 
+/// A run's last events (`started`, `completed`) and its final status are one job of the writer,
+/// so one commit: a run without steps commits its creation, its lease, its end and the lease's
+/// release, and nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_final_status_and_its_events_are_committed_together() {
+    let db = temp_db();
+    let store = open(&db.path).await;
+    let wf = durably_core::Workflow::builder("events").shared_store(store.clone()).build();
+    let before = store.stats();
+    wf.run("r", |_ctx| async move { Ok::<_, Error>(7u32) }).await.unwrap();
+    let commits = store.stats().commits - before.commits;
+    let kinds: Vec<String> =
+        store.read_events("r", 0, 100).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["started", "completed"]);
+    assert!(commits <= 4, "open, lease, end, release took {commits} commits");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_queued_behind_a_lock_commit_together() {
     let db = temp_db();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::store::{LeaseOutcome, RunRecord, RunUpdate};
+use crate::store::{LeaseOutcome, NewEvent, RunRecord, RunUpdate};
 
 /// Coordination between the processes sharing a store. Every method must be atomic across
 /// processes; a store only one process uses gets all of them from
@@ -68,6 +68,27 @@ pub trait Leases: Send + Sync {
     /// overwritten. Returns `true` when the update was applied; fails with
     /// [`Error::RunNotFound`](crate::Error::RunNotFound) for an unknown run.
     async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool>;
+
+    /// Appends `events` to the run's log as [`Events::append_events`](crate::store::Events::append_events)
+    /// does (keeping its newest `keep`), then applies
+    /// [`update_run_unless_cancelled`](Self::update_run_unless_cancelled), in one atomic write:
+    /// the events are appended whether or not the update applies, as the two calls would be,
+    /// and the update never lands without them. An unknown run is
+    /// [`Error::RunNotFound`](crate::Error::RunNotFound), with nothing written. The engine writes a run's final status with
+    /// its last events this way, so that the two cost one commit.
+    ///
+    /// `None` means the store did neither: it cannot write the two together (the default), or
+    /// could not this time without risk. The engine then makes the two calls itself, in order.
+    async fn update_run_unless_cancelled_with_events(
+        &self,
+        run_id: &str,
+        update: &RunUpdate,
+        events: &[NewEvent],
+        keep: u64,
+    ) -> Option<Result<bool>> {
+        let _ = (run_id, update, events, keep);
+        None
+    }
 }
 
 #[async_trait]
@@ -104,5 +125,14 @@ impl<S: Leases + ?Sized> Leases for Arc<S> {
     }
     async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
         (**self).update_run_unless_cancelled(run_id, update).await
+    }
+    async fn update_run_unless_cancelled_with_events(
+        &self,
+        run_id: &str,
+        update: &RunUpdate,
+        events: &[NewEvent],
+        keep: u64,
+    ) -> Option<Result<bool>> {
+        (**self).update_run_unless_cancelled_with_events(run_id, update, events, keep).await
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use durably_core::{EventRecord, NewEvent, Store};
+use durably_core::{EventRecord, NewEvent, RunStatus, RunUpdate, Store};
 
 use super::support::*;
 
@@ -276,4 +276,57 @@ pub async fn a_checkpoint_with_events_writes_both_or_neither<S: Store>(store: Ar
     assert_eq!(list_steps(&*store, "run-1").await, [again]);
     assert_eq!(offsets(&read(&*store, "run-1", 0, 100).await), [3, 4, 5]);
     assert_eq!(append(&*store, "run-1", &[event(6)]).await, 6, "no offset is given twice");
+}
+
+/// `update_run_unless_cancelled_with_events`: a store that writes a status with events
+/// (`Some`) appends the events at the next offsets under the log's retention and applies the
+/// update; on a cancelled run the events are appended and the status stays `cancelled`
+/// (`false`); an unknown run is `RunNotFound`. One that cannot (`None`) has written neither.
+pub async fn a_status_with_events_writes_both_or_neither<S: Store>(store: Arc<S>) {
+    open(&*store, new_run("run-1", None, 1_000)).await;
+    append(&*store, "run-1", &[event(0)]).await;
+    let done = RunUpdate::new(RunStatus::Completed, 1_001).output("7");
+    match store.update_run_unless_cancelled_with_events("run-1", &done, &[event(1), event(2)], u64::MAX).await
+    {
+        None => {
+            assert_eq!(
+                expect_run(&*store, "run-1").await.status,
+                RunStatus::Running,
+                "`None`, yet the status changed"
+            );
+            assert_eq!(
+                offsets(&read(&*store, "run-1", 0, 100).await),
+                [0],
+                "`None`, yet events were appended"
+            );
+            return;
+        }
+        Some(applied) => assert!(applied.unwrap_or_else(|e| panic!("the write failed: {e}")), "not applied"),
+    }
+    let run = expect_run(&*store, "run-1").await;
+    assert_eq!((run.status, run.output.as_deref()), (RunStatus::Completed, Some("7")));
+    let all = read(&*store, "run-1", 0, 100).await;
+    assert_eq!(offsets(&all), [0, 1, 2]);
+    assert_eq!(all[2], EventRecord::new(2, event(2)), "the events round-trip");
+
+    // A cancelled run keeps its status; the events land, under the retention.
+    open(&*store, new_run("run-2", None, 2_000)).await;
+    update(&*store, "run-2", RunUpdate::new(RunStatus::Cancelled, 2_001)).await;
+    let failed = RunUpdate::new(RunStatus::Failed, 2_002).error("boom");
+    let written = store
+        .update_run_unless_cancelled_with_events("run-2", &failed, &[event(0), event(1), event(2)], 2)
+        .await;
+    assert!(
+        !written.expect("the store wrote a status with events before").unwrap(),
+        "a cancelled run was updated"
+    );
+    assert_eq!(expect_run(&*store, "run-2").await.status, RunStatus::Cancelled);
+    assert_eq!(offsets(&read(&*store, "run-2", 0, 100).await), [1, 2]);
+
+    let unknown = store.update_run_unless_cancelled_with_events("nobody", &done, &[event(0)], u64::MAX).await;
+    match unknown.expect("the store wrote a status with events before") {
+        Err(durably_core::Error::RunNotFound { run_id }) => assert_eq!(run_id, "nobody"),
+        other => panic!("an unknown run must be RunNotFound, got {other:?}"),
+    }
+    assert!(read(&*store, "nobody", 0, 100).await.is_empty(), "events of an unknown run were written");
 }
