@@ -177,7 +177,7 @@ impl PostgresStoreBuilder {
                 save_step: statements.save_step.clone(),
                 append_events: statements.append_events.clone(),
                 checkpoints: statements.checkpoints.clone(),
-                events_channel: channels.events.clone(),
+                events_channel: channels.events,
             },
         );
         Ok(PostgresStore {
@@ -188,7 +188,6 @@ impl PostgresStoreBuilder {
             schema: self.schema,
             channel,
             work_channel: channels.work,
-            events_channel: channels.events,
             target,
             waiters,
             _listener: listener,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use durably_core::store::prelude::*;
-use durably_core::{Error, Lease, LeaseOutcome, NewEvent, Result, RunRecord, RunUpdate};
+use durably_core::{Error, Lease, LeaseOutcome, Result, RunRecord, RunUpdate};
 use tokio_postgres::types::ToSql;
 
 use crate::PostgresStore;
@@ -115,6 +115,10 @@ impl Leases for PostgresStore {
         })?;
         rows.iter().map(|row| decode_run(row, "(recoverable run)")).collect()
     }
+    // `update_run_unless_cancelled_with_events` keeps its default (the events through the
+    // group commit, then this): a statement of its own that notifies the events channel takes
+    // the database's notification lock until its commit is flushed, so runs ending at once
+    // would commit one after another (measured: 1,000 concurrent runs 13.3k → 11.2k steps/s).
     async fn update_run_unless_cancelled(&self, run_id: &str, update: &RunUpdate) -> Result<bool> {
         let sql = &self.statements.update_run_unless_cancelled;
         let row = on_connection!(self, "update_run", Some(run_id), |client| async {
@@ -140,50 +144,5 @@ impl Leases for PostgresStore {
             return Err(Error::RunNotFound { run_id: run_id.to_owned() });
         }
         Ok(updated)
-    }
-
-    /// One statement: the events, then the status, in one commit.
-    async fn update_run_unless_cancelled_with_events(
-        &self,
-        run_id: &str,
-        update: &RunUpdate,
-        events: &[NewEvent],
-        keep: u64,
-    ) -> Option<Result<bool>> {
-        let sql = &self.statements.update_run_with_events;
-        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-        let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
-        let at: Vec<i64> = events.iter().map(|e| e.at_ms).collect();
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        let row = on_connection!(self, "update_run", Some(run_id), |client| async {
-            let stmt = client.prepare_cached(sql).await?;
-            let params: [&(dyn ToSql + Sync); 11] = [
-                &run_id,
-                &kinds,
-                &data,
-                &at,
-                &self.events_channel,
-                &keep,
-                &update.status.as_str(),
-                &update.output,
-                &update.error,
-                &update.waiting_on,
-                &update.now_ms,
-            ];
-            Ok(client.query_one(&stmt, &params).await?)
-        });
-        Some(row.and_then(|row| {
-            let decode = |e: tokio_postgres::Error| Error::Corrupt {
-                run_id: run_id.to_owned(),
-                step_id: None,
-                detail: format!("update result: {e}"),
-            };
-            let (updated, exists): (bool, bool) =
-                (row.try_get(0).map_err(decode)?, row.try_get(1).map_err(decode)?);
-            if !exists {
-                return Err(Error::RunNotFound { run_id: run_id.to_owned() });
-            }
-            Ok(updated)
-        }))
     }
 }

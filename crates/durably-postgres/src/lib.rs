@@ -138,8 +138,6 @@ pub struct PostgresStore {
     channel: String,
     /// The channel `enqueue` and unparking deliveries notify (payload: the queue).
     work_channel: String,
-    /// The channel appends to an event log notify (payload: the run id).
-    events_channel: String,
     target: String,
     waiters: Arc<Waiters>,
     _listener: Listener,

@@ -249,8 +249,6 @@ pub(crate) struct Statements {
     pub(crate) list_signals: String,
     pub(crate) delete_run: String,
     pub(crate) update_run_unless_cancelled: String,
-    /// `append_events` then `update_run_unless_cancelled` of one run, in one statement.
-    pub(crate) update_run_with_events: String,
     pub(crate) enqueue: String,
     /// Serializes the claims of one queue until the transaction ends, then reads the clock.
     pub(crate) lock_queue: String,
@@ -513,33 +511,6 @@ impl Statements {
                     RETURNING 1
                  )
                  SELECT EXISTS (SELECT 1 FROM upd), EXISTS (SELECT 1 FROM {s}.runs WHERE run_id = $1)"
-            ),
-            // The events first (`$2`..`$6` as in `append_events`), then the status (`$7`..`$11`
-            // as `$2`..`$6` of `update_run_unless_cancelled`): one statement, so one commit. No
-            // event of an unknown run is written.
-            update_run_with_events: format!(
-                "WITH head AS (
-                    INSERT INTO {s}.event_heads AS h (run_id, next_offset)
-                    SELECT $1, cardinality($2::text[]) WHERE EXISTS (SELECT 1 FROM {s}.runs WHERE run_id = $1)
-                    ON CONFLICT (run_id) DO UPDATE SET next_offset = h.next_offset + excluded.next_offset
-                    RETURNING h.next_offset - cardinality($2::text[]) AS first, h.next_offset - $6::int8 AS oldest
-                 ), ins AS (
-                    INSERT INTO {s}.events (run_id, event_offset, kind, data, at_ms)
-                    SELECT $1, head.first + e.i - 1, e.kind, e.data, e.at_ms
-                    FROM head, unnest($2::text[], $3::text[], $4::int8[]) WITH ORDINALITY AS e(kind, data, at_ms, i)
-                    WHERE head.first + e.i - 1 >= head.oldest
-                 ), dropped AS (
-                    DELETE FROM {s}.events AS d USING head
-                    WHERE d.run_id = $1 AND d.event_offset < head.oldest
-                 ), upd AS (
-                    UPDATE {s}.runs SET status = $7, output_text = $8, error = $9, waiting_on = $10,
-                        wake_at_ms = NULL, updated_at_ms = $11
-                    WHERE run_id = $1 AND status <> 'cancelled'
-                    RETURNING 1
-                 )
-                 SELECT EXISTS (SELECT 1 FROM upd), EXISTS (SELECT 1 FROM {s}.runs WHERE run_id = $1),
-                        (SELECT pg_notify($5, {run_payload})::text FROM head)",
-                run_payload = payload("$1"),
             ),
             // The first column says whether this call created the run; the last notifies the
             // work channel `$9` of a created run's queue. A run created by a concurrent
