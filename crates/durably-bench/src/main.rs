@@ -21,6 +21,7 @@
 #[cfg(feature = "agent")]
 mod agents;
 mod chart;
+mod comparison;
 mod engine;
 mod floor;
 mod peers;

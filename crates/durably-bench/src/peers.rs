@@ -6,9 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow, bail};
-use tokio::io::{AsyncBufReadExt, BufReader};
-
 use crate::report::Record;
 
 /// The store labels of the peers' records.
@@ -100,42 +97,16 @@ pub(crate) async fn run(
     program: &Path,
     workdir: &Path,
     args: &PeersArgs,
-    mut on_record: impl FnMut(Record),
+    on_record: impl FnMut(Record),
 ) -> anyhow::Result<()> {
     if args.only.is_empty() || args.peers.is_empty() {
         return Ok(());
     }
     std::fs::create_dir_all(workdir)?;
     let mut cmd = command(program);
-    cmd.args(args.to_args(workdir))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    eprintln!("durably-bench: running {cmd:?}");
-    let mut child = cmd.spawn().with_context(|| format!("starting {}", program.display()))?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("durably-peers has no stdout"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let mut seen = 0;
-    let reading = async {
-        while let Some(line) = lines.next_line().await? {
-            match convert(&line) {
-                Some(rec) => {
-                    seen += 1;
-                    on_record(rec);
-                }
-                None => eprintln!("durably-peers: {line}"),
-            }
-        }
-        anyhow::Ok(())
-    };
-    tokio::time::timeout(Duration::from_secs(3 * 3600), reading)
+    cmd.args(args.to_args(workdir));
+    crate::comparison::run_records(cmd, "durably-peers", Duration::from_secs(3 * 3600), convert, on_record)
         .await
-        .map_err(|_| anyhow!("durably-peers did not finish within three hours"))??;
-    let status = child.wait().await?;
-    if !status.success() {
-        bail!("durably-peers exited with {status} after {seen} scenarios");
-    }
-    Ok(())
 }
 
 /// One line of `durably-peers` as a record (the same JSON as durably-bench's), or `None` if it

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow, bail};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::report::{PYTHON, Record, round};
 
@@ -37,7 +35,7 @@ pub(crate) async fn run(
     script: &Path,
     workdir: &Path,
     args: &PythonArgs,
-    mut on_record: impl FnMut(Record),
+    on_record: impl FnMut(Record),
 ) -> anyhow::Result<()> {
     if args.only.is_empty() {
         return Ok(());
@@ -56,35 +54,9 @@ pub(crate) async fn run(
         .args(["--conc-tasks", &args.conc_tasks.to_string()])
         .args(["--signal-inproc", &args.signal_inproc.to_string()])
         .args(["--signal-poll", &args.signal_poll.to_string()])
-        .args(["--seed", &args.seed.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    eprintln!("durably-bench: running {cmd:?}");
-    let mut child = cmd.spawn().with_context(|| format!("starting {}", python.display()))?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("python has no stdout"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let mut seen = 0;
-    let reading = async {
-        while let Some(line) = lines.next_line().await? {
-            match convert(&line) {
-                Some(rec) => {
-                    seen += 1;
-                    on_record(rec);
-                }
-                None => eprintln!("python: {line}"),
-            }
-        }
-        anyhow::Ok(())
-    };
-    tokio::time::timeout(Duration::from_secs(3600), reading)
-        .await
-        .map_err(|_| anyhow!("python-durable's benchmark did not finish within an hour"))??;
-    let status = child.wait().await?;
-    if !status.success() {
-        bail!("python-durable's benchmark exited with {status} after {seen} scenarios");
-    }
-    Ok(())
+        .args(["--seed", &args.seed.to_string()]);
+    let name = "python-durable's benchmark";
+    crate::comparison::run_records(cmd, name, Duration::from_secs(3600), convert, on_record).await
 }
 
 /// One line of `python_durable_bench.py` as a record, or `None` if it is not one.
