@@ -159,32 +159,6 @@ async fn a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated(
     let _ = store.delete_run(&run_id).await;
 }
 
-/// The store at `env` (default `default`), or `None` with the reason when it does not answer
-/// and `DURABLY_SKIP_SERVICES=1`.
-async fn service(kind: &str, env: &str, default: &str) -> Option<(String, Arc<dyn Store>)> {
-    let url = std::env::var(env).unwrap_or_else(|_| default.to_owned());
-    let opened: Result<Arc<dyn Store>, String> = match kind {
-        "redis" => durably_redis::RedisStore::connect(url.clone())
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-            .map_err(|e| e.to_string()),
-        _ => durably_postgres::PostgresStore::connect(url.clone())
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-            .map_err(|e| e.to_string()),
-    };
-    match opened {
-        Ok(store) => Some((url, store)),
-        Err(e) if std::env::var("DURABLY_SKIP_SERVICES").as_deref() == Ok("1") => {
-            eprintln!("skipping: the {kind} server at {url} does not answer: {e}");
-            None
-        }
-        Err(e) => {
-            panic!("the {kind} server at {url} does not answer ({env}; DURABLY_SKIP_SERVICES=1 skips): {e}")
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,7 +170,9 @@ async fn sqlite_a_killed_server_is_resumed_by_another_with_no_event_lost_or_repe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated() {
-    if let Some((url, store)) = service("redis", "DURABLY_REDIS_URL", "redis://127.0.0.1:6379").await {
+    if let Some((url, store)) =
+        common::store_or_skip("redis", "DURABLY_REDIS_URL", "redis://127.0.0.1:6379").await
+    {
         a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated("redis", &url, store).await;
     }
 }
@@ -204,7 +180,8 @@ async fn redis_a_killed_server_is_resumed_by_another_with_no_event_lost_or_repea
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated() {
     if let Some((url, store)) =
-        service("postgres", "DURABLY_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test").await
+        common::store_or_skip("postgres", "DURABLY_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+            .await
     {
         a_killed_server_is_resumed_by_another_with_no_event_lost_or_repeated("postgres", &url, store).await;
     }

@@ -13,31 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{Counter, approval_flow, pipeline, wait_for_status};
+use common::{Counter, approval_flow, pipeline, store_or_skip, wait_for_status};
 use durably_core::store::prelude::*;
 use durably_core::{Error, RunStatus, Workflow};
-
-async fn store_or_skip(kind: &str, env: &str, default: &str) -> Option<(String, Arc<dyn Store>)> {
-    let url = std::env::var(env).unwrap_or_else(|_| default.to_owned());
-    let opened: Result<Arc<dyn Store>, String> = match kind {
-        "redis" => durably_redis::RedisStore::connect(url.clone())
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-            .map_err(|e| e.to_string()),
-        _ => durably_postgres::PostgresStore::connect(url.clone())
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-            .map_err(|e| e.to_string()),
-    };
-    match opened {
-        Ok(store) => Some((url, store)),
-        Err(e) if std::env::var("DURABLY_SKIP_SERVICES").as_deref() == Ok("1") => {
-            eprintln!("skipping: the {kind} server at {url} does not answer: {e}");
-            None
-        }
-        Err(e) => panic!("the {kind} server at {url} does not answer ({env}): {e}"),
-    }
-}
 
 fn ok(store_url: &str, args: &[&str]) -> String {
     let out = Command::cargo_bin("durably")

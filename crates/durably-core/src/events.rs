@@ -146,24 +146,39 @@ fn restore(events: &RunEvents, batch: Vec<NewEvent>) {
 /// [`Journal::save_step_with_events`]: crate::store::Journal::save_step_with_events
 pub(crate) async fn save_step_with_events(ctx: &RunContext, step: &StepRecord) -> Result<()> {
     let store = &ctx.inner.env.store;
-    let events = &ctx.inner.events;
-    if !events.off.load(Ordering::Relaxed) {
-        let _order = events.flushing.lock().await;
-        let batch = std::mem::take(&mut *lock(&events.buffer));
-        if !batch.is_empty() {
-            let keep = ctx.inner.env.max_events_per_run;
-            let together = store.save_step_with_events(ctx.run_id(), step, &batch, keep).await;
-            let written = together.as_ref().is_some_and(Result::is_ok);
-            if !written {
-                restore(events, batch);
-            }
-            if let Some(result) = together {
-                return result;
-            }
-        }
+    let written = with_buffered(ctx, async |batch, keep| {
+        store.save_step_with_events(ctx.run_id(), step, batch, keep).await
+    })
+    .await;
+    if let Some(result) = written {
+        return result;
     }
     let (saved, ()) = tokio::join!(store.save_step(ctx.run_id(), step), flush(ctx));
     saved
+}
+
+/// Hands the buffered events and the engine's retention to `write`, a store call that writes
+/// them with something else in one atomic write, holding the buffer's order meanwhile. `None`
+/// when events are off, none is buffered, or the store wrote neither; the events stay buffered
+/// unless the write succeeded.
+async fn with_buffered<T>(
+    ctx: &RunContext,
+    write: impl AsyncFnOnce(&[NewEvent], u64) -> Option<Result<T>>,
+) -> Option<Result<T>> {
+    let events = &ctx.inner.events;
+    if events.off.load(Ordering::Relaxed) {
+        return None;
+    }
+    let _order = events.flushing.lock().await;
+    let batch = std::mem::take(&mut *lock(&events.buffer));
+    if batch.is_empty() {
+        return None;
+    }
+    let together = write(&batch, ctx.inner.env.max_events_per_run).await;
+    if !together.as_ref().is_some_and(Result::is_ok) {
+        restore(events, batch);
+    }
+    together
 }
 
 /// `started` or `resumed` (with how many steps were recorded before), when an execution begins.
@@ -243,21 +258,13 @@ pub(crate) async fn update_status(ctx: &RunContext, update: &RunUpdate) -> Resul
         _ => {}
     }
     let store = &ctx.inner.env.store;
-    let events = &ctx.inner.events;
-    if !events.off.load(Ordering::Relaxed) && !ctx.lease_lost() {
-        let _order = events.flushing.lock().await;
-        let batch = std::mem::take(&mut *lock(&events.buffer));
-        if !batch.is_empty() {
-            let keep = ctx.inner.env.max_events_per_run;
-            let together =
-                store.update_run_unless_cancelled_with_events(ctx.run_id(), update, &batch, keep).await;
-            let written = together.as_ref().is_some_and(Result::is_ok);
-            if !written {
-                restore(events, batch);
-            }
-            if let Some(result) = together {
-                return result;
-            }
+    if !ctx.lease_lost() {
+        let written = with_buffered(ctx, async |batch, keep| {
+            store.update_run_unless_cancelled_with_events(ctx.run_id(), update, batch, keep).await
+        })
+        .await;
+        if let Some(result) = written {
+            return result;
         }
     }
     flush(ctx).await;

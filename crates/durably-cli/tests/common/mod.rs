@@ -265,3 +265,29 @@ pub async fn start_payout(wf: &Workflow, run_id: &str) -> Payout {
     wait_for_status(wf, run_id, RunStatus::Waiting).await;
     Payout { task, transfers, _mock: mock }
 }
+
+/// The store at `env` (default `default`), or `None` with the reason when it does not answer
+/// and `DURABLY_SKIP_SERVICES=1`.
+pub async fn store_or_skip(kind: &str, env: &str, default: &str) -> Option<(String, Arc<dyn Store>)> {
+    let url = std::env::var(env).unwrap_or_else(|_| default.to_owned());
+    let opened: Result<Arc<dyn Store>, String> = match kind {
+        "redis" => durably_redis::RedisStore::connect(url.clone())
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| e.to_string()),
+        _ => durably_postgres::PostgresStore::connect(url.clone())
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| e.to_string()),
+    };
+    match opened {
+        Ok(store) => Some((url, store)),
+        Err(e) if std::env::var("DURABLY_SKIP_SERVICES").as_deref() == Ok("1") => {
+            eprintln!("skipping: the {kind} server at {url} does not answer: {e}");
+            None
+        }
+        Err(e) => {
+            panic!("the {kind} server at {url} does not answer ({env}; DURABLY_SKIP_SERVICES=1 skips): {e}")
+        }
+    }
+}
