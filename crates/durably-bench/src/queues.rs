@@ -35,6 +35,13 @@ const ENQUEUE_PARALLEL: usize = 128;
 /// The longest any scenario waits for its runs.
 const DEADLINE: Duration = Duration::from_secs(900);
 
+/// The longest `parked_runs` may take for `runs` runs, each phase (parking them all, then
+/// resuming them all): [`DEADLINE`], or 2 ms a run where that is longer, so that a run of
+/// 1,000,000 is measured to its end instead of cut off at a fixed limit.
+fn parked_deadline(runs: u64) -> Duration {
+    DEADLINE.max(Duration::from_millis(runs.saturating_mul(2)))
+}
+
 /// An engine with the queue defined, and `register` applied.
 fn queue_engine(app: &str, opened: &Opened, register: impl FnOnce(&Workflow)) -> anyhow::Result<Workflow> {
     let wf = engine(app, opened);
@@ -67,18 +74,26 @@ async fn fill(wf: &Workflow, workflow: &str, prefix: &str, n: u64) -> anyhow::Re
     Ok(())
 }
 
+/// The pause before asking for a queue's counts again, the last time asked at `asked`: `least`,
+/// or longer where counting took long (it reads every run of the queue), so that with many
+/// runs at most a tenth of the store's time goes to the bench's counting.
+fn pause_after(asked: Instant, least: Duration) -> Duration {
+    least.max(asked.elapsed() * 9)
+}
+
 /// Waits until the queue has no run enqueued, executing or parked.
-async fn drained(wf: &Workflow, what: &str) -> anyhow::Result<()> {
+async fn drained(wf: &Workflow, what: &str, deadline: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
+        let asked = Instant::now();
         let stats = wf.queue_stats(QUEUE).await?;
         if stats.enqueued == 0 && stats.executing == 0 && stats.parked == 0 {
             return Ok(());
         }
-        if started.elapsed() > DEADLINE {
-            bail!("{what}: the queue still had {stats:?} after {DEADLINE:?}");
+        if started.elapsed() > deadline {
+            bail!("{what}: the queue still had {stats:?} after {deadline:?}");
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(pause_after(asked, Duration::from_millis(2))).await;
     }
 }
 
@@ -109,7 +124,7 @@ pub(crate) async fn throughput(target: &Target, runs: u64, workers: usize) -> an
     for wf in &engines {
         handles.push(wf.queue_worker([QUEUE]).start()?);
     }
-    drained(&producer, &scenario).await?;
+    drained(&producer, &scenario, DEADLINE).await?;
     let total = started.elapsed();
     for h in handles {
         h.shutdown().await;
@@ -213,7 +228,8 @@ struct ParkedReport {
 
 /// `parked_runs`: runs the `parked-child` and turns its report into the record.
 pub(crate) async fn parked(target: &Target, runs: u64) -> anyhow::Result<Record> {
-    let (status, line) = run_child("parked-child", target, runs, DEADLINE).await?;
+    // The child runs two phases of at most `parked_deadline` each, plus its enqueues.
+    let (status, line) = run_child("parked-child", target, runs, parked_deadline(runs) * 3).await?;
     let line = line.as_str();
     let r: ParkedReport =
         serde_json::from_str(line).with_context(|| format!("parked child said {line:?}"))?;
@@ -284,17 +300,19 @@ pub(crate) async fn parked_child(
     let worker = wf.queue_worker([QUEUE]).concurrency(256).park_after(Duration::ZERO).start()?;
     let mut rss_half = None;
     loop {
+        let asked = Instant::now();
         let stats = wf.queue_stats(QUEUE).await?;
+        let pause = pause_after(asked, Duration::from_millis(50));
         if stats.parked >= runs {
             break;
         }
         if rss_half.is_none() && stats.parked >= runs / 2 {
             rss_half = status_mb("VmRSS:");
         }
-        if started.elapsed() > DEADLINE {
-            bail!("only {} of {runs} runs were parked after {DEADLINE:?}", stats.parked);
+        if started.elapsed() > parked_deadline(runs) {
+            bail!("only {} of {runs} runs were parked after {:?}", stats.parked, parked_deadline(runs));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(pause).await;
     }
     let park_all = started.elapsed();
     // Settle, then read what the parked runs cost the worker's process.
@@ -341,7 +359,7 @@ pub(crate) async fn parked_child(
             Err(e) => note(e.to_string()),
         }
     }
-    drained(&wf, "parked_runs").await?;
+    drained(&wf, "parked_runs", parked_deadline(runs)).await?;
     worker.shutdown().await;
     let completed =
         wf.list_runs(&durably::RunFilter::new().status(durably::RunStatus::Completed)).await?.len() as u64;

@@ -187,6 +187,8 @@ mod batch;
 mod events;
 mod journal;
 mod leases;
+#[cfg(test)]
+mod plans;
 mod queues;
 mod rates;
 mod signals;

@@ -180,10 +180,14 @@ macro_rules! unparked {
     };
 }
 
-/// Parked and due at `$now`: served by `runs_by_wake`, which holds only parked runs.
+/// Parked in queue `$queue` and due at `$now`. Only the timer's condition may use an index
+/// (the others are written `+column`, which SQLite never looks up by index), so the planner
+/// walks `runs_by_wake` over the due runs (it holds only parked runs, due ones first): with
+/// the queue and status conditions plain, it walked every parked run of the queue through
+/// `runs_runnable` instead, on every claim.
 macro_rules! parked_due {
-    ($now:literal) => {
-        concat!("(runs.status = 'waiting' AND runs.wake_at_ms IS NOT NULL AND runs.wake_at_ms <= ", $now, ")")
+    ($queue:literal, $now:literal) => {
+        concat!("(runs.wake_at_ms <= ", $now, " AND +runs.queue = ", $queue, " AND +runs.status = 'waiting')")
     };
 }
 
@@ -788,18 +792,25 @@ const CLAIM_CANDIDATES: &str = concat!(
         SELECT runs.queue_key, COUNT(*) AS n FROM ",
     executing_runs!(),
     " AND runs.queue_key IS NOT NULL GROUP BY runs.queue_key
-     ), candidates AS (
-        SELECT run_id, queue_key, priority, created_at_ms,
-               ROW_NUMBER() OVER (PARTITION BY queue_key ORDER BY priority DESC, created_at_ms, run_id) AS nth
-        FROM runs WHERE queue = ?1 AND (",
+     ), runnable AS (
+        SELECT run_id, queue_key, priority, created_at_ms FROM runs WHERE queue = ?1 AND ",
     unparked!(),
-    " OR ",
-    parked_due!("?2"),
-    ") AND NOT ",
+    " AND NOT ",
     live_lease!("?2"),
     " AND ",
     version_allows!("?5"),
-    " )
+    " UNION ALL
+        SELECT run_id, queue_key, priority, created_at_ms FROM runs WHERE ",
+    parked_due!("?1", "?2"),
+    " AND NOT ",
+    live_lease!("?2"),
+    " AND ",
+    version_allows!("?5"),
+    " ), candidates AS (
+        SELECT run_id, queue_key, priority, created_at_ms,
+               ROW_NUMBER() OVER (PARTITION BY queue_key ORDER BY priority DESC, created_at_ms, run_id) AS nth
+        FROM runnable
+     )
      SELECT c.run_id FROM candidates c LEFT JOIN executing e ON e.queue_key = c.queue_key
      WHERE ?3 IS NULL OR c.queue_key IS NULL OR c.nth + COALESCE(e.n, 0) <= ?3
      ORDER BY c.priority DESC, c.created_at_ms, c.run_id
@@ -807,8 +818,8 @@ const CLAIM_CANDIDATES: &str = concat!(
 );
 
 /// `CLAIM_CANDIDATES` without a per-key limit (`?3` is NULL): the first `?4` unparked runs off
-/// `runs_claim_order`, merged with the due parked runs (few), then cut to `?4`; the queue's
-/// backlog is never sorted.
+/// `runs_claim_order`, merged with the first `?4` parked runs to fall due off `runs_by_wake`,
+/// then cut to `?4`; neither the queue's backlog nor the runs that fell due at once are sorted.
 const CLAIM_CANDIDATES_IN_ORDER: &str = concat!(
     "SELECT run_id FROM (
         SELECT * FROM (
@@ -820,13 +831,14 @@ const CLAIM_CANDIDATES_IN_ORDER: &str = concat!(
     version_allows!("?5"),
     " ORDER BY priority DESC, created_at_ms, run_id LIMIT ?4)
         UNION ALL
-        SELECT run_id, priority, created_at_ms FROM runs WHERE queue = ?1 AND ",
-    parked_due!("?2"),
+        SELECT * FROM (
+            SELECT run_id, priority, created_at_ms FROM runs WHERE ",
+    parked_due!("?1", "?2"),
     " AND NOT ",
     live_lease!("?2"),
     " AND ",
     version_allows!("?5"),
-    " AND ?3 IS NULL
+    " AND ?3 IS NULL ORDER BY wake_at_ms LIMIT ?4)
      ) ORDER BY priority DESC, created_at_ms, run_id LIMIT ?4"
 );
 
@@ -865,8 +877,6 @@ const QUEUE_STATS: &str = concat!(
     ") AS parked"
 );
 
-/// Which of the queues of the JSON array `?1` have a runnable run at `?2` (one is enough): an
-/// unparked one through `runs_claim_order`, or a due parked one through `runs_by_wake`.
 /// The queues holding a run, by a skip scan of `runs_runnable` (whose first column is the
 /// queue): one index seek per queue, however many runs each holds.
 const QUEUE_NAMES: &str = "WITH RECURSIVE q(name) AS (
@@ -876,13 +886,15 @@ const QUEUE_NAMES: &str = "WITH RECURSIVE q(name) AS (
      )
      SELECT name FROM q WHERE name IS NOT NULL";
 
+/// Which of the queues of the JSON array `?1` have a runnable run at `?2` (one is enough): an
+/// unparked one through `runs_claim_order`, or a due parked one through `runs_by_wake`.
 const RUNNABLE_QUEUES: &str = concat!(
     "SELECT w.value FROM json_each(?1) AS w WHERE EXISTS (SELECT 1 FROM runs WHERE runs.queue = w.value AND ",
     unparked!(),
     " AND NOT ",
     live_lease!("?2"),
-    ") OR EXISTS (SELECT 1 FROM runs WHERE runs.queue = w.value AND ",
-    parked_due!("?2"),
+    ") OR EXISTS (SELECT 1 FROM runs WHERE ",
+    parked_due!("w.value", "?2"),
     " AND NOT ",
     live_lease!("?2"),
     ")"
@@ -1252,6 +1264,50 @@ mod tests {
             }
             let stmt = conn.prepare_cached(sql).unwrap();
             assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "{name} was prepared again");
+        }
+    }
+
+    /// A claim, the count of a queue's executing runs and a worker's look for work read the
+    /// few rows they need, never every parked run of the queue: each statement's virtual
+    /// machine steps stay below one per parked run (walking the parked runs takes several each).
+    #[test]
+    fn claims_never_walk_the_parked_runs() {
+        const PARKED: i64 = 20_000;
+        let conn = Connection::open_in_memory().unwrap();
+        for schema in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5] {
+            conn.execute_batch(schema).unwrap();
+        }
+        conn.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {PARKED})
+             INSERT INTO runs (run_id, workflow, status, input, created_at_ms, updated_at_ms, queue, waiting_on, wake_at_ms)
+             SELECT 'parked-' || i, 'wf', 'waiting', '1', i, i, 'q', 'go', 9223372036854775807 FROM n;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
+             INSERT INTO runs (run_id, workflow, status, input, created_at_ms, updated_at_ms, queue)
+             SELECT 'enqueued-' || i, 'wf', 'enqueued', '1', {PARKED} + i, {PARKED} + i, 'q' FROM n;
+             INSERT INTO runs (run_id, workflow, status, input, created_at_ms, updated_at_ms, queue, waiting_on, wake_at_ms)
+             VALUES ('due-1', 'wf', 'waiting', '1', 0, 0, 'q', 'go', 5);"
+        ))
+        .unwrap();
+        let now = 2_000_000i64;
+        let none: Option<i64> = None;
+        let no_version: Option<String> = None;
+        let statements: [(&str, &str, &[&dyn ToSql]); 4] = [
+            ("CLAIM_CANDIDATES_IN_ORDER", CLAIM_CANDIDATES_IN_ORDER, &[&"q", &now, &none, &64, &no_version]),
+            ("CLAIM_CANDIDATES", CLAIM_CANDIDATES, &[&"q", &now, &1, &64, &no_version]),
+            ("COUNT_EXECUTING", COUNT_EXECUTING, &[&"q", &now]),
+            ("RUNNABLE_QUEUES", RUNNABLE_QUEUES, &[&"[\"q\"]", &now]),
+        ];
+        for (name, sql, params) in statements {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let mut rows = stmt.query(params).unwrap();
+            let mut found = 0;
+            while rows.next().unwrap().is_some() {
+                found += 1;
+            }
+            drop(rows);
+            assert!(found > 0, "{name} found nothing");
+            let steps = stmt.get_status(StatementStatus::VmStep);
+            assert!(i64::from(steps) < PARKED, "{name} took {steps} steps with {PARKED} parked runs");
         }
     }
 }

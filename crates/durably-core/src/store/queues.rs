@@ -210,7 +210,10 @@ pub trait Queues: Send + Sync {
     /// Runnable: in the queue, no live lease, and `enqueued`, or `running` (its worker died),
     /// or `waiting` with `wake_at_ms` unset (its worker died mid-wait) or due (`<= now_ms`).
     /// Taken by priority (highest first), then oldest first (`created_at_ms`, then run id),
-    /// skipping runs whose key is at its limit, and never beyond `claim.limits`.
+    /// skipping runs whose key is at its limit, and never beyond `claim.limits`. Of the parked
+    /// runs that are due, a store may consider only the `claim.max` that fell due first (by
+    /// `wake_at_ms`), so that a claim never sorts every run that fell due at once; the rest
+    /// are taken by later claims.
     ///
     /// With `claim.version` set, only runs whose `version` is that one, or which have none and
     /// are still `enqueued` (never executed), are runnable; a claimed run without a version
