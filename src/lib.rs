@@ -110,13 +110,13 @@
 pub use durably_core::{
     Admin, Backoff, BoxError, Child, ChildHandle, DEFAULT_LEASE_TTL, DEFAULT_MAX_EVENTS_PER_RUN,
     DEFAULT_PARK_AFTER, DEFAULT_RETRIES, DEFAULT_WORKER_CONCURRENCY, DurableWorkflow, EnqueueOptions, Error,
-    EventFeed, EventRecord, Events, Journal, Lease, LeaseOutcome, Leases, MAX_MISSED_TICKS, MemoryStore,
-    Missed, NewEvent, NewRun, Queue, QueueStats, QueueWorker, Queues, RateGrant, RateLimit, RateLimits,
-    RecoveryReport, Result, RetryPolicy, Retryable, RunContext, RunFilter, RunHandle, RunHistory, RunRecord,
-    RunStatus, RunUpdate, Schedule, SignalRecord, Signals, SingleProcess, State, StepInfo, StepRecord,
-    StepStatus, Store, StoreErrorKind, TaskCall, WorkerHandle, Workflow, WorkflowBuilder, backoff, child,
-    current_step, idempotency_key, is_internal_signal, journal, now_ms, patched, signal, signal_timeout,
-    sleep, spawn, state, step, store,
+    EventFeed, EventRecord, Events, Journal, Lease, LeaseOutcome, LeasedOpen, Leases, MAX_MISSED_TICKS,
+    MemoryStore, Missed, NewEvent, NewRun, Queue, QueueStats, QueueWorker, Queues, RateGrant, RateLimit,
+    RateLimits, RecoveryReport, Result, RetryPolicy, Retryable, RunContext, RunFilter, RunHandle, RunHistory,
+    RunRecord, RunStatus, RunUpdate, Schedule, SignalRecord, Signals, SingleProcess, State, StepInfo,
+    StepRecord, StepStatus, Store, StoreErrorKind, TaskCall, WorkerHandle, Workflow, WorkflowBuilder,
+    backoff, child, current_step, idempotency_key, is_internal_signal, journal, now_ms, patched, signal,
+    signal_timeout, sleep, spawn, state, step, store,
 };
 /// `#[durably::durable_pipeline]` is [`workflow`] under its python-durable name, for multi-agent
 /// pipelines: agent runs (`durably::agent::openai::OpenAiAgent::run`, the rig `DurableAgent`)

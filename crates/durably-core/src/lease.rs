@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
-use crate::store::{LeaseOutcome, Store};
+use crate::store::{LeaseOutcome, LeasedOpen, NewRun, RunHistory, Store};
 use crate::sync::{TaskSlot, lock};
 
 /// The lease TTL when the builder does not set one.
@@ -340,18 +340,7 @@ pub(crate) async fn acquire(
         let mark = LiveMark::new(key.clone());
         let sent = Instant::now();
         match store.acquire_lease(run_id, owner, ttl, store.now_ms()).await? {
-            LeaseOutcome::Acquired => {
-                mark.keep();
-                tracing::debug!(target: "durably", owner, ttl_ms = ttl.as_millis() as u64, "lease acquired");
-                return Ok(LeaseHold {
-                    store: store.clone(),
-                    run_id: run_id.to_owned(),
-                    owner: owner.to_owned(),
-                    state: Arc::new(LeaseState::new(ttl, sent)),
-                    renewer: None,
-                    released: false,
-                });
-            }
+            LeaseOutcome::Acquired => return Ok(LeaseHold::taken(store, run_id, owner, ttl, sent, mark)),
             LeaseOutcome::HeldBy(lease) if holder_is_gone(&lease.owner, run_id) => {
                 // Its execution is over (dropped in this process, or its process died on this
                 // host): end its lease now instead of waiting for the TTL, then race for it
@@ -377,7 +366,52 @@ pub(crate) async fn acquire(
     }
 }
 
+/// Takes the lease on `new.run_id` for `owner` and opens the run: in one store write where the
+/// store can ([`Leases::open_run_leased`](crate::store::Leases::open_run_leased)), with the
+/// history it opened; else (or when another owner holds the lease) as [`acquire`] does, and the
+/// caller opens the run (`None`).
+pub(crate) async fn acquire_and_open(
+    store: &Arc<dyn Store>,
+    new: &NewRun,
+    owner: &str,
+    ttl: Duration,
+    wait: bool,
+) -> Result<(LeaseHold, Option<RunHistory>)> {
+    let mark = LiveMark::new((owner.to_owned(), new.run_id.clone()));
+    let sent = Instant::now();
+    match store.open_run_leased(new, owner, ttl, store.now_ms()).await {
+        Some(Ok(LeasedOpen::Opened(history))) => {
+            return Ok((LeaseHold::taken(store, &new.run_id, owner, ttl, sent, mark), Some(history)));
+        }
+        Some(Err(e)) => return Err(e),
+        // Held by another owner: `acquire` waits for it, or takes over from a holder that is gone.
+        Some(Ok(_)) | None => drop(mark),
+    }
+    Ok((acquire(store, &new.run_id, owner, ttl, wait).await?, None))
+}
+
 impl LeaseHold {
+    /// The lease just taken, by the store call sent at `sent`; `mark` lists it as live here.
+    fn taken(
+        store: &Arc<dyn Store>,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        sent: Instant,
+        mark: LiveMark,
+    ) -> Self {
+        mark.keep();
+        tracing::debug!(target: "durably", owner, ttl_ms = ttl.as_millis() as u64, "lease acquired");
+        LeaseHold {
+            store: store.clone(),
+            run_id: run_id.to_owned(),
+            owner: owner.to_owned(),
+            state: Arc::new(LeaseState::new(ttl, sent)),
+            renewer: None,
+            released: false,
+        }
+    }
+
     /// Hands the lease to the engine's renewer, which renews it every third of the TTL (and
     /// starts its task if it was idle). A renewal that finds another owner (or that fails for a
     /// whole TTL) marks the lease lost and wakes the run's waits.

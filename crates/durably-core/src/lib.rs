@@ -56,10 +56,10 @@ pub use recovery::{DurableWorkflow, RecoveryReport, WorkerHandle};
 pub use schedule::{MAX_MISSED_TICKS, Missed, Schedule};
 pub use signal::{INTERNAL_SIGNAL_PREFIX, is_internal_signal, signal, signal_timeout, sleep};
 pub use store::{
-    Admin, Claim, EventRecord, Events, Journal, Lease, LeaseOutcome, Leases, NewEvent, NewRun, QueueLimits,
-    QueueStats, QueuedRun, Queues, Rate, RateAcquire, RateCost, RateDecision, RateLimit, RateLimits,
-    RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, Signals, SingleProcess, StepRecord,
-    StepStatus, Store, now_ms,
+    Admin, Claim, EventRecord, Events, Journal, Lease, LeaseOutcome, LeasedOpen, Leases, NewEvent, NewRun,
+    QueueLimits, QueueStats, QueuedRun, Queues, Rate, RateAcquire, RateCost, RateDecision, RateLimit,
+    RateLimits, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, Signals, SingleProcess,
+    StepRecord, StepStatus, Store, now_ms,
 };
 pub use task::{TaskCall, step};
 pub use worker::{DEFAULT_PARK_AFTER, DEFAULT_WORKER_CONCURRENCY, QueueWorker};

@@ -21,9 +21,9 @@ use async_trait::async_trait;
 use crate::backoff::{RetryPolicy, linear};
 use crate::error::{Result, StoreErrorKind};
 use crate::store::{
-    Admin, Claim, EventRecord, Events, Journal, LeaseOutcome, Leases, NewEvent, NewRun, QueueStats,
-    QueuedRun, Queues, RateAcquire, RateCost, RateDecision, RateLimits, RunFilter, RunHistory, RunRecord,
-    RunUpdate, SignalRecord, Signals, StepRecord, Store,
+    Admin, Claim, EventRecord, Events, Journal, LeaseOutcome, LeasedOpen, Leases, NewEvent, NewRun,
+    QueueStats, QueuedRun, Queues, RateAcquire, RateCost, RateDecision, RateLimits, RunFilter, RunHistory,
+    RunRecord, RunUpdate, SignalRecord, Signals, StepRecord, Store,
 };
 
 /// The engine's default for store calls: three more attempts, 50 ms, 250 ms and 450 ms apart.
@@ -161,6 +161,20 @@ impl Leases for RetryingStore {
     ) -> Option<Result<bool>> {
         // A transient failure wrote nothing: the engine makes the two calls, each retried.
         match self.inner.update_run_unless_cancelled_with_events(run_id, update, events, keep).await {
+            Some(Err(e)) if e.kind() == Some(StoreErrorKind::Transient) => None,
+            other => other,
+        }
+    }
+    async fn open_run_leased(
+        &self,
+        new: &NewRun,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Option<Result<LeasedOpen>> {
+        // A transient failure: the engine takes the lease and opens the run in two calls, each
+        // retried (both are safe to make again, whether or not the first attempt was written).
+        match self.inner.open_run_leased(new, owner, ttl, now_ms).await {
             Some(Err(e)) if e.kind() == Some(StoreErrorKind::Transient) => None,
             other => other,
         }

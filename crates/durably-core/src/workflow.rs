@@ -22,7 +22,7 @@ use crate::json::decode;
 use crate::lease::{self, DEFAULT_LEASE_TTL};
 use crate::signal::encode_payload;
 use crate::store::{
-    NewRun, RunFilter, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, Store, now_ms,
+    NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord, StepRecord, Store, now_ms,
 };
 use crate::sync::lock;
 
@@ -494,13 +494,19 @@ impl Workflow {
         Fut: Future<Output = Result<T, BoxError>>,
         T: Serialize + DeserializeOwned + Send + 'static,
     {
-        let run_id = guard.run_id.clone();
         let engine = &self.engine;
-        // The lease comes before `open_run`, which changes the run's status.
-        let mut lease =
-            lease::acquire(&engine.env.store, &run_id, &engine.owner, engine.lease_ttl, self.wait_for_lease)
-                .await?;
-        let result = self.execute_leased(&guard, &mut lease, workflow, input, body).await;
+        // The lease comes before `open_run`, which changes the run's status (or with it, in one
+        // write, where the store can).
+        let new = NewRun::new(&guard.run_id, &workflow, input, now_ms());
+        let (mut lease, history) = lease::acquire_and_open(
+            &engine.env.store,
+            &new,
+            &engine.owner,
+            engine.lease_ttl,
+            self.wait_for_lease,
+        )
+        .await?;
+        let result = self.execute_leased(&guard, &mut lease, new, history, body).await;
         lease.release().await;
         result
     }
@@ -509,8 +515,8 @@ impl Workflow {
         &self,
         guard: &ActiveGuard,
         lease: &mut lease::LeaseHold,
-        workflow: String,
-        input: Option<String>,
+        new: NewRun,
+        opened: Option<RunHistory>,
         body: F,
     ) -> Result<T>
     where
@@ -519,8 +525,11 @@ impl Workflow {
         T: Serialize + DeserializeOwned + Send + 'static,
     {
         let run_id = guard.run_id.clone();
-        let store = &self.engine.env.store;
-        let history = store.open_run(NewRun::new(&run_id, &workflow, input, now_ms())).await?;
+        let workflow = new.workflow.clone();
+        let history = match opened {
+            Some(history) => history,
+            None => self.engine.env.store.open_run(new).await?,
+        };
         if history.run.workflow != workflow {
             return Err(Error::RunConflict { run_id, recorded: history.run.workflow, called: workflow });
         }

@@ -22,21 +22,8 @@ impl Journal for PostgresStore {
                     .await?;
                 Ok(client.query(&stmt, &[&new.run_id, &new.workflow, &new.input, &new.now_ms]).await?)
             })?;
-            let mut run = None;
-            let mut steps = Vec::new();
-            let mut signals = Vec::new();
-            for row in &rows {
-                match decode_history_row(row, run_id)? {
-                    HistoryRow::Run(r) => run = Some(r),
-                    HistoryRow::Step(s) => steps.push(s),
-                    HistoryRow::Signal(s) => signals.push(s),
-                }
-            }
-            if let Some(run) = run {
-                steps.sort_by(|a, b| {
-                    a.started_at_ms.cmp(&b.started_at_ms).then_with(|| a.step_id.cmp(&b.step_id))
-                });
-                return Ok(RunHistory::new(run, steps, signals));
+            if let Some(history) = history_of(&rows, run_id)? {
+                return Ok(history);
             }
         }
         Err(Error::store("open_run", Some(run_id), "the run was neither created nor found; try again"))
@@ -91,4 +78,23 @@ impl Journal for PostgresStore {
         })?;
         rows.iter().map(|row| decode_step(row, run_id)).collect()
     }
+}
+
+/// The run's history from the rows of the `open_run` statement (see `sql::open_run`); `None`
+/// when they hold no run row.
+pub(crate) fn history_of(rows: &[tokio_postgres::Row], run_id: &str) -> Result<Option<RunHistory>> {
+    let mut run = None;
+    let mut steps = Vec::new();
+    let mut signals = Vec::new();
+    for row in rows {
+        match decode_history_row(row, run_id)? {
+            HistoryRow::Run(r) => run = Some(r),
+            HistoryRow::Step(s) => steps.push(s),
+            HistoryRow::Signal(s) => signals.push(s),
+        }
+    }
+    Ok(run.map(|run| {
+        steps.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms).then_with(|| a.step_id.cmp(&b.step_id)));
+        RunHistory::new(run, steps, signals)
+    }))
 }

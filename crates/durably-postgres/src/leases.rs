@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use durably_core::store::prelude::*;
-use durably_core::{Error, Lease, LeaseOutcome, Result, RunRecord, RunUpdate};
-use tokio_postgres::types::ToSql;
+use durably_core::{Error, Lease, LeaseOutcome, LeasedOpen, NewRun, Result, RunRecord, RunUpdate};
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::PostgresStore;
 use crate::sql::decode_run;
@@ -114,6 +114,53 @@ impl Leases for PostgresStore {
             Ok(client.query(&stmt, &[&clock, &limit]).await?)
         })?;
         rows.iter().map(|row| decode_run(row, "(recoverable run)")).collect()
+    }
+    /// One statement (one round trip, one commit): the lease, then the run only if the lease
+    /// was taken (see `sql::open_run`).
+    async fn open_run_leased(
+        &self,
+        new: &NewRun,
+        owner: &str,
+        ttl: Duration,
+        _now_ms: i64,
+    ) -> Option<Result<LeasedOpen>> {
+        let run_id = new.run_id.as_str();
+        let sql = &self.statements.open_run_leased;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        // NULL: the server's clock decides, as for `acquire_lease`.
+        let clock: Option<i64> = None;
+        let types = [Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8, Type::INT8];
+        let rows = on_connection!(self, "open_run", Some(run_id), |client| async {
+            let stmt = client.prepare_typed_cached(sql, &types).await?;
+            let params: [&(dyn ToSql + Sync); 7] =
+                [&new.run_id, &new.workflow, &new.input, &new.now_ms, &owner, &ttl_ms, &clock];
+            Ok(client.query(&stmt, &params).await?)
+        });
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => return Some(Err(e)),
+        };
+        if let [held] = rows.as_slice()
+            && held.try_get::<_, i32>(0).ok() == Some(3)
+        {
+            let lease = held
+                .try_get::<_, String>(1)
+                .and_then(|owner| Ok(Lease::new(owner, held.try_get::<_, i64>(8)?)))
+                .map_err(|e| Error::Corrupt {
+                    run_id: run_id.to_owned(),
+                    step_id: None,
+                    detail: format!("lease row: {e}"),
+                });
+            return Some(lease.map(LeasedOpen::HeldBy));
+        }
+        match crate::journal::history_of(&rows, run_id) {
+            Ok(Some(history)) => Some(Ok(LeasedOpen::Opened(history))),
+            // A row created by a concurrent transaction can be invisible to the statement's
+            // snapshot (the holder's lease, or the run itself): the engine's two calls, which
+            // try again, decide. A lease taken on the way is taken again by the same owner.
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
     // `update_run_unless_cancelled_with_events` keeps its default (the events through the
     // group commit, then this): a statement of its own that notifies the events channel takes

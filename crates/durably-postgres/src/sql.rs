@@ -238,6 +238,8 @@ pub(crate) const LIST_FILTERS: [&str; 4] = ["status", "workflow", "queue", "pare
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub(crate) open_run: String,
+    /// `open_run` after taking the run's lease, only if it was taken (see [`open_run`]).
+    pub(crate) open_run_leased: String,
     pub(crate) save_step: String,
     /// `save_step` of many records and `append_events` of many runs at once, from one array
     /// per column (see `batch.rs`).
@@ -311,42 +313,8 @@ impl Statements {
             .collect();
         let now = "$2";
         Statements {
-            // One statement, so one round trip: create or resume the run, then return it (row
-            // kind 0), its steps (kind 1) and its signals (kind 2). The rows of a data-modifying
-            // CTE are invisible to the rest of the statement, hence `up` and the fallback read
-            // of a run the upsert left alone (completed, cancelled, another workflow's).
-            open_run: format!(
-                "WITH up AS (
-                    INSERT INTO {s}.runs AS r (run_id, workflow, status, input_text, created_at_ms, updated_at_ms)
-                    VALUES ($1, $2, 'running', $3, $4, $4)
-                    ON CONFLICT (run_id) DO UPDATE SET
-                        status = 'running', error = NULL, waiting_on = NULL, wake_at_ms = NULL,
-                        updated_at_ms = excluded.updated_at_ms
-                    WHERE r.workflow = excluded.workflow
-                      AND r.status IN ('enqueued', 'running', 'waiting', 'failed')
-                    RETURNING r.run_id, r.workflow, r.status, r.input_text, r.output_text, r.error,
-                              r.waiting_on, r.created_at_ms, r.updated_at_ms, r.queue, r.parent_id,
-                              r.wake_at_ms, r.claimed_at_ms, r.version
-                ), run AS (
-                    SELECT * FROM up
-                    UNION ALL
-                    SELECT {RUN_COLUMNS} FROM {s}.runs
-                    WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM up)
-                )
-                SELECT 0 AS kind, run_id AS t1, workflow AS t2, status AS t3, input_text AS t4,
-                       output_text AS t5, error AS t6, waiting_on AS t7,
-                       created_at_ms AS n1, updated_at_ms AS n2, NULL::bigint AS n3,
-                       queue AS t8, parent_id AS t9, wake_at_ms AS n4, claimed_at_ms AS n5, version AS t10
-                FROM run
-                UNION ALL
-                SELECT 1, step_id, name, status, value_text, error, request_hash, NULL,
-                       started_at_ms, finished_at_ms, attempts, NULL, NULL, NULL, NULL, NULL
-                FROM {s}.steps WHERE run_id = $1
-                UNION ALL
-                SELECT 2, name, payload_text, NULL, NULL, NULL, NULL, NULL, delivered_at_ms, NULL, NULL,
-                       NULL, NULL, NULL, NULL, NULL
-                FROM {s}.signals WHERE run_id = $1"
-            ),
+            open_run: open_run(&s, false),
+            open_run_leased: open_run(&s, true),
             save_step: format!(
                 "INSERT INTO {s}.steps (run_id, step_id, name, status, value_text, error, attempts,
                                         request_hash, started_at_ms, finished_at_ms)
@@ -877,6 +845,77 @@ pub(crate) enum HistoryRow {
     Run(RunRecord),
     Step(StepRecord),
     Signal(SignalRecord),
+}
+
+/// The `open_run` statement: one statement, so one round trip: create or resume run `$1`
+/// (workflow `$2`, input `$3`, at `$4`), then return it (row kind 0), its steps (kind 1) and its
+/// signals (kind 2). The rows of a data-modifying CTE are invisible to the rest of the
+/// statement, hence `up` and the fallback read of a run the upsert left alone (completed,
+/// cancelled, another workflow's).
+///
+/// `leased`: the `open_run_leased` statement, which first takes the run's lease for owner `$5`
+/// for `$6` ms by the clock `$7` (NULL: the server's), as `acquire_lease` does, and opens the
+/// run only if it got it; otherwise its one row (kind 3) is the holder's lease: owner in the
+/// second column, expiry in the ninth.
+fn open_run(s: &str, leased: bool) -> String {
+    let (lease, gate, held) = if leased {
+        (
+            format!(
+                "clock AS (SELECT COALESCE($7::bigint, {SERVER_NOW_MS}) AS now_ms),
+                 got AS (
+                    INSERT INTO {s}.leases AS l (run_id, owner, expires_at_ms)
+                    SELECT $1, $5, LEAST(now_ms::numeric + $6::bigint, 9223372036854775807)::bigint FROM clock
+                    ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner,
+                        expires_at_ms = excluded.expires_at_ms
+                    WHERE l.owner = excluded.owner OR l.expires_at_ms <= (SELECT now_ms FROM clock)
+                    RETURNING l.run_id
+                 ),"
+            ),
+            " WHERE EXISTS (SELECT 1 FROM got)",
+            format!(
+                "
+                UNION ALL
+                SELECT 3, owner, NULL, NULL, NULL, NULL, NULL, NULL, expires_at_ms, NULL, NULL,
+                       NULL, NULL, NULL, NULL, NULL
+                FROM {s}.leases WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM got)"
+            ),
+        )
+    } else {
+        (String::new(), "", String::new())
+    };
+    let and_gate = gate.replace(" WHERE ", " AND ");
+    format!(
+        "WITH {lease} up AS (
+            INSERT INTO {s}.runs AS r (run_id, workflow, status, input_text, created_at_ms, updated_at_ms)
+            SELECT $1, $2, 'running', $3, $4, $4{gate}
+            ON CONFLICT (run_id) DO UPDATE SET
+                status = 'running', error = NULL, waiting_on = NULL, wake_at_ms = NULL,
+                updated_at_ms = excluded.updated_at_ms
+            WHERE r.workflow = excluded.workflow
+              AND r.status IN ('enqueued', 'running', 'waiting', 'failed')
+            RETURNING r.run_id, r.workflow, r.status, r.input_text, r.output_text, r.error,
+                      r.waiting_on, r.created_at_ms, r.updated_at_ms, r.queue, r.parent_id,
+                      r.wake_at_ms, r.claimed_at_ms, r.version
+        ), run AS (
+            SELECT * FROM up
+            UNION ALL
+            SELECT {RUN_COLUMNS} FROM {s}.runs
+            WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM up){and_gate}
+        )
+        SELECT 0 AS kind, run_id AS t1, workflow AS t2, status AS t3, input_text AS t4,
+               output_text AS t5, error AS t6, waiting_on AS t7,
+               created_at_ms AS n1, updated_at_ms AS n2, NULL::bigint AS n3,
+               queue AS t8, parent_id AS t9, wake_at_ms AS n4, claimed_at_ms AS n5, version AS t10
+        FROM run
+        UNION ALL
+        SELECT 1, step_id, name, status, value_text, error, request_hash, NULL,
+               started_at_ms, finished_at_ms, attempts, NULL, NULL, NULL, NULL, NULL
+        FROM {s}.steps WHERE run_id = $1{and_gate}
+        UNION ALL
+        SELECT 2, name, payload_text, NULL, NULL, NULL, NULL, NULL, delivered_at_ms, NULL, NULL,
+               NULL, NULL, NULL, NULL, NULL
+        FROM {s}.signals WHERE run_id = $1{and_gate}{held}"
+    )
 }
 
 /// Decodes a row of the `open_run` statement (see [`Statements::open_run`] for the layout).

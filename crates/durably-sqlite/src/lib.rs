@@ -55,9 +55,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use durably_core::store::prelude::*;
 use durably_core::{
-    Claim, Error, EventRecord, LeaseOutcome, NewEvent, NewRun, QueueStats, QueuedRun, RateAcquire, RateCost,
-    RateDecision, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord, StepRecord,
-    StoreErrorKind,
+    Claim, Error, EventRecord, LeaseOutcome, LeasedOpen, NewEvent, NewRun, QueueStats, QueuedRun,
+    RateAcquire, RateCost, RateDecision, Result, RunFilter, RunHistory, RunRecord, RunUpdate, SignalRecord,
+    StepRecord, StoreErrorKind,
 };
 use rusqlite::Connection;
 
@@ -451,6 +451,29 @@ impl Leases for SqliteStore {
             self.poller.wake_events(run_id, first.saturating_add(events.len() as u64));
             applied
         }))
+    }
+    /// One job of the writer: the lease, then the run only if the lease was taken, in one
+    /// savepoint and the commit of whatever else the writer batched with them.
+    async fn open_run_leased(
+        &self,
+        new: &NewRun,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Option<Result<LeasedOpen>> {
+        let (new, owner) = (new.clone(), owner.to_owned());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let run_id = new.run_id.clone();
+        Some(
+            self.write("open_run", &run_id, move |conn| {
+                match sql::acquire_lease(conn, &new.run_id, &owner, ttl_ms, now_ms)? {
+                    LeaseOutcome::Acquired => sql::open_run(conn, &new).map(LeasedOpen::Opened),
+                    LeaseOutcome::HeldBy(lease) => Ok(LeasedOpen::HeldBy(lease)),
+                    other => Err(Fail::Message(format!("unexpected lease outcome {other:?}"))),
+                }
+            })
+            .await,
+        )
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::store::{LeaseOutcome, NewEvent, RunRecord, RunUpdate};
+use crate::store::{LeaseOutcome, LeasedOpen, NewEvent, NewRun, RunRecord, RunUpdate};
 
 /// Coordination between the processes sharing a store. Every method must be atomic across
 /// processes; a store only one process uses gets all of them from
@@ -89,6 +89,27 @@ pub trait Leases: Send + Sync {
         let _ = (run_id, update, events, keep);
         None
     }
+
+    /// Takes the lease on `new.run_id` for `owner` as [`acquire_lease`](Self::acquire_lease)
+    /// does and, only when it was taken, opens the run as
+    /// [`Journal::open_run`](crate::Journal::open_run) does, in one atomic write: the engine
+    /// starts every execution this way, so that the two cost one commit. When another owner
+    /// holds a live lease, returns it and changes nothing.
+    ///
+    /// `None` means the store did not open the run: it cannot write the two together (the
+    /// default), or could not this time. The engine then takes the lease and opens the run in
+    /// two calls, in that order (a lease the store took for `owner` on the way is simply taken
+    /// again by the same owner).
+    async fn open_run_leased(
+        &self,
+        new: &NewRun,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Option<Result<LeasedOpen>> {
+        let _ = (new, owner, ttl, now_ms);
+        None
+    }
 }
 
 #[async_trait]
@@ -134,5 +155,14 @@ impl<S: Leases + ?Sized> Leases for Arc<S> {
         keep: u64,
     ) -> Option<Result<bool>> {
         (**self).update_run_unless_cancelled_with_events(run_id, update, events, keep).await
+    }
+    async fn open_run_leased(
+        &self,
+        new: &NewRun,
+        owner: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Option<Result<LeasedOpen>> {
+        (**self).open_run_leased(new, owner, ttl, now_ms).await
     }
 }

@@ -35,8 +35,8 @@ pub use rates::{
     LoggedGrant, RateAcquire, RateCost, RateDecision, RateLimit, RateLimits, decide, duration_ms,
 };
 pub use records::{
-    Lease, LeaseOutcome, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate, SignalRecord,
-    StepRecord, StepStatus,
+    Lease, LeaseOutcome, LeasedOpen, NewRun, RunFilter, RunHistory, RunRecord, RunStatus, RunUpdate,
+    SignalRecord, StepRecord, StepStatus,
 };
 pub use signals::Signals;
 pub use single::SingleProcess;

@@ -432,6 +432,18 @@ pub enum LeaseOutcome {
     HeldBy(Lease),
 }
 
+/// What [`Leases::open_run_leased`](crate::Leases::open_run_leased) did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum LeasedOpen {
+    /// The caller holds the lease now, and the run is open: its history as
+    /// [`Journal::open_run`](crate::Journal::open_run) answers it.
+    Opened(RunHistory),
+    /// Another owner holds a lease that has not expired; nothing changed (the run was neither
+    /// created nor opened).
+    HeldBy(Lease),
+}
+
 #[cfg(test)]
 mod tests {
     use super::RunFilter;

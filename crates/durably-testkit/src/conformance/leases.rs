@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use durably_core::{LeaseOutcome, RunStatus, RunUpdate, Store};
+use durably_core::{LeaseOutcome, LeasedOpen, RunStatus, RunUpdate, Store};
 
 use super::support::*;
 
@@ -324,4 +324,51 @@ pub async fn renew_leases_names_free_leases_without_taking_them<S: Store>(store:
             "run {run_id:?}: a renewal must not take a free lease"
         );
     }
+}
+
+/// `open_run_leased`: a store that takes a lease and opens the run in one write takes the
+/// lease for the caller and answers the history `open_run` would (creating the run, or resuming
+/// it with its steps); when another owner holds the lease it answers that lease and neither
+/// creates nor changes the run. A store that cannot (`None`) is not checked further.
+pub async fn open_run_leased_takes_the_lease_then_opens_or_changes_nothing<S: Store>(store: Arc<S>) {
+    let new = new_run("leased", Some("{\"n\":1}"), 1_000);
+    let Some(opened) = store.open_run_leased(&new, "owner-a", LONG_TTL, durably_core::now_ms()).await else {
+        return;
+    };
+    let LeasedOpen::Opened(history) = opened.expect("open_run_leased of a new run") else {
+        panic!("a free lease must be taken and the run opened");
+    };
+    assert_eq!(history.run.run_id, "leased");
+    assert_eq!(history.run.status, RunStatus::Running);
+    assert_eq!(history.run.input.as_deref(), Some("{\"n\":1}"));
+    assert!(history.steps.is_empty());
+    let lease = held_by(acquire(&*store, "leased", "owner-b", LONG_TTL).await, "after open_run_leased");
+    assert_eq!(lease.owner, "owner-a", "open_run_leased must take the lease for its caller");
+
+    // Its own owner opens it again, with the steps recorded meanwhile.
+    save(&*store, "leased", &step("s1", 1_100)).await;
+    let again = store.open_run_leased(&new, "owner-a", LONG_TTL, durably_core::now_ms()).await;
+    let Some(Ok(LeasedOpen::Opened(history))) = again else { panic!("the owner reopens its run: {again:?}") };
+    assert_eq!(history.steps.iter().map(|s| s.step_id.as_str()).collect::<Vec<_>>(), ["s1"]);
+
+    // Another owner: the holder's lease, and nothing created or changed.
+    let other = new_run("held", None, 2_000);
+    assert_eq!(acquire(&*store, "held", "owner-a", LONG_TTL).await, LeaseOutcome::Acquired);
+    let answer = store.open_run_leased(&other, "owner-b", LONG_TTL, durably_core::now_ms()).await;
+    match answer {
+        Some(Ok(LeasedOpen::HeldBy(lease))) => assert_eq!(lease.owner, "owner-a"),
+        other => panic!("a held lease must be answered, got {other:?}"),
+    }
+    assert!(
+        get_run(&*store, "held").await.is_none(),
+        "a run whose lease is held elsewhere must not be created"
+    );
+    update(&*store, "leased", RunUpdate::new(RunStatus::Waiting, 3_000)).await;
+    let answer = store.open_run_leased(&new, "owner-b", LONG_TTL, durably_core::now_ms()).await;
+    assert!(matches!(answer, Some(Ok(LeasedOpen::HeldBy(_)))), "got {answer:?}");
+    assert_eq!(
+        expect_run(&*store, "leased").await.status,
+        RunStatus::Waiting,
+        "the run must be left as it was"
+    );
 }

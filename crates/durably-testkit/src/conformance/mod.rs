@@ -131,6 +131,7 @@ macro_rules! __conformance_table {
             cancelled_runs_names_exactly_the_cancelled_ones
             renew_leases_extends_the_owners_leases_and_names_other_holders
             renew_leases_names_free_leases_without_taking_them
+            open_run_leased_takes_the_lease_then_opens_or_changes_nothing
             // admin
             list_signals_returns_every_signal_oldest_first
             list_signals_of_a_run_without_signals_is_empty_and_changes_nothing
