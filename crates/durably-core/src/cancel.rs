@@ -133,8 +133,18 @@ async fn poll(watcher: Arc<CancelWatcher>, store: Arc<dyn Store>, task: u64) {
 /// cancellation found there cancels the run in memory too and is returned as
 /// [`Error::Cancelled`].
 pub(crate) async fn update_unless_cancelled(ctx: &RunContext, update: &RunUpdate) -> Result<()> {
+    end_unless_cancelled(ctx, update, None).await
+}
+
+/// [`update_unless_cancelled`] for a final status, which may release the lease of `release`
+/// (its owner) in the same store write (see `events::update_status`).
+pub(crate) async fn end_unless_cancelled(
+    ctx: &RunContext,
+    update: &RunUpdate,
+    release: Option<&str>,
+) -> Result<()> {
     settle_pending(ctx).await?;
-    let applied = crate::events::update_status(ctx, update).await?;
+    let applied = crate::events::update_status(ctx, update, release).await?;
     applied_or_cancelled(ctx, applied)
 }
 

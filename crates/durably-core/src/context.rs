@@ -431,6 +431,11 @@ impl RunContext {
         self.check_lease()
     }
 
+    /// The lease this execution holds, when the engine took one.
+    pub(crate) fn lease_state(&self) -> Option<&Arc<LeaseState>> {
+        self.inner.lease.as_ref()
+    }
+
     /// True once this execution lost the run's lease (another owner took it, or it went
     /// unrenewed for a whole TTL): it must record nothing more.
     pub fn lease_lost(&self) -> bool {

@@ -146,7 +146,7 @@ fn restore(events: &RunEvents, batch: Vec<NewEvent>) {
 /// [`Journal::save_step_with_events`]: crate::store::Journal::save_step_with_events
 pub(crate) async fn save_step_with_events(ctx: &RunContext, step: &StepRecord) -> Result<()> {
     let store = &ctx.inner.env.store;
-    let written = with_buffered(ctx, async |batch, keep| {
+    let written = with_buffered(ctx, false, async |batch, keep| {
         store.save_step_with_events(ctx.run_id(), step, batch, keep).await
     })
     .await;
@@ -159,19 +159,20 @@ pub(crate) async fn save_step_with_events(ctx: &RunContext, step: &StepRecord) -
 
 /// Hands the buffered events and the engine's retention to `write`, a store call that writes
 /// them with something else in one atomic write, holding the buffer's order meanwhile. `None`
-/// when events are off, none is buffered, or the store wrote neither; the events stay buffered
-/// unless the write succeeded.
+/// when events are off or none is buffered (unless `even_without`: then `write` gets no
+/// events), or the store wrote neither; the events stay buffered unless the write succeeded.
 async fn with_buffered<T>(
     ctx: &RunContext,
+    even_without: bool,
     write: impl AsyncFnOnce(&[NewEvent], u64) -> Option<Result<T>>,
 ) -> Option<Result<T>> {
     let events = &ctx.inner.events;
     if events.off.load(Ordering::Relaxed) {
-        return None;
+        return if even_without { write(&[], ctx.inner.env.max_events_per_run).await } else { None };
     }
     let _order = events.flushing.lock().await;
     let batch = std::mem::take(&mut *lock(&events.buffer));
-    if batch.is_empty() {
+    if batch.is_empty() && !even_without {
         return None;
     }
     let together = write(&batch, ctx.inner.env.max_events_per_run).await;
@@ -247,8 +248,17 @@ pub(crate) fn signal_received(ctx: &RunContext, name: &str, payload: &str) {
 /// store can ([`Leases::update_run_unless_cancelled_with_events`]), else the events, then the
 /// status. Whether the update applied.
 ///
+/// With `release` (the owner of the execution's lease, for a final status), the store may
+/// release the lease in the same write ([`Leases::end_run`]); the run's lease state then says
+/// so, and the engine does not release it again.
+///
 /// [`Leases::update_run_unless_cancelled_with_events`]: crate::store::Leases::update_run_unless_cancelled_with_events
-pub(crate) async fn update_status(ctx: &RunContext, update: &RunUpdate) -> Result<bool> {
+/// [`Leases::end_run`]: crate::store::Leases::end_run
+pub(crate) async fn update_status(
+    ctx: &RunContext,
+    update: &RunUpdate,
+    release: Option<&str>,
+) -> Result<bool> {
     let json_or_null = |text: &Option<String>| {
         text.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()).unwrap_or(Value::Null)
     };
@@ -258,8 +268,22 @@ pub(crate) async fn update_status(ctx: &RunContext, update: &RunUpdate) -> Resul
         _ => {}
     }
     let store = &ctx.inner.env.store;
+    if let Some(owner) = release
+        && !ctx.lease_lost()
+    {
+        let written = with_buffered(ctx, true, async |batch, keep| {
+            store.end_run(ctx.run_id(), update, batch, keep, owner).await
+        })
+        .await;
+        if let Some(result) = written {
+            if let Some(lease) = ctx.lease_state() {
+                lease.mark_released();
+            }
+            return result;
+        }
+    }
     if !ctx.lease_lost() {
-        let written = with_buffered(ctx, async |batch, keep| {
+        let written = with_buffered(ctx, false, async |batch, keep| {
             store.update_run_unless_cancelled_with_events(ctx.run_id(), update, batch, keep).await
         })
         .await;

@@ -129,6 +129,9 @@ fn hostname() -> String {
 pub(crate) struct LeaseState {
     ttl: Duration,
     lost: AtomicBool,
+    /// Set once the store released the lease with the run's final status
+    /// ([`Leases::end_run`](crate::store::Leases::end_run)): nothing is left to release.
+    released: AtomicBool,
     holder: Mutex<Option<String>>,
     /// When the last successful acquire or renewal was *sent*: the store's expiry is at least
     /// `ttl` after it.
@@ -140,6 +143,7 @@ impl LeaseState {
         LeaseState {
             ttl,
             lost: AtomicBool::new(false),
+            released: AtomicBool::new(false),
             holder: Mutex::new(None),
             renewed_at: Mutex::new(acquired_at),
         }
@@ -156,6 +160,11 @@ impl LeaseState {
             return true;
         }
         false
+    }
+
+    /// The store released the lease with the run's final status.
+    pub(crate) fn mark_released(&self) {
+        self.released.store(true, Ordering::SeqCst);
     }
 
     fn mark_lost(&self, holder: Option<String>) {
@@ -428,13 +437,30 @@ impl LeaseHold {
         self.renewer = Some(renewer);
     }
 
-    /// Stops renewing, waits for a renewal in flight, and releases the lease.
-    pub(crate) async fn release(mut self) {
-        self.released = true;
-        self.leave_live();
+    /// Stops renewing and waits for a renewal in flight: done before the run's final status is
+    /// written with the lease's release ([`Leases::end_run`](crate::store::Leases::end_run)),
+    /// so that no renewal finds the lease gone and reports it lost.
+    pub(crate) async fn stop_renewal(&mut self) {
         if let Some(renewer) = self.renewer.take() {
             renewer.forget(&self.run_id, &self.state);
             renewer.settle().await;
+        }
+    }
+
+    /// The owner the lease is held for.
+    pub(crate) fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Stops renewing, waits for a renewal in flight, and releases the lease (unless the store
+    /// released it with the run's final status).
+    pub(crate) async fn release(mut self) {
+        self.released = true;
+        self.leave_live();
+        self.stop_renewal().await;
+        if self.state.released.load(Ordering::SeqCst) {
+            tracing::debug!(target: "durably", run_id = %self.run_id, "lease released with the final status");
+            return;
         }
         if let Err(e) = self.store.release_lease(&self.run_id, &self.owner).await {
             // The lease lapses after its TTL anyway.

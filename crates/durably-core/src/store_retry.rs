@@ -165,6 +165,20 @@ impl Leases for RetryingStore {
             other => other,
         }
     }
+    async fn end_run(
+        &self,
+        run_id: &str,
+        update: &RunUpdate,
+        events: &[NewEvent],
+        keep: u64,
+        owner: &str,
+    ) -> Option<Result<bool>> {
+        // As for `update_run_unless_cancelled_with_events`: the engine makes the calls itself.
+        match self.inner.end_run(run_id, update, events, keep, owner).await {
+            Some(Err(e)) if e.kind() == Some(StoreErrorKind::Transient) => None,
+            other => other,
+        }
+    }
     async fn open_run_leased(
         &self,
         new: &NewRun,

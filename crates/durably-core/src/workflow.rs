@@ -578,7 +578,10 @@ impl Workflow {
             tracing::warn!(target: "durably", error = %err, "execution stopped: lease lost");
             return Err(err);
         }
-        let (outcome, result) = self.finish(&ctx, parent_id.as_deref(), result).await;
+        // The final status may release the lease in the same write: no renewal may follow it.
+        lease.stop_renewal().await;
+        let owner = lease.owner().to_owned();
+        let (outcome, result) = self.finish(&ctx, parent_id.as_deref(), result, &owner).await;
         if let Outcome::Cancelled = outcome {
             crate::events::cancelled(&ctx).await;
         }
@@ -620,12 +623,14 @@ impl Workflow {
         self.engine.env.store.deliver_signal(parent, &signal).await.map(drop)
     }
 
-    /// Records a run's outcome and turns it into the caller's result.
+    /// Records a run's outcome and turns it into the caller's result; the store may release
+    /// `owner`'s lease with the final status.
     async fn finish<T: Serialize>(
         &self,
         ctx: &RunContext,
         parent: Option<&str>,
         result: Result<T, BoxError>,
+        owner: &str,
     ) -> (Outcome, Result<T>) {
         let run_id = ctx.run_id().to_owned();
         let error = match result {
@@ -636,7 +641,7 @@ impl Workflow {
                         return (Outcome::Failed(e.to_string()), Err(e));
                     }
                     let update = RunUpdate::new(RunStatus::Completed, now_ms()).output(json.clone());
-                    return match crate::cancel::update_unless_cancelled(ctx, &update).await {
+                    return match crate::cancel::end_unless_cancelled(ctx, &update, Some(owner)).await {
                         Ok(()) => {
                             tracing::info!(target: "durably", "run completed");
                             (Outcome::Completed(json), Ok(value))
@@ -674,7 +679,7 @@ impl Workflow {
             tracing::warn!(target: "durably", error = %e, "could not tell the parent run that this child failed");
         }
         let update = RunUpdate::new(RunStatus::Failed, now_ms()).error(&text);
-        if let Err(store_err) = crate::cancel::update_unless_cancelled(ctx, &update).await {
+        if let Err(store_err) = crate::cancel::end_unless_cancelled(ctx, &update, Some(owner)).await {
             if let Error::Cancelled { .. } = store_err {
                 return (Outcome::Cancelled, Err(store_err));
             }

@@ -260,6 +260,9 @@ pub(crate) struct Statements {
     pub(crate) list_signals: String,
     pub(crate) delete_run: String,
     pub(crate) update_run_unless_cancelled: String,
+    /// `update_run_unless_cancelled` that also releases owner `$7`'s lease (see
+    /// [`update_run_unless_cancelled`]).
+    pub(crate) end_run: String,
     pub(crate) enqueue: String,
     /// Serializes the claims of one queue until the transaction ends, then reads the clock.
     pub(crate) lock_queue: String,
@@ -480,15 +483,8 @@ impl Statements {
             // The row lock of the UPDATE re-checks the status against the latest committed
             // version, so a cancellation committed concurrently is never overwritten. The
             // existence check tells "cancelled" from "no such run".
-            update_run_unless_cancelled: format!(
-                "WITH upd AS (
-                    UPDATE {s}.runs SET status = $2, output_text = $3, error = $4, waiting_on = $5,
-                        wake_at_ms = NULL, updated_at_ms = $6
-                    WHERE run_id = $1 AND status <> 'cancelled'
-                    RETURNING 1
-                 )
-                 SELECT EXISTS (SELECT 1 FROM upd), EXISTS (SELECT 1 FROM {s}.runs WHERE run_id = $1)"
-            ),
+            update_run_unless_cancelled: update_run_unless_cancelled(&s, false),
+            end_run: update_run_unless_cancelled(&s, true),
             // The first column says whether this call created the run; the last notifies the
             // work channel `$9` of a created run's queue. A run created by a concurrent
             // transaction can be invisible to the fallback read: the caller tries again.
@@ -845,6 +841,31 @@ pub(crate) enum HistoryRow {
     Run(RunRecord),
     Step(StepRecord),
     Signal(SignalRecord),
+}
+
+/// Sets the status of run `$1` (`$2`–`$6`) unless it is cancelled; answers whether it did and
+/// whether the run exists. `release`: the `end_run` statement, which also deletes owner `$7`'s
+/// lease on the run (the run must exist), whether or not the status changed.
+fn update_run_unless_cancelled(s: &str, release: bool) -> String {
+    let released = if release {
+        format!(
+            ", released AS (
+                DELETE FROM {s}.leases WHERE run_id = $1 AND owner = $7
+                  AND EXISTS (SELECT 1 FROM {s}.runs WHERE run_id = $1)
+             )"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "WITH upd AS (
+            UPDATE {s}.runs SET status = $2, output_text = $3, error = $4, waiting_on = $5,
+                wake_at_ms = NULL, updated_at_ms = $6
+            WHERE run_id = $1 AND status <> 'cancelled'
+            RETURNING 1
+         ){released}
+         SELECT EXISTS (SELECT 1 FROM upd), EXISTS (SELECT 1 FROM {s}.runs WHERE run_id = $1)"
+    )
 }
 
 /// The `open_run` statement: one statement, so one round trip: create or resume run `$1`

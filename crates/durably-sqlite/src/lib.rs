@@ -452,6 +452,37 @@ impl Leases for SqliteStore {
             applied
         }))
     }
+    /// One job of the writer: the events, the status and the lease's release share a
+    /// savepoint, and the commit of whatever else the writer batched with them.
+    async fn end_run(
+        &self,
+        run_id: &str,
+        update: &RunUpdate,
+        events: &[NewEvent],
+        keep: u64,
+        owner: &str,
+    ) -> Option<Result<bool>> {
+        let (owned, update, batch, owner) =
+            (run_id.to_owned(), update.clone(), events.to_vec(), owner.to_owned());
+        let written = self
+            .write("update_run_unless_cancelled", run_id, move |conn| {
+                let first = if batch.is_empty() {
+                    None
+                } else {
+                    Some(sql::append_events(conn, &owned, &batch, keep)?)
+                };
+                let applied = sql::update_run_unless_cancelled(conn, &owned, &update)?;
+                sql::release_lease(conn, &owned, &owner)?;
+                Ok((first, applied))
+            })
+            .await;
+        Some(written.map(|(first, applied)| {
+            if let Some(first) = first {
+                self.poller.wake_events(run_id, first.saturating_add(events.len() as u64));
+            }
+            applied
+        }))
+    }
     /// One job of the writer: the lease, then the run only if the lease was taken, in one
     /// savepoint and the commit of whatever else the writer batched with them.
     async fn open_run_leased(

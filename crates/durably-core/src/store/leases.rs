@@ -90,6 +90,30 @@ pub trait Leases: Send + Sync {
         None
     }
 
+    /// Ends an execution: appends `events` to the run's log as
+    /// [`update_run_unless_cancelled_with_events`](Self::update_run_unless_cancelled_with_events)
+    /// does and applies its update, then releases `owner`'s lease on the run as
+    /// [`release_lease`](Self::release_lease) does, whether or not the update applied: the
+    /// update and the release in one atomic write, the events in it or committed before it
+    /// (never after, and the update never lands without them). The engine writes a run's final
+    /// status this way, so that the end of a run and the release of its lease cost one commit.
+    /// Returns whether the update applied; an unknown run is
+    /// [`Error::RunNotFound`](crate::Error::RunNotFound), with nothing written.
+    ///
+    /// `None` means the store did neither (the default): the engine writes the events and the
+    /// status as `update_run_unless_cancelled_with_events` describes, then releases the lease.
+    async fn end_run(
+        &self,
+        run_id: &str,
+        update: &RunUpdate,
+        events: &[NewEvent],
+        keep: u64,
+        owner: &str,
+    ) -> Option<Result<bool>> {
+        let _ = (run_id, update, events, keep, owner);
+        None
+    }
+
     /// Takes the lease on `new.run_id` for `owner` as [`acquire_lease`](Self::acquire_lease)
     /// does and, only when it was taken, opens the run as
     /// [`Journal::open_run`](crate::Journal::open_run) does, in one atomic write: the engine
@@ -164,5 +188,15 @@ impl<S: Leases + ?Sized> Leases for Arc<S> {
         now_ms: i64,
     ) -> Option<Result<LeasedOpen>> {
         (**self).open_run_leased(new, owner, ttl, now_ms).await
+    }
+    async fn end_run(
+        &self,
+        run_id: &str,
+        update: &RunUpdate,
+        events: &[NewEvent],
+        keep: u64,
+        owner: &str,
+    ) -> Option<Result<bool>> {
+        (**self).end_run(run_id, update, events, keep, owner).await
     }
 }

@@ -330,3 +330,59 @@ pub async fn a_status_with_events_writes_both_or_neither<S: Store>(store: Arc<S>
     }
     assert!(read(&*store, "nobody", 0, 100).await.is_empty(), "events of an unknown run were written");
 }
+
+/// `end_run`: a store that ends a run in one write (`Some`) appends the events, applies the
+/// update unless the run is cancelled, and releases the caller's lease either way (never
+/// another owner's); an unknown run is `RunNotFound`. One that cannot (`None`) has written
+/// nothing and released nothing.
+pub async fn end_run_writes_the_status_and_releases_the_lease<S: Store>(store: Arc<S>) {
+    open(&*store, new_run("run-1", None, 1_000)).await;
+    assert_eq!(acquire(&*store, "run-1", "owner-a", LONG_TTL).await, durably_core::LeaseOutcome::Acquired);
+    let done = RunUpdate::new(RunStatus::Completed, 1_001).output("7");
+    match store.end_run("run-1", &done, &[event(0), event(1)], u64::MAX, "owner-a").await {
+        None => {
+            assert_eq!(
+                expect_run(&*store, "run-1").await.status,
+                RunStatus::Running,
+                "`None`, yet the status changed"
+            );
+            assert!(read(&*store, "run-1", 0, 100).await.is_empty(), "`None`, yet events were appended");
+            let lease = held_by(acquire(&*store, "run-1", "owner-b", LONG_TTL).await, "`None`");
+            assert_eq!(lease.owner, "owner-a", "`None`, yet the lease was released");
+            return;
+        }
+        Some(applied) => assert!(applied.unwrap_or_else(|e| panic!("the write failed: {e}")), "not applied"),
+    }
+    let run = expect_run(&*store, "run-1").await;
+    assert_eq!((run.status, run.output.as_deref()), (RunStatus::Completed, Some("7")));
+    assert_eq!(offsets(&read(&*store, "run-1", 0, 100).await), [0, 1]);
+    assert_eq!(
+        acquire(&*store, "run-1", "owner-b", LONG_TTL).await,
+        durably_core::LeaseOutcome::Acquired,
+        "the lease must be released with the status"
+    );
+
+    // A cancelled run keeps its status, and the lease is released all the same; no events.
+    open(&*store, new_run("run-2", None, 2_000)).await;
+    update(&*store, "run-2", RunUpdate::new(RunStatus::Cancelled, 2_001)).await;
+    assert_eq!(acquire(&*store, "run-2", "owner-a", LONG_TTL).await, durably_core::LeaseOutcome::Acquired);
+    let failed = RunUpdate::new(RunStatus::Failed, 2_002).error("boom");
+    let written = store.end_run("run-2", &failed, &[], u64::MAX, "owner-a").await;
+    assert!(!written.expect("the store ended a run before").unwrap(), "a cancelled run was updated");
+    assert_eq!(expect_run(&*store, "run-2").await.status, RunStatus::Cancelled);
+    assert_eq!(acquire(&*store, "run-2", "owner-b", LONG_TTL).await, durably_core::LeaseOutcome::Acquired);
+
+    // Another owner's lease stays.
+    open(&*store, new_run("run-3", None, 3_000)).await;
+    assert_eq!(acquire(&*store, "run-3", "owner-b", LONG_TTL).await, durably_core::LeaseOutcome::Acquired);
+    let written = store.end_run("run-3", &done, &[], u64::MAX, "owner-a").await;
+    assert!(written.expect("the store ended a run before").unwrap());
+    let lease = held_by(acquire(&*store, "run-3", "owner-c", LONG_TTL).await, "another owner's lease");
+    assert_eq!(lease.owner, "owner-b", "end_run released another owner's lease");
+
+    let unknown = store.end_run("nobody", &done, &[event(0)], u64::MAX, "owner-a").await;
+    match unknown.expect("the store ended a run before") {
+        Err(durably_core::Error::RunNotFound { run_id }) => assert_eq!(run_id, "nobody"),
+        other => panic!("an unknown run must be RunNotFound, got {other:?}"),
+    }
+}

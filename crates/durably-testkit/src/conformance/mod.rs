@@ -179,6 +179,7 @@ macro_rules! __conformance_table {
             delete_run_of_a_trimmed_log_starts_again_at_zero
             a_checkpoint_with_events_writes_both_or_neither
             a_status_with_events_writes_both_or_neither
+            end_run_writes_the_status_and_releases_the_lease
             // rate limits
             rate_limit_grants_up_to_the_limit_then_refuses_with_a_retry_time
             rate_limit_counts_tokens
