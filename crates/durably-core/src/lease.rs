@@ -390,7 +390,7 @@ pub(crate) async fn acquire_and_open(
     let sent = Instant::now();
     match store.open_run_leased(new, owner, ttl, store.now_ms()).await {
         Some(Ok(LeasedOpen::Opened(history))) => {
-            return Ok((LeaseHold::taken(store, &new.run_id, owner, ttl, sent, mark), Some(history)));
+            return Ok((LeaseHold::taken(store, &new.run_id, owner, ttl, sent, mark), Some(*history)));
         }
         Some(Err(e)) => return Err(e),
         // Held by another owner: `acquire` waits for it, or takes over from a holder that is gone.

@@ -154,7 +154,7 @@ impl Leases for PostgresStore {
             return Some(lease.map(LeasedOpen::HeldBy));
         }
         match crate::journal::history_of(&rows, run_id) {
-            Ok(Some(history)) => Some(Ok(LeasedOpen::Opened(history))),
+            Ok(Some(history)) => Some(Ok(LeasedOpen::Opened(Box::new(history)))),
             // A row created by a concurrent transaction can be invisible to the statement's
             // snapshot (the holder's lease, or the run itself): the engine's two calls, which
             // try again, decide. A lease taken on the way is taken again by the same owner.

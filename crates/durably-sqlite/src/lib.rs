@@ -498,7 +498,9 @@ impl Leases for SqliteStore {
         Some(
             self.write("open_run", &run_id, move |conn| {
                 match sql::acquire_lease(conn, &new.run_id, &owner, ttl_ms, now_ms)? {
-                    LeaseOutcome::Acquired => sql::open_run(conn, &new).map(LeasedOpen::Opened),
+                    LeaseOutcome::Acquired => {
+                        sql::open_run(conn, &new).map(|history| LeasedOpen::Opened(Box::new(history)))
+                    }
                     LeaseOutcome::HeldBy(lease) => Ok(LeasedOpen::HeldBy(lease)),
                     other => Err(Fail::Message(format!("unexpected lease outcome {other:?}"))),
                 }

@@ -438,7 +438,7 @@ pub enum LeaseOutcome {
 pub enum LeasedOpen {
     /// The caller holds the lease now, and the run is open: its history as
     /// [`Journal::open_run`](crate::Journal::open_run) answers it.
-    Opened(RunHistory),
+    Opened(Box<RunHistory>),
     /// Another owner holds a lease that has not expired; nothing changed (the run was neither
     /// created nor opened).
     HeldBy(Lease),
