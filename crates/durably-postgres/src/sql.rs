@@ -367,8 +367,19 @@ impl Statements {
                     FROM ev JOIN span ON span.run_id = ev.run_id
                     WHERE span.first + ev.n - 1 >= span.oldest
                  ), dropped AS (
-                    DELETE FROM {s}.events AS d USING span
-                    WHERE d.run_id = span.run_id AND d.event_offset < span.oldest
+                    -- Only runs past their retention, each through the primary key, then by
+                    -- row address: joined plainly, the planner (its statistics older than the
+                    -- log) read the whole events table for each batch (80 ms with 400,000
+                    -- events; 4 ms this way).
+                    DELETE FROM {s}.events AS d
+                    WHERE d.ctid = ANY(ARRAY(
+                        SELECT old.ctid FROM span
+                        CROSS JOIN LATERAL (
+                            SELECT e.ctid FROM {s}.events e
+                            WHERE e.run_id = span.run_id AND e.event_offset < span.oldest
+                        ) old
+                        WHERE span.oldest > 0
+                    ))
                  )
                  SELECT run_id, first, pg_notify($16, {run_payload})::text FROM span",
                 run_payload = payload("span.run_id"),
