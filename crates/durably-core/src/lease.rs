@@ -1,5 +1,5 @@
 //! One executor per run across processes (rule 9 of docs/design.md): an execution takes the run's lease in
-//! the store before it opens the run, has it renewed in the background every third of its TTL
+//! the store before it opens the run (or with it, in one write), has it renewed in the background every third of its TTL
 //! while the run executes (through signal waits and sleeps too), and releases it when the
 //! execution ends. A renewal that finds the lease gone marks it lost; the run then stops at its
 //! next step boundary and records nothing more.
