@@ -447,11 +447,6 @@ impl LeaseHold {
         }
     }
 
-    /// The owner the lease is held for.
-    pub(crate) fn owner(&self) -> &str {
-        &self.owner
-    }
-
     /// Stops renewing, waits for a renewal in flight, and releases the lease (unless the store
     /// released it with the run's final status).
     pub(crate) async fn release(mut self) {

@@ -580,8 +580,7 @@ impl Workflow {
         }
         // The final status may release the lease in the same write: no renewal may follow it.
         lease.stop_renewal().await;
-        let owner = lease.owner().to_owned();
-        let (outcome, result) = self.finish(&ctx, parent_id.as_deref(), result, &owner).await;
+        let (outcome, result) = self.finish(&ctx, parent_id.as_deref(), result, &self.engine.owner).await;
         if let Outcome::Cancelled = outcome {
             crate::events::cancelled(&ctx).await;
         }

@@ -897,7 +897,7 @@ fn update_run_unless_cancelled(s: &str, release: bool) -> String {
 /// run only if it got it; otherwise its one row (kind 3) is the holder's lease: owner in the
 /// second column, expiry in the ninth.
 fn open_run(s: &str, leased: bool) -> String {
-    let (lease, gate, held) = if leased {
+    let (lease, gate, and_gate, held) = if leased {
         (
             format!(
                 "clock AS (SELECT COALESCE($7::bigint, {SERVER_NOW_MS}) AS now_ms),
@@ -911,6 +911,7 @@ fn open_run(s: &str, leased: bool) -> String {
                  ),"
             ),
             " WHERE EXISTS (SELECT 1 FROM got)",
+            " AND EXISTS (SELECT 1 FROM got)",
             format!(
                 "
                 UNION ALL
@@ -920,9 +921,8 @@ fn open_run(s: &str, leased: bool) -> String {
             ),
         )
     } else {
-        (String::new(), "", String::new())
+        (String::new(), "", "", String::new())
     };
-    let and_gate = gate.replace(" WHERE ", " AND ");
     format!(
         "WITH {lease} up AS (
             INSERT INTO {s}.runs AS r (run_id, workflow, status, input_text, created_at_ms, updated_at_ms)
